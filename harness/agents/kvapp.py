@@ -1,0 +1,299 @@
+#!/usr/bin/python3
+"""Sample HA application: a durable HTTP key-value store on the cluster's shared filesystem.
+
+Standard library only, because Pacemaker runs it with the system python outside any
+virtualenv.  A PUT is acknowledged only after the value, and the directory entry that
+names it, have been fsync'ed, so an acknowledged write must survive any failover.
+Any OSError (EIO when the disk is pulled, ENOSPC, EROFS ...) yields 503, never an ack.
+"""
+
+import argparse
+import errno
+import http.server
+import json
+import os
+import re
+import signal
+import socket
+import stat
+import sys
+import tempfile
+import threading
+import time
+import urllib.parse
+
+KEY_RE = re.compile(r"[A-Za-z0-9._-]{1,128}")
+MARKER = ".fallover-kv"
+MAX_VALUE = 16 * 1024 * 1024
+IDLE_TIMEOUT = 30  # seconds an idle keep-alive connection may hold a thread
+
+
+def log(node, msg):
+    """Write one timestamped line to stderr; the agent appends stderr to its logfile."""
+    ts = time.strftime("%Y-%m-%dT%H:%M:%S")
+    sys.stderr.write(f"{ts} kvapp[{os.getpid()}] {node} {msg}\n")
+    sys.stderr.flush()
+
+
+class ErrorLog:
+    """Rate-limited error log: a pulled disk at 300 req/s must not flood the logfile."""
+
+    def __init__(self, node, interval=1.0):
+        self.node, self.interval = node, interval
+        self.lock = threading.Lock()
+        self.seen = {}  # (op, errno name) -> [last logged time, suppressed count]
+
+    def error(self, op, exc):
+        name = errno_name(exc)
+        now = time.monotonic()
+        with self.lock:
+            last, suppressed = self.seen.get((op, name), (None, 0))
+            if last is not None and now - last < self.interval:
+                self.seen[(op, name)] = (last, suppressed + 1)
+                return
+            self.seen[(op, name)] = (now, 0)
+        more = f" (+{suppressed} similar suppressed)" if suppressed else ""
+        log(self.node, f"ERROR {op}: {name}: {exc}{more}")
+
+
+def errno_name(exc):
+    """Symbolic errno (EIO, ENOSPC ...) so clients and logs can tell failure kinds apart."""
+    return errno.errorcode.get(getattr(exc, "errno", None) or 0, type(exc).__name__)
+
+
+def check_dir(path):
+    """Raise NotADirectoryError if path is not a directory (stat follows symlinks)."""
+    if not stat.S_ISDIR(os.stat(path).st_mode):
+        raise NotADirectoryError(errno.ENOTDIR, os.strerror(errno.ENOTDIR), path)
+
+
+class Store:
+    """The on-disk store: <data_dir>/kv/<key>, one file per key."""
+
+    def __init__(self, data_dir):
+        self.data_dir = data_dir
+        self.kv_dir = os.path.join(data_dir, "kv")
+        self.marker = os.path.join(data_dir, MARKER)
+
+    def init(self):
+        """Create kv/ and the marker, but never data_dir itself: a missing data_dir
+        means the shared filesystem is not there, and writing to the root fs instead
+        would silently lose data on failover."""
+        check_dir(self.data_dir)
+        os.makedirs(self.kv_dir, exist_ok=True)
+        if not os.path.exists(self.marker):
+            with open(self.marker, "w") as f:
+                f.write("fallover kv store\n")
+                f.flush()
+                os.fsync(f.fileno())
+            self._fsync_dir(self.data_dir)
+
+    def health(self):
+        """Cheap liveness probe of the storage: data dir and kv dir stat, marker read."""
+        check_dir(self.data_dir)
+        check_dir(self.kv_dir)
+        with open(self.marker, "rb") as f:
+            f.read(64)
+
+    def put(self, key, value):
+        """Durable write: temp file, fsync, rename, fsync dir.  Raises OSError on failure."""
+        fd, tmp = tempfile.mkstemp(prefix=".tmp-", dir=self.kv_dir)
+        try:
+            with os.fdopen(fd, "wb") as f:
+                f.write(value)
+                f.flush()
+                os.fsync(f.fileno())
+            os.rename(tmp, os.path.join(self.kv_dir, key))
+            tmp = None
+            self._fsync_dir(self.kv_dir)
+        finally:
+            if tmp is not None:
+                try:
+                    os.unlink(tmp)
+                except OSError:
+                    pass
+
+    def get(self, key):
+        """Return the value, or None if the key does not exist (but the store does)."""
+        try:
+            with open(os.path.join(self.kv_dir, key), "rb") as f:
+                return f.read()
+        except FileNotFoundError:
+            check_dir(self.kv_dir)  # a vanished kv dir is a storage fault, not a miss
+            return None
+
+    @staticmethod
+    def _fsync_dir(path):
+        fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+
+
+class Handler(http.server.BaseHTTPRequestHandler):
+    """Request handler; HTTP/1.1 with Content-Length everywhere so clients can keep-alive."""
+
+    protocol_version = "HTTP/1.1"
+    timeout = IDLE_TIMEOUT
+    server_version = "fallover-kvapp/1"
+    # Buffer the response so headers and body leave in one send (handle_one_request
+    # flushes); unbuffered they are two segments and Nagle + delayed ACK cap a
+    # keep-alive connection at ~25 req/s.
+    wbufsize = 64 * 1024
+
+    def setup(self):
+        super().setup()
+        self.connection.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+
+    def end_headers(self):
+        # Every response, including send_error's, names the node that served it.
+        self.send_header("X-Fallover-Node", self.server.node)
+        super().end_headers()
+
+    def log_message(self, fmt, *args):
+        """Per-request logging is far too chatty at 300 req/s; stay quiet."""
+
+    def log_error(self, fmt, *args):
+        """Malformed requests and idle timeouts are client-side events, not app errors."""
+
+    def reply(self, code, body, ctype="application/json"):
+        if isinstance(body, (dict, list)):
+            body = (json.dumps(body) + "\n").encode()
+        elif isinstance(body, str):
+            body = body.encode()
+        self.send_response(code)
+        self.send_header("Content-Type", ctype)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        if self.command != "HEAD":
+            self.wfile.write(body)
+
+    def fail(self, op, exc):
+        self.server.errors.error(op, exc)
+        self.reply(503, {"error": errno_name(exc), "detail": str(exc), "node": self.server.node})
+
+    def key(self):
+        """Return the validated key of a /kv/<key> path, '' for other paths, None if invalid."""
+        path = urllib.parse.urlsplit(self.path).path
+        if not path.startswith("/kv/"):
+            return ""
+        key = path[4:]
+        if not KEY_RE.fullmatch(key) or key in (".", ".."):
+            return None
+        return key
+
+    def do_GET(self):
+        path = urllib.parse.urlsplit(self.path).path
+        if path == "/health":
+            try:
+                self.server.store.health()
+            except OSError as exc:
+                return self.fail("health", exc)
+            return self.reply(200, self.server.node + "\n", "text/plain")
+        key = self.key()
+        if not key:
+            return self.reply(400 if key is None else 404, {"error": "bad key or path"})
+        try:
+            value = self.server.store.get(key)
+        except OSError as exc:
+            return self.fail("get " + key, exc)
+        if value is None:
+            return self.reply(404, {"error": "not found", "key": key})
+        self.reply(200, value, "application/octet-stream")
+
+    do_HEAD = do_GET
+
+    def do_PUT(self):
+        try:
+            length = int(self.headers.get("Content-Length", ""))
+        except ValueError:
+            self.close_connection = True  # unknown body length: cannot resync the stream
+            return self.reply(411, {"error": "Content-Length required"})
+        if length < 0 or length > MAX_VALUE:
+            self.close_connection = True
+            return self.reply(413, {"error": "value too large"})
+        value = self.rfile.read(length)  # read first so keep-alive stays in sync on 400
+        key = self.key()
+        if not key:
+            return self.reply(400 if key is None else 404, {"error": "bad key or path"})
+        try:
+            self.server.store.put(key, value)
+        except OSError as exc:
+            return self.fail("put " + key, exc)
+        self.reply(201, {"key": key, "node": self.server.node})
+
+
+class Server(http.server.ThreadingHTTPServer):
+    """Threaded server that drops dead-client noise instead of printing tracebacks."""
+
+    daemon_threads = True
+    request_queue_size = 128
+
+    def handle_error(self, request, client_address):
+        exc = sys.exc_info()[1]
+        if isinstance(exc, (ConnectionError, socket.timeout)):
+            return  # clients vanish all the time during failover tests
+        self.errors.error("request from %s" % (client_address[0],), exc)
+
+
+def parse_args(argv):
+    """CLI flags override the FALLOVER_* environment, which the OCF agent sets."""
+    env = os.environ
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--data-dir", default=env.get("FALLOVER_DATA_DIR"))
+    p.add_argument("--port", type=int, default=int(env.get("FALLOVER_PORT") or 8080))
+    p.add_argument("--bind", default=env.get("FALLOVER_BIND") or "0.0.0.0")
+    p.add_argument("--node", default=env.get("FALLOVER_NODE") or socket.gethostname())
+    p.add_argument("--pidfile")
+    args = p.parse_args(argv)
+    if not args.data_dir:
+        p.error("FALLOVER_DATA_DIR or --data-dir is required")
+    return args
+
+
+def write_pidfile(path):
+    """Atomic write, so a reader never sees an empty or partial pid."""
+    tmp = f"{path}.{os.getpid()}.tmp"
+    with open(tmp, "w") as f:
+        f.write(f"{os.getpid()}\n")
+    os.rename(tmp, path)
+
+
+def main(argv=None):
+    args = parse_args(argv)
+    store = Store(args.data_dir)
+    try:
+        store.init()
+        server = Server((args.bind, args.port), Handler)
+    except OSError as exc:
+        log(args.node, f"ERROR cannot start: {errno_name(exc)}: {exc}")
+        return 1
+    server.node, server.store, server.errors = args.node, store, ErrorLog(args.node)
+
+    def on_signal(signum, frame):
+        # shutdown() blocks until serve_forever returns, so it must run in another thread.
+        threading.Thread(target=server.shutdown, daemon=True).start()
+
+    signal.signal(signal.SIGTERM, on_signal)
+    signal.signal(signal.SIGINT, on_signal)
+    if args.pidfile:
+        write_pidfile(args.pidfile)
+    log(args.node, f"listening on {args.bind}:{args.port} data_dir={args.data_dir}")
+    try:
+        server.serve_forever(poll_interval=0.2)
+    finally:
+        server.server_close()
+        if args.pidfile:
+            try:
+                with open(args.pidfile) as f:
+                    if f.read().strip() == str(os.getpid()):
+                        os.unlink(args.pidfile)
+            except OSError:
+                pass
+    log(args.node, "stopped")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

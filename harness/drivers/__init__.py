@@ -1,0 +1,1 @@
+"""Cluster drivers: read and steer the cluster software (Pacemaker now; keepalived later)."""

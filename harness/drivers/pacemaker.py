@@ -1,0 +1,156 @@
+"""The Pacemaker driver: read a typed ClusterState from crm_mon and steer groups with crm tools."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+
+from harness.drivers.state import ClusterState, parse_crm_mon
+from harness.errors import CommandFailed, TransportError, WaitTimeout
+from harness.testbed.base import Progress, Testbed, quiet
+from harness.wait import wait_until
+
+CRM_MON = ["crm_mon", "--one-shot", "--inactive", "--output-as=xml"]
+
+
+class PacemakerDriver:
+    """Talks to the cluster through any live node, preferring one that knows the DC.
+
+    A just-rejoined node reports no DC and its peers as unclean, so a view without a DC
+    is used only when no node has a better one.
+    """
+
+    def __init__(self, testbed: Testbed, *, query_timeout: float = 8.0) -> None:
+        self.testbed = testbed
+        self.topology = testbed.topology
+        self.query_timeout = query_timeout
+
+    # -- reading ------------------------------------------------------------------------------
+
+    def view(self, node: str) -> ClusterState | None:
+        """The cluster as one node sees it, or None when that node cannot answer."""
+        try:
+            r = self.testbed.node(node).run(CRM_MON, timeout=self.query_timeout, check=False)
+        except (TransportError, CommandFailed):
+            return None
+        if not r.stdout.lstrip().startswith("<"):
+            return None
+        try:
+            return parse_crm_mon(r.stdout, seen_from=node)
+        except Exception:
+            return None
+
+    def views(self) -> dict[str, ClusterState | None]:
+        """Every running node's view: different answers mean a partitioned cluster."""
+        return {n: self.view(n) for n in self.topology.node_names if self.testbed.running(n)}
+
+    def state(self) -> ClusterState | None:
+        fallback = None
+        for node in self._query_order():
+            s = self.view(node)
+            if s is None:
+                continue
+            if s.dc is not None:
+                return s
+            fallback = fallback or s
+        return fallback
+
+    def _query_order(self) -> list[str]:
+        return [n for n in self.topology.node_names if self.testbed.running(n)]
+
+    # -- waiting --------------------------------------------------------------------------------
+
+    def wait_until(self, predicate: Callable[[ClusterState], bool], *, timeout: float, what: str,
+                   progress: Progress = quiet, interval: float = 0.25) -> ClusterState:
+        """Poll the cluster until ``predicate(state)``; progress lines show what is still missing."""
+        last: list[ClusterState | None] = [None]
+        shown = [""]
+
+        def check() -> ClusterState | None:
+            s = self.state()
+            last[0] = s
+            line = s.summary() if s else "no node answers"
+            if line != shown[0]:
+                progress(f"{what}: {line}")
+                shown[0] = line
+            return s if s is not None and predicate(s) else None
+
+        def describe() -> str:
+            return last[0].summary() if last[0] else "no node answers crm_mon"
+
+        return wait_until(check, timeout=timeout, what=what, interval=interval, describe=describe)
+
+    def expected_node(self, group: str, state: ClusterState) -> str | None:
+        """Where the topology's priority list puts a group, given which nodes are online."""
+        for n in self.topology.group(group).nodes:
+            if n in state.online:
+                return n
+        return None
+
+    def settled(self, s: ClusterState) -> bool:
+        running = [n for n in self.topology.node_names if self.testbed.running(n)]
+        if s.dc is None or sorted(running) != s.online:
+            return False
+        for g in self.topology.groups:
+            node = s.group_node(g.name)
+            if node is None:
+                return False
+            if g.policy == "cascading" and node != self.expected_node(g.name, s):
+                return False
+        return True
+
+    def wait_settled(self, *, timeout: float = 90.0, progress: Progress = quiet) -> ClusterState:
+        """All powered-on nodes online and every group started where its policy puts it."""
+        return self.wait_until(self.settled, timeout=timeout, what="cluster settling", progress=progress)
+
+    # -- steering -------------------------------------------------------------------------------
+
+    def _crm(self, argv: list[str], timeout: float = 30.0) -> None:
+        for node in self._query_order():
+            try:
+                self.testbed.node(node).run(argv, timeout=timeout)
+                return
+            except TransportError:
+                continue
+        raise TransportError("cluster", "no running node to run " + " ".join(argv))
+
+    def move_group(self, group: str, node: str, *, timeout: float = 60.0,
+                   progress: Progress = quiet) -> ClusterState:
+        """Planned move (rg_move): ban-free move constraint, wait until started there, then clear it."""
+        self._crm(["crm_resource", "--resource", group, "--move", "--node", node])
+        try:
+            return self.wait_until(lambda s: s.group_node(group) == node, timeout=timeout,
+                                   what=f"{group} started on {node}", progress=progress)
+        finally:
+            self.clear_move(group)
+
+    def clear_move(self, group: str) -> None:
+        self._crm(["crm_resource", "--resource", group, "--clear"])
+
+    def cleanup(self, resource: str | None = None) -> None:
+        """Forget failed actions (the operator's step after repairing a failure)."""
+        self._crm(["crm_resource", "--cleanup", *(["--resource", resource] if resource else [])])
+
+    def stop_services(self, node: str, *, timeout: float = 60.0) -> None:
+        """Graceful stop of the cluster software on a node: pacemaker hands its groups over."""
+        t = self.testbed.node(node)
+        t.run("kill -TERM $(cat /run/pacemakerd.pid 2>/dev/null || pidof pacemakerd)", timeout=10)
+        deadline = time.monotonic() + timeout
+        while t.run(["pidof", "pacemakerd"], timeout=10, check=False).ok:
+            if time.monotonic() > deadline:
+                raise WaitTimeout(f"pacemakerd on {node} to stop", timeout)
+            time.sleep(0.1)
+        t.run(["corosync-cfgtool", "-H", "--force"], timeout=30, check=False)
+
+    def start_services(self, node: str) -> None:
+        self.testbed.start_services(node)
+
+    def versions(self, node: str) -> dict[str, str]:
+        out = {}
+        for name, argv in (("pacemaker", ["pacemakerd", "--version"]), ("corosync", ["corosync", "-v"])):
+            try:
+                r = self.testbed.node(node).run(argv, timeout=10, check=False)
+                out[name] = r.stdout.splitlines()[0] if r.stdout else "?"
+            except TransportError:
+                out[name] = "?"
+        return out

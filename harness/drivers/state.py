@@ -1,0 +1,159 @@
+"""A typed snapshot of a cluster, as one node sees it; parsed from `crm_mon --output-as=xml`."""
+
+from __future__ import annotations
+
+import xml.etree.ElementTree as ET
+from dataclasses import dataclass, field
+
+
+@dataclass(frozen=True)
+class NodeState:
+    name: str
+    online: bool
+    unclean: bool = False
+    standby: bool = False
+    maintenance: bool = False
+    pending: bool = False
+    shutdown: bool = False
+    is_dc: bool = False
+
+    @property
+    def status(self) -> str:
+        for flag in ("unclean", "pending", "maintenance", "standby"):
+            if getattr(self, flag):
+                return flag
+        return "online" if self.online else "offline"
+
+
+@dataclass(frozen=True)
+class ResourceState:
+    id: str
+    agent: str
+    role: str
+    active: bool
+    failed: bool
+    managed: bool
+    nodes: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class GroupState:
+    """Where a group runs: a node only when every member is started there, and only there."""
+
+    name: str
+    resources: tuple[ResourceState, ...]
+
+    @property
+    def nodes(self) -> tuple[str, ...]:
+        """Every node any member runs on (more than one = the group is split or multi-active)."""
+        return tuple(sorted({n for r in self.resources for n in r.nodes}))
+
+    @property
+    def started(self) -> bool:
+        return bool(self.resources) and all(r.role == "Started" and len(r.nodes) == 1 for r in self.resources) \
+            and len(self.nodes) == 1
+
+    @property
+    def node(self) -> str | None:
+        return self.nodes[0] if self.started else None
+
+    @property
+    def started_count(self) -> int:
+        return sum(1 for r in self.resources if r.role == "Started")
+
+
+@dataclass(frozen=True)
+class FailedAction:
+    resource: str
+    node: str
+    task: str
+    exitcode: int
+    exitreason: str
+    status: str
+
+    def __str__(self) -> str:
+        why = f" ({self.exitreason})" if self.exitreason else ""
+        return f"{self.resource} {self.task} on {self.node}: rc={self.exitcode} {self.status}{why}"
+
+
+@dataclass(frozen=True)
+class ClusterState:
+    """The cluster as reported by ``seen_from``; ``dc`` is None when that node knows no DC."""
+
+    seen_from: str
+    dc: str | None
+    quorate: bool
+    nodes: dict[str, NodeState]
+    groups: dict[str, GroupState]
+    resources: dict[str, ResourceState]
+    failed_actions: tuple[FailedAction, ...] = ()
+    stack_versions: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def online(self) -> list[str]:
+        return sorted(n for n, s in self.nodes.items() if s.online and not s.unclean)
+
+    @property
+    def offline(self) -> list[str]:
+        return sorted(n for n, s in self.nodes.items() if not s.online or s.unclean)
+
+    def group_node(self, group: str) -> str | None:
+        g = self.groups.get(group)
+        return g.node if g else None
+
+    def summary(self) -> str:
+        parts = [f"online={','.join(self.online) or '-'}", f"dc={self.dc or '-'}"]
+        for name, g in sorted(self.groups.items()):
+            parts.append(f"{name}={g.node or ('+'.join(g.nodes) or 'stopped')}"
+                         f"({g.started_count}/{len(g.resources)})")
+        if self.failed_actions:
+            parts.append(f"failed={len(self.failed_actions)}")
+        return " ".join(parts)
+
+
+def _bool(el: ET.Element, attr: str) -> bool:
+    return el.get(attr, "false") == "true"
+
+
+def _resource(el: ET.Element) -> ResourceState:
+    return ResourceState(
+        id=el.get("id", ""), agent=el.get("resource_agent", ""), role=el.get("role", "Stopped"),
+        active=_bool(el, "active"), failed=_bool(el, "failed"), managed=el.get("managed", "true") == "true",
+        nodes=tuple(n.get("name", "") for n in el.findall("node")))
+
+
+def parse_crm_mon(xml_text: str, seen_from: str) -> ClusterState:
+    """Parse `crm_mon --one-shot --output-as=xml`; a pure function, tested on recorded output."""
+    root = ET.fromstring(xml_text)
+    summary = root.find("summary")
+    dc_el = summary.find("current_dc") if summary is not None else None
+    dc = dc_el.get("name") if dc_el is not None and _bool(dc_el, "present") else None
+    quorate = dc_el is not None and _bool(dc_el, "with_quorum")
+    nodes = {}
+    for n in root.findall("nodes/node"):
+        nodes[n.get("name", "")] = NodeState(
+            name=n.get("name", ""), online=_bool(n, "online"), unclean=_bool(n, "unclean"),
+            standby=_bool(n, "standby"), maintenance=_bool(n, "maintenance"), pending=_bool(n, "pending"),
+            shutdown=_bool(n, "shutdown"), is_dc=_bool(n, "is_dc"))
+    resources: dict[str, ResourceState] = {}
+    groups: dict[str, GroupState] = {}
+    res_root = root.find("resources")
+    if res_root is not None:
+        for el in res_root:
+            if el.tag == "resource":
+                r = _resource(el)
+                resources[r.id] = r
+            elif el.tag == "group":
+                members = tuple(_resource(r) for r in el.findall("resource"))
+                groups[el.get("id", "")] = GroupState(name=el.get("id", ""), resources=members)
+                resources.update({r.id: r for r in members})
+    failed = tuple(
+        FailedAction(resource=f.get("op_key", "").rsplit("_", 2)[0], node=f.get("node", ""),
+                     task=f.get("task", ""), exitcode=int(f.get("exitcode", f.get("rc", "1")) or 1),
+                     exitreason=f.get("exitreason", ""), status=f.get("status", ""))
+        for f in root.findall("failures/failure"))
+    versions = {}
+    if dc_el is not None and dc_el.get("version"):
+        versions["pacemaker"] = dc_el.get("version", "").split("-")[0]
+    return ClusterState(seen_from=seen_from, dc=dc, quorate=quorate, nodes=nodes, groups=groups,
+                        resources=resources, failed_actions=failed, stack_versions=versions)

@@ -1,0 +1,24 @@
+#!/bin/bash
+# PID 1 of an embedded cluster node (runs inside fresh net/mount/uts/ipc/pid namespaces).
+# Why a shell script: it must reap re-parented orphans (bash `wait` does) and stay tiny.
+# Usage: node-init.sh NODE NODE_STATE_DIR
+set -eu
+NODE=$1
+S=$2
+hostname "$NODE"
+# Private state for this node; /var/log is replaced whole so no log dir is made on the host.
+for d in /etc/corosync /var/lib/pacemaker /var/lib/corosync /var/log; do
+    mount --bind "$S$d" "$d"
+done
+mount -t sysfs fallover-sys /sys                       # per-netns /sys/class/net
+mount -t tmpfs -o mode=755,size=64m fallover-run /run
+mount -t tmpfs -o mode=1777,size=256m fallover-shm /dev/shm   # libqb IPC ring buffers
+mount -t tmpfs -o mode=1777,size=64m fallover-tmp /tmp
+mkdir -p /run/lock /run/resource-agents
+# The harness configures our network from outside, then creates "go".
+while [ ! -e "$S/go" ]; do sleep 0.02; done
+set +e
+corosync -f >/var/log/cluster/corosync.stdout 2>&1 &
+for _ in $(seq 200); do corosync-cfgtool -s >/dev/null 2>&1 && break; sleep 0.05; done
+pacemakerd >/var/log/pacemaker/pacemakerd.stdout 2>&1 &
+while :; do wait; sleep 1; done

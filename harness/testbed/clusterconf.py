@@ -1,0 +1,144 @@
+"""Cluster configuration generated from the topology: corosync.conf and the seed CIB.
+
+The whole CIB is seeded into every node before the first start (no crmsh round trip at
+bring-up): with dc-deadtime in the seed the first election does not wait 20 s, and with
+the fence device in the seed the scheduler never logs "no STONITH resources defined".
+"""
+
+from __future__ import annotations
+
+import subprocess
+import xml.etree.ElementTree as ET
+
+from harness.testbed.layout import AGENTS, Layout
+from harness.topology import Group, Topology
+
+# Location scores: cascading groups follow the priority list (failback, stickiness 0);
+# rotating groups stay put, because their stickiness outweighs the whole score range.
+PRIORITY_STEP = 100
+ROTATING_STICKINESS = 10000
+
+
+def corosync_conf(topo: Topology) -> str:
+    hb = [n for n in topo.networks if n.heartbeat]
+    c = topo.cluster
+    lines = [
+        "totem {", "    version: 2", f"    cluster_name: {topo.name}", "    transport: knet",
+        f"    token: {c.token_ms}", f"    token_coefficient: {c.token_coefficient_ms}",
+        "    crypto_cipher: aes256", "    crypto_hash: sha256",
+    ]
+    for i, _ in enumerate(hb):
+        lines += ["    interface {", f"        linknumber: {i}", "    }"]
+    lines += ["}", "logging {", "    to_logfile: yes", "    logfile: /var/log/cluster/corosync.log",
+              "    to_syslog: no", "    to_stderr: no", "    timestamp: hires", "}",
+              "quorum {", "    provider: corosync_votequorum", "}", "nodelist {"]
+    # one key per line: corosync rejects `node { name: x nodeid: 2 }` on a single line
+    for node in topo.node_names:
+        lines += ["    node {", f"        name: {node}", f"        nodeid: {topo.node_index(node)}"]
+        for i, net in enumerate(hb):
+            lines.append(f"        ring{i}_addr: {topo.address(node, net.name)}")
+        lines.append("    }")
+    lines.append("}")
+    return "\n".join(lines) + "\n"
+
+
+def _nvset(parent: ET.Element, tag: str, set_id: str, values: dict[str, str]) -> ET.Element:
+    el = ET.SubElement(parent, tag, id=set_id)
+    for k, v in values.items():
+        ET.SubElement(el, "nvpair", id=f"{set_id}-{k}", name=k, value=v)
+    return el
+
+
+def _ops(parent: ET.Element, rid: str, ops: list[tuple[str, str, str]]) -> None:
+    el = ET.SubElement(parent, "operations")
+    for name, interval, timeout in ops:
+        ET.SubElement(el, "op", id=f"{rid}-{name}-{interval}", name=name, interval=interval, timeout=timeout)
+
+
+def _primitive(parent: ET.Element, rid: str, cls: str, typ: str, params: dict[str, str],
+               ops: list[tuple[str, str, str]], provider: str | None = None) -> ET.Element:
+    attrs = {"id": rid, "class": cls, "type": typ}
+    if provider:
+        attrs["provider"] = provider
+    el = ET.SubElement(parent, "primitive", attrs)
+    _nvset(el, "instance_attributes", f"{rid}-params", params)
+    _ops(el, rid, ops)
+    return el
+
+
+def _group(resources: ET.Element, layout: Layout, g: Group) -> None:
+    topo = layout.topology
+    grp = ET.SubElement(resources, "group", id=g.name)
+    stick = "0" if g.policy == "cascading" else str(ROTATING_STICKINESS)
+    _nvset(grp, "meta_attributes", f"{g.name}-meta", {"resource-stickiness": stick})
+    net = topo.network(g.network)
+    _primitive(grp, f"{g.name}-fs", "ocf", "Filesystem", {
+        "device": str(layout.disk_link(g.disk)), "directory": str(layout.mountpoint(g.name)),
+        "fstype": topo.disks[[d.name for d in topo.disks].index(g.disk)].fstype,
+        "options": "errors=remount-ro",
+    }, [("start", "0s", "60s"), ("stop", "0s", "60s"), ("monitor", "10s", "40s")], provider="heartbeat")
+    _primitive(grp, f"{g.name}-ip", "ocf", "IPaddr2", {
+        "ip": str(g.service_ip), "cidr_netmask": str(net.subnet.prefixlen), "nic": g.network,
+    }, [("start", "0s", "20s"), ("stop", "0s", "20s"), ("monitor", "2s", "10s")], provider="heartbeat")
+    app = g.application
+    params = {
+        "data_dir": str(layout.mountpoint(g.name)), "port": str(app.port), "kvapp": str(AGENTS / "kvapp.py"),
+        "state_dir": f"/run/fallover-app-{g.name}", "logfile": f"/var/log/cluster/{g.name}-app.log",
+        "fail_start_marker": str(layout.state / "faults" / f"app_start_fail.{g.name}"),
+    }
+    if app.start:
+        params |= {"start_cmd": app.start, "stop_cmd": app.stop or "", "monitor_cmd": app.monitor or ""}
+    _primitive(grp, f"{g.name}-app", "ocf", "fallover-app", params,
+               [("start", "0s", "20s"), ("stop", "0s", "20s"), ("monitor", "2s", "10s")], provider="fallover")
+
+
+def cib_xml(layout: Layout, empty_cib: str) -> str:
+    """The full seed CIB; ``empty_cib`` is `cibadmin --empty` (it carries the schema version)."""
+    topo = layout.topology
+    c = topo.cluster
+    root = ET.fromstring(empty_cib)
+    conf = root.find("configuration")
+    assert conf is not None
+    crm_config = conf.find("crm_config")
+    resources = conf.find("resources")
+    constraints = conf.find("constraints")
+    assert crm_config is not None and resources is not None and constraints is not None
+    _nvset(crm_config, "cluster_property_set", "cib-bootstrap-options", {
+        "dc-deadtime": f"{c.dc_deadtime_s}s", "stonith-enabled": str(c.stonith).lower(),
+        "stonith-action": "off", "no-quorum-policy": c.no_quorum_policy,
+        "cluster-recheck-interval": "1min", "cluster-name": topo.name,
+    })
+    if c.stonith:
+        _primitive(resources, "fence", "stonith", "fence_fallover", {
+            "broker": str(layout.fence_socket), "pcmk_host_list": " ".join(topo.node_names),
+            "pcmk_host_check": "static-list",
+        }, [("monitor", "60s", "20s")])
+    for g in topo.groups:
+        _group(resources, layout, g)
+        for rank, node in enumerate(g.nodes):
+            score = str(PRIORITY_STEP * (len(g.nodes) - rank))
+            ET.SubElement(constraints, "rsc_location", id=f"{g.name}-prefers-{node}", rsc=g.name,
+                          node=node, score=score)
+        for node in topo.node_names:
+            if node not in g.nodes:
+                ET.SubElement(constraints, "rsc_location", id=f"{g.name}-avoids-{node}", rsc=g.name,
+                              node=node, score="-INFINITY")
+    rsc_defaults = ET.SubElement(conf, "rsc_defaults")
+    _nvset(rsc_defaults, "meta_attributes", "rsc-options", {"migration-threshold": "1"})
+    alerts = ET.SubElement(conf, "alerts")
+    alert = ET.SubElement(alerts, "alert", id="fallover-notify", path=str(layout.agents_dir / "fallover-alert"))
+    _nvset(alert, "meta_attributes", "fallover-notify-meta",
+           {"timestamp-format": "%Y-%m-%dT%H:%M:%S.%06N%z", "timeout": "10s"})
+    ET.SubElement(alert, "recipient", id="fallover-notify-log", value=str(layout.notification_log))
+    return ET.tostring(root, encoding="unicode")
+
+
+def empty_cib() -> str:
+    return subprocess.run(["cibadmin", "--empty"], check=True, capture_output=True, text=True,
+                          timeout=30).stdout
+
+
+def verify(cib_file: str) -> str:
+    """crm_verify's complaints about a CIB file ('' when valid)."""
+    r = subprocess.run(["crm_verify", "--xml-file", cib_file], capture_output=True, text=True, timeout=60)
+    return "" if r.returncode == 0 else (r.stderr or r.stdout).strip()

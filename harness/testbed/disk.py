@@ -1,0 +1,135 @@
+"""The shared disk: an ext4 image behind a FUSE layer (so it can be "pulled"), on a loop device.
+
+The cluster's Filesystem resource mounts it on one node at a time, in that node's mount
+namespace only. Loop numbers are shared with the rest of the machine, so we never assume
+one: the device we get is recorded as a symlink, and found again by its backing file.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from harness.errors import TestbedError
+from harness.testbed import cgroup
+from harness.testbed.layout import Layout
+
+
+def _run(argv: list[str], timeout: float = 60) -> subprocess.CompletedProcess[str]:
+    r = subprocess.run(argv, capture_output=True, text=True, timeout=timeout)
+    if r.returncode != 0:
+        raise TestbedError(f"`{' '.join(argv)}` exited {r.returncode}: {r.stderr.strip()}")
+    return r
+
+
+def backing_file(layout: Layout, disk: str) -> Path:
+    """What the loop device reads: the file exposed by the FUSE layer."""
+    return layout.disk_fuse_dir(disk) / layout.disk_image(disk).name
+
+
+def prepare(layout: Layout, disk: str) -> None:
+    """Create and format the image once; later `up`s keep the data (like a real shared disk)."""
+    spec = next(d for d in layout.topology.disks if d.name == disk)
+    image = layout.disk_image(disk)
+    image.parent.mkdir(parents=True, exist_ok=True)
+    if not image.exists():
+        tmp = image.with_suffix(".new")
+        _run(["mkfs.ext4", "-q", "-F", "-L", disk[:16], "-E", "lazy_itable_init=0,lazy_journal_init=0",
+              str(tmp), f"{spec.size_mb}M"])
+        tmp.rename(image)
+
+
+def start_fuse(layout: Layout, disk: str) -> int:
+    """The pass-through FUSE daemon that can switch the disk to I/O errors (the disk-pull fault)."""
+    from harness.testbed import faultdisk
+
+    mnt = layout.disk_fuse_dir(disk)
+    mnt.mkdir(parents=True, exist_ok=True)
+    if faultdisk.is_mounted(mnt):
+        return int(layout.pidfile(f"fuse-{disk}").read_text())
+    group = cgroup.create(layout.daemon_cgroup(f"fuse-{disk}"))
+    log = open(layout.state / f"fuse-{disk}.log", "ab")
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "harness.testbed.faultdisk", "--image", str(layout.disk_image(disk)),
+         "--mountpoint", str(mnt)],
+        stdin=subprocess.DEVNULL, stdout=log, stderr=log, start_new_session=True,
+        preexec_fn=lambda: cgroup.join_self(group), cwd="/")
+    log.close()
+    layout.pidfile(f"fuse-{disk}").write_text(str(proc.pid))
+    faultdisk.wait_mounted(mnt, timeout=15)
+    return proc.pid
+
+
+def attach(layout: Layout, disk: str) -> str:
+    """Loop device on the FUSE-exposed image; the stable symlink points at it."""
+    backing = backing_file(layout, disk)
+    dev = find_loops(layout, disk)
+    if not dev:
+        dev = [_run(["losetup", "--find", "--show", "--direct-io=off", str(backing)]).stdout.strip()]
+    link = layout.disk_link(disk)
+    tmp = link.with_suffix(".tmp")
+    if tmp.is_symlink():
+        tmp.unlink()
+    tmp.symlink_to(dev[0])
+    os.replace(tmp, link)
+    return dev[0]
+
+
+def find_loops(layout: Layout, disk: str | None = None) -> list[str]:
+    """Loop devices whose backing file is inside this testbed's state directory."""
+    out = subprocess.run(["losetup", "--json", "--list"], capture_output=True, text=True, timeout=30).stdout
+    devices = json.loads(out)["loopdevices"] if out.strip() else []
+    base = str(layout.state) + "/"
+    want = str(backing_file(layout, disk)) if disk else None
+    found = []
+    for d in devices:
+        f = (d.get("back-file") or "").removesuffix(" (deleted)")
+        if (want and f == want) or (not want and f.startswith(base)):
+            found.append(d["name"])
+    return found
+
+
+def detach_all(layout: Layout, timeout: float = 10.0) -> list[str]:
+    """Detach our loop devices; a node's ext4 mount vanishes asynchronously, so retry while busy."""
+    gone = []
+    for dev in find_loops(layout):
+        deadline = time.monotonic() + timeout
+        while True:
+            r = subprocess.run(["losetup", "-d", dev], capture_output=True, text=True, timeout=30)
+            if r.returncode == 0 or "No such device" in r.stderr:
+                gone.append(f"loop {dev}")
+                break
+            if time.monotonic() > deadline:
+                raise TestbedError(f"loop device {dev} still busy after {timeout:g}s: {r.stderr.strip()}")
+            time.sleep(0.1)
+    # `losetup -d` only marks a busy device for auto-clear; wait until it is really gone
+    deadline = time.monotonic() + timeout
+    while find_loops(layout) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    return gone
+
+
+def stop_fuse(layout: Layout) -> list[str]:
+    """Unmount every FUSE disk layer of this testbed (the daemon exits when unmounted)."""
+    from harness.testbed import faultdisk
+
+    gone = []
+    disks_dir = layout.state / "disks"
+    for mnt in sorted(disks_dir.glob("*.fuse")) if disks_dir.exists() else []:
+        if faultdisk.is_mounted(mnt):
+            faultdisk.unmount(mnt)
+            gone.append(f"fuse {mnt}")
+    for mnt in fuse_mounts(layout):
+        faultdisk.unmount(Path(mnt))
+        gone.append(f"fuse {mnt}")
+    return gone
+
+
+def fuse_mounts(layout: Layout) -> list[str]:
+    base = str(layout.state) + "/"
+    with open("/proc/mounts") as f:
+        return [line.split()[1] for line in f if line.split()[1].startswith(base) and "fuse" in line.split()[2]]

@@ -1,0 +1,362 @@
+"""Pullable shared disk for the embedded testbed: a FUSE pass-through with a fault switch.
+
+This kernel has no device-mapper (dm-flakey/dm-error) and no nbd, so a "disk pull" is made
+in user space: a FUSE filesystem exposes the disk image, a loop device is made on the
+*exposed* file, and ext4 on that loop device is what the cluster mounts. Every block the
+loop device moves passes through this daemon, which fails it (EIO) or holds it (hang) on
+command, like a pulled or frozen SAN path. Mount point layout::
+
+    <mountpoint>/<image name>   the image, passed through with pread/pwrite
+    <mountpoint>/control        read: current mode + "\\n"; write a mode word to switch
+
+The daemon is its own process (``python -m harness.testbed.faultdisk``) so that held I/O
+never blocks the harness; it is stopped by PID with SIGTERM, which unmounts.
+"""
+
+from __future__ import annotations
+
+import argparse
+import ctypes
+import ctypes.util
+import errno
+import logging
+import os
+import re
+import signal
+import stat
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any
+
+from mfusepy import FUSE, FuseOSError, Operations
+
+MODES: tuple[str, ...] = ("ok", "eio", "eio-read", "eio-write", "hang")
+CONTROL = "control"
+_HANG_POLL_S = 0.2  # bounds how long SIGTERM waits for a held thread; `ok` wakes at once
+
+
+class _Libfuse:
+    """libfuse calls mfusepy does not wrap, with pointer-correct ctypes signatures.
+
+    libfuse's SIGTERM handler only sets a flag in C, and libfuse joins every worker before
+    it unmounts: a Python thread held in `hang` never sees the signal, so it polls
+    ``fuse_session_exited`` instead, and SIGTERM still unmounts during a hang.
+    """
+
+    def __init__(self) -> None:
+        name = ctypes.util.find_library("fuse3")
+        self.lib = ctypes.CDLL(name) if name else None
+        if self.lib is not None:
+            self.lib.fuse_get_context.restype = ctypes.POINTER(ctypes.c_void_p)  # 1st: fuse*
+            self.lib.fuse_get_session.argtypes = [ctypes.c_void_p]
+            self.lib.fuse_get_session.restype = ctypes.c_void_p
+            self.lib.fuse_session_exited.argtypes = [ctypes.c_void_p]
+
+    def current_session(self) -> int | None:
+        """Session of the calling FUSE worker (valid only inside an operation)."""
+        fuse_ptr = self.lib.fuse_get_context().contents.value if self.lib else None
+        return self.lib.fuse_get_session(fuse_ptr) if self.lib and fuse_ptr else None
+
+    def exited(self, session: int | None) -> bool:
+        return bool(session and self.lib and self.lib.fuse_session_exited(session))
+
+
+class FaultDisk(Operations):  # type: ignore[misc]
+    """FUSE operations exposing one image file plus the ``control`` file.
+
+    Image I/O is pread/pwrite on one O_RDWR descriptor (positional calls are thread-safe,
+    so libfuse runs requests in parallel). Files are opened ``direct_io``, so the kernel
+    keeps no page cache of the image: otherwise reads could be served from cache while the
+    disk is "pulled", and a failed write would leave cached data the image never got.
+    """
+
+    use_ns = True  # mfusepy: nanosecond timestamps (silences its deprecation warning)
+
+    def __init__(self, image: Path, mountpoint: Path) -> None:
+        self.image, self.mountpoint = Path(image), Path(mountpoint)
+        self.name = self.image.name
+        if self.name == CONTROL:
+            raise ValueError(f"image must not be named {CONTROL!r}")
+        self._fd = os.open(self.image, os.O_RDWR | os.O_CLOEXEC)
+        self._mode = "ok"
+        self._cond = threading.Condition()
+        self._libfuse = _Libfuse()
+        self._session: int | None = None
+        self._initialized = False
+        self.served = False  # init and destroy both ran: the loop started and ended
+        self.pidfile: Path | None = None
+
+    @property
+    def mode(self) -> str:
+        with self._cond:
+            return self._mode
+
+    def set_mode(self, mode: str) -> None:
+        """Switch behaviour; leaving `hang` wakes every held I/O thread."""
+        if mode not in MODES:
+            raise ValueError(f"unknown mode {mode!r}, expected one of {MODES}")
+        with self._cond:
+            self._mode = mode
+            self._cond.notify_all()
+
+    def _gate(self, kind: str) -> None:
+        """Apply the current mode to one image I/O of `kind` ("read" or "write")."""
+        with self._cond:
+            while self._mode == "hang":
+                if self._libfuse.exited(self._session):
+                    raise FuseOSError(errno.EIO)  # SIGTERM during a hang: let libfuse exit
+                self._cond.wait(_HANG_POLL_S)
+            mode = self._mode
+        if mode in ("eio", f"eio-{kind}"):
+            raise FuseOSError(errno.EIO)
+
+    # -- FUSE operations ------------------------------------------------------------------
+
+    def init(self, path: str) -> None:
+        """The kernel connection is up, so the mount is usable: signal readiness."""
+        self._session = self._libfuse.current_session()
+        self._initialized = True
+        if self.pidfile is not None:
+            self.pidfile.write_text(f"{os.getpid()}\n")
+
+    def destroy(self, path: str) -> None:
+        self.served = self._initialized
+
+    def getattr(self, path: str, fh: int | None = None) -> dict[str, Any]:
+        now = time.time_ns()
+        times = {"st_atime": now, "st_mtime": now, "st_ctime": now}
+        if path == "/":
+            return {"st_mode": stat.S_IFDIR | 0o755, "st_nlink": 2, **times}
+        if path == "/" + CONTROL:
+            return {"st_mode": stat.S_IFREG | 0o600, "st_nlink": 1,
+                    "st_size": len(self.mode) + 1, **times}
+        if path == "/" + self.name:  # metadata never fails: a pulled disk still has a size
+            st = os.fstat(self._fd)
+            return {"st_mode": stat.S_IFREG | 0o600, "st_nlink": 1, "st_size": st.st_size,
+                    "st_blocks": st.st_blocks, "st_atime": st.st_atime_ns,
+                    "st_mtime": st.st_mtime_ns, "st_ctime": st.st_ctime_ns}
+        raise FuseOSError(errno.ENOENT)
+
+    def readdir(self, path: str, fh: int) -> Iterable[str]:  # only "/" is a directory
+        return [".", "..", CONTROL, self.name]
+
+    def open(self, path: str, flags: int) -> int:
+        if path not in ("/" + CONTROL, "/" + self.name):
+            raise FuseOSError(errno.ENOENT)
+        return 0
+
+    def read(self, path: str, size: int, offset: int, fh: int) -> bytes:
+        if path == "/" + CONTROL:
+            return (self.mode + "\n").encode()[offset:offset + size]
+        self._gate("read")
+        return os.pread(self._fd, size, offset)
+
+    def write(self, path: str, data: bytes, offset: int, fh: int) -> int:
+        if path == "/" + CONTROL:
+            try:
+                self.set_mode(data.decode().strip())
+            except (UnicodeDecodeError, ValueError):
+                raise FuseOSError(errno.EINVAL) from None
+            return len(data)
+        self._gate("write")
+        return os.pwrite(self._fd, data, offset)
+
+    def truncate(self, path: str, length: int, fh: int | None = None) -> int:
+        """O_TRUNC on `control` (a shell ``>``) must succeed; the image is passed through."""
+        if path != "/" + CONTROL:
+            self._gate("write")
+            os.ftruncate(self._fd, length)
+        return 0
+
+    def fsync(self, path: str, datasync: int, fh: int) -> int:
+        """A loop-device flush (the ext4 journal commit) lands here: honour it or fail it."""
+        if path != "/" + CONTROL:
+            self._gate("write")
+            (os.fdatasync if datasync else os.fsync)(self._fd)
+        return 0
+
+    def flush(self, path: str, fh: int) -> int:
+        return 0  # close(2): nothing is buffered here, and close must neither hang nor fail
+
+    # -- running --------------------------------------------------------------------------
+
+    def _escape_hatch(self) -> None:
+        """SIGUSR1 switches to `ok` without needing a FUSE worker thread.
+
+        libfuse 3.14 serves at most 10 requests at once (fuse_main_real does not pass its
+        max_threads option on). Ten I/Os held in `hang` leave no thread to serve a write
+        to `control`, so only a signal can end that hang (see `force_ok`).
+        """
+        while True:
+            signal.sigwait({signal.SIGUSR1})
+            self.set_mode("ok")
+
+    def serve(self, pidfile: Path | None = None) -> None:
+        """Mount and serve in the foreground until SIGTERM/SIGINT or an external unmount.
+
+        Multithreaded, so held I/O does not stop the control file or other I/O. libfuse
+        handles SIGTERM: it leaves the loop, joins its workers and unmounts. auto_unmount
+        has fusermount3 remove the mount even if this process is SIGKILLed.
+        """
+        self.pidfile = pidfile
+        # Blocked before libfuse starts its workers (they inherit the mask): only the
+        # escape thread receives SIGUSR1.
+        signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGUSR1})
+        threading.Thread(target=self._escape_hatch, name="sigusr1", daemon=True).start()
+        try:
+            FUSE(self, str(self.mountpoint), foreground=True, nothreads=False,
+                 max_idle_threads=10, direct_io=True, subtype="faultdisk",
+                 fsname="faultdisk:" + self.name.replace(",", "_"), auto_unmount=True)
+        except RuntimeError:
+            # libfuse 3.14 returns 8 ("loop failed") when a signal ended the loop, though it
+            # then unmounted cleanly: a stop after a served mount is a success.
+            if not self.served:
+                raise
+        finally:
+            os.close(self._fd)
+            if pidfile is not None:
+                pidfile.unlink(missing_ok=True)
+
+
+# -- helpers for the harness --------------------------------------------------------------
+
+
+def set_mode(mountpoint: Path, mode: str) -> None:
+    """Switch the disk behind `mountpoint`; raises ValueError before touching the daemon."""
+    if mode not in MODES:
+        raise ValueError(f"unknown mode {mode!r}, expected one of {MODES}")
+    fd = os.open(Path(mountpoint) / CONTROL, os.O_WRONLY)  # no O_TRUNC: one request, not two
+    try:
+        os.write(fd, mode.encode() + b"\n")
+    finally:
+        os.close(fd)
+
+
+def get_mode(mountpoint: Path) -> str:
+    return (Path(mountpoint) / CONTROL).read_text().strip()
+
+
+def force_ok(pid: int) -> None:
+    """Switch daemon `pid` to `ok` by signal: works even when all its threads are held."""
+    os.kill(pid, signal.SIGUSR1)
+
+
+def is_mounted(mountpoint: Path) -> bool:
+    """Whether a FUSE filesystem is mounted at `mountpoint` (in this mount namespace)."""
+    target = os.path.realpath(mountpoint)
+    with open("/proc/mounts", encoding="utf-8") as mounts:
+        for line in mounts:
+            fields = line.split()
+            # /proc/mounts escapes space, tab, newline and backslash as octal (\040)
+            path = re.sub(r"\\([0-7]{3})", lambda m: chr(int(m[1], 8)), fields[1])
+            if fields[2].startswith("fuse") and path == target:
+                return True
+    return False
+
+
+def wait_mounted(mountpoint: Path, timeout: float,
+                 proc: subprocess.Popen[Any] | None = None) -> None:
+    """Poll until the FUSE mount shows up; fail fast if `proc` (the daemon) has died."""
+    deadline = time.monotonic() + timeout
+    while not is_mounted(mountpoint):
+        if proc is not None and proc.poll() is not None:
+            raise RuntimeError(f"faultdisk daemon exited with {proc.returncode} before mounting")
+        if time.monotonic() >= deadline:
+            raise TimeoutError(f"no fuse mount at {mountpoint} after {timeout} s")
+        time.sleep(0.01)
+
+
+def unmount(mountpoint: Path) -> None:
+    """Unmount the FUSE layer if mounted: fusermount3 -u, falling back to a lazy umount."""
+    if is_mounted(mountpoint):
+        res = subprocess.run(["fusermount3", "-u", str(mountpoint)], capture_output=True)
+        if res.returncode != 0 and is_mounted(mountpoint):
+            subprocess.run(["umount", "-l", str(mountpoint)], check=True, capture_output=True)
+
+
+def start_daemon(image: Path, mountpoint: Path, timeout: float = 10.0,
+                 stderr: Any = None) -> subprocess.Popen[bytes]:
+    """Start the daemon in its own session and wait until it has mounted."""
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "harness.testbed.faultdisk", "--image", str(image),
+         "--mountpoint", str(mountpoint)], start_new_session=True,
+        stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=stderr,
+        cwd=Path(__file__).resolve().parents[2])
+    try:
+        wait_mounted(mountpoint, timeout, proc)
+    except BaseException:
+        stop_daemon(proc, mountpoint)
+        raise
+    return proc
+
+
+def stop_daemon(proc: subprocess.Popen[Any], mountpoint: Path, timeout: float = 10.0) -> None:
+    """SIGTERM by PID (held I/O then fails), SIGKILL if it lingers; make sure it unmounted."""
+    if proc.poll() is None:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+    unmount(mountpoint)
+
+
+def attach_loop(exposed: Path) -> str:
+    """Loop device on the FUSE-exposed image; returns its path. Loop numbers are shared
+    with other users of the machine: use only the returned one, never a guessed /dev/loopN.
+    Buffered (--direct-io=off): the FUSE file is direct_io already, and loop's O_DIRECT
+    mode would need alignment support from the backing file that FUSE need not give."""
+    res = subprocess.run(["losetup", "--find", "--show", "--direct-io=off", str(exposed)],
+                         check=True, capture_output=True, text=True)
+    return res.stdout.strip()
+
+
+def loop_backing_file(device: str) -> str | None:
+    """Backing file of `device` from sysfs (losetup's 64-byte loop name may be truncated)."""
+    try:
+        return Path(f"/sys/block/{Path(device).name}/loop/backing_file").read_text().strip()
+    except OSError:
+        return None
+
+
+def detach_loop(device: str, backing: Path, attempts: int = 20) -> None:
+    """`losetup -d` our device, retrying while it is briefly busy after an umount.
+
+    The backing file is checked before every attempt: once detached, the number may be
+    reused by someone else on the machine, whose device must not be touched.
+    """
+    expected, err = os.path.realpath(backing), ""
+    for attempt in range(attempts):
+        if loop_backing_file(device) != expected:
+            return
+        res = subprocess.run(["losetup", "-d", device], capture_output=True, text=True)
+        if res.returncode == 0:
+            return
+        err = res.stderr.strip()
+        time.sleep(min(0.05 * 2 ** attempt, 0.5))
+    raise RuntimeError(f"losetup -d {device} kept failing: {err}")
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
+    parser.add_argument("--image", type=Path, required=True)
+    parser.add_argument("--mountpoint", type=Path, required=True)
+    parser.add_argument("--pidfile", type=Path, help="written once mounted, removed at exit")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.WARNING, stream=sys.stderr,
+                        format="faultdisk: %(levelname)s %(message)s")
+    try:
+        FaultDisk(args.image, args.mountpoint).serve(args.pidfile)
+    except (OSError, ValueError, RuntimeError) as exc:
+        print(f"faultdisk: {exc}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

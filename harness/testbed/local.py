@@ -1,0 +1,206 @@
+"""The embedded testbed: a real Pacemaker/Corosync cluster in Linux namespaces on this machine."""
+
+from __future__ import annotations
+
+import json
+import os
+import pwd
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from harness.errors import TestbedError
+from harness.testbed import cgroup, disk, network, nodes
+from harness.testbed.base import Progress, quiet
+from harness.testbed.layout import FREEZER_ROOT, Layout, default_instance
+from harness.topology import Topology
+from harness.transport import HostTransport, NamespaceTransport, NetnsTransport
+from harness.transport.base import Transport
+
+REQUIRED_TOOLS = ("corosync", "pacemakerd", "crm_mon", "cibadmin", "crm_verify", "crm_resource", "mkfs.ext4",
+                  "fsck.ext4", "losetup", "unshare", "nsenter", "fusermount3", "modprobe", "fuser")
+
+
+class LocalTestbed:
+    """Nodes are namespace sets, networks are bridges in a private netns, the disk a loop device."""
+
+    def __init__(self, topology: Topology, instance: str | None = None, state_root: str | None = None) -> None:
+        self.topology = topology
+        kw = {"state_root": Path(state_root)} if state_root else {}
+        self.layout = Layout(topology, instance=default_instance() if instance is None else instance, **kw)
+        self.host = HostTransport()
+        self._nodes = {n: NamespaceTransport(n, self._pid_getter(n)) for n in topology.node_names}
+        self._client = NetnsTransport(topology.client.name, f"/run/netns/{self.layout.client_ns}")
+
+    def __repr__(self) -> str:
+        return f"<LocalTestbed {self.layout.prefix} state={self.layout.state}>"
+
+    # -- transports -------------------------------------------------------------------------
+
+    def _pid_getter(self, node: str):  # type: ignore[no-untyped-def]
+        return lambda: nodes.init_pid(self.layout, node)
+
+    def node(self, name: str) -> Transport:
+        if name not in self._nodes:
+            raise KeyError(f"unknown node {name!r}; nodes are {', '.join(self._nodes)}")
+        return self._nodes[name]
+
+    def client(self) -> NetnsTransport:
+        return self._client
+
+    def running(self, node: str) -> bool:
+        return nodes.init_pid(self.layout, node) is not None
+
+    @property
+    def is_built(self) -> bool:
+        return (self.layout.state / "up.json").exists()
+
+    # -- lifecycle ----------------------------------------------------------------------------
+
+    def check_host(self) -> None:
+        """Refuse early, with the fix in the message, instead of failing half-way through `up`."""
+        if os.geteuid() != 0:
+            raise TestbedError("the embedded testbed needs root (namespaces, loop devices, cgroups)")
+        missing = [t for t in REQUIRED_TOOLS if shutil.which(t) is None]
+        if missing:
+            raise TestbedError(f"missing tools: {' '.join(missing)}; run `make setup` (installs the Debian packages)")
+        try:
+            pwd.getpwnam("hacluster")
+        except KeyError:
+            raise TestbedError("user hacluster missing; install pacemaker (`make setup`)") from None
+        if not FREEZER_ROOT.parent.exists():
+            raise TestbedError(f"{FREEZER_ROOT.parent} not found: the embedded testbed needs the cgroup-v1 freezer")
+
+    def up(self, progress: Progress = quiet) -> None:
+        """Build (or repair) the testbed and wait until the cluster has settled."""
+        self.check_host()
+        if self.is_built and self._fabric_alive():
+            down = [n for n in self.topology.node_names if not self.running(n)]
+            for n in down:
+                progress(f"starting {n} (it was powered off)")
+                self.power_on(n)
+        else:
+            if self.leftovers():
+                progress("sweeping what an earlier run left behind")
+                self.down(progress=quiet)
+            self._build(progress)
+        self.wait_settled(progress)
+
+    def _fabric_alive(self) -> bool:
+        return (set(network.our_namespaces(self.layout.prefix)) == {self.layout.net_ns, self.layout.client_ns}
+                and bool(cgroup.procs(self.layout.daemon_cgroup("broker")))
+                and all(disk.find_loops(self.layout, d.name) for d in self.topology.disks))
+
+    def _build(self, progress: Progress) -> None:
+        L = self.layout
+        t0 = time.monotonic()
+        L.state.mkdir(parents=True, exist_ok=True)
+        L.state.chmod(0o755)  # hacluster runs the alert agent from here
+        (L.state / "faults").mkdir(exist_ok=True)
+        progress("installing agents")
+        nodes.install_agents(L)
+        for d in self.topology.disks:
+            progress(f"shared disk {d.name}: image, FUSE layer, loop device")
+            disk.prepare(L, d.name)
+            disk.start_fuse(L, d.name)
+            disk.attach(L, d.name)
+        for g in self.topology.groups:
+            L.mountpoint(g.name).mkdir(parents=True, exist_ok=True)
+        progress("networks: bridges and the client namespace")
+        network.create_fabric(L)
+        self._start_broker()
+        hac = pwd.getpwnam("hacluster")
+        L.notification_log.touch()
+        os.chown(L.notification_log, hac.pw_uid, hac.pw_gid)
+        L.notification_log.chmod(0o664)
+        conf, cib, key = nodes.seed_files(L)
+        for n in self.topology.node_names:
+            nodes.prepare(L, n, conf, cib, key)
+        for n in self.topology.node_names:
+            progress(f"starting {n}")
+            nodes.start(L, n)
+        (L.state / "up.json").write_text(json.dumps({
+            "topology": str(self.topology.source), "instance": L.instance, "prefix": L.prefix,
+            "namespaces_ready_s": round(time.monotonic() - t0, 3), "started_at": time.time()}))
+
+    def _start_broker(self) -> None:
+        L = self.layout
+        group = cgroup.create(L.daemon_cgroup("broker"))
+        if cgroup.procs(group):
+            return
+        log = open(L.state / "fence-broker.log", "ab")
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "harness.testbed.fence_broker", "--topology", str(self.topology.source),
+             "--instance", L.instance, "--state-root", str(L.state_root)],
+            stdin=subprocess.DEVNULL, stdout=log, stderr=log, start_new_session=True, cwd="/",
+            env={**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[2])},
+            preexec_fn=lambda: cgroup.join_self(group))
+        log.close()
+        L.pidfile("broker").write_text(str(proc.pid))
+        deadline = time.monotonic() + 15
+        while not L.fence_socket.exists():
+            if proc.poll() is not None or time.monotonic() > deadline:
+                raise TestbedError(f"fence broker did not start; see {L.state / 'fence-broker.log'}")
+            time.sleep(0.02)
+
+    def wait_settled(self, progress: Progress = quiet, timeout: float = 90.0) -> None:
+        from harness.drivers.pacemaker import PacemakerDriver
+
+        PacemakerDriver(self).wait_settled(timeout=timeout, progress=progress)
+
+    def down(self, progress: Progress = quiet) -> list[str]:
+        """Remove everything, in the order that keeps each step possible; safe after any crash."""
+        L = self.layout
+        gone: list[str] = []
+        for n in self.topology.node_names:
+            if cgroup.procs(L.node_cgroup(n)):
+                progress(f"powering off {n}")
+                cgroup.kill_all(L.node_cgroup(n))
+                gone.append(f"node {n}")
+        if cgroup.procs(L.daemon_cgroup("broker")):
+            cgroup.kill_all(L.daemon_cgroup("broker"))
+            gone.append("fence broker")
+        progress("detaching the shared disk")
+        gone += disk.detach_all(L)
+        gone += disk.stop_fuse(L)
+        if L.cgroup_root.exists():
+            cgroup.remove_tree(L.cgroup_root)
+        gone += network.remove_fabric(L)
+        for mnt in disk.fuse_mounts(L):  # a FUSE daemon killed before it could unmount
+            subprocess.run(["umount", "-l", mnt], capture_output=True, timeout=30)
+        if L.state.exists():
+            shutil.rmtree(L.state)
+            gone.append(f"state {L.state}")
+        try:
+            L.state_root.rmdir()
+        except OSError:
+            pass
+        gone += nodes.uninstall_shared_agents()
+        return gone
+
+    # -- power and services ---------------------------------------------------------------------
+
+    def power_off(self, node: str) -> None:
+        nodes.power_off(self.layout, node)
+
+    def power_on(self, node: str) -> None:
+        nodes.start(self.layout, node)
+
+    def start_services(self, node: str) -> None:
+        """Start corosync + pacemakerd again inside a running node, in the node's cgroup."""
+        pid = nodes.init_pid(self.layout, node)
+        if pid is None:
+            raise TestbedError(f"{node} is powered off")
+        group = self.layout.node_cgroup(node)
+        script = ("corosync >/var/log/cluster/corosync.stdout 2>&1; "
+                  "for i in $(seq 200); do corosync-cfgtool -s >/dev/null 2>&1 && break; sleep 0.05; done; "
+                  "setsid -f pacemakerd >>/var/log/pacemaker/pacemakerd.stdout 2>&1 </dev/null")
+        subprocess.run(["nsenter", "-t", str(pid), "-a", "--", "/bin/sh", "-c", script], check=True,
+                       timeout=30, capture_output=True, preexec_fn=lambda: cgroup.join_self(group))
+
+    def leftovers(self) -> list[str]:
+        from harness.testbed.sweep import leftovers
+
+        return leftovers(self.layout)

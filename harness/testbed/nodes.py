@@ -1,0 +1,147 @@
+"""Embedded cluster nodes: each one a set of namespaces whose PID 1 is `node-init.sh`.
+
+Every process of a node (and the `unshare` that created it) lives in the node's freezer
+cgroup, so "power off" is exact: SIGKILL the cgroup's tasks, then thaw.
+"""
+
+from __future__ import annotations
+
+import os
+import pwd
+import shutil
+import subprocess
+import time
+from pathlib import Path
+
+from harness.errors import TestbedError
+from harness.testbed import cgroup, clusterconf, network
+from harness.testbed.layout import ASSETS, Layout
+
+PRIVATE_DIRS = ("etc/corosync", "var/lib/pacemaker/cib", "var/lib/pacemaker/pengine",
+                "var/lib/pacemaker/blackbox", "var/lib/pacemaker/cores", "var/lib/corosync",
+                "var/log/cluster", "var/log/pacemaker")
+
+
+def init_pid(layout: Layout, node: str) -> int | None:
+    """PID (in our namespace) of the node's PID 1, or None when the node is down."""
+    try:
+        pid = int(layout.node_pidfile(node).read_text())
+    except (FileNotFoundError, ValueError):
+        return None
+    if pid not in cgroup.procs(layout.node_cgroup(node)):
+        return None  # the pidfile outlived the node (or the PID was reused by a stranger)
+    return pid
+
+
+def prepare(layout: Layout, node: str, corosync_conf: str, seed_cib: str, authkey: bytes) -> None:
+    """Fresh private directories for one node; a restarted node keeps its CIB and logs."""
+    d = layout.node_dir(node)
+    hac = pwd.getpwnam("hacluster")
+    for sub in PRIVATE_DIRS:
+        (d / sub).mkdir(parents=True, exist_ok=True)
+    for sub in ("var/lib/pacemaker", "var/log/pacemaker"):
+        for p in [d / sub, *(d / sub).iterdir()]:
+            os.chown(p, hac.pw_uid, hac.pw_gid)
+    (d / "etc/corosync/corosync.conf").write_text(corosync_conf)
+    key = d / "etc/corosync/authkey"
+    key.write_bytes(authkey)
+    key.chmod(0o400)
+    cib = d / "var/lib/pacemaker/cib/cib.xml"
+    if not cib.exists():
+        cib.write_text(seed_cib)
+        os.chown(cib, hac.pw_uid, hac.pw_gid)
+        cib.chmod(0o600)
+
+
+def start(layout: Layout, node: str) -> int:
+    """Start one node (namespaces, wiring, then corosync and pacemaker); returns its init PID."""
+    if init_pid(layout, node) is not None:
+        raise TestbedError(f"{node} is already running; a second incarnation would split the cluster")
+    d = layout.node_dir(node)
+    (d / "go").unlink(missing_ok=True)
+    group = cgroup.create(layout.node_cgroup(node))
+    if cgroup.procs(group):
+        cgroup.kill_all(group)  # stragglers of a previous incarnation
+    log = open(d / "init.log", "ab")
+    proc = subprocess.Popen(
+        ["unshare", "--net", "--mount", "--uts", "--ipc", "--pid", "--fork", "--kill-child", "--mount-proc",
+         "--propagation", "private", str(ASSETS / "node-init.sh"), node, str(d)],
+        stdin=subprocess.DEVNULL, stdout=log, stderr=log, start_new_session=True, cwd="/",
+        preexec_fn=lambda: cgroup.join_self(group))
+    log.close()
+    pid = _child_of(proc)
+    layout.node_pidfile(node).write_text(str(pid))
+    network.attach_node(layout, node, pid)
+    (d / "go").touch()
+    return pid
+
+
+def _child_of(proc: subprocess.Popen[bytes], timeout: float = 10.0) -> int:
+    """unshare forks the node's PID 1 a moment after it starts; find that child."""
+    deadline = time.monotonic() + timeout
+    path = Path(f"/proc/{proc.pid}/task/{proc.pid}/children")
+    while time.monotonic() < deadline:
+        try:
+            kids = path.read_text().split()
+        except FileNotFoundError:
+            kids = []
+        if kids:
+            return int(kids[0])
+        if proc.poll() is not None:
+            raise TestbedError(f"unshare exited {proc.returncode} before starting the node")
+        time.sleep(0.005)
+    raise TestbedError("unshare did not fork the node's init within 10s")
+
+
+def power_off(layout: Layout, node: str) -> None:
+    """Hard power off: every task dies, the namespaces (and the VIP, the mount) vanish with them."""
+    cgroup.kill_all(layout.node_cgroup(node))
+    layout.node_pidfile(node).unlink(missing_ok=True)
+
+
+def install_agents(layout: Layout) -> None:
+    """Agents pacemaker looks up by fixed paths (fence: /usr/sbin; OCF: resource.d/<provider>)."""
+    from harness.testbed.layout import AGENTS
+
+    targets = {
+        ASSETS / "fence_fallover": Path("/usr/sbin/fence_fallover"),
+        AGENTS / "fallover-app": Path("/usr/lib/ocf/resource.d/fallover/fallover-app"),
+        ASSETS / "fallover-alert": layout.agents_dir / "fallover-alert",
+    }
+    for src, dst in targets.items():
+        if not dst.exists() or dst.read_bytes() != src.read_bytes():
+            dst.parent.mkdir(parents=True, exist_ok=True)
+            tmp = dst.with_name(dst.name + ".tmp")
+            shutil.copyfile(src, tmp)
+            tmp.chmod(0o755)
+            os.replace(tmp, dst)
+
+
+SHARED_AGENTS = (Path("/usr/sbin/fence_fallover"), Path("/usr/lib/ocf/resource.d/fallover"))
+
+
+def uninstall_shared_agents() -> list[str]:
+    """Remove the system-wide agents once no testbed of any instance is left on this machine."""
+    from harness.testbed.layout import STATE_ROOT
+
+    if STATE_ROOT.exists() and any(STATE_ROOT.iterdir()):
+        return []
+    gone = []
+    for p in SHARED_AGENTS:
+        if p.is_dir():
+            shutil.rmtree(p)
+            gone.append(str(p))
+        elif p.exists():
+            p.unlink()
+            gone.append(str(p))
+    return gone
+
+
+def seed_files(layout: Layout) -> tuple[str, str, bytes]:
+    """corosync.conf, the seed CIB and the shared authkey (kept across restarts of the testbed)."""
+    key_file = layout.state / "authkey"
+    if not key_file.exists():
+        key_file.write_bytes(os.urandom(256))
+        key_file.chmod(0o400)
+    return (clusterconf.corosync_conf(layout.topology), clusterconf.cib_xml(layout, clusterconf.empty_cib()),
+            key_file.read_bytes())

@@ -1,0 +1,234 @@
+"""The declared cluster (nodes, networks, disks, groups, SLAs) as one validated YAML file."""
+
+from __future__ import annotations
+
+import ipaddress
+import re
+from pathlib import Path
+from typing import Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from harness.errors import TopologyError
+
+NAME = r"^[a-z][a-z0-9]{0,11}$"
+"""Node, network, disk and group names: short, because they become Linux interface names."""
+
+
+class Model(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class Node(Model):
+    name: str = Field(pattern=NAME)
+
+
+class Network(Model):
+    """A cluster network; every node has one adapter on each (the service or the standby one)."""
+
+    name: str = Field(pattern=NAME)
+    role: Literal["service", "standby"]
+    subnet: ipaddress.IPv4Network
+    heartbeat: bool = True
+
+    @field_validator("subnet")
+    @classmethod
+    def _private(cls, v: ipaddress.IPv4Network) -> ipaddress.IPv4Network:
+        # Workplace rule: test traffic stays inside namespaces we create, on private addresses.
+        if not v.is_private or v.prefixlen > 28:
+            raise ValueError("must be a private IPv4 subnet of /28 or larger")
+        return v
+
+
+class Disk(Model):
+    name: str = Field(pattern=NAME)
+    size_mb: int = Field(default=64, ge=16, le=4096)
+    fstype: Literal["ext4"] = "ext4"
+
+
+class Application(Model):
+    """What the group runs: the sample key-value app, or the user's own commands (OCF exit codes)."""
+
+    port: int = Field(default=8080, ge=1, le=65535)
+    start: str | None = None
+    stop: str | None = None
+    monitor: str | None = None
+
+    @model_validator(mode="after")
+    def _all_or_none(self) -> Application:
+        given = [k for k in ("start", "stop", "monitor") if getattr(self, k)]
+        if given and len(given) != 3:
+            raise ValueError("start, stop and monitor must be given together")
+        return self
+
+
+class Group(Model):
+    """A resource group: service IP + filesystem on a shared disk + application."""
+
+    name: str = Field(pattern=NAME)
+    service_ip: ipaddress.IPv4Address
+    network: str
+    disk: str
+    mount: str | None = None
+    application: Application = Application()
+    nodes: list[str] = Field(min_length=1)
+    policy: Literal["cascading", "rotating"] = "cascading"
+
+
+class Cluster(Model):
+    stack: Literal["pacemaker"] = "pacemaker"
+    token_ms: int = Field(default=1000, ge=200, le=60000)
+    token_coefficient_ms: int = Field(default=0, ge=0, le=5000)
+    dc_deadtime_s: int = Field(default=2, ge=1, le=120)
+    stonith: bool = True
+    no_quorum_policy: Literal["stop", "ignore", "freeze", "suicide"] = "stop"
+    extra_config: Path | None = None
+
+
+class Notification(Model):
+    """Where the cluster's alert hook writes events; relative to the testbed state directory."""
+
+    log: str = "notifications.log"
+
+
+class Sla(Model):
+    max_detection_s: float = Field(default=5.0, gt=0)
+    max_fallover_s: float = Field(default=15.0, gt=0)
+    max_outage_s: float = Field(default=15.0, gt=0)
+    max_recovery_s: float = Field(default=30.0, gt=0)
+
+
+class Client(Model):
+    name: str = Field(default="client", pattern=NAME)
+    network: str = "service"
+
+
+class Topology(Model):
+    """A whole declared cluster. Load it with :func:`load_topology`."""
+
+    name: str = Field(pattern=r"^[a-z][a-z0-9-]{0,15}$")
+    provider: Literal["local"] = "local"
+    cluster: Cluster = Cluster()
+    nodes: list[Node] = Field(min_length=2)
+    networks: list[Network] = Field(min_length=1)
+    disks: list[Disk] = []
+    groups: list[Group] = []
+    notification: Notification = Notification()
+    sla: Sla = Sla()
+    client: Client = Client()
+    source: Path | None = Field(default=None, exclude=True)
+
+    @model_validator(mode="after")
+    def _references(self) -> Topology:
+        nodes = [n.name for n in self.nodes]
+        nets = {n.name: n for n in self.networks}
+        for kind, names in (("nodes", nodes), ("networks", list(nets)), ("disks", [d.name for d in self.disks]),
+                            ("groups", [g.name for g in self.groups])):
+            dup = {n for n in names if names.count(n) > 1}
+            if dup:
+                raise ValueError(f"{kind}: duplicate name {sorted(dup)[0]!r}")
+        if len(nodes) > 9:
+            raise ValueError("nodes: at most 9 nodes on one testbed")
+        if not any(n.heartbeat for n in self.networks):
+            raise ValueError("networks: at least one network must carry heartbeat")
+        if self.client.network not in nets:
+            raise ValueError(f"client.network: unknown network {self.client.network!r}")
+        subnets = [n.subnet for n in self.networks]
+        for i, a in enumerate(subnets):
+            for b in subnets[i + 1:]:
+                if a.overlaps(b):
+                    raise ValueError(f"networks: subnets {a} and {b} overlap")
+        for i, g in enumerate(self.groups):
+            where = f"groups[{i}]"
+            if g.network not in nets:
+                raise ValueError(f"{where}.network: unknown network {g.network!r}")
+            if g.service_ip not in nets[g.network].subnet:
+                raise ValueError(f"{where}.service_ip: {g.service_ip} is not in {nets[g.network].subnet}")
+            if g.service_ip in self.reserved_addresses(g.network):
+                raise ValueError(f"{where}.service_ip: {g.service_ip} is a node's or the client's address")
+            if g.disk not in {d.name for d in self.disks}:
+                raise ValueError(f"{where}.disk: unknown disk {g.disk!r}")
+            for n in g.nodes:
+                if n not in nodes:
+                    raise ValueError(f"{where}.nodes: unknown node {n!r}")
+        return self
+
+    # -- derived addressing: node i gets .1i, the client .50 on every network --------------
+
+    def node_index(self, node: str) -> int:
+        return [n.name for n in self.nodes].index(node) + 1
+
+    def address(self, node: str, network: str) -> ipaddress.IPv4Address:
+        net = self.network(network).subnet
+        host = 50 if node == self.client.name else 10 + self.node_index(node)
+        return net.network_address + host
+
+    def reserved_addresses(self, network: str) -> set[ipaddress.IPv4Address]:
+        net = self.network(network).subnet
+        return {net.network_address + 50} | {net.network_address + 10 + i for i in range(1, len(self.nodes) + 1)}
+
+    def network(self, name: str) -> Network:
+        for n in self.networks:
+            if n.name == name:
+                return n
+        raise KeyError(name)
+
+    def group(self, name: str) -> Group:
+        for g in self.groups:
+            if g.name == name:
+                return g
+        raise KeyError(name)
+
+    @property
+    def node_names(self) -> list[str]:
+        return [n.name for n in self.nodes]
+
+    @property
+    def service_network(self) -> Network:
+        return next((n for n in self.networks if n.role == "service"), self.networks[0])
+
+
+def _field_path(loc: tuple[int | str, ...]) -> str:
+    out = ""
+    for part in loc:
+        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
+    return out
+
+
+def _first_error(exc: ValidationError) -> str:
+    err = exc.errors()[0]
+    loc = tuple(p for p in err["loc"] if not (isinstance(p, str) and p.startswith("function-")))
+    msg = re.sub(r"^(Value error|Assertion failed), ", "", err["msg"])
+    if err["type"] == "extra_forbidden":
+        msg = "unknown field"
+    path = _field_path(loc)
+    # model-level validators report their own field path at the start of the message
+    return f"{path}: {msg}" if path else msg
+
+
+def load_topology(path: str | Path) -> Topology:
+    """Read and validate a topology file; any problem is one TopologyError line naming file and field."""
+    path = Path(path)
+    try:
+        raw = yaml.safe_load(path.read_text())
+    except FileNotFoundError:
+        raise TopologyError(f"{path}: no such file") from None
+    except (OSError, yaml.YAMLError) as e:
+        raise TopologyError(f"{path}: cannot read: {str(e).splitlines()[0]}") from None
+    if not isinstance(raw, dict):
+        raise TopologyError(f"{path}: expected a mapping at the top level")
+    try:
+        topo = Topology.model_validate({**raw, "source": path.resolve()})
+    except ValidationError as e:
+        raise TopologyError(f"{path}: {_first_error(e)}") from None
+    extra = topo.cluster.extra_config
+    if extra is not None:
+        resolved = extra if extra.is_absolute() else (path.parent / extra).resolve()
+        if not resolved.is_file():
+            raise TopologyError(f"{path}: cluster.extra_config: no such file {resolved}")
+        topo = topo.model_copy(update={"cluster": topo.cluster.model_copy(update={"extra_config": resolved})})
+    return topo
+
+
+DEFAULT_TESTBED = Path(__file__).resolve().parent.parent / "testbeds" / "local.yaml"

@@ -1,0 +1,199 @@
+"""Unit tests for the sample HA app, run as a real process under the system /usr/bin/python3."""
+
+import http.client
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+
+KVAPP = Path(__file__).resolve().parents[2] / "harness" / "agents" / "kvapp.py"
+PYTHON = "/usr/bin/python3"  # what Pacemaker uses; proves the app needs only the stdlib
+NODE = "testnode"
+
+pytestmark = pytest.mark.skipif(not os.path.exists(PYTHON), reason="needs /usr/bin/python3")
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class App:
+    """A kvapp process we started; stopped by its own PID only."""
+
+    def __init__(self, tmp_path):
+        self.data = tmp_path / "data"
+        self.data.mkdir()
+        self.pidfile = tmp_path / "kvapp.pid"
+        self.port = free_port()
+        self.log = open(tmp_path / "kvapp.log", "wb")
+        self.proc = subprocess.Popen(
+            [PYTHON, str(KVAPP), "--port", str(self.port), "--bind", "127.0.0.1",
+             "--pidfile", str(self.pidfile)],
+            env=dict(os.environ, FALLOVER_DATA_DIR=str(self.data), FALLOVER_NODE=NODE),
+            stdout=self.log, stderr=self.log, stdin=subprocess.DEVNULL)
+        deadline = time.monotonic() + 15
+        while time.monotonic() < deadline:
+            assert self.proc.poll() is None, "kvapp exited: " + self.logtext()
+            try:
+                if self.request("GET", "/health")[0] == 200:
+                    return
+            except OSError:
+                time.sleep(0.05)
+        raise AssertionError("kvapp never became healthy: " + self.logtext())
+
+    def logtext(self):
+        self.log.flush()
+        return Path(self.log.name).read_text()
+
+    def request(self, method, path, body=None):
+        conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=10)
+        try:
+            conn.request(method, path, body=body)
+            r = conn.getresponse()
+            return r.status, r.read(), r
+        finally:
+            conn.close()
+
+    def stop(self):
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        self.log.close()
+
+
+@pytest.fixture
+def app(tmp_path):
+    a = App(tmp_path)
+    yield a
+    a.stop()
+
+
+def test_start_creates_kv_dir_marker_and_pidfile(app):
+    assert (app.data / "kv").is_dir()
+    assert (app.data / ".fallover-kv").is_file()
+    assert app.pidfile.read_text().strip() == str(app.proc.pid)
+
+
+def test_put_get_round_trip(app):
+    status, body, r = app.request("PUT", "/kv/alpha-1.x", b"hello\x00world")
+    assert status == 201
+    assert json.loads(body) == {"key": "alpha-1.x", "node": NODE}
+    status, body, r = app.request("GET", "/kv/alpha-1.x")
+    assert (status, body) == (200, b"hello\x00world")
+
+
+def test_put_overwrites(app):
+    app.request("PUT", "/kv/k", b"one")
+    app.request("PUT", "/kv/k", b"two")
+    assert app.request("GET", "/kv/k")[:2] == (200, b"two")
+
+
+def test_put_is_on_disk_after_ack(app):
+    assert app.request("PUT", "/kv/durable", b"v1")[0] == 201
+    assert (app.data / "kv" / "durable").read_bytes() == b"v1"
+    leftovers = [p.name for p in (app.data / "kv").iterdir() if p.name.startswith(".tmp")]
+    assert leftovers == []
+
+
+def test_missing_key_is_404(app):
+    assert app.request("GET", "/kv/nope")[0] == 404
+    assert app.request("GET", "/nowhere")[0] == 404
+
+
+@pytest.mark.parametrize("key", ["bad%20key", "a$b", "..", ".", "x" * 129, "a/b"])
+def test_bad_key_is_400(app, key):
+    assert app.request("PUT", "/kv/" + key, b"v")[0] == 400
+    assert app.request("GET", "/kv/" + key)[0] == 400
+
+
+def test_health_names_node(app):
+    status, body, r = app.request("GET", "/health")
+    assert status == 200
+    assert body.decode().strip() == NODE
+    assert r.getheader("X-Fallover-Node") == NODE
+
+
+def test_every_response_names_node(app):
+    for method, path in [("GET", "/kv/nope"), ("GET", "/kv/a$b"), ("POST", "/kv/x")]:
+        assert app.request(method, path, body=b"")[2].getheader("X-Fallover-Node") == NODE
+
+
+def test_storage_failure_is_503_never_ack(app):
+    # root ignores permissions, so break the store structurally: kv/ becomes a file.
+    app.request("PUT", "/kv/before", b"v")
+    shutil.rmtree(app.data / "kv")
+    (app.data / "kv").write_bytes(b"not a directory")
+    status, body, r = app.request("PUT", "/kv/after", b"v")
+    assert status == 503
+    assert json.loads(body)["error"] == "ENOTDIR"
+    assert app.request("GET", "/kv/before")[0] == 503
+    assert app.request("GET", "/health")[0] == 503
+    assert r.getheader("X-Fallover-Node") == NODE
+    assert "ERROR put after: ENOTDIR" in app.logtext()
+
+
+def test_vanished_kv_dir_is_503_not_404(app):
+    shutil.rmtree(app.data / "kv")
+    assert app.request("GET", "/kv/anything")[0] == 503
+
+
+def test_missing_marker_makes_health_fail(app):
+    (app.data / ".fallover-kv").unlink()
+    assert app.request("GET", "/health")[0] == 503
+
+
+def test_keep_alive_reuses_connection(app):
+    conn = http.client.HTTPConnection("127.0.0.1", app.port, timeout=10)
+    try:
+        conn.request("PUT", "/kv/ka", body=b"1")
+        r1 = conn.getresponse()
+        r1.read()
+        sock = conn.sock
+        conn.request("GET", "/kv/ka")
+        r2 = conn.getresponse()
+        assert (r1.status, r2.status, r2.read()) == (201, 200, b"1")
+        assert conn.sock is sock and sock is not None  # no reconnect happened
+        assert r2.getheader("Content-Length") == "1"
+    finally:
+        conn.close()
+
+
+def test_keep_alive_survives_rejected_put(app):
+    """A 400 PUT must still consume its body, or the next request on the socket breaks."""
+    conn = http.client.HTTPConnection("127.0.0.1", app.port, timeout=10)
+    try:
+        conn.request("PUT", "/kv/a$b", body=b"some body bytes")
+        r = conn.getresponse()
+        r.read()
+        conn.request("GET", "/health")
+        assert (r.status, conn.getresponse().status) == (400, 200)
+    finally:
+        conn.close()
+
+
+def test_sigterm_exits_cleanly_and_removes_pidfile(app):
+    app.proc.send_signal(signal.SIGTERM)
+    assert app.proc.wait(timeout=10) == 0
+    assert not app.pidfile.exists()
+    assert "ERROR" not in app.logtext()
+
+
+def test_refuses_missing_data_dir(tmp_path):
+    proc = subprocess.run([PYTHON, str(KVAPP), "--data-dir", str(tmp_path / "absent"),
+                           "--port", str(free_port()), "--bind", "127.0.0.1"],
+                          capture_output=True, text=True, timeout=30)
+    assert proc.returncode == 1
+    assert "cannot start" in proc.stderr
+    assert not (tmp_path / "absent").exists()
