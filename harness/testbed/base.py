@@ -16,6 +16,8 @@ def quiet(_: str) -> None:
 
 
 class Testbed(Protocol):
+    __test__ = False  # a name pytest would otherwise try to collect
+
     topology: Topology
 
     def up(self, progress: Progress = quiet) -> None:

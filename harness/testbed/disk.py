@@ -32,7 +32,7 @@ def backing_file(layout: Layout, disk: str) -> Path:
 
 
 def prepare(layout: Layout, disk: str) -> None:
-    """Create and format the image once; later `up`s keep the data (like a real shared disk)."""
+    """Create and format the image (once per testbed: a repairing `up` keeps the data)."""
     spec = next(d for d in layout.topology.disks if d.name == disk)
     image = layout.disk_image(disk)
     image.parent.mkdir(parents=True, exist_ok=True)

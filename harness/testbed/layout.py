@@ -19,8 +19,8 @@ AGENTS = Path(__file__).resolve().parent.parent / "agents"
 
 
 def default_instance() -> str:
-    """pytest-xdist workers (gw0, gw1, …) each get their own testbed."""
-    return os.environ.get("PYTEST_XDIST_WORKER", "")
+    """pytest-xdist workers (gw0, gw1, …) each get their own testbed; FALLOVER_INSTANCE picks one by hand."""
+    return os.environ.get("FALLOVER_INSTANCE") or os.environ.get("PYTEST_XDIST_WORKER", "")
 
 
 @dataclass(frozen=True)

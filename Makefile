@@ -1,0 +1,45 @@
+# One entry point for a fresh Debian machine (as root). Every target is idempotent and fast
+# when everything is already installed.
+SHELL := /bin/bash
+VENV  ?= .venv
+PY    := $(VENV)/bin/python
+APT_PACKAGES := pacemaker corosync crmsh resource-agents fence-agents kmod curl iproute2 util-linux \
+	e2fsprogs psmisc procps stress-ng nftables iptables fuse3 tcpdump python3 python3-venv python3-dev gcc \
+	libnetfilter-queue-dev
+STAMP := $(VENV)/.installed
+
+.PHONY: setup apt venv run test unit bench down clean
+
+setup: apt venv
+
+apt:
+	@missing=$$(for p in $(APT_PACKAGES); do dpkg-query -W -f='$${Status}\n' $$p 2>/dev/null | grep -q "install ok installed" || echo $$p; done); \
+	if [ -n "$$missing" ]; then \
+		echo "installing Debian packages: $$missing"; \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null; \
+	fi
+
+venv: $(STAMP)
+
+$(STAMP): pyproject.toml
+	@test -x $(PY) || python3 -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -e .
+	@touch $(STAMP)
+
+# The main job: every failure type on the embedded testbed.
+run: setup
+	$(VENV)/bin/pytest suites/fallover -v
+
+# The project's own tests (unit + against the embedded testbed).
+test: setup
+	$(VENV)/bin/pytest tests -v
+
+bench: setup
+	$(PY) bench/testbed.py
+
+down: venv
+	$(VENV)/bin/fallover down
+
+clean: down
+	rm -rf $(VENV) build *.egg-info

@@ -1,0 +1,247 @@
+"""Measure the pullable shared disk (harness/testbed/faultdisk.py) on this machine.
+
+Why: acceptance timings of a disk-pull scenario (how soon the application sees EIO, how
+soon ext4 goes read-only, how long a heal takes) and the cost of routing every block
+through a Python FUSE daemon must be known figures, not guesses.
+
+Figures (medians over --rounds):
+  eio_detect_s      mode switch to `eio` -> first write+fsync on ext4 failing with EIO
+  remount_ro_s      mode switch to `eio` -> /proc/mounts shows the ext4 read-only
+  heal_s            `ok` + umount + fsck.ext4 -fy + mount (fsck_s: the fsck part)
+  unhang_s          `hang` -> `ok`: switch -> the held write+fsync completes
+  *_write_mbps      SIZE MB sequential write + fsync on ext4, loop on the FUSE-exposed
+                    image vs loop directly on a raw image; fuse_slowdown is their ratio
+
+Needs root, /dev/fuse and loop devices. Cleans up after itself, also on Ctrl-C/SIGTERM.
+The last line printed is machine-readable ``key=value`` pairs.
+"""
+
+from __future__ import annotations
+
+import argparse
+import errno
+import os
+import shutil
+import signal
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+from types import FrameType
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from harness.testbed import faultdisk  # noqa: E402
+
+MiB = 1024 * 1024
+
+
+def run(*argv: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(argv, check=True, capture_output=True, text=True, timeout=120)
+
+
+def mount_options(path: Path) -> list[str] | None:
+    with open("/proc/mounts", encoding="utf-8") as mounts:
+        for line in mounts:
+            fields = line.split()
+            if fields[1] == str(path):
+                return fields[3].split(",")
+    return None
+
+
+def write_fsync(path: Path, data: bytes, chunk: int = MiB) -> None:
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+    try:
+        for off in range(0, len(data), chunk):
+            os.write(fd, data[off:off + chunk])
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+class Bench:
+    """Owns everything it creates, so that cleanup() can undo any partial state."""
+
+    def __init__(self, work: Path) -> None:
+        self.work = work
+        self.proc: subprocess.Popen[bytes] | None = None
+        self.fuse_mnt = work / "fuse"
+        self.loops: list[tuple[str, Path]] = []
+        self.mounts: list[Path] = []
+
+    def image(self, name: str, size_mb: int) -> Path:
+        path = self.work / name
+        with open(path, "wb") as f:
+            f.truncate(size_mb * MiB)
+        # no lazy init: a background ext4lazyinit thread would skew the throughput figures
+        run("mkfs.ext4", "-q", "-F", "-E", "lazy_itable_init=0,lazy_journal_init=0", str(path))
+        return path
+
+    def attach(self, backing: Path) -> str:
+        device = faultdisk.attach_loop(backing)
+        self.loops.append((device, backing))
+        return device
+
+    def mount(self, device: str, name: str) -> Path:
+        path = self.work / name
+        path.mkdir(exist_ok=True)
+        run("mount", "-t", "ext4", "-o", "errors=remount-ro", device, str(path))
+        self.mounts.append(path)
+        return path
+
+    def umount(self, path: Path) -> None:
+        for _ in range(20):
+            if mount_options(path) is None:
+                break
+            if subprocess.run(["umount", str(path)], capture_output=True).returncode != 0:
+                time.sleep(0.1)
+        else:
+            subprocess.run(["umount", "-l", str(path)], capture_output=True)
+
+    def cleanup(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            faultdisk.force_ok(self.proc.pid)  # held I/O would block umount and detach
+        for path in reversed(self.mounts):
+            self.umount(path)
+        for device, backing in reversed(self.loops):
+            faultdisk.detach_loop(device, backing)
+        if self.proc is not None:
+            faultdisk.stop_daemon(self.proc, self.fuse_mnt)
+        faultdisk.unmount(self.fuse_mnt)
+        shutil.rmtree(self.work, ignore_errors=True)
+
+
+def throughput(path: Path, data: bytes) -> float:
+    """MB/s of one sequential write + fsync of `data`; the file is removed afterwards."""
+    target = path / "bench.bin"
+    start = time.monotonic()
+    write_fsync(target, data)
+    elapsed = time.monotonic() - start
+    target.unlink()
+    os.sync()
+    return len(data) / MiB / elapsed
+
+
+def pull_and_heal(b: Bench, device: str, ext4: Path) -> dict[str, float]:
+    payload = os.urandom(MiB)
+    write_fsync(ext4 / "before.bin", payload)
+    start = time.monotonic()
+    faultdisk.set_mode(b.fuse_mnt, "eio")
+    for attempt in range(1_000_000):
+        try:
+            write_fsync(ext4 / f"probe{attempt}.bin", b"x" * 4096)
+        except OSError as exc:
+            if exc.errno != errno.EIO:
+                raise RuntimeError(f"first error on the pulled disk was {exc!r}, not EIO") from exc
+            break
+        if time.monotonic() - start > 30:
+            raise RuntimeError("no EIO within 30 s of the pull")
+    detect = time.monotonic() - start
+    while "ro" not in (mount_options(ext4) or ["ro"]):
+        if time.monotonic() - start > 120:
+            raise RuntimeError("ext4 not read-only within 120 s of the pull")
+        time.sleep(0.01)
+    remount_ro = time.monotonic() - start
+
+    start = time.monotonic()
+    faultdisk.set_mode(b.fuse_mnt, "ok")
+    b.umount(ext4)
+    fsck_start = time.monotonic()
+    fsck = subprocess.run(["fsck.ext4", "-fy", device], capture_output=True, text=True)
+    fsck_s = time.monotonic() - fsck_start
+    if fsck.returncode not in (0, 1, 2):
+        raise RuntimeError(f"fsck.ext4 failed ({fsck.returncode}): {fsck.stdout}{fsck.stderr}")
+    run("mount", "-t", "ext4", "-o", "errors=remount-ro", device, str(ext4))
+    heal = time.monotonic() - start
+    intact = (ext4 / "before.bin").read_bytes() == payload
+    return {"eio_detect_s": detect, "remount_ro_s": remount_ro, "heal_s": heal,
+            "fsck_s": fsck_s, "fsck_rc": fsck.returncode, "data_ok": float(intact)}
+
+
+def hang_release(b: Bench, ext4: Path) -> float:
+    done = threading.Event()
+    finished = [0.0]
+
+    def writer() -> None:
+        write_fsync(ext4 / "held.bin", b"h" * 65536)
+        finished[0] = time.monotonic()
+        done.set()
+
+    faultdisk.set_mode(b.fuse_mnt, "hang")
+    threading.Thread(target=writer, daemon=True).start()
+    if done.wait(0.3):
+        raise RuntimeError("write+fsync completed although the disk hangs")
+    start = time.monotonic()
+    faultdisk.set_mode(b.fuse_mnt, "ok")
+    if not done.wait(15):
+        raise RuntimeError("`ok` did not release the held write")
+    return finished[0] - start
+
+
+def measure(b: Bench, rounds: int, size_mb: int) -> dict[str, float]:
+    raw_dev = b.attach(b.image("raw.img", size_mb * 4))
+    raw_fs = b.mount(raw_dev, "raw-ext4")
+    fuse_image = b.image("disk.img", size_mb * 4)
+    b.fuse_mnt.mkdir()
+    b.proc = faultdisk.start_daemon(fuse_image, b.fuse_mnt, timeout=15)
+    fuse_dev = b.attach(b.fuse_mnt / fuse_image.name)
+    fuse_fs = b.mount(fuse_dev, "fuse-ext4")
+
+    data = os.urandom(size_mb * MiB)
+    direct, fuse = [], []
+    for _ in range(rounds):  # interleaved, so drift in host load hits both alike
+        direct.append(throughput(raw_fs, data))
+        fuse.append(throughput(fuse_fs, data))
+    print(f"write+fsync {size_mb} MB: direct loop {[round(x) for x in direct]} MB/s, "
+          f"loop on FUSE {[round(x) for x in fuse]} MB/s")
+
+    pulls = []
+    for i in range(rounds):
+        pulls.append(pull_and_heal(b, fuse_dev, fuse_fs))
+        print(f"pull {i}: " + " ".join(f"{k}={v:.3f}" for k, v in pulls[-1].items()))
+    unhang = [hang_release(b, fuse_fs) for _ in range(rounds)]
+    print(f"hang -> ok release: {[round(x, 4) for x in unhang]} s")
+
+    result = {k: statistics.median(p[k] for p in pulls) for k in pulls[0]}
+    result["fsck_rc"] = max(p["fsck_rc"] for p in pulls)
+    result["data_ok"] = min(p["data_ok"] for p in pulls)
+    result.update(unhang_s=statistics.median(unhang),
+                  direct_write_mbps=statistics.median(direct),
+                  fuse_write_mbps=statistics.median(fuse))
+    result["fuse_slowdown"] = result["direct_write_mbps"] / result["fuse_write_mbps"]
+    return result
+
+
+def _interrupt(signum: int, frame: FrameType | None) -> None:
+    raise KeyboardInterrupt
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--size-mb", type=int, default=16)
+    args = parser.parse_args()
+    if os.geteuid() != 0:
+        print("bench/faultdisk.py needs root (FUSE, loop devices, mount)", file=sys.stderr)
+        return 2
+    signal.signal(signal.SIGTERM, _interrupt)
+    b = Bench(Path(tempfile.mkdtemp(prefix="faultdisk-bench-")))
+    try:
+        result = measure(b, args.rounds, args.size_mb)
+    except KeyboardInterrupt:
+        print("interrupted, cleaning up", file=sys.stderr)
+        return 130
+    finally:
+        for sig in (signal.SIGINT, signal.SIGTERM):  # a second Ctrl-C must not stop cleanup
+            signal.signal(sig, signal.SIG_IGN)
+        b.cleanup()
+    ints = ("fsck_rc", "data_ok")
+    print(" ".join(f"{k}={int(v) if k in ints else round(v, 3)}" for k, v in result.items()))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
