@@ -7,6 +7,7 @@ through a Python FUSE daemon must be known figures, not guesses.
 Figures (medians over --rounds):
   eio_detect_s      mode switch to `eio` -> first write+fsync on ext4 failing with EIO
   remount_ro_s      mode switch to `eio` -> /proc/mounts shows the ext4 read-only
+                    ("ro" or kernel 6.18's "emergency_ro"), with light write activity
   heal_s            `ok` + umount + fsck.ext4 -fy + mount (fsck_s: the fsck part)
   unhang_s          `hang` -> `ok`: switch -> the held write+fsync completes
   *_write_mbps      SIZE MB sequential write + fsync on ext4, loop on the FUSE-exposed
@@ -50,6 +51,11 @@ def mount_options(path: Path) -> list[str] | None:
             if fields[1] == str(path):
                 return fields[3].split(",")
     return None
+
+
+def is_readonly(options: list[str] | None) -> bool:
+    """Kernel 6.18 ext4 keeps "rw" after errors=remount-ro and adds "emergency_ro"."""
+    return options is None or "ro" in options or "emergency_ro" in options
 
 
 def write_fsync(path: Path, data: bytes, chunk: int = MiB) -> None:
@@ -96,14 +102,19 @@ class Bench:
         for _ in range(20):
             if mount_options(path) is None:
                 break
-            if subprocess.run(["umount", str(path)], capture_output=True).returncode != 0:
+            res = subprocess.run(["umount", str(path)], capture_output=True, text=True)
+            if res.returncode != 0:
+                print(f"umount {path}: {res.stderr.strip()}", file=sys.stderr)
                 time.sleep(0.1)
         else:
             subprocess.run(["umount", "-l", str(path)], capture_output=True)
 
     def cleanup(self) -> None:
         if self.proc is not None and self.proc.poll() is None:
-            faultdisk.force_ok(self.proc.pid)  # held I/O would block umount and detach
+            try:  # held I/O would block umount and detach
+                faultdisk.force_ok(self.proc.pid, self.fuse_mnt)
+            except OSError as exc:
+                print(f"cleanup: force_ok: {exc}", file=sys.stderr)
         for path in reversed(self.mounts):
             self.umount(path)
         for device, backing in reversed(self.loops):
@@ -125,14 +136,31 @@ def throughput(path: Path, data: bytes) -> float:
     return len(data) / MiB / elapsed
 
 
+def rewrite_fsync(path: Path, data: bytes) -> None:
+    """Overwrite an existing file in place + fsync: needs no new metadata blocks.
+
+    Creating a file on a pulled disk may need a metadata read (an inode bitmap not in
+    cache); that read error makes ext4 go read-only at once, and the caller then sees
+    EROFS rather than EIO. An in-place rewrite of a cached file deterministically gets EIO.
+    """
+    fd = os.open(path, os.O_WRONLY)
+    try:
+        os.pwrite(fd, data, 0)
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
 def pull_and_heal(b: Bench, device: str, ext4: Path) -> dict[str, float]:
     payload = os.urandom(MiB)
     write_fsync(ext4 / "before.bin", payload)
+    probe = ext4 / "probe.bin"
+    write_fsync(probe, b"p" * 4096)  # also brings its inode into cache
     start = time.monotonic()
     faultdisk.set_mode(b.fuse_mnt, "eio")
-    for attempt in range(1_000_000):
+    while True:
         try:
-            write_fsync(ext4 / f"probe{attempt}.bin", b"x" * 4096)
+            rewrite_fsync(probe, b"x" * 4096)
         except OSError as exc:
             if exc.errno != errno.EIO:
                 raise RuntimeError(f"first error on the pulled disk was {exc!r}, not EIO") from exc
@@ -140,10 +168,17 @@ def pull_and_heal(b: Bench, device: str, ext4: Path) -> dict[str, float]:
         if time.monotonic() - start > 30:
             raise RuntimeError("no EIO within 30 s of the pull")
     detect = time.monotonic() - start
-    while "ro" not in (mount_options(ext4) or ["ro"]):
+    # ext4 turns read-only only when it next starts a journal handle after jbd2 aborted
+    # the journal (first failed commit, ~5 s): keep touching it, as an application or a
+    # cluster monitor would. Without any activity it stays rw indefinitely.
+    while not is_readonly(mount_options(ext4)):
         if time.monotonic() - start > 120:
             raise RuntimeError("ext4 not read-only within 120 s of the pull")
-        time.sleep(0.01)
+        try:
+            rewrite_fsync(probe, b"y" * 4096)
+        except OSError:
+            pass
+        time.sleep(0.05)
     remount_ro = time.monotonic() - start
 
     start = time.monotonic()
@@ -181,7 +216,7 @@ def hang_release(b: Bench, ext4: Path) -> float:
     return finished[0] - start
 
 
-def measure(b: Bench, rounds: int, size_mb: int) -> dict[str, float]:
+def measure(b: Bench, rounds: int, write_rounds: int, size_mb: int) -> dict[str, float]:
     raw_dev = b.attach(b.image("raw.img", size_mb * 4))
     raw_fs = b.mount(raw_dev, "raw-ext4")
     fuse_image = b.image("disk.img", size_mb * 4)
@@ -192,7 +227,7 @@ def measure(b: Bench, rounds: int, size_mb: int) -> dict[str, float]:
 
     data = os.urandom(size_mb * MiB)
     direct, fuse = [], []
-    for _ in range(rounds):  # interleaved, so drift in host load hits both alike
+    for _ in range(write_rounds):  # interleaved, so drift in host load hits both alike
         direct.append(throughput(raw_fs, data))
         fuse.append(throughput(fuse_fs, data))
     print(f"write+fsync {size_mb} MB: direct loop {[round(x) for x in direct]} MB/s, "
@@ -221,7 +256,8 @@ def _interrupt(signum: int, frame: FrameType | None) -> None:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--rounds", type=int, default=3, help="pull/heal and hang rounds")
+    parser.add_argument("--write-rounds", type=int, default=7, help="throughput rounds")
     parser.add_argument("--size-mb", type=int, default=16)
     args = parser.parse_args()
     if os.geteuid() != 0:
@@ -230,7 +266,7 @@ def main() -> int:
     signal.signal(signal.SIGTERM, _interrupt)
     b = Bench(Path(tempfile.mkdtemp(prefix="faultdisk-bench-")))
     try:
-        result = measure(b, args.rounds, args.size_mb)
+        result = measure(b, args.rounds, args.write_rounds, args.size_mb)
     except KeyboardInterrupt:
         print("interrupted, cleaning up", file=sys.stderr)
         return 130

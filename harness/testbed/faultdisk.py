@@ -240,9 +240,18 @@ def get_mode(mountpoint: Path) -> str:
     return (Path(mountpoint) / CONTROL).read_text().strip()
 
 
-def force_ok(pid: int) -> None:
-    """Switch daemon `pid` to `ok` by signal: works even when all its threads are held."""
+def force_ok(pid: int, mountpoint: Path | None = None, timeout: float = 5.0) -> None:
+    """Switch daemon `pid` to `ok` by signal: works even when all its threads are held.
+
+    A signal is asynchronous; given `mountpoint`, wait until the daemon reports `ok`
+    (a held worker is freed by the switch itself, so the control read gets served).
+    """
     os.kill(pid, signal.SIGUSR1)
+    deadline = time.monotonic() + timeout
+    while mountpoint is not None and get_mode(mountpoint) != "ok":
+        if time.monotonic() >= deadline:
+            raise TimeoutError(f"faultdisk {pid} not back to ok after {timeout} s")
+        time.sleep(0.005)
 
 
 def is_mounted(mountpoint: Path) -> bool:

@@ -86,7 +86,7 @@ def our_loops(tmp_path: Path) -> list[str]:
 def unhang(disk: Disk) -> None:
     """End any hang by signal; never signal a PID the daemon no longer owns."""
     if disk.proc.poll() is None:
-        faultdisk.force_ok(disk.proc.pid)
+        faultdisk.force_ok(disk.proc.pid, disk.mountpoint)
 
 
 @pytest.fixture
@@ -270,7 +270,7 @@ def test_force_ok_releases_a_hang_that_holds_every_worker(disk: Disk) -> None:
         t.start()
     time.sleep(0.5)
     assert not done
-    faultdisk.force_ok(disk.proc.pid)
+    faultdisk.force_ok(disk.proc.pid, disk.mountpoint)
     for t in threads:
         t.join(10)
     assert len(done) == 12

@@ -1,0 +1,56 @@
+"""Generated cluster configuration: corosync.conf matches the topology; the seed CIB is valid."""
+
+from __future__ import annotations
+
+import xml.etree.ElementTree as ET
+from pathlib import Path
+
+import pytest
+
+from harness.testbed import clusterconf
+from harness.testbed.layout import Layout
+from harness.topology import DEFAULT_TESTBED, load_topology
+
+
+@pytest.fixture
+def layout(tmp_path: Path) -> Layout:
+    return Layout(load_topology(DEFAULT_TESTBED), instance="unit", state_root=tmp_path)
+
+
+def test_corosync_conf_has_two_knet_links_and_the_real_token(layout: Layout) -> None:
+    conf = clusterconf.corosync_conf(layout.topology)
+    assert "token: 1000" in conf and "token_coefficient: 0" in conf
+    assert "linknumber: 1" in conf
+    assert "ring0_addr: 10.77.1.12" in conf and "ring1_addr: 10.77.2.12" in conf
+    # one key per line inside node blocks (corosync rejects several on one line)
+    assert all(line.count(":") <= 1 for line in conf.splitlines())
+
+
+def test_seed_cib_passes_crm_verify_and_encodes_the_policy(layout: Layout, tmp_path: Path) -> None:
+    xml = clusterconf.cib_xml(layout, clusterconf.empty_cib())
+    path = tmp_path / "cib.xml"
+    path.write_text(xml)
+    assert clusterconf.verify(str(path)) == ""
+    root = ET.fromstring(xml)
+    scores = {c.get("node"): int(c.get("score", "0")) for c in root.iter("rsc_location")}
+    assert scores["node1"] > scores["node2"] > scores["node3"]
+    group = root.find(".//group[@id='app']")
+    assert group is not None
+    assert [p.get("type") for p in group.findall("primitive")] == ["Filesystem", "IPaddr2", "fallover-app"]
+    stick = group.find("meta_attributes/nvpair[@name='resource-stickiness']")
+    assert stick is not None and stick.get("value") == "0"  # cascading fails back
+    props = {n.get("name"): n.get("value") for n in root.iter("nvpair")}
+    assert props["stonith-enabled"] == "true" and props["dc-deadtime"] == "2s"
+    assert root.find(".//primitive[@type='fence_fallover']") is not None
+    assert root.find(".//alert[@id='fallover-notify']/recipient") is not None
+
+
+def test_rotating_group_sticks_harder_than_any_priority(layout: Layout) -> None:
+    topo = layout.topology
+    g = topo.groups[0].model_copy(update={"policy": "rotating"})
+    rot = Layout(topo.model_copy(update={"groups": [g]}), instance="unit", state_root=layout.state_root)
+    root = ET.fromstring(clusterconf.cib_xml(rot, clusterconf.empty_cib()))
+    stick = root.find(".//group[@id='app']/meta_attributes/nvpair[@name='resource-stickiness']")
+    assert stick is not None
+    top = max(int(c.get("score", "0")) for c in root.iter("rsc_location"))
+    assert int(stick.get("value", "0")) > top
