@@ -10,8 +10,9 @@ Figures (medians over --rounds):
                     ("ro" or kernel 6.18's "emergency_ro"), with light write activity
   heal_s            `ok` + umount + fsck.ext4 -fy + mount (fsck_s: the fsck part)
   unhang_s          `hang` -> `ok`: switch -> the held write+fsync completes
-  *_write_mbps      SIZE MB sequential write + fsync on ext4, loop on the FUSE-exposed
-                    image vs loop directly on a raw image; fuse_slowdown is their ratio
+  *_write_mbps      SIZE MB sequential write + fsync of a file on ext4, loop on the
+                    FUSE-exposed image vs loop directly on a raw image; fuse_slowdown is
+                    their ratio. blk_*: the same written straight to the loop devices.
 
 Needs root, /dev/fuse and loop devices. Cleans up after itself, also on Ctrl-C/SIGTERM.
 The last line printed is machine-readable ``key=value`` pairs.
@@ -30,6 +31,7 @@ import sys
 import tempfile
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 from types import FrameType
 
@@ -82,8 +84,6 @@ class Bench:
         path = self.work / name
         with open(path, "wb") as f:
             f.truncate(size_mb * MiB)
-        # no lazy init: a background ext4lazyinit thread would skew the throughput figures
-        run("mkfs.ext4", "-q", "-F", "-E", "lazy_itable_init=0,lazy_journal_init=0", str(path))
         return path
 
     def attach(self, backing: Path) -> str:
@@ -109,30 +109,51 @@ class Bench:
         else:
             subprocess.run(["umount", "-l", str(path)], capture_output=True)
 
-    def cleanup(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            try:  # held I/O would block umount and detach
-                faultdisk.force_ok(self.proc.pid, self.fuse_mnt)
-            except OSError as exc:
-                print(f"cleanup: force_ok: {exc}", file=sys.stderr)
+    def cleanup(self) -> list[str]:
+        """Undo everything, step by step: one failing step must not skip the others."""
+        problems: list[str] = []
+
+        def step(what: str, fn: Callable[..., object], *args: object) -> None:
+            try:
+                fn(*args)
+            except Exception as exc:  # noqa: BLE001 - reported, and cleanup goes on
+                problems.append(f"{what}: {exc}")
+
+        if self.proc is not None and self.proc.poll() is None:  # held I/O blocks umount
+            step("force_ok", faultdisk.force_ok, self.proc.pid, self.fuse_mnt)
         for path in reversed(self.mounts):
-            self.umount(path)
+            step(f"umount {path}", self.umount, path)
         for device, backing in reversed(self.loops):
-            faultdisk.detach_loop(device, backing)
+            step(f"losetup -d {device}", faultdisk.detach_loop, device, backing)
         if self.proc is not None:
-            faultdisk.stop_daemon(self.proc, self.fuse_mnt)
-        faultdisk.unmount(self.fuse_mnt)
+            step("stop daemon", faultdisk.stop_daemon, self.proc, self.fuse_mnt)
+        step("unmount fuse", faultdisk.unmount, self.fuse_mnt)
         shutil.rmtree(self.work, ignore_errors=True)
+        return problems
 
 
-def throughput(path: Path, data: bytes) -> float:
-    """MB/s of one sequential write + fsync of `data`; the file is removed afterwards."""
-    target = path / "bench.bin"
+def mkfs(device: str) -> None:
+    # no lazy init: a background ext4lazyinit thread would skew the throughput figures
+    run("mkfs.ext4", "-q", "-F", "-E", "lazy_itable_init=0,lazy_journal_init=0", device)
+
+
+def throughput(target: Path, data: bytes) -> float:
+    """MB/s of one sequential write + fsync of `data` to a new file or a block device."""
     start = time.monotonic()
-    write_fsync(target, data)
+    if target.is_block_device():
+        fd = os.open(target, os.O_WRONLY)
+        try:
+            for off in range(0, len(data), MiB):
+                os.write(fd, data[off:off + MiB])
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+    else:
+        write_fsync(target, data)
     elapsed = time.monotonic() - start
-    target.unlink()
-    os.sync()
+    if not target.is_block_device():
+        target.unlink()
+        os.sync()
     return len(data) / MiB / elapsed
 
 
@@ -185,10 +206,16 @@ def pull_and_heal(b: Bench, device: str, ext4: Path) -> dict[str, float]:
     faultdisk.set_mode(b.fuse_mnt, "ok")
     b.umount(ext4)
     fsck_start = time.monotonic()
-    fsck = subprocess.run(["fsck.ext4", "-fy", device], capture_output=True, text=True)
+    while True:
+        fsck = subprocess.run(["fsck.ext4", "-fy", device], capture_output=True, text=True)
+        if fsck.returncode in (0, 1, 2):  # 1 and 2: errors were corrected
+            break
+        # "in use": a mount namespace unshared while ext4 was mounted (any `ip netns exec`
+        # on the machine) keeps a private copy of the mount, and the superblock, a while
+        if "in use" not in fsck.stdout + fsck.stderr or time.monotonic() - fsck_start > 30:
+            raise RuntimeError(f"fsck.ext4 failed ({fsck.returncode}): {fsck.stdout}{fsck.stderr}")
+        time.sleep(0.1)
     fsck_s = time.monotonic() - fsck_start
-    if fsck.returncode not in (0, 1, 2):
-        raise RuntimeError(f"fsck.ext4 failed ({fsck.returncode}): {fsck.stdout}{fsck.stderr}")
     run("mount", "-t", "ext4", "-o", "errors=remount-ro", device, str(ext4))
     heal = time.monotonic() - start
     intact = (ext4 / "before.bin").read_bytes() == payload
@@ -218,20 +245,25 @@ def hang_release(b: Bench, ext4: Path) -> float:
 
 def measure(b: Bench, rounds: int, write_rounds: int, size_mb: int) -> dict[str, float]:
     raw_dev = b.attach(b.image("raw.img", size_mb * 4))
-    raw_fs = b.mount(raw_dev, "raw-ext4")
     fuse_image = b.image("disk.img", size_mb * 4)
     b.fuse_mnt.mkdir()
     b.proc = faultdisk.start_daemon(fuse_image, b.fuse_mnt, timeout=15)
     fuse_dev = b.attach(b.fuse_mnt / fuse_image.name)
-    fuse_fs = b.mount(fuse_dev, "fuse-ext4")
 
     data = os.urandom(size_mb * MiB)
-    direct, fuse = [], []
+    speeds: dict[str, list[float]] = {"blk_direct": [], "blk_fuse": [], "direct": [], "fuse": []}
     for _ in range(write_rounds):  # interleaved, so drift in host load hits both alike
-        direct.append(throughput(raw_fs, data))
-        fuse.append(throughput(fuse_fs, data))
-    print(f"write+fsync {size_mb} MB: direct loop {[round(x) for x in direct]} MB/s, "
-          f"loop on FUSE {[round(x) for x in fuse]} MB/s")
+        speeds["blk_direct"].append(throughput(Path(raw_dev), data))
+        speeds["blk_fuse"].append(throughput(Path(fuse_dev), data))
+    mkfs(raw_dev)
+    mkfs(fuse_dev)  # through the loop device and FUSE, like the testbed's own
+    raw_fs = b.mount(raw_dev, "raw-ext4")
+    fuse_fs = b.mount(fuse_dev, "fuse-ext4")
+    for _ in range(write_rounds):
+        speeds["direct"].append(throughput(raw_fs / "bench.bin", data))
+        speeds["fuse"].append(throughput(fuse_fs / "bench.bin", data))
+    for key, values in speeds.items():
+        print(f"write+fsync {size_mb} MB, {key}: {[round(x) for x in values]} MB/s")
 
     pulls = []
     for i in range(rounds):
@@ -243,10 +275,12 @@ def measure(b: Bench, rounds: int, write_rounds: int, size_mb: int) -> dict[str,
     result = {k: statistics.median(p[k] for p in pulls) for k in pulls[0]}
     result["fsck_rc"] = max(p["fsck_rc"] for p in pulls)
     result["data_ok"] = min(p["data_ok"] for p in pulls)
-    result.update(unhang_s=statistics.median(unhang),
-                  direct_write_mbps=statistics.median(direct),
-                  fuse_write_mbps=statistics.median(fuse))
-    result["fuse_slowdown"] = result["direct_write_mbps"] / result["fuse_write_mbps"]
+    result["unhang_s"] = statistics.median(unhang)
+    for prefix in ("", "blk_"):
+        direct = statistics.median(speeds[f"{prefix}direct"])
+        fuse = statistics.median(speeds[f"{prefix}fuse"])
+        result.update({f"{prefix}direct_write_mbps": direct, f"{prefix}fuse_write_mbps": fuse,
+                       f"{prefix}fuse_slowdown": direct / fuse})
     return result
 
 
@@ -264,18 +298,23 @@ def main() -> int:
         print("bench/faultdisk.py needs root (FUSE, loop devices, mount)", file=sys.stderr)
         return 2
     signal.signal(signal.SIGTERM, _interrupt)
+    signal.signal(signal.SIGINT, signal.default_int_handler)  # even if started with it ignored
     b = Bench(Path(tempfile.mkdtemp(prefix="faultdisk-bench-")))
+    result: dict[str, float] = {}
     try:
         result = measure(b, args.rounds, args.write_rounds, args.size_mb)
     except KeyboardInterrupt:
         print("interrupted, cleaning up", file=sys.stderr)
-        return 130
     finally:
         for sig in (signal.SIGINT, signal.SIGTERM):  # a second Ctrl-C must not stop cleanup
             signal.signal(sig, signal.SIG_IGN)
-        b.cleanup()
+        problems = b.cleanup()
+        for problem in problems:
+            print(f"cleanup: {problem}", file=sys.stderr)
+    if problems or not result:
+        return 1 if problems else 130
     ints = ("fsck_rc", "data_ok")
-    print(" ".join(f"{k}={int(v) if k in ints else round(v, 3)}" for k, v in result.items()))
+    print(" ".join(f"{k}={int(v) if k in ints else f'{v:.4g}'}" for k, v in result.items()))
     return 0
 
 

@@ -18,7 +18,7 @@ from harness.errors import FalloverError, UsageError
 from harness.topology import DEFAULT_TESTBED, Topology, load_topology
 
 console = Console(stderr=True, highlight=False)
-out = Console(highlight=False)
+out = Console(highlight=False, markup=False)
 
 
 class Parser(argparse.ArgumentParser):
@@ -97,7 +97,7 @@ def cmd_down(args: argparse.Namespace) -> int:
         console.print(f"  removed {g}")
     left = tb.leftovers()
     if left:
-        console.print("[red]still present:[/] " + "; ".join(left))
+        console.print("still present: " + "; ".join(left), style="red", markup=False)
         return 1
     console.print(f"down in {time.monotonic() - t0:.1f}s; nothing left behind")
     return 0

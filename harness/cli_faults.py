@@ -1,13 +1,113 @@
-"""Fault commands of the CLI (`faults`, `inject`, `heal`); filled in by the faults work."""
+"""Fault commands of the CLI: `faults` (the catalogue), `inject`, `heal`."""
 
 from __future__ import annotations
 
 import argparse
+import time
 from collections.abc import Callable
 from typing import Any
 
-FAULT_COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {}
+from rich.console import Console
+from rich.table import Table
+
+from harness.errors import UsageError
+from harness.topology import load_topology
+
+console = Console(stderr=True, highlight=False)
 
 
 def add_fault_commands(sub: Any, testbed_arg: Callable[[argparse.ArgumentParser], None]) -> None:
-    """No fault commands yet."""
+    f = sub.add_parser("faults", help="the fault catalogue")
+    f.add_argument("--json", action="store_true")
+    testbed_arg(f)
+    i = sub.add_parser("inject", help="inject one fault: fallover inject adapter_down --node node1 --network service")
+    testbed_arg(i)
+    i.add_argument("fault", help="a fault name from `fallover faults`")
+    i.add_argument("--node", action="append", default=[], help="target node (repeat for partition: the cut-off side)")
+    i.add_argument("--network")
+    i.add_argument("--disk")
+    i.add_argument("--group")
+    i.add_argument("--rate", type=float, help="loss/corruption probability, or CPU load fraction (0-1]")
+    i.add_argument("--delay", type=float, dest="delay_ms", help="added delay in ms (packet_delay)")
+    i.add_argument("--jitter", type=float, dest="jitter_ms", help="delay jitter in ms (packet_delay)")
+    i.add_argument("--duration", type=float, help="inject, wait this many seconds, then heal")
+    i.add_argument("--dry-run", action="store_true", help="validate and show what would be done; touch nothing")
+    h = sub.add_parser("heal", help="undo every fault in the journal (after a crash, or an inject without --duration)")
+    testbed_arg(h)
+
+
+def cmd_faults(args: argparse.Namespace) -> int:
+    import json
+
+    from harness.faults import FAULTS
+
+    topo = load_topology(args.testbed)
+    if args.json:
+        print(json.dumps([{"name": f.name, "family": f.family, "event": f.event, "target": f.target_kind,
+                           "destructive": f.destructive, "summary": f.summary, "mechanism": f.mechanism,
+                           "targets": [t.label for t in f.targets(topo)]} for f in FAULTS.values()], indent=2))
+        return 0
+    table = Table(title=f"fault catalogue ({len(FAULTS)} faults; targets from {args.testbed})")
+    for col in ("fault", "family", "classic event", "target", "destructive", "what happens"):
+        table.add_column(col)
+    for f in FAULTS.values():
+        table.add_row(f.name, f.family, f.event, f.target_kind, "yes" if f.destructive else "no", f.summary)
+    Console(highlight=False).print(table)
+    return 0
+
+
+def cmd_inject(args: argparse.Namespace) -> int:
+    from harness.faults.nemesis import Nemesis, resolve
+    from harness.testbed import open_testbed
+
+    topo = load_topology(args.testbed)
+    fault = resolve(args.fault)
+    if args.duration is not None and args.duration < 0:
+        raise UsageError("--duration must be ≥ 0")
+    kw: dict[str, Any] = {k: getattr(args, k) for k in ("network", "disk", "group", "rate", "delay_ms", "jitter_ms")
+                          if getattr(args, k) is not None}
+    if fault.target_kind == "partition":
+        kw["nodes"] = tuple(args.node)
+    elif len(args.node) > 1:
+        raise UsageError(f"{fault.name} takes one --node")
+    elif args.node:
+        kw["node"] = args.node[0]
+    tb = open_testbed(topo)
+    nemesis = Nemesis(tb, log=lambda m: console.print(m))
+    _, target = nemesis.target(fault.name, **kw)  # validates before anything is touched
+    if args.dry_run:
+        console.print(f"would inject {fault.name} on {target.label}: {fault.mechanism}")
+        return 0
+    if not getattr(tb, "is_built", True):
+        raise UsageError(f"testbed {topo.name} is not up (run `fallover up`)")
+    inj = nemesis.start(fault.name, **kw)
+    if args.duration is None:
+        console.print(f"{fault.name} stays in effect; `fallover heal` undoes it")
+        return 0
+    try:
+        with console.status("") as st:
+            end = time.monotonic() + args.duration
+            while (left := end - time.monotonic()) > 0:
+                st.update(f"{fault.name} on {target.label}: healing in {left:4.1f}s (Ctrl-C heals now)")
+                time.sleep(min(0.2, left))
+    finally:
+        nemesis.heal(inj)
+    return 0
+
+
+def cmd_heal(args: argparse.Namespace) -> int:
+    from harness.faults.nemesis import Nemesis
+    from harness.testbed import open_testbed
+
+    tb = open_testbed(load_topology(args.testbed))
+    undone = Nemesis(tb).replay()
+    for u in undone:
+        console.print(f"healed {u}")
+    if not undone:
+        console.print("the fault journal is empty: nothing to heal")
+    return 0
+
+
+FAULT_COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {
+    "faults": cmd_faults, "inject": cmd_inject, "heal": cmd_heal,
+}

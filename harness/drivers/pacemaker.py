@@ -103,6 +103,18 @@ class PacemakerDriver:
         """All powered-on nodes online and every group started where its policy puts it."""
         return self.wait_until(self.settled, timeout=timeout, what="cluster settling", progress=progress)
 
+    def recover(self, *, timeout: float = 90.0, progress: Progress = quiet) -> ClusterState:
+        """The operator's step after a repair: forget failures, then wait for the cluster to settle.
+
+        Failed actions (and the fail counts behind them) keep a cascading group away from its
+        home node for good; clearing them is what lets it fail back.
+        """
+        s = self.state()
+        if s is not None and s.failed_actions:
+            progress(f"cleaning up {len(s.failed_actions)} failed action(s)")
+            self.cleanup()
+        return self.wait_settled(timeout=timeout, progress=progress)
+
     # -- steering -------------------------------------------------------------------------------
 
     def _crm(self, argv: list[str], timeout: float = 30.0) -> None:

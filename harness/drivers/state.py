@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import html
 import xml.etree.ElementTree as ET
 from dataclasses import dataclass, field
 
@@ -150,7 +151,7 @@ def parse_crm_mon(xml_text: str, seen_from: str) -> ClusterState:
     failed = tuple(
         FailedAction(resource=f.get("op_key", "").rsplit("_", 2)[0], node=f.get("node", ""),
                      task=f.get("task", ""), exitcode=int(f.get("exitcode", f.get("rc", "1")) or 1),
-                     exitreason=f.get("exitreason", ""), status=f.get("status", ""))
+                     exitreason=html.unescape(f.get("exitreason", "")), status=f.get("status", ""))
         for f in root.findall("failures/failure"))
     versions = {}
     if dc_el is not None and dc_el.get("version"):

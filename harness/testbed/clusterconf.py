@@ -49,20 +49,24 @@ def _nvset(parent: ET.Element, tag: str, set_id: str, values: dict[str, str]) ->
     return el
 
 
-def _ops(parent: ET.Element, rid: str, ops: list[tuple[str, str, str]]) -> None:
+def _ops(parent: ET.Element, rid: str, ops: list[tuple[str, str, str]], check_level: int | None = None) -> None:
     el = ET.SubElement(parent, "operations")
     for name, interval, timeout in ops:
-        ET.SubElement(el, "op", id=f"{rid}-{name}-{interval}", name=name, interval=interval, timeout=timeout)
+        op = ET.SubElement(el, "op", id=f"{rid}-{name}-{interval}", name=name, interval=interval, timeout=timeout)
+        if name == "monitor" and check_level is not None:
+            _nvset(op, "instance_attributes", f"{rid}-{name}-{interval}-params",
+                   {"OCF_CHECK_LEVEL": str(check_level)})
 
 
 def _primitive(parent: ET.Element, rid: str, cls: str, typ: str, params: dict[str, str],
-               ops: list[tuple[str, str, str]], provider: str | None = None) -> ET.Element:
+               ops: list[tuple[str, str, str]], provider: str | None = None,
+               check_level: int | None = None) -> ET.Element:
     attrs = {"id": rid, "class": cls, "type": typ}
     if provider:
         attrs["provider"] = provider
     el = ET.SubElement(parent, "primitive", attrs)
     _nvset(el, "instance_attributes", f"{rid}-params", params)
-    _ops(el, rid, ops)
+    _ops(el, rid, ops, check_level)
     return el
 
 
@@ -76,7 +80,8 @@ def _group(resources: ET.Element, layout: Layout, g: Group) -> None:
         "device": str(layout.disk_link(g.disk)), "directory": str(layout.mountpoint(g.name)),
         "fstype": topo.disks[[d.name for d in topo.disks].index(g.disk)].fstype,
         "options": "errors=remount-ro",
-    }, [("start", "0s", "60s"), ("stop", "0s", "60s"), ("monitor", "10s", "40s")], provider="heartbeat")
+    }, [("start", "0s", "60s"), ("stop", "0s", "60s"), ("monitor", "5s", "20s")], provider="heartbeat",
+        check_level=20)  # level 20 writes to the disk: a pulled disk is noticed, not just an unmounted one
     _primitive(grp, f"{g.name}-ip", "ocf", "IPaddr2", {
         "ip": str(g.service_ip), "cidr_netmask": str(net.subnet.prefixlen), "nic": g.network,
     }, [("start", "0s", "20s"), ("stop", "0s", "20s"), ("monitor", "2s", "10s")], provider="heartbeat")

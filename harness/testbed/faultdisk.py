@@ -1,10 +1,9 @@
 """Pullable shared disk for the embedded testbed: a FUSE pass-through with a fault switch.
 
-This kernel has no device-mapper (dm-flakey/dm-error) and no nbd, so a "disk pull" is made
-in user space: a FUSE filesystem exposes the disk image, a loop device is made on the
-*exposed* file, and ext4 on that loop device is what the cluster mounts. Every block the
-loop device moves passes through this daemon, which fails it (EIO) or holds it (hang) on
-command, like a pulled or frozen SAN path. Mount point layout::
+No device-mapper (dm-flakey) and no nbd here, so a "disk pull" is made in user space: FUSE
+exposes the disk image, a loop device is made on the *exposed* file, and the cluster mounts
+ext4 from that loop device. Every block passes through this daemon, which fails it (EIO) or
+holds it (hang) on command, like a pulled or frozen SAN path. Mount point layout::
 
     <mountpoint>/<image name>   the image, passed through with pread/pwrite
     <mountpoint>/control        read: current mode + "\\n"; write a mode word to switch
@@ -32,7 +31,7 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
-from mfusepy import FUSE, FuseOSError, Operations
+from mfusepy import FUSE, FuseOSError, Operations  # type: ignore[import-untyped]
 
 MODES: tuple[str, ...] = ("ok", "eio", "eio-read", "eio-write", "hang")
 CONTROL = "control"
@@ -86,14 +85,12 @@ class FaultDisk(Operations):  # type: ignore[misc]
         self._cond = threading.Condition()
         self._libfuse = _Libfuse()
         self._session: int | None = None
-        self._initialized = False
-        self.served = False  # init and destroy both ran: the loop started and ended
+        self.ready = False  # init ran: the kernel connection was up
         self.pidfile: Path | None = None
 
     @property
     def mode(self) -> str:
-        with self._cond:
-            return self._mode
+        return self._mode  # reading one reference is atomic; writers hold the condition
 
     def set_mode(self, mode: str) -> None:
         """Switch behaviour; leaving `hang` wakes every held I/O thread."""
@@ -114,17 +111,12 @@ class FaultDisk(Operations):  # type: ignore[misc]
         if mode in ("eio", f"eio-{kind}"):
             raise FuseOSError(errno.EIO)
 
-    # -- FUSE operations ------------------------------------------------------------------
-
     def init(self, path: str) -> None:
         """The kernel connection is up, so the mount is usable: signal readiness."""
         self._session = self._libfuse.current_session()
-        self._initialized = True
+        self.ready = True
         if self.pidfile is not None:
             self.pidfile.write_text(f"{os.getpid()}\n")
-
-    def destroy(self, path: str) -> None:
-        self.served = self._initialized
 
     def getattr(self, path: str, fh: int | None = None) -> dict[str, Any]:
         now = time.time_ns()
@@ -182,15 +174,10 @@ class FaultDisk(Operations):  # type: ignore[misc]
     def flush(self, path: str, fh: int) -> int:
         return 0  # close(2): nothing is buffered here, and close must neither hang nor fail
 
-    # -- running --------------------------------------------------------------------------
-
     def _escape_hatch(self) -> None:
-        """SIGUSR1 switches to `ok` without needing a FUSE worker thread.
-
-        libfuse 3.14 serves at most 10 requests at once (fuse_main_real does not pass its
-        max_threads option on). Ten I/Os held in `hang` leave no thread to serve a write
-        to `control`, so only a signal can end that hang (see `force_ok`).
-        """
+        """SIGUSR1 switches to `ok` without a FUSE worker: libfuse 3.14 runs at most 10
+        (fuse_main_real ignores max_threads), and ten I/Os held in `hang` leave none to
+        serve a write to `control`; only a signal can end that hang (see `force_ok`)."""
         while True:
             signal.sigwait({signal.SIGUSR1})
             self.set_mode("ok")
@@ -198,9 +185,9 @@ class FaultDisk(Operations):  # type: ignore[misc]
     def serve(self, pidfile: Path | None = None) -> None:
         """Mount and serve in the foreground until SIGTERM/SIGINT or an external unmount.
 
-        Multithreaded, so held I/O does not stop the control file or other I/O. libfuse
-        handles SIGTERM: it leaves the loop, joins its workers and unmounts. auto_unmount
-        has fusermount3 remove the mount even if this process is SIGKILLed.
+        Multithreaded, so held I/O does not stop the control file or other I/O. On SIGTERM
+        libfuse leaves its loop, joins its workers and unmounts; with auto_unmount,
+        fusermount3 removes the mount even if this process is SIGKILLed.
         """
         self.pidfile = pidfile
         # Blocked before libfuse starts its workers (they inherit the mask): only the
@@ -214,15 +201,12 @@ class FaultDisk(Operations):  # type: ignore[misc]
         except RuntimeError:
             # libfuse 3.14 returns 8 ("loop failed") when a signal ended the loop, though it
             # then unmounted cleanly: a stop after a served mount is a success.
-            if not self.served:
+            if not self.ready:
                 raise
         finally:
             os.close(self._fd)
             if pidfile is not None:
                 pidfile.unlink(missing_ok=True)
-
-
-# -- helpers for the harness --------------------------------------------------------------
 
 
 def set_mode(mountpoint: Path, mode: str) -> None:
@@ -242,10 +226,7 @@ def get_mode(mountpoint: Path) -> str:
 
 def force_ok(pid: int, mountpoint: Path | None = None, timeout: float = 5.0) -> None:
     """Switch daemon `pid` to `ok` by signal: works even when all its threads are held.
-
-    A signal is asynchronous; given `mountpoint`, wait until the daemon reports `ok`
-    (a held worker is freed by the switch itself, so the control read gets served).
-    """
+    Signals are asynchronous: given `mountpoint`, wait until the daemon reports `ok`."""
     os.kill(pid, signal.SIGUSR1)
     deadline = time.monotonic() + timeout
     while mountpoint is not None and get_mode(mountpoint) != "ok":
@@ -316,10 +297,8 @@ def stop_daemon(proc: subprocess.Popen[Any], mountpoint: Path, timeout: float = 
 
 
 def attach_loop(exposed: Path) -> str:
-    """Loop device on the FUSE-exposed image; returns its path. Loop numbers are shared
-    with other users of the machine: use only the returned one, never a guessed /dev/loopN.
-    Buffered (--direct-io=off): the FUSE file is direct_io already, and loop's O_DIRECT
-    mode would need alignment support from the backing file that FUSE need not give."""
+    """Loop device on the FUSE-exposed image (--direct-io=off: the FUSE file is direct_io
+    already). Loop numbers are shared on the machine: use only the one returned."""
     res = subprocess.run(["losetup", "--find", "--show", "--direct-io=off", str(exposed)],
                          check=True, capture_output=True, text=True)
     return res.stdout.strip()
@@ -333,22 +312,22 @@ def loop_backing_file(device: str) -> str | None:
         return None
 
 
-def detach_loop(device: str, backing: Path, attempts: int = 20) -> None:
-    """`losetup -d` our device, retrying while it is briefly busy after an umount.
+def detach_loop(device: str, backing: Path, timeout: float = 10.0) -> None:
+    """`losetup -d` our device and wait until it is really gone.
 
-    The backing file is checked before every attempt: once detached, the number may be
-    reused by someone else on the machine, whose device must not be touched.
+    A busy device (its ext4 still held, e.g. by a mount copied into a namespace that
+    `ip netns exec` unshared meanwhile) is only marked auto-clear. The backing file is
+    checked first: a detached number may be reused by someone else, never touch theirs.
     """
-    expected, err = os.path.realpath(backing), ""
-    for attempt in range(attempts):
-        if loop_backing_file(device) != expected:
-            return
-        res = subprocess.run(["losetup", "-d", device], capture_output=True, text=True)
-        if res.returncode == 0:
-            return
-        err = res.stderr.strip()
-        time.sleep(min(0.05 * 2 ** attempt, 0.5))
-    raise RuntimeError(f"losetup -d {device} kept failing: {err}")
+    expected, detached, err = os.path.realpath(backing), False, ""
+    deadline = time.monotonic() + timeout
+    while loop_backing_file(device) == expected:
+        if time.monotonic() >= deadline:
+            raise RuntimeError(f"loop device {device} still bound after {timeout} s: {err}")
+        if not detached:
+            res = subprocess.run(["losetup", "-d", device], capture_output=True, text=True)
+            detached, err = res.returncode == 0, res.stderr.strip()
+        time.sleep(0.05)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -357,8 +336,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--mountpoint", type=Path, required=True)
     parser.add_argument("--pidfile", type=Path, help="written once mounted, removed at exit")
     args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.WARNING, stream=sys.stderr,
-                        format="faultdisk: %(levelname)s %(message)s")
+    logging.basicConfig(level=logging.WARNING, format="faultdisk: %(levelname)s %(message)s")
     try:
         FaultDisk(args.image, args.mountpoint).serve(args.pidfile)
     except (OSError, ValueError, RuntimeError) as exc:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import pwd
+import shlex
 import shutil
 import subprocess
 import sys
@@ -12,7 +13,7 @@ import time
 from pathlib import Path
 
 from harness.errors import TestbedError
-from harness.testbed import cgroup, disk, network, nodes
+from harness.testbed import cgroup, disk, network, nodes, wire
 from harness.testbed.base import Progress, quiet
 from harness.testbed.layout import FREEZER_ROOT, Layout, default_instance
 from harness.topology import Topology
@@ -77,6 +78,7 @@ class LocalTestbed:
         """Build (or repair) the testbed and wait until the cluster has settled."""
         self.check_host()
         if self.is_built and self._fabric_alive():
+            self.heal_journal(progress)
             down = [n for n in self.topology.node_names if not self.running(n)]
             for n in down:
                 progress(f"starting {n} (it was powered off)")
@@ -89,7 +91,7 @@ class LocalTestbed:
         self.wait_settled(progress)
 
     def _fabric_alive(self) -> bool:
-        return (set(network.our_namespaces(self.layout.prefix)) == {self.layout.net_ns, self.layout.client_ns}
+        return (set(network.our_namespaces(self.layout)) == {self.layout.net_ns, self.layout.client_ns}
                 and bool(cgroup.procs(self.layout.daemon_cgroup("broker")))
                 and all(disk.find_loops(self.layout, d.name) for d in self.topology.disks))
 
@@ -148,7 +150,7 @@ class LocalTestbed:
     def wait_settled(self, progress: Progress = quiet, timeout: float = 90.0) -> None:
         from harness.drivers.pacemaker import PacemakerDriver
 
-        PacemakerDriver(self).wait_settled(timeout=timeout, progress=progress)
+        PacemakerDriver(self).recover(timeout=timeout, progress=progress)
 
     def down(self, progress: Progress = quiet) -> list[str]:
         """Remove everything, in the order that keeps each step possible; safe after any crash."""
@@ -190,15 +192,68 @@ class LocalTestbed:
 
     def start_services(self, node: str) -> None:
         """Start corosync + pacemakerd again inside a running node, in the node's cgroup."""
+        self._in_node_cgroup(node, (
+            "corosync >/var/log/cluster/corosync.stdout 2>&1; "
+            "for i in $(seq 200); do corosync-cfgtool -s >/dev/null 2>&1 && break; sleep 0.05; done; "
+            "setsid -f pacemakerd >>/var/log/pacemaker/pacemakerd.stdout 2>&1 </dev/null"))
+
+    def freeze(self, node: str) -> None:
+        cgroup.set_state(self.layout.node_cgroup(node), "FROZEN")
+
+    def thaw(self, node: str) -> None:
+        if cgroup.state(self.layout.node_cgroup(node)) not in ("THAWED", "ABSENT"):
+            cgroup.set_state(self.layout.node_cgroup(node), "THAWED")
+
+    def frozen(self, node: str) -> bool:
+        return cgroup.state(self.layout.node_cgroup(node)) in ("FROZEN", "FREEZING")
+
+    def spawn(self, node: str, argv: list[str], *, pidfile: str) -> None:
+        """Start a detached process inside a node, in the node's cgroup (so it freezes and dies with it).
+
+        ``pidfile`` (a path inside the node) receives its PID, which also leads its process group.
+        """
+        self._in_node_cgroup(node, f"setsid -f sh -c 'echo $$ > {pidfile}; exec \"$@\"' _ "
+                                   + " ".join(shlex.quote(a) for a in argv) + " >/dev/null 2>&1 </dev/null")
+
+    def _in_node_cgroup(self, node: str, script: str) -> None:
         pid = nodes.init_pid(self.layout, node)
         if pid is None:
             raise TestbedError(f"{node} is powered off")
         group = self.layout.node_cgroup(node)
-        script = ("corosync >/var/log/cluster/corosync.stdout 2>&1; "
-                  "for i in $(seq 200); do corosync-cfgtool -s >/dev/null 2>&1 && break; sleep 0.05; done; "
-                  "setsid -f pacemakerd >>/var/log/pacemaker/pacemakerd.stdout 2>&1 </dev/null")
-        subprocess.run(["nsenter", "-t", str(pid), "-a", "--", "/bin/sh", "-c", script], check=True,
-                       timeout=30, capture_output=True, preexec_fn=lambda: cgroup.join_self(group))
+        r = subprocess.run(["nsenter", "-t", str(pid), "-a", "--", "/bin/sh", "-c", script], timeout=30,
+                           capture_output=True, text=True, preexec_fn=lambda: cgroup.join_self(group))
+        if r.returncode != 0:
+            raise TestbedError(f"{node}: `{script}` exited {r.returncode}: {r.stderr.strip()}")
+
+    def set_adapter(self, node: str, network: str, up: bool) -> bool:
+        return wire.set_adapter(self.layout, node, network, up)
+
+    def set_network(self, network: str, up: bool) -> None:
+        wire.set_network(self.layout, network, up)
+
+    def set_disk_mode(self, disk_name: str, mode: str) -> None:
+        """Switch the FUSE layer under a shared disk (`ok`, `eio`, `hang`, …): the disk-pull fault."""
+        from harness.testbed import faultdisk
+
+        mnt = self.layout.disk_fuse_dir(disk_name)
+        if not faultdisk.is_mounted(mnt):
+            return  # the testbed is gone: nothing left to heal
+        if mode == "ok":
+            # a signal works even when every FUSE thread is held by a `hang`
+            faultdisk.force_ok(int(self.layout.pidfile(f"fuse-{disk_name}").read_text()), mnt)
+        else:
+            faultdisk.set_mode(mnt, mode)
+
+    def heal_journal(self, progress: Progress = quiet) -> list[str]:
+        """Undo what a crashed run left in the fault journal (the `fallover heal` of every start)."""
+        from harness.faults import Nemesis
+
+        if not self.layout.journal.exists():
+            return []
+        undone = Nemesis(self).replay()
+        for u in undone:
+            progress(f"healed {u}")
+        return undone
 
     def leftovers(self) -> list[str]:
         from harness.testbed.sweep import leftovers

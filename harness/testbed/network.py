@@ -121,5 +121,6 @@ def remove_fabric(layout: Layout) -> list[str]:
     return gone
 
 
-def our_namespaces(prefix: str) -> list[str]:
-    return sorted(n for n in netns.listnetns() if n.startswith(prefix + "-"))
+def our_namespaces(layout: Layout) -> list[str]:
+    """This testbed's named namespaces (exact names: another instance's prefix may extend ours)."""
+    return sorted(set(netns.listnetns()) & {layout.net_ns, layout.client_ns})

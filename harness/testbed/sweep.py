@@ -27,7 +27,7 @@ def _processes_mentioning(path: str) -> list[str]:
 
 
 def leftovers(layout: Layout) -> list[str]:
-    left = [f"netns {n}" for n in network.our_namespaces(layout.prefix)]
+    left = [f"netns {n}" for n in network.our_namespaces(layout)]
     left += [f"loop {d}" for d in disk.find_loops(layout)]
     left += [f"fuse mount {m}" for m in disk.fuse_mounts(layout)]
     with open("/proc/mounts") as f:
@@ -36,7 +36,7 @@ def leftovers(layout: Layout) -> list[str]:
                  if line.split()[1].startswith(base) and "fuse" not in line.split()[2]]
     if layout.cgroup_root.exists():
         left.append(f"cgroup {layout.cgroup_root}")
-    left += _processes_mentioning(str(layout.state))
+    left += _processes_mentioning(str(layout.state) + "/")
     if layout.state.exists():
         left.append(f"state directory {layout.state}")
     return left

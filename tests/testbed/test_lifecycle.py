@@ -27,9 +27,9 @@ def machine_leftovers(tb: LocalTestbed) -> list[str]:
     left = [f"netns {n}" for n in os.listdir("/run/netns") if n.startswith(prefix)] \
         if os.path.isdir("/run/netns") else []
     loops = subprocess.run(["losetup", "-a"], capture_output=True, text=True).stdout
-    left += [ln for ln in loops.splitlines() if str(tb.layout.state) in ln]
+    left += [ln for ln in loops.splitlines() if str(tb.layout.state) + "/" in ln]
     mounts = Path("/proc/mounts").read_text()
-    left += [ln for ln in mounts.splitlines() if str(tb.layout.state) in ln]
+    left += [ln for ln in mounts.splitlines() if str(tb.layout.state) + "/" in ln]
     if (FREEZER_ROOT / prefix).exists():
         left.append(f"cgroup {FREEZER_ROOT / prefix}")
     left += tb.leftovers()

@@ -1,0 +1,48 @@
+"""Lost writes: every acknowledged PUT must read back, with its value, after recovery."""
+
+from __future__ import annotations
+
+from harness.checkers.base import UNKNOWN, Context, Verdict
+from harness.timeline import Request
+
+NAME = "lost_writes"
+SHOWN = 5
+"""How many lost keys the explanation names; the count covers them all."""
+
+
+def _lost(acked: Request, verify: Request | None) -> str | None:
+    """Why an acknowledged write counts as lost, or None when its verify read it back intact."""
+    if verify is None:
+        return "no verify read"
+    if not verify.ok:
+        return f"verify failed: {verify.error or f'HTTP {verify.status}'}"
+    if verify.value != acked.value:
+        return f"verify read {verify.value!r}, acknowledged {acked.value!r}"
+    return None
+
+
+def check_lost_writes(ctx: Context) -> Verdict:
+    """Acknowledged puts (kind "put", ok, with a value) vs the last "verify" record per key; valid only at 0 lost.
+
+    A key written more than once is judged by its last acknowledged value. Without any verify
+    record the run never looked, so the verdict is "unknown", not a pass.
+    """
+    acked: dict[str, Request] = {}
+    for r in ctx.requests:
+        if r.kind == "put" and r.ok and r.key is not None and r.value is not None:
+            acked[r.key] = r  # requests are in mono order: the last acknowledged value wins
+    verifies: dict[str, Request] = {}
+    for r in sorted(ctx.requests, key=lambda r: r.mono):
+        if r.kind == "verify" and r.key is not None:
+            verifies[r.key] = r
+    if not verifies:
+        return Verdict(NAME, UNKNOWN, None, 0, "writes",
+                       f"{len(acked)} acknowledged writes, but no verify records: nothing was read back")
+    lost = [(k, why) for k, put in acked.items() if (why := _lost(put, verifies.get(k))) is not None]
+    if not lost:
+        return Verdict(NAME, True, 0, 0, "writes",
+                       f"no lost writes: all {len(acked)} acknowledged writes read back intact")
+    names = "; ".join(f"{k} (acknowledged at {ctx.rel(acked[k].mono)}, {why})" for k, why in lost[:SHOWN])
+    more = f"; and {len(lost) - SHOWN} more" if len(lost) > SHOWN else ""
+    return Verdict(NAME, False, len(lost), 0, "writes",
+                   f"{len(lost)} of {len(acked)} acknowledged writes lost: {names}{more}")

@@ -1,0 +1,74 @@
+"""Split brain: the service owned by two nodes at once, seen in ARP, in the probe, or by the cluster itself."""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Iterable
+
+from harness.checkers.base import UNKNOWN, Context, Verdict, fmt_s
+from harness.timeline import ARP_GRATUITOUS, ARP_REPLY, CLUSTER_GROUP_SPLIT
+
+NAME = "split_brain"
+WINDOW_S = 1.0
+"""Default for expectation split_brain_window_s: the longest A…B…A alternation that counts."""
+
+
+def interleaved(sightings: Iterable[tuple[float, str]], window: float) -> tuple[float, str, str, float] | None:
+    """The first A, B, A (A ≠ B) in time order whose first and last sightings are ≤ `window` apart.
+
+    Why alternation and not "two owners within a window": a clean handover shows A…A then B…B
+    (the new owner's gratuitous ARPs may follow the old owner's last reply by milliseconds),
+    but A answering again after B has answered means both held the address at once. A failback
+    is not mistaken for one, because two moves never fit in one window.
+    Returns (time of the first A, A, B, time of the second A).
+    """
+    last: dict[str, float] = {}
+    for t, who in sorted(sightings):
+        prev = last.get(who)
+        if prev is not None and t - prev <= window:
+            other = next((o for o, seen in last.items() if o != who and seen > prev), None)
+            if other is not None:
+                return prev, who, other, t
+        last[who] = t
+    return None
+
+
+def check_split_brain(ctx: Context) -> Verdict:
+    """Invalid on a CLUSTER_GROUP_SPLIT, on two MACs alternating for one IP, or on two nodes alternating
+    in probe answers, each within the window; "unknown" when there is neither ARP, probe-node nor cluster data."""
+    window = float(ctx.expectation.get("split_brain_window_s", WINDOW_S))
+    findings: list[tuple[float, str]] = []
+    for e in ctx.of(CLUSTER_GROUP_SPLIT):
+        nodes = "+".join(map(str, e.data.get("nodes") or [])) or "several nodes"
+        findings.append((e.mono, f"cluster reported group {e.data.get('group', '?')} active on {nodes} "
+                                 f"at {ctx.rel(e.mono)}"))
+    arp = ctx.of(ARP_REPLY, ARP_GRATUITOUS)
+    by_ip: dict[str, list[tuple[float, str]]] = defaultdict(list)
+    for e in arp:
+        if e.data.get("ip") and e.data.get("mac"):
+            by_ip[str(e.data["ip"])].append((e.mono, str(e.data["mac"]).lower()))
+    for ip, seen in sorted(by_ip.items()):
+        hit = interleaved(seen, window)
+        if hit:
+            t1, a, b, t2 = hit
+            findings.append((t1, f"{ip} answered by {a} and {b} alternately within {fmt_s(t2 - t1)} s "
+                                 f"({ctx.rel(t1)} to {ctx.rel(t2)})"))
+    answers: list[tuple[float, str]] = [(p.mono, p.node) for p in ctx.samples if p.ok and p.node is not None]
+    hit = interleaved(answers, window)
+    if hit:
+        t1, a, b, t2 = hit
+        findings.append((t1, f"probe answered by {a}, then {b}, then {a} again within {fmt_s(t2 - t1)} s "
+                             f"({ctx.rel(t1)} to {ctx.rel(t2)})"))
+    cluster_seen = any(e.source == "cluster" for e in ctx.events)
+    if findings:
+        findings.sort()
+        more = f" (+{len(findings) - 1} more)" if len(findings) > 1 else ""
+        return Verdict(NAME, False, len(findings), 0, "findings", f"split brain: {findings[0][1]}{more}")
+    if not arp and not answers and not cluster_seen:
+        return Verdict(NAME, UNKNOWN, None, 0, "findings",
+                       "no ARP sightings, no probe answers naming a node and no cluster events to judge by")
+    macs = {ip: len({m for _, m in seen}) for ip, seen in by_ip.items()}
+    return Verdict(NAME, True, 0, 0, "findings",
+                   f"no split brain (window {fmt_s(window)} s): {len(arp)} ARP sightings of {len(by_ip)} IP(s) "
+                   f"({sum(macs.values())} IP/MAC pairs, never alternating), {len(answers)} probe answers "
+                   f"from {len({n for _, n in answers})} nodes, no {CLUSTER_GROUP_SPLIT} event")

@@ -1,0 +1,122 @@
+"""What a fault is: a named failure with inject() and heal(), the targets it accepts, and its undo data."""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from typing import Any, ClassVar
+
+from harness.errors import UsageError
+from harness.testbed.base import Testbed
+from harness.topology import Topology
+
+TARGET_KINDS = ("node", "adapter", "network", "disk", "group", "group_node", "partition")
+
+
+@dataclass(frozen=True)
+class Target:
+    """Where a fault strikes, plus its parameters. Only the fields a fault needs are set."""
+
+    node: str | None = None
+    network: str | None = None
+    disk: str | None = None
+    group: str | None = None
+    nodes: tuple[str, ...] = ()
+    rate: float | None = None
+    delay_ms: float | None = None
+    jitter_ms: float | None = None
+
+    @property
+    def label(self) -> str:
+        """Readable id, e.g. `node1-service` or `node2+node3`."""
+        parts = [p for p in (self.node, self.network, self.disk, self.group) if p]
+        if self.nodes:
+            parts.append("+".join(self.nodes))
+        return "-".join(parts) or "cluster"
+
+    def to_dict(self) -> dict[str, Any]:
+        d = dataclasses.asdict(self)
+        d["nodes"] = list(self.nodes)
+        return {k: v for k, v in d.items() if v not in (None, [], ())}
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> Target:
+        return cls(**{**d, "nodes": tuple(d.get("nodes", ()))})
+
+
+@dataclass(frozen=True)
+class Fault:
+    """One entry of the catalogue. Subclasses implement `inject` (returns undo data) and `heal`.
+
+    `heal` must work from the journal alone, in a new process after a crash, and must be
+    idempotent: healing a fault whose effect already vanished (a fenced node took its rules
+    with it) is not an error.
+    """
+
+    name: ClassVar[str]
+    family: ClassVar[str]
+    event: ClassVar[str]          # the classic cluster event it exercises
+    target_kind: ClassVar[str]    # one of TARGET_KINDS
+    destructive: ClassVar[bool] = True
+    summary: ClassVar[str] = ""
+    mechanism: ClassVar[str] = ""  # how, on the embedded testbed
+    defaults: ClassVar[dict[str, float]] = {}
+    params: dict[str, float] = field(default_factory=dict)
+
+    def inject(self, testbed: Testbed, target: Target, undo: dict[str, Any]) -> None:
+        """Break something. Record in ``undo`` (journaled again afterwards) what heal needs.
+
+        ``undo`` arrives holding ``id`` (the journal entry id, for naming rules and files),
+        and is already on disk: a crash mid-inject leaves enough to heal from the target.
+        """
+        raise NotImplementedError
+
+    def heal(self, testbed: Testbed, target: Target, undo: dict[str, Any]) -> None:
+        raise NotImplementedError
+
+    # -- targets ----------------------------------------------------------------------------
+
+    def targets(self, topology: Topology) -> list[Target]:
+        """Every target this fault applies to in a topology: the rows of a test plan."""
+        nodes, nets = topology.node_names, [n.name for n in topology.networks]
+        match self.target_kind:
+            case "node":
+                return [Target(node=n) for n in nodes]
+            case "adapter":
+                return [Target(node=n, network=net) for n in nodes for net in nets]
+            case "network":
+                return [Target(network=net) for net in nets]
+            case "disk":
+                return [Target(disk=d.name) for d in topology.disks]
+            case "group":
+                return [Target(group=g.name) for g in topology.groups]
+            case "group_node":
+                return [Target(group=g.name, node=n) for g in topology.groups for n in g.nodes]
+            case "partition":
+                return [Target(nodes=(n,)) for n in nodes]
+        raise ValueError(self.target_kind)
+
+    def validate(self, topology: Topology, target: Target) -> Target:
+        """Refuse targets outside the topology (one line naming the bad value); fill defaults."""
+        need = {"node": ["node"], "adapter": ["node", "network"], "network": ["network"], "disk": ["disk"],
+                "group": ["group"], "group_node": ["group", "node"], "partition": ["nodes"]}[self.target_kind]
+        choices = {"node": topology.node_names, "network": [n.name for n in topology.networks],
+                   "disk": [d.name for d in topology.disks], "group": [g.name for g in topology.groups]}
+        for key in need:
+            if not getattr(target, key):
+                flag = "--node" if key == "nodes" else f"--{key}"
+                raise UsageError(f"{self.name} needs {flag} ({self.target_kind} fault)")
+        for key in ("node", "network", "disk", "group"):
+            value = getattr(target, key)
+            if value is not None and value not in choices[key]:
+                raise UsageError(f"{self.name}: unknown {key} {value!r}; the topology has "
+                                 f"{', '.join(choices[key]) or 'none'}")
+        for n in target.nodes:
+            if n not in topology.node_names:
+                raise UsageError(f"{self.name}: unknown node {n!r}; the topology has {', '.join(topology.node_names)}")
+        if target.nodes and len(set(target.nodes)) >= len(topology.node_names):
+            raise UsageError(f"{self.name}: the cut-off side must leave at least one node on the other side")
+        if target.rate is not None and not 0 < target.rate <= 1:
+            raise UsageError(f"{self.name}: --rate must be in (0, 1], got {target.rate}")
+        filled = {k: v for k, v in self.defaults.items() if getattr(target, k) is None}
+        return dataclasses.replace(target, **filled) if filled else target

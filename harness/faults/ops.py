@@ -1,0 +1,52 @@
+"""Small operations several faults share: find where a group runs, signal a node's process, make a node whole."""
+
+from __future__ import annotations
+
+from harness.errors import FalloverError, TransportError
+from harness.testbed.base import Testbed
+
+
+def group_node(testbed: Testbed, group: str) -> str:
+    """The node a group runs on right now (a fault on "the application" strikes there)."""
+    from harness.drivers.pacemaker import PacemakerDriver
+
+    state = PacemakerDriver(testbed).state()
+    node = state.group_node(group) if state else None
+    if node is None:
+        raise FalloverError(f"group {group} is not running anywhere: "
+                            f"{state.summary() if state else 'no node answers'}")
+    return node
+
+
+def pids(testbed: Testbed, node: str, comm: str) -> list[int]:
+    """PIDs (in the node's own PID namespace) of processes named ``comm``: all of them are ours."""
+    r = testbed.node(node).run(["pidof", comm], timeout=10, check=False)
+    return [int(p) for p in r.stdout.split()]
+
+
+def signal_processes(testbed: Testbed, node: str, comm: str, sig: str) -> list[int]:
+    found = pids(testbed, node, comm)
+    if found:
+        testbed.node(node).run(["kill", f"-{sig}", *map(str, found)], timeout=10, check=False)
+    return found
+
+
+def make_whole(testbed: Testbed, node: str) -> None:
+    """Power on / thaw / restart the cluster software, whichever the node needs."""
+    if not testbed.running(node):
+        testbed.power_on(node)
+        return
+    thaw = getattr(testbed, "thaw", None)
+    if thaw is not None:
+        thaw(node)
+    try:
+        running = pids(testbed, node, "corosync") and pids(testbed, node, "pacemakerd") \
+            and pids(testbed, node, "pacemaker-controld")
+    except TransportError:
+        running = False
+    if not running:
+        # a half-dead stack (corosync gone, pacemaker lingering) is restarted as a whole
+        for comm in ("pacemakerd", "pacemaker-controld", "pacemaker-based", "pacemaker-fenced",
+                     "pacemaker-execd", "pacemaker-attrd", "pacemaker-schedulerd", "corosync"):
+            signal_processes(testbed, node, comm, "KILL")
+        testbed.start_services(node)

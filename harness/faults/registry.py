@@ -1,0 +1,21 @@
+"""The fault catalogue: every fault by name, in the order a test plan walks them."""
+
+from __future__ import annotations
+
+from harness.faults.app import AppHang, AppKill, AppStartFail
+from harness.faults.base import Fault
+from harness.faults.cluster import CorosyncKill, PacemakerKill
+from harness.faults.disk import DiskFull, DiskPull
+from harness.faults.network import (AdapterDown, HeartbeatLoss, NetworkDownGlobal, NetworkDownLocal, PacketLoss,
+                                    Partition)
+from harness.faults.node import CpuOverload, NodeHang, NodePowerOff, NodeStop
+
+_ALL: list[Fault] = [
+    NodePowerOff(), NodeStop(), NodeHang(), CpuOverload(),
+    AdapterDown(), NetworkDownLocal(), NetworkDownGlobal(), Partition(), PacketLoss(), HeartbeatLoss(),
+    DiskPull(), DiskFull(),
+    AppKill(), AppHang(), AppStartFail(),
+    CorosyncKill(), PacemakerKill(),
+]
+
+FAULTS: dict[str, Fault] = {f.name: f for f in _ALL}

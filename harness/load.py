@@ -1,0 +1,173 @@
+"""Client-side load: locust in the client namespace, its request log, and the read-back of acknowledged writes."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from types import TracebackType
+from typing import TYPE_CHECKING, Self
+
+from harness.errors import FalloverError, WaitTimeout
+from harness.timeline import Request, load_requests
+from harness.wait import wait_until
+
+if TYPE_CHECKING:  # keeps pydantic out of the probe process, which imports ClientProcess
+    from harness.testbed.base import Testbed
+
+REPO = Path(__file__).resolve().parents[1]
+DEFAULT_PROFILE = REPO / "loadprofiles" / "kv.py"
+DEFAULT_WAIT = "tput:20"  # cycles/s per user: 10 users -> ~400 req/s, leaving the cluster CPU to breathe
+
+
+def _tail(path: Path, lines: int = 15) -> str:
+    try:
+        return "\n".join(path.read_text(errors="replace").strip().splitlines()[-lines:])
+    except OSError:
+        return "(no output)"
+
+
+class ClientProcess:
+    """A long-lived process of ours in the client namespace (load, probe, ARP watch).
+
+    Why one class: every such process must start in its own session (a Ctrl-C meant for
+    pytest must not hit it first), be seen to work before the test goes on, and be stopped
+    by its own PID group on every exit path, never by name (other testbeds share the box).
+    """
+
+    def __init__(self, testbed: Testbed, argv: Sequence[str], *, out: Path, what: str,
+                 env: Mapping[str, str] | None = None, ready_timeout: float = 20.0) -> None:
+        self.testbed, self.argv, self.out, self.what = testbed, list(argv), out, what
+        self.env = dict(env or {})
+        self.ready_timeout = ready_timeout
+        self.stdout_log = out.with_name(out.name + ".stdout")
+        self.proc: subprocess.Popen[bytes] | None = None
+        self._offset = 0
+
+    @property
+    def pid(self) -> int | None:
+        return self.proc.pid if self.proc else None
+
+    def running(self) -> bool:
+        return self.proc is not None and self.proc.poll() is None
+
+    def start(self) -> Self:
+        if self.proc is not None:
+            raise FalloverError(f"{self.what} already started (pid {self.proc.pid})")
+        wrap = getattr(self.testbed.client(), "wrap", None)
+        if wrap is None:
+            raise FalloverError(f"{self.what}: this testbed's client cannot run a background process")
+        self.out.parent.mkdir(parents=True, exist_ok=True)
+        self.out.touch()
+        self._offset = self.out.stat().st_size  # only lines written by this run count as "ready"
+        env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")])),
+               **self.env}
+        with open(self.stdout_log, "ab") as log:
+            self.proc = subprocess.Popen(wrap(self.argv), stdin=subprocess.DEVNULL, stdout=log,
+                                         stderr=subprocess.STDOUT, env=env, cwd=REPO, start_new_session=True)
+        try:
+            wait_until(self._ready, timeout=self.ready_timeout, interval=0.05, what=f"{self.what} to log its first line",
+                       describe=lambda: f"{self.out} empty; output:\n{_tail(self.stdout_log)}")
+        except BaseException:
+            self.stop()
+            raise
+        return self
+
+    def _ready(self) -> bool:
+        assert self.proc is not None
+        if self.proc.poll() is not None:
+            raise FalloverError(f"{self.what} exited with {self.proc.returncode} before logging anything; "
+                                f"output ({self.stdout_log}):\n{_tail(self.stdout_log)}")
+        try:
+            with open(self.out, "rb") as f:
+                f.seek(self._offset)
+                return b"\n" in f.read(65536)
+        except OSError:
+            return False
+
+    def wait(self, timeout: float) -> int:
+        """Wait for a process that ends by itself (locust --run-time); returns its exit status."""
+        if self.proc is None:
+            raise FalloverError(f"{self.what} was never started")
+        try:
+            return self.proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            raise WaitTimeout(f"{self.what} to finish", timeout) from None
+
+    def stop(self, grace: float = 10.0) -> int | None:
+        """SIGTERM to our process group, then SIGKILL after `grace`; idempotent, safe on any path."""
+        proc = self.proc
+        if proc is None:
+            return None
+        if proc.poll() is None:
+            self._signal(signal.SIGTERM)
+            try:
+                proc.wait(grace)
+            except subprocess.TimeoutExpired:
+                self._signal(signal.SIGKILL)
+                proc.wait(5)
+        # Once reaped, its PID may belong to someone else: never signal it again.
+        return proc.returncode
+
+    def _signal(self, sig: signal.Signals) -> None:
+        assert self.proc is not None
+        try:
+            os.killpg(self.proc.pid, sig)  # our own session: pgid == pid
+        except ProcessLookupError:
+            pass
+
+    def cpu_seconds(self) -> float:
+        """utime + stime of the process so far (from /proc/PID/stat), for cost figures."""
+        if self.proc is None:
+            return 0.0
+        fields = Path(f"/proc/{self.proc.pid}/stat").read_text().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+    def __enter__(self) -> Self:
+        return self.start()
+
+    def __exit__(self, et: type[BaseException] | None, ev: BaseException | None, tb: TracebackType | None) -> None:
+        self.stop()
+
+
+class Load(ClientProcess):
+    """Locust headless in the client namespace; every request lands in `log` as a timeline.Request line.
+
+    >>> with Load(tb, log=run_dir / "load.jsonl", host="http://10.77.1.100:8080") as load:
+    ...     inject_fault()
+    >>> [r for r in load.requests() if not r.ok]
+    """
+
+    def __init__(self, testbed: Testbed, *, log: Path, host: str, profile: Path = DEFAULT_PROFILE,
+                 users: int = 10, spawn_rate: float = 10, run_time: float | None = None,
+                 wait: str = DEFAULT_WAIT, run_id: str | None = None, timeout_s: float = 2.0,
+                 ready_timeout: float = 30.0) -> None:
+        argv = [sys.executable, "-m", "locust", "-f", str(profile), "--headless", "-u", str(users),
+                "-r", str(spawn_rate), "--host", host, "--only-summary", "--loglevel", "WARNING"]
+        if run_time is not None:
+            argv += ["--run-time", f"{max(1, round(run_time))}s"]
+        env = {"FALLOVER_LOAD_LOG": str(log), "FALLOVER_LOAD_WAIT": wait,
+               "FALLOVER_LOAD_TIMEOUT": str(timeout_s)}
+        if run_id:
+            env["FALLOVER_RUN_ID"] = run_id
+        super().__init__(testbed, argv, out=log, what="locust load", env=env, ready_timeout=ready_timeout)
+        self.log, self.host = log, host
+
+    def requests(self) -> list[Request]:
+        return load_requests(self.log)
+
+
+def verify(testbed: Testbed, log: Path, url: str, *, concurrency: int = 16, timeout: float = 300.0) -> Path:
+    """Read back every acknowledged PUT of `log` from the client and append `verify` records to it.
+
+    Runs as its own process in the client namespace (the service IP is reachable only
+    there); a verify record is ok when the value read equals the value acknowledged.
+    """
+    argv = [sys.executable, "-m", "harness.verify", "--log", str(log), "--url", url,
+            "--concurrency", str(concurrency)]
+    testbed.client().run(argv, timeout=timeout, env={"PYTHONPATH": str(REPO)})
+    return log

@@ -1,0 +1,130 @@
+"""The cluster's own reports as timeline events: the alert agent's notification log and the fence broker's log."""
+
+# Both files are JSON lines with a `wall` timestamp and are appended to while a test runs,
+# so they are tailed by byte offset: each poll returns only the events written since the
+# last one, and a line still being written is left for the next poll. These sources know
+# only wall time; `mono` is derived as Timeline.add(..., wall=...) does, from a (mono, wall)
+# pair sampled at read time.
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from harness.timeline import FENCED, NOTIFICATION, Event, now
+
+if TYPE_CHECKING:
+    from harness.testbed.local import LocalTestbed
+
+Clock = tuple[float, float]  # (mono, wall) sampled together
+Parser = Callable[[dict[str, Any], Clock], Event]
+
+# Pacemaker passes every alert field as a string; these are numbers to a checker (rc == 0).
+INT_FIELDS = ("rc", "target_rc", "status", "interval", "exec_time", "nodeid", "node_sequence", "timestamp_epoch",
+              "timestamp_usec")
+
+
+def _mono(wall: float, clock: Clock) -> float:
+    m, w = clock
+    return m - (w - wall)
+
+
+def notification_event(rec: dict[str, Any], clock: Clock) -> Event:
+    """One fallover-alert line -> NOTIFICATION; node = the node the alert is about, data = the other fields.
+
+    data keeps the agent's field names: data["kind"] is the alert kind (node, resource,
+    fencing, attribute), data["from"] the node whose agent wrote it.
+
+    >>> e = notification_event({"wall": 100.0, "kind": "resource", "node": "node2", "rsc": "app-ip", "rc": "0"},
+    ...                        (50.0, 110.0))
+    >>> (e.kind, e.node, e.mono, e.data["rc"])
+    ('notify.event', 'node2', 40.0, 0)
+    """
+    wall = float(rec["wall"])
+    data = {k: v for k, v in rec.items() if k != "wall"}
+    for k in INT_FIELDS:
+        if isinstance(data.get(k), str):
+            try:
+                data[k] = int(data[k])
+            except ValueError:
+                pass
+    node = data.get("node")
+    return Event(_mono(wall, clock), wall, NOTIFICATION, str(node) if node else None, data)
+
+
+def fence_event(rec: dict[str, Any], clock: Clock) -> Event:
+    """One fence-events.jsonl line -> FENCED at the time the broker got the request; data: action, outcome, done."""
+    wall = float(rec["wall"])
+    data = {k: v for k, v in rec.items() if k not in ("wall", "node")}
+    return Event(_mono(wall, clock), wall, FENCED, rec["node"], data)
+
+
+class JsonlTail:
+    """Incremental reader of a JSONL file that others append to; `offset` says how far it has read."""
+
+    def __init__(self, path: Path, parse: Parser, offset: int = 0) -> None:
+        self.path, self.parse, self.offset = path, parse, offset
+        self.bad = 0  # unparsable complete lines: counted, never silently dropped
+
+    def poll(self, clock: Clock | None = None) -> list[Event]:
+        """Events of the complete lines written since the last poll (none if the file does not exist yet)."""
+        try:
+            with open(self.path, "rb") as f:
+                size = f.seek(0, 2)
+                if size < self.offset:  # truncated or replaced (a new testbed): start over
+                    self.offset = 0
+                f.seek(self.offset)
+                chunk = f.read()
+        except FileNotFoundError:
+            return []
+        end = chunk.rfind(b"\n") + 1
+        self.offset += end
+        clock = clock or now()
+        events = []
+        for line in chunk[:end].splitlines():
+            if not line.strip():
+                continue
+            try:
+                events.append(self.parse(json.loads(line), clock))
+            except (ValueError, KeyError, TypeError):
+                self.bad += 1
+        return events
+
+
+class NotificationTail(JsonlTail):
+    def __init__(self, path: Path, offset: int = 0) -> None:
+        super().__init__(path, notification_event, offset)
+
+
+class FenceTail(JsonlTail):
+    def __init__(self, path: Path, offset: int = 0) -> None:
+        super().__init__(path, fence_event, offset)
+
+
+def testbed_tails(testbed: LocalTestbed, *, from_end: bool = True) -> list[JsonlTail]:
+    """Tails of an embedded testbed's notification and fence logs; from_end skips what earlier tests wrote."""
+    paths = [(NotificationTail, testbed.layout.notification_log),
+             (FenceTail, testbed.layout.state / "fence-events.jsonl")]
+    tails: list[JsonlTail] = []
+    for cls, path in paths:
+        tails.append(cls(path, _end_of_last_line(path) if from_end else 0))
+    return tails
+
+
+def _end_of_last_line(path: Path) -> int:
+    """Offset just past the last complete line, so a tail never starts inside a half-written one."""
+    try:
+        data = path.read_bytes()
+    except FileNotFoundError:
+        return 0
+    return data.rfind(b"\n") + 1
+
+
+def read_notifications(path: Path) -> list[Event]:
+    return NotificationTail(path).poll()
+
+
+def read_fences(path: Path) -> list[Event]:
+    return FenceTail(path).poll()

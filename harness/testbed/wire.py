@@ -1,0 +1,71 @@
+"""The embedded testbed's "switch": cables (bridge-side veths), whole networks, and filters.
+
+Network faults act here, outside the nodes, like a hand on a cable or a rule on a switch:
+the effect survives nothing the node does, and a fenced node (whose namespace vanished)
+cannot leave a rule behind.
+"""
+
+from __future__ import annotations
+
+import subprocess
+
+from harness.errors import TestbedError
+from harness.testbed import network
+from harness.testbed.layout import Layout
+
+
+def _ns(layout: Layout) -> str:
+    return f"/run/netns/{layout.net_ns}"
+
+
+def set_adapter(layout: Layout, node: str, net: str, up: bool) -> bool:
+    """Pull (or plug back) one node's cable on one network; False when the port no longer exists."""
+    try:
+        network.set_link(layout.net_ns, layout.veth(node, net), up)
+        return True
+    except LookupError:
+        return False  # the node was powered off: its veth pair went with its namespace
+
+
+def set_network(layout: Layout, net: str, up: bool) -> None:
+    """A whole network fails: its bridge stops forwarding for every port."""
+    network.set_link(layout.net_ns, net, up)
+
+
+def nft(layout: Layout, script: str, *, check: bool = True) -> subprocess.CompletedProcess[str]:
+    r = subprocess.run(["nsenter", f"--net={_ns(layout)}", "--", "nft", "-f", "-"], input=script,
+                       capture_output=True, text=True, timeout=30)
+    if check and r.returncode != 0:
+        raise TestbedError(f"nft in {layout.net_ns} failed: {r.stderr.strip()}")
+    return r
+
+
+def add_filter(layout: Layout, table: str, rules: list[str]) -> None:
+    """A bridge-family table whose forward chain applies ``rules`` (nft rule bodies) between ports."""
+    body = "\n".join(f"        {r}" for r in rules)
+    nft(layout, f"table bridge {table} {{\n    chain forward {{\n"
+                f"        type filter hook forward priority -10; policy accept;\n{body}\n    }}\n}}\n")
+
+
+def remove_filter(layout: Layout, table: str) -> bool:
+    """Delete a filter table; False when it was already gone (heal is idempotent)."""
+    r = nft(layout, f"delete table bridge {table}\n", check=False)
+    return r.returncode == 0
+
+
+def filters(layout: Layout) -> list[str]:
+    """Names of our tables in the switch namespace (the leftover check looks here)."""
+    r = subprocess.run(["nsenter", f"--net={_ns(layout)}", "--", "nft", "list", "tables"], capture_output=True,
+                       text=True, timeout=30)
+    return [ln.split()[-1] for ln in r.stdout.splitlines() if ln.startswith("table")]
+
+
+def ports(layout: Layout, nodes: list[str], nets: list[str] | None = None) -> list[str]:
+    """Bridge-side port names of some nodes' adapters (all networks unless given)."""
+    nets = nets or [n.name for n in layout.topology.networks]
+    return [layout.veth(n, net) for n in nodes for net in nets]
+
+
+def nft_set(names: list[str]) -> str:
+    return "{ " + ", ".join(f'"{n}"' for n in names) + " }"
+
