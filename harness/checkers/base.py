@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import traceback
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -149,13 +150,16 @@ class Context:
 
     @cached_property
     def fault_nodes(self) -> frozenset[str]:
-        """Nodes the fault hit: expectation fault_node, else the fault event's node, else its target.
+        """Nodes the fault hit: expectation fault_node, else the fault event's node, else its target label.
 
-        A target counts only when the topology names it a node: "service" may be a network.
+        Labels look like `node1-service` or `node2+node3` (faults.base.Target.label); a part counts
+        only when the topology names it a node, since "service" may be a network.
         """
         raw: Any = self.expectation.get("fault_node")
         if raw is None and self.fault is not None:
-            raw = self.fault.node or (self.fault.data.get("target") if self.topology is not None else None)
+            raw = self.fault.node
+            if raw is None and self.topology is not None:
+                raw = re.split(r"[+\-]", str(self.fault.data.get("target") or ""))
         names = [raw] if isinstance(raw, str) else list(raw or [])
         if self.topology is not None:
             names = [n for n in names if n in self.topology.node_names]

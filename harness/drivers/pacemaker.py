@@ -144,15 +144,20 @@ class PacemakerDriver:
         self._crm(["crm_resource", "--cleanup", *(["--resource", resource] if resource else [])])
 
     def stop_services(self, node: str, *, timeout: float = 60.0) -> None:
-        """Graceful stop of the cluster software on a node: pacemaker hands its groups over."""
+        """Graceful stop of the cluster software on a node: pacemaker hands its groups over first."""
         t = self.testbed.node(node)
-        t.run("kill -TERM $(cat /run/pacemakerd.pid 2>/dev/null || pidof pacemakerd)", timeout=10)
-        deadline = time.monotonic() + timeout
-        while t.run(["pidof", "pacemakerd"], timeout=10, check=False).ok:
-            if time.monotonic() > deadline:
-                raise WaitTimeout(f"pacemakerd on {node} to stop", timeout)
-            time.sleep(0.1)
+
+        def wait_gone(comm: str) -> None:
+            deadline = time.monotonic() + timeout
+            while t.run(["pidof", comm], timeout=10, check=False).ok:
+                if time.monotonic() > deadline:
+                    raise WaitTimeout(f"{comm} on {node} to stop", timeout)
+                time.sleep(0.1)
+
+        t.run("kill -TERM $(pidof pacemakerd)", timeout=10)
+        wait_gone("pacemakerd")
         t.run(["corosync-cfgtool", "-H", "--force"], timeout=30, check=False)
+        wait_gone("corosync")
 
     def start_services(self, node: str) -> None:
         self.testbed.start_services(node)

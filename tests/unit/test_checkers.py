@@ -164,6 +164,15 @@ def test_detection_credits_a_failed_action_of_the_group() -> None:
     assert v.valid is True and v.measured == pytest.approx(1.2) and "app-app monitor" in v.explanation
 
 
+def test_partition_target_label_names_the_fault_nodes() -> None:
+    part = {"fault": [ev(0, FAULT_INJECTED, fault="partition", target="node2+node3")],
+            "detect": [ev(1.0, CLUSTER_NODE_LOST, "node1"), ev(1.5, CLUSTER_NODE_LOST, "node3")], "notify": []}
+    c = ctx(history(replace=part))
+    assert c.fault_nodes == {"node2", "node3"}
+    v = check_detection(c)
+    assert v.valid is True and v.measured == pytest.approx(1.5) and "node3 lost" in v.explanation
+
+
 def test_detection_without_fault_is_unknown() -> None:
     assert check_detection(ctx(history(replace={"fault": []}))).valid == UNKNOWN
 

@@ -13,6 +13,7 @@ import errno
 import os
 import shutil
 import subprocess
+import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -356,3 +357,26 @@ def test_external_unmount_ends_the_daemon(disk: Disk) -> None:
     faultdisk.unmount(disk.mountpoint)
     assert disk.proc.wait(10) == 0
     assert not faultdisk.is_mounted(disk.mountpoint)
+
+
+def test_cli_pidfile_marks_readiness_and_goes_at_exit(tmp_path: Path) -> None:
+    image, mountpoint, pidfile = tmp_path / "disk.img", tmp_path / "fuse", tmp_path / "pid"
+    image.write_bytes(b"\0" * MiB)
+    mountpoint.mkdir()
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "harness.testbed.faultdisk", "--image", str(image),
+         "--mountpoint", str(mountpoint), "--pidfile", str(pidfile)],
+        start_new_session=True, stderr=subprocess.PIPE)
+    try:
+        faultdisk.wait_mounted(mountpoint, 15, proc)
+        deadline = time.monotonic() + 10
+        while not pidfile.exists():  # written by the FUSE init callback, just after mount
+            assert time.monotonic() < deadline, "pidfile not written"
+            time.sleep(0.01)
+        assert pidfile.read_text() == f"{proc.pid}\n"
+    finally:
+        faultdisk.stop_daemon(proc, mountpoint)
+    assert proc.returncode == 0
+    assert proc.stderr is not None and proc.stderr.read() == b""
+    assert not pidfile.exists()
+    assert not faultdisk.is_mounted(mountpoint)

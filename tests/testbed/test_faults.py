@@ -1,0 +1,222 @@
+"""Every fault on the embedded testbed: its effect is real, and heal restores the pre-fault state."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+
+import pytest
+
+from harness.drivers.pacemaker import PacemakerDriver
+from harness.faults import Nemesis
+from harness.testbed import network, wire
+from harness.testbed.local import LocalTestbed
+from harness.wait import wait_until
+
+pytestmark = pytest.mark.testbed
+
+
+@pytest.fixture
+def nemesis(testbed: LocalTestbed, cluster: PacemakerDriver) -> Iterator[Nemesis]:
+    """A nemesis on a whole cluster; afterwards nothing of the fault may remain, and the cluster is whole again."""
+    n = Nemesis(testbed)
+    yield n
+    n.heal_all()
+    assert n.journal.entries() == [], "the journal must be empty after heal"
+    assert wire.filters(testbed.layout) == [], "no filter table may remain on the switch"
+    testbed.up()  # power fenced nodes on, clean failed actions, wait until settled
+
+
+def links(tb: LocalTestbed, node: str) -> dict[str, str]:
+    return network.links(f"/proc/{tb.node(node).target()}/ns/net")  # type: ignore[attr-defined]
+
+
+def can_ping(tb: LocalTestbed, src: str, dst_ip: str) -> bool:
+    t = tb.client() if src == "client" else tb.node(src)
+    return t.run(["ping", "-c", "1", "-W", "1", dst_ip], timeout=10, check=False).ok
+
+
+def ip(tb: LocalTestbed, node: str, net: str) -> str:
+    return str(tb.topology.address(node, net))
+
+
+def pidof(tb: LocalTestbed, node: str, comm: str) -> list[str]:
+    return tb.node(node).run(["pidof", comm], timeout=10, check=False).stdout.split()
+
+
+def mnt(tb: LocalTestbed) -> str:
+    return str(tb.layout.mountpoint("app"))
+
+
+# -- node ---------------------------------------------------------------------------------------
+
+def test_node_power_off_kills_every_process_and_heal_powers_it_on(testbed: LocalTestbed, nemesis: Nemesis) -> None:
+    with nemesis.inject("node_power_off", node="node3"):
+        assert not testbed.running("node3")
+        assert not testbed.layout.node_cgroup("node3").joinpath("cgroup.procs").read_text().strip()
+    assert testbed.running("node3")
+    wait_until(lambda: pidof(testbed, "node3", "corosync"), timeout=30, what="corosync in the powered-on node3")
+
+
+def test_node_stop_stops_the_stack_but_not_the_node(testbed: LocalTestbed, cluster: PacemakerDriver,
+                                                    nemesis: Nemesis) -> None:
+    with nemesis.inject("node_stop", node="node1"):
+        assert testbed.running("node1")
+        assert pidof(testbed, "node1", "pacemakerd") == [] and pidof(testbed, "node1", "corosync") == []
+        s = cluster.wait_until(lambda s: "node1" in s.offline and s.group_node("app") == "node2", timeout=30,
+                               what="takeover by node2")
+        assert s.group_node("app") == "node2"
+    wait_until(lambda: pidof(testbed, "node1", "pacemakerd"), timeout=30, what="pacemakerd back on node1")
+
+
+def test_node_hang_freezes_the_node_and_heal_thaws_or_powers_it_on(testbed: LocalTestbed,
+                                                                   nemesis: Nemesis) -> None:
+    with nemesis.inject("node_hang", node="node3"):
+        assert testbed.frozen("node3")
+        # the kernel still answers for a frozen node (the dead-man-switch case)
+        assert can_ping(testbed, "node1", ip(testbed, "node3", "service"))
+    assert not testbed.frozen("node3") and testbed.running("node3")
+
+
+def test_cpu_overload_runs_stress_ng_in_the_node_and_heal_stops_it(testbed: LocalTestbed,
+                                                                    nemesis: Nemesis) -> None:
+    with nemesis.inject("cpu_overload", node="node2", rate=0.2):
+        assert pidof(testbed, "node2", "stress-ng")
+    assert pidof(testbed, "node2", "stress-ng") == []
+
+
+# -- network ------------------------------------------------------------------------------------
+
+def test_adapter_down_pulls_one_cable_only(testbed: LocalTestbed, nemesis: Nemesis) -> None:
+    before = links(testbed, "node1")
+    with nemesis.inject("adapter_down", node="node1", network="service"):
+        now = links(testbed, "node1")
+        assert now["service"] != "up" and now["standby"] == "up"
+        assert not can_ping(testbed, "node2", ip(testbed, "node1", "service"))
+        assert can_ping(testbed, "node2", ip(testbed, "node1", "standby"))
+    assert links(testbed, "node1") == before
+
+
+def test_network_down_local_cuts_one_node_off_one_network(testbed: LocalTestbed, nemesis: Nemesis) -> None:
+    with nemesis.inject("network_down_local", node="node2", network="standby"):
+        assert links(testbed, "node2")["standby"] != "up"
+        assert not can_ping(testbed, "node1", ip(testbed, "node2", "standby"))
+        assert can_ping(testbed, "node1", ip(testbed, "node3", "standby"))
+    assert can_ping(testbed, "node1", ip(testbed, "node2", "standby"))
+
+
+def test_network_down_global_stops_a_whole_network(testbed: LocalTestbed, nemesis: Nemesis) -> None:
+    with nemesis.inject("network_down_global", network="standby"):
+        assert not can_ping(testbed, "node1", ip(testbed, "node2", "standby"))
+        assert not can_ping(testbed, "node3", ip(testbed, "node1", "standby"))
+        assert can_ping(testbed, "node1", ip(testbed, "node2", "service"))  # the other network lives
+    assert can_ping(testbed, "node1", ip(testbed, "node2", "standby"))
+
+
+def test_partition_splits_corosync_membership(testbed: LocalTestbed, nemesis: Nemesis) -> None:
+    with nemesis.inject("partition", nodes=("node3",)):
+        assert not can_ping(testbed, "node3", ip(testbed, "node1", "standby"))
+        assert can_ping(testbed, "node1", ip(testbed, "node2", "standby"))
+        # corosync on the majority side soon sees only its side (the minority is then fenced)
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline:
+            members = testbed.node("node1").run(["corosync-quorumtool", "-l"], timeout=10).stdout
+            if "node3" not in members:
+                break
+            time.sleep(0.2)
+        assert "node3" not in members and "node2" in members
+        assert len(wire.filters(testbed.layout)) == 1
+    assert wire.filters(testbed.layout) == []
+
+
+def test_packet_loss_drops_the_declared_share(testbed: LocalTestbed, nemesis: Nemesis) -> None:
+    target = ip(testbed, "node2", "service")
+    with nemesis.inject("packet_loss", node="node2", network="service", rate=0.5):
+        r = testbed.client().run(["ping", "-q", "-c", "60", "-i", "0.02", "-W", "1", target], timeout=60,
+                                 check=False)
+    # each direction loses half: about 75 % of round trips; 0 % or 100 % would mean no effect or no randomness
+    loss = int(r.stdout.split("% packet loss")[0].split()[-1])
+    assert 30 <= loss <= 98, r.stdout
+    assert can_ping(testbed, "client", target)
+
+
+def test_heartbeat_loss_leaves_client_traffic_flowing(testbed: LocalTestbed, cluster: PacemakerDriver,
+                                                      nemesis: Nemesis) -> None:
+    with nemesis.inject("heartbeat_loss", node="node3"):
+        assert can_ping(testbed, "client", ip(testbed, "node3", "service"))
+        cluster.wait_until(lambda s: "node3" in s.offline and s.seen_from != "node3", timeout=30,
+                           what="node3 lost by the others")
+
+
+# -- disk ---------------------------------------------------------------------------------------
+
+def test_disk_pull_makes_writes_fail_and_heal_restores_the_disk(testbed: LocalTestbed,
+                                                                nemesis: Nemesis) -> None:
+    with nemesis.inject("disk_pull", disk="shared"):
+        r = testbed.node("node1").run(["dd", "if=/dev/zero", f"of={mnt(testbed)}/pulled", "bs=4k", "count=1",
+                                       "conv=fsync"], timeout=30, check=False)
+        assert r.failed and ("Input/output error" in r.stderr or "Read-only file system" in r.stderr), r.stderr
+    assert testbed.layout.disk_fuse_dir("shared").joinpath("control").read_text().strip() == "ok"
+
+
+def test_disk_full_fills_the_filesystem_and_heal_frees_it(testbed: LocalTestbed, nemesis: Nemesis) -> None:
+    with nemesis.inject("disk_full", disk="shared"):
+        r = testbed.node("node1").run(["dd", "if=/dev/zero", f"of={mnt(testbed)}/full", "bs=64k", "count=4",
+                                       "conv=fsync"], timeout=30, check=False)
+        assert r.failed and "No space left" in r.stderr, r.stderr
+    testbed.node("node1").run(["rm", "-f", f"{mnt(testbed)}/full"], timeout=10)
+    r = testbed.node("node1").run(["dd", "if=/dev/zero", f"of={mnt(testbed)}/after", "bs=64k", "count=4",
+                                   "conv=fsync"], timeout=30, check=False)
+    assert r.ok, r.stderr
+    testbed.node("node1").run(["rm", "-f", f"{mnt(testbed)}/after"], timeout=10)
+
+
+# -- application --------------------------------------------------------------------------------
+
+def app_pid(tb: LocalTestbed, node: str) -> str:
+    return tb.node(node).run(["cat", "/run/fallover-app-app/app-app.pid"], timeout=10).stdout.split()[0]
+
+
+def test_app_kill_kills_the_application_process(testbed: LocalTestbed, nemesis: Nemesis) -> None:
+    pid = app_pid(testbed, "node1")
+    with nemesis.inject("app_kill", group="app"):
+        assert not testbed.node("node1").run(["kill", "-0", pid], timeout=10, check=False).ok
+
+
+def test_app_hang_stops_the_application_and_heal_continues_it(testbed: LocalTestbed, nemesis: Nemesis) -> None:
+    pid = app_pid(testbed, "node1")
+
+    def state() -> str:
+        stat = testbed.node("node1").run(["cat", f"/proc/{pid}/stat"], timeout=10, check=False).stdout
+        return stat.rsplit(")", 1)[-1].split()[0] if stat else "gone"
+
+    with nemesis.inject("app_hang", group="app"):
+        assert state() == "T"
+    assert state() in ("S", "R", "gone")  # continued (or already restarted by the cluster)
+
+
+def test_app_start_fail_keeps_the_group_off_the_chosen_node(testbed: LocalTestbed, cluster: PacemakerDriver,
+                                                            nemesis: Nemesis) -> None:
+    with nemesis.inject("app_start_fail", group="app", node="node2"):
+        testbed.node("node1").run(["crm_resource", "--resource", "app", "--move", "--node", "node2"], timeout=30)
+        try:
+            s = cluster.wait_until(lambda s: any(f.resource == "app-app" and f.node == "node2" and f.task == "start"
+                                                 for f in s.failed_actions), timeout=60, what="start failure on node2")
+            assert s.group_node("app") != "node2"
+        finally:
+            cluster.clear_move("app")
+    assert not (testbed.layout.state / "faults" / "app_start_fail.app").exists()
+
+
+# -- cluster software ---------------------------------------------------------------------------
+
+def test_corosync_kill(testbed: LocalTestbed, nemesis: Nemesis) -> None:
+    with nemesis.inject("corosync_kill", node="node2"):
+        assert not testbed.running("node2") or pidof(testbed, "node2", "corosync") == []
+    wait_until(lambda: pidof(testbed, "node2", "corosync"), timeout=30, what="corosync back on node2")
+
+
+def test_pacemaker_kill(testbed: LocalTestbed, nemesis: Nemesis) -> None:
+    with nemesis.inject("pacemaker_kill", node="node2"):
+        assert not testbed.running("node2") or pidof(testbed, "node2", "pacemakerd") == []
+    wait_until(lambda: pidof(testbed, "node2", "pacemakerd"), timeout=30, what="pacemakerd back on node2")
