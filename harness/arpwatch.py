@@ -113,9 +113,11 @@ def watch(iface: str, ips: list[str], out: Path, interval: float, stop: list[boo
 class ArpWatch(ClientProcess):
     """The ARP watch process in the client namespace; stopped by PID on every exit path.
 
-    >>> with ArpWatch(tb, iface="service", ips=["10.77.1.100"], out=run_dir / "arp.jsonl") as arp:
-    ...     move_group()
-    >>> [e for e in arp.events() if e.kind == ARP_GRATUITOUS]
+    Usage::
+
+        with ArpWatch(tb, iface="service", ips=["10.77.1.100"], out=run_dir / "arp.jsonl") as arp:
+            move_group()
+        [e for e in arp.events() if e.kind == ARP_GRATUITOUS]
     """
 
     def __init__(self, testbed: Testbed, *, iface: str, ips: list[str], out: Path, interval: float = 0.2) -> None:

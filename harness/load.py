@@ -137,9 +137,11 @@ class ClientProcess:
 class Load(ClientProcess):
     """Locust headless in the client namespace; every request lands in `log` as a timeline.Request line.
 
-    >>> with Load(tb, log=run_dir / "load.jsonl", host="http://10.77.1.100:8080") as load:
-    ...     inject_fault()
-    >>> [r for r in load.requests() if not r.ok]
+    Usage::
+
+        with Load(tb, log=run_dir / "load.jsonl", host="http://10.77.1.100:8080") as load:
+            inject_fault()
+        [r for r in load.requests() if not r.ok]
     """
 
     def __init__(self, testbed: Testbed, *, log: Path, host: str, profile: Path = DEFAULT_PROFILE,

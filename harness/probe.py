@@ -178,9 +178,11 @@ class Poller:
 class Probe(ClientProcess):
     """The probe process in the client namespace; stopped by PID on every exit path.
 
-    >>> with Probe(tb, url="http://10.77.1.100:8080/health", out=run_dir / "probe.jsonl") as probe:
-    ...     inject_fault()
-    >>> transitions(probe.samples())
+    Usage::
+
+        with Probe(tb, url="http://10.77.1.100:8080/health", out=run_dir / "probe.jsonl") as probe:
+            inject_fault()
+        transitions(probe.samples())
     """
 
     def __init__(self, testbed: Testbed, *, url: str, out: Path, hz: float = 100.0, timeout: float = 0.5) -> None:
@@ -201,6 +203,28 @@ def load_samples(path: Path) -> list[ProbeSample]:
         except (ValueError, TypeError):
             continue
     return sorted(out, key=lambda s: s.mono)
+
+
+def outages(samples: list[ProbeSample]) -> list[tuple[float, float | None, int]]:
+    """Runs of failed samples as (first failure mono, first success mono or None if still down, count).
+
+    The DESIGN's client-visible outage is the longest `end - start` of these.
+
+    >>> outages([ProbeSample(0.0, 0, True, 0), ProbeSample(0.01, 0, False, 0), ProbeSample(0.02, 0, True, 0)])
+    [(0.01, 0.02, 1)]
+    """
+    runs: list[tuple[float, float | None, int]] = []
+    start: float | None = None
+    count = 0
+    for s in sorted(samples, key=lambda s: s.mono):
+        if not s.ok:
+            start, count = (s.mono if start is None else start), count + 1
+        elif start is not None:
+            runs.append((start, s.mono, count))
+            start, count = None, 0
+    if start is not None:
+        runs.append((start, None, count))
+    return runs
 
 
 def transitions(samples: list[ProbeSample]) -> list[Event]:

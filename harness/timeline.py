@@ -93,8 +93,10 @@ class Timeline:
     dropped: int = 0
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False, compare=False)
 
-    def add(self, kind: str, node: str | None = None, *, mono: float | None = None, wall: float | None = None,
-            **data: Any) -> Event:
+    def add(self, kind: str, node: str | None = None, /, *, mono: float | None = None, wall: float | None = None,
+            data: dict[str, Any] | None = None, **fields: Any) -> Event:
+        """Append an event; ``data`` takes a source's own record whole (its keys may be any names)."""
+        data = {**(data or {}), **fields}
         m, w = now()
         if mono is None and wall is not None:
             mono = m - (w - wall)  # a source that only knows wall time

@@ -94,6 +94,7 @@ class Notification(Model):
 
 class Sla(Model):
     max_detection_s: float = Field(default=5.0, gt=0)
+    max_notification_s: float = Field(default=10.0, gt=0)
     max_fallover_s: float = Field(default=15.0, gt=0)
     max_outage_s: float = Field(default=15.0, gt=0)
     max_recovery_s: float = Field(default=30.0, gt=0)

@@ -136,6 +136,11 @@ class PacemakerDriver:
         finally:
             self.clear_move(group)
 
+    def restart_group(self, group: str, *, timeout: float = 120.0) -> None:
+        """Stop and start a group where it is (crm_resource waits for both)."""
+        self._crm(["crm_resource", "--resource", group, "--restart", f"--timeout={int(timeout * 1000)}"],
+                  timeout=timeout + 10)
+
     def clear_move(self, group: str) -> None:
         self._crm(["crm_resource", "--resource", group, "--clear"])
 

@@ -51,8 +51,8 @@ class GroupState:
 
     @property
     def started(self) -> bool:
-        return bool(self.resources) and all(r.role == "Started" and len(r.nodes) == 1 for r in self.resources) \
-            and len(self.nodes) == 1
+        return bool(self.resources) and len(self.nodes) == 1 and all(
+            r.role == "Started" and len(r.nodes) == 1 and not r.failed for r in self.resources)
 
     @property
     def node(self) -> str | None:
@@ -108,7 +108,7 @@ class ClusterState:
             parts.append(f"{name}={g.node or ('+'.join(g.nodes) or 'stopped')}"
                          f"({g.started_count}/{len(g.resources)})")
         if self.failed_actions:
-            parts.append(f"failed={len(self.failed_actions)}")
+            parts.append(f"failed={len(self.failed_actions)} ({self.failed_actions[0]})")
         return " ".join(parts)
 
 

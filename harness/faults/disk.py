@@ -27,7 +27,19 @@ class DiskPull(Fault):
         testbed.set_disk_mode(target.disk, "eio")  # type: ignore[attr-defined]
 
     def heal(self, testbed: Testbed, target: Target, undo: dict[str, Any]) -> None:
+        """Plug the disk back, then remount it where it is mounted.
+
+        ext4 aborted its journal on the I/O errors (and may already be read-only); only a fresh
+        mount (the cluster's stop + start of the group) gives the pre-fault, writable state.
+        """
+        from harness.drivers.pacemaker import PacemakerDriver
+
         testbed.set_disk_mode(target.disk, "ok")  # type: ignore[attr-defined]
+        driver = PacemakerDriver(testbed)
+        for group in _groups_on(testbed, target.disk):  # type: ignore[arg-type]
+            state = driver.state()
+            if state is not None and state.groups.get(group) and state.groups[group].nodes:
+                driver.restart_group(group)
 
 
 class DiskFull(Fault):

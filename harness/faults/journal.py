@@ -7,8 +7,11 @@ error raises: a fault we could not record must not be injected.
 
 from __future__ import annotations
 
+import fcntl
 import json
 import os
+from collections.abc import Iterator
+from contextlib import contextmanager
 import time
 import uuid
 from dataclasses import asdict, dataclass, field
@@ -40,12 +43,22 @@ class Journal:
 
     def record(self, entry: Entry) -> Entry:
         """Add or update an entry (by id), durably."""
-        others = [e for e in self.entries() if e.id != entry.id]
-        self._write([*others, entry])
+        with self._locked():
+            others = [e for e in self.entries() if e.id != entry.id]
+            self._write([*others, entry])
         return entry
 
     def remove(self, entry_id: str) -> None:
-        self._write([e for e in self.entries() if e.id != entry_id])
+        with self._locked():
+            self._write([e for e in self.entries() if e.id != entry_id])
+
+    @contextmanager
+    def _locked(self) -> Iterator[None]:
+        """Several injectors (CLI processes, xdist workers) may share one journal."""
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        with open(self.path.with_name(self.path.name + ".lock"), "w") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            yield
 
     def _write(self, entries: list[Entry]) -> None:
         self.path.parent.mkdir(parents=True, exist_ok=True)

@@ -60,7 +60,8 @@ class Nemesis:
         t0 = time.monotonic()
         if self.timeline is not None:
             self.timeline.add(FAULT_INJECTED, target.node, fault=fault.name, target=target.label,
-                              family=fault.family, event=fault.event)
+                              family=fault.family, event=fault.event,
+                              nodes=[target.node] if target.node else list(target.nodes))
         inj = Injected(fault, target, entry)
         self.active.append(inj)
         try:

@@ -8,7 +8,7 @@ from harness.faults.base import Fault, Target
 from harness.testbed import wire
 from harness.testbed.base import Testbed
 
-COROSYNC_PORT = 5405  # knet's default UDP port
+COROSYNC_PORTS = "5405-5412"  # knet: 5405 for link 0, one port more per further link
 
 
 def _layout(testbed: Testbed):  # type: ignore[no-untyped-def]
@@ -117,9 +117,8 @@ class HeartbeatLoss(_SwitchFilter):
     event: ClassVar[str] = "false_takeover"
     target_kind: ClassVar[str] = "node"
     summary: ClassVar[str] = "the node's heartbeat (corosync) traffic is lost on every network; client traffic flows"
-    mechanism: ClassVar[str] = f"nft bridge-family drop of UDP {COROSYNC_PORT} to and from the node's ports"
+    mechanism: ClassVar[str] = f"nft bridge-family drop of UDP {COROSYNC_PORTS} to and from the node's ports"
 
     def rules(self, testbed: Testbed, target: Target) -> list[str]:
         ports = wire.nft_set(self._ports(testbed, target))
-        return [f"iifname {ports} udp dport {COROSYNC_PORT} drop", f"oifname {ports} udp dport {COROSYNC_PORT} drop",
-                f"iifname {ports} udp sport {COROSYNC_PORT} drop", f"oifname {ports} udp sport {COROSYNC_PORT} drop"]
+        return [f"{d}ifname {ports} udp {p}port {COROSYNC_PORTS} drop" for d in ("i", "o") for p in ("d", "s")]

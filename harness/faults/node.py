@@ -77,9 +77,8 @@ class CpuOverload(Fault):
     def heal(self, testbed: Testbed, target: Target, undo: dict[str, Any]) -> None:
         if not testbed.running(target.node):  # type: ignore[arg-type]
             return  # powered off meanwhile: stress-ng died with the node
-        # stress-ng leads its own process group (spawned with setsid): kill the group, workers too.
-        # Every stress-ng in the node's PID namespace is ours, so a crash that lost the pidfile
-        # is covered by pidof.
+        # Every stress-ng in the node's PID namespace is ours (a crash that lost the pidfile is
+        # covered too); workers may leave the leader's process group, so kill them all by PID.
         testbed.node(target.node).run(  # type: ignore[arg-type]
-            f"for p in $(cat {undo.get('pidfile', '/nonexistent')} 2>/dev/null) $(pidof stress-ng); do "
-            "kill -KILL -- -$p 2>/dev/null; done; rm -f /run/fallover-stress-*.pid; true", timeout=15)
+            "for i in $(seq 100); do p=$(pidof stress-ng) || break; kill -KILL $p; sleep 0.05; done; "
+            "rm -f /run/fallover-stress-*.pid; ! pidof stress-ng >/dev/null", timeout=15)

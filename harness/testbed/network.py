@@ -98,16 +98,11 @@ def set_link(spec: str, ifname: str, up: bool) -> None:
         ns.link("set", index=_index(ns, ifname), state="up" if up else "down")
 
 
-def link_state(spec: str, ifname: str) -> str:
-    with _ns(spec) as ns:
-        link = ns.get_links(_index(ns, ifname))[0]
-        return str(link.get("state"))
-
-
 def links(spec: str) -> dict[str, str]:
-    """ifname → state for every link in a namespace."""
+    """ifname → operational state (`up`, `down`, `lowerlayerdown`, …): what a pulled cable changes."""
     with _ns(spec) as ns:
-        return {str(link.get("ifname")): str(link.get("state")) for link in ns.get_links()}
+        return {str(link.get("ifname")): str(link.get("operstate") or link.get("state")).lower()
+                for link in ns.get_links()}
 
 
 def remove_fabric(layout: Layout) -> list[str]:

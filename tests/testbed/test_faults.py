@@ -36,6 +36,11 @@ def can_ping(tb: LocalTestbed, src: str, dst_ip: str) -> bool:
     return t.run(["ping", "-c", "1", "-W", "1", dst_ip], timeout=10, check=False).ok
 
 
+def reachable_again(tb: LocalTestbed, src: str, dst_ip: str) -> bool:
+    """After a heal, neighbour entries that failed during the fault take a moment to recover."""
+    return bool(wait_until(lambda: can_ping(tb, src, dst_ip), timeout=15, what=f"{src} reaching {dst_ip}"))
+
+
 def ip(tb: LocalTestbed, node: str, net: str) -> str:
     return str(tb.topology.address(node, net))
 
@@ -95,6 +100,7 @@ def test_adapter_down_pulls_one_cable_only(testbed: LocalTestbed, nemesis: Nemes
         assert not can_ping(testbed, "node2", ip(testbed, "node1", "service"))
         assert can_ping(testbed, "node2", ip(testbed, "node1", "standby"))
     assert links(testbed, "node1") == before
+    assert reachable_again(testbed, "node2", ip(testbed, "node1", "service"))
 
 
 def test_network_down_local_cuts_one_node_off_one_network(testbed: LocalTestbed, nemesis: Nemesis) -> None:
@@ -102,7 +108,7 @@ def test_network_down_local_cuts_one_node_off_one_network(testbed: LocalTestbed,
         assert links(testbed, "node2")["standby"] != "up"
         assert not can_ping(testbed, "node1", ip(testbed, "node2", "standby"))
         assert can_ping(testbed, "node1", ip(testbed, "node3", "standby"))
-    assert can_ping(testbed, "node1", ip(testbed, "node2", "standby"))
+    assert reachable_again(testbed, "node1", ip(testbed, "node2", "standby"))
 
 
 def test_network_down_global_stops_a_whole_network(testbed: LocalTestbed, nemesis: Nemesis) -> None:
@@ -110,7 +116,7 @@ def test_network_down_global_stops_a_whole_network(testbed: LocalTestbed, nemesi
         assert not can_ping(testbed, "node1", ip(testbed, "node2", "standby"))
         assert not can_ping(testbed, "node3", ip(testbed, "node1", "standby"))
         assert can_ping(testbed, "node1", ip(testbed, "node2", "service"))  # the other network lives
-    assert can_ping(testbed, "node1", ip(testbed, "node2", "standby"))
+    assert reachable_again(testbed, "node1", ip(testbed, "node2", "standby"))
 
 
 def test_partition_splits_corosync_membership(testbed: LocalTestbed, nemesis: Nemesis) -> None:
@@ -131,13 +137,14 @@ def test_partition_splits_corosync_membership(testbed: LocalTestbed, nemesis: Ne
 
 def test_packet_loss_drops_the_declared_share(testbed: LocalTestbed, nemesis: Nemesis) -> None:
     target = ip(testbed, "node2", "service")
+    assert can_ping(testbed, "client", target)  # resolve ARP first: lossy ARP would dominate the figure
     with nemesis.inject("packet_loss", node="node2", network="service", rate=0.5):
-        r = testbed.client().run(["ping", "-q", "-c", "60", "-i", "0.02", "-W", "1", target], timeout=60,
+        r = testbed.client().run(["ping", "-q", "-c", "100", "-i", "0.02", "-W", "1", target], timeout=60,
                                  check=False)
     # each direction loses half: about 75 % of round trips; 0 % or 100 % would mean no effect or no randomness
-    loss = int(r.stdout.split("% packet loss")[0].split()[-1])
+    loss = float(r.stdout.split("% packet loss")[0].split()[-1])
     assert 30 <= loss <= 98, r.stdout
-    assert can_ping(testbed, "client", target)
+    assert reachable_again(testbed, "client", target)
 
 
 def test_heartbeat_loss_leaves_client_traffic_flowing(testbed: LocalTestbed, cluster: PacemakerDriver,
@@ -177,10 +184,14 @@ def app_pid(tb: LocalTestbed, node: str) -> str:
     return tb.node(node).run(["cat", "/run/fallover-app-app/app-app.pid"], timeout=10).stdout.split()[0]
 
 
-def test_app_kill_kills_the_application_process(testbed: LocalTestbed, nemesis: Nemesis) -> None:
+def test_app_kill_kills_the_application_process(testbed: LocalTestbed, cluster: PacemakerDriver,
+                                                nemesis: Nemesis) -> None:
     pid = app_pid(testbed, "node1")
     with nemesis.inject("app_kill", group="app"):
         assert not testbed.node("node1").run(["kill", "-0", pid], timeout=10, check=False).ok
+    # nothing to heal on the node: the cluster's monitor notices and recovers the application
+    cluster.wait_until(lambda s: any(f.resource == "app-app" for f in s.failed_actions), timeout=30,
+                       what="the monitor to notice the dead application")
 
 
 def test_app_hang_stops_the_application_and_heal_continues_it(testbed: LocalTestbed, nemesis: Nemesis) -> None:
@@ -201,8 +212,9 @@ def test_app_start_fail_keeps_the_group_off_the_chosen_node(testbed: LocalTestbe
         testbed.node("node1").run(["crm_resource", "--resource", "app", "--move", "--node", "node2"], timeout=30)
         try:
             s = cluster.wait_until(lambda s: any(f.resource == "app-app" and f.node == "node2" and f.task == "start"
-                                                 for f in s.failed_actions), timeout=60, what="start failure on node2")
-            assert s.group_node("app") != "node2"
+                                                 for f in s.failed_actions) and s.group_node("app") is not None,
+                                   timeout=60, what="start failure on node2, then the group started elsewhere")
+            assert s.group_node("app") != "node2", s.summary()
         finally:
             cluster.clear_move("app")
     assert not (testbed.layout.state / "faults" / "app_start_fail.app").exists()

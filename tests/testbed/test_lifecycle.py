@@ -90,3 +90,20 @@ def test_up_after_a_crash_sweeps_and_rebuilds(lc: LocalTestbed) -> None:
     assert lc.node("node1").run(["hostname"], timeout=10).stdout.strip() == "node1"
     lc.down()
     assert machine_leftovers(lc) == []
+
+
+def test_down_with_faults_in_effect_leaves_nothing(lc: LocalTestbed) -> None:
+    """Frozen node, pulled disk, switch rules, CPU hogs: `down` removes them with the testbed."""
+    from harness.faults import Nemesis
+
+    lc.up()
+    n = Nemesis(lc)
+    n.start("cpu_overload", node="node2", rate=0.2)
+    n.start("partition", nodes=("node1",))
+    n.start("disk_pull", disk="shared")
+    n.start("node_hang", node="node3")
+    assert len(n.journal.entries()) == 4
+    r = subprocess.run([sys.executable, "-m", "harness.cli", "down"], env={**os.environ, "FALLOVER_INSTANCE": INSTANCE},
+                       capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, r.stderr
+    assert machine_leftovers(lc) == []
