@@ -225,6 +225,12 @@ class LocalTestbed:
         if r.returncode != 0:
             raise TestbedError(f"{node}: `{script}` exited {r.returncode}: {r.stderr.strip()}")
 
+    def adapter_states(self) -> dict[tuple[str, str], str]:
+        """(node, network) → operational state of its cable (the bridge-side port), one netlink dump."""
+        ports = network.links(self.layout.net_ns)
+        return {(n, net.name): ports.get(self.layout.veth(n, net.name), "absent")
+                for n in self.topology.node_names for net in self.topology.networks}
+
     def set_adapter(self, node: str, network: str, up: bool) -> bool:
         return wire.set_adapter(self.layout, node, network, up)
 
