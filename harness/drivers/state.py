@@ -144,6 +144,14 @@ def parse_crm_mon(xml_text: str, seen_from: str) -> ClusterState:
             if el.tag == "resource":
                 r = _resource(el)
                 resources[r.id] = r
+            elif el.tag == "clone":  # one entry per clone, running wherever any instance runs
+                inst = [_resource(r) for r in el.iter("resource")]
+                if inst:
+                    resources[el.get("id", "")] = ResourceState(
+                        id=el.get("id", ""), agent=inst[0].agent,
+                        role="Started" if any(i.role == "Started" for i in inst) else inst[0].role,
+                        active=any(i.active for i in inst), failed=any(i.failed for i in inst),
+                        managed=all(i.managed for i in inst), nodes=tuple(n for i in inst for n in i.nodes))
             elif el.tag == "group":
                 members = tuple(_resource(r) for r in el.findall("resource"))
                 groups[el.get("id", "")] = GroupState(name=el.get("id", ""), resources=members)

@@ -172,10 +172,11 @@ def start_worker(ns_spec: str, queue: int, mode: str, **params: Any) -> subproce
         finally:
             os.close(wr)
         ok = bool(select.select([ready], [], [], 15)[0]) and ready.read(1) == b"1"  # b"": it exited
-    if not ok:
-        stop_worker(proc.pid)
-        err.seek(0)
-        raise RuntimeError(f"nfqueue worker for queue {queue} did not bind: {err.read().decode()[-2000:]}")
+    with err:
+        if not ok:
+            stop_worker(proc.pid)
+            err.seek(0)
+            raise RuntimeError(f"nfqueue worker for queue {queue} did not bind: {err.read().decode()[-2000:]}")
     return proc
 
 

@@ -118,8 +118,21 @@ def cib_xml(layout: Layout, empty_cib: str) -> str:
             "broker": str(layout.fence_socket), "pcmk_host_list": " ".join(topo.node_names),
             "pcmk_host_check": "static-list",
         }, [("monitor", "60s", "20s")])
+    for net in sorted({g.network for g in topo.groups}):
+        # A group's node must see its service network's link up: without this, a pulled service
+        # cable leaves the service IP on a node no client can reach, and nothing notices.
+        clone = ET.SubElement(resources, "clone", id=f"linkmon-{net}-clone")
+        _nvset(clone, "meta_attributes", f"linkmon-{net}-clone-meta", {"interleave": "true"})
+        _primitive(clone, f"linkmon-{net}", "ocf", "ethmonitor",
+                   {"interface": net, "link_status_only": "true", "name": f"ethmonitor-{net}",
+                    "repeat_count": "1", "repeat_interval": "1"},
+                   [("start", "0s", "20s"), ("stop", "0s", "20s"), ("monitor", "1s", "10s")], provider="heartbeat")
     for g in topo.groups:
         _group(resources, layout, g)
+        loc = ET.SubElement(constraints, "rsc_location", id=f"{g.name}-needs-{g.network}-link", rsc=g.name)
+        rule = ET.SubElement(loc, "rule", id=f"{g.name}-needs-{g.network}-link-rule", score="-INFINITY")
+        ET.SubElement(rule, "expression", id=f"{g.name}-needs-{g.network}-link-expr",
+                      attribute=f"ethmonitor-{g.network}", operation="ne", value="1")
         for rank, node in enumerate(g.nodes):
             score = str(PRIORITY_STEP * (len(g.nodes) - rank))
             ET.SubElement(constraints, "rsc_location", id=f"{g.name}-prefers-{node}", rsc=g.name,

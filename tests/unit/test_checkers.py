@@ -186,9 +186,9 @@ def test_notification_in_time() -> None:
 
 
 def test_late_notification_is_caught() -> None:
-    v = check_notification(ctx(history(replace={"notify": [ev(5.5, NOTIFICATION, "node1", kind="node",
+    v = check_notification(ctx(history(replace={"notify": [ev(10.5, NOTIFICATION, "node1", kind="node",
                                                                 desc="lost")]})))
-    assert v.valid is False and v.measured == pytest.approx(5.5) and "late" in v.explanation
+    assert v.valid is False and v.measured == pytest.approx(10.5) and "late" in v.explanation
 
 
 def test_missing_notification_is_caught() -> None:
