@@ -31,6 +31,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Sequence
 from pathlib import Path
 from types import FrameType, TracebackType
 
@@ -38,7 +39,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from harness.arpwatch import ArpWatch  # noqa: E402
 from harness.drivers.pacemaker import PacemakerDriver  # noqa: E402
-from harness.load import Load, verify  # noqa: E402
+from harness.load import ClientProcess, Load, verify  # noqa: E402
 from harness.probe import Probe  # noqa: E402
 from harness.testbed import open_testbed  # noqa: E402
 from harness.timeline import ProbeSample, load_requests  # noqa: E402
@@ -95,12 +96,14 @@ class Blackout:
             raise
         return self
 
+    # nft -e acknowledges only additions, so "off" inserts an accept ahead of the reset
+    # instead of deleting it; the next "on" flushes both first (same stream, so done by its ack).
     def on(self) -> tuple[float, float]:
-        return self._cmd(f"add rule inet {TABLE} input ip saddr {self.client_ip} tcp dport {self.port} "
-                         "reject with tcp reset")
+        match = f"ip saddr {self.client_ip} tcp dport {self.port}"
+        return self._cmd(f"flush chain inet {TABLE} input\nadd rule inet {TABLE} input {match} reject with tcp reset")
 
     def off(self) -> tuple[float, float]:
-        return self._cmd(f"flush chain inet {TABLE} input")
+        return self._cmd(f"insert rule inet {TABLE} input ip saddr {self.client_ip} tcp dport {self.port} accept")
 
     def __exit__(self, et: type[BaseException] | None, ev: BaseException | None, tb: TracebackType | None) -> None:
         """Remove the table with a separate nft, whatever state the interactive one is in."""
@@ -133,7 +136,7 @@ def score(samples: list[ProbeSample], windows: list[tuple[int, float, float, flo
     return out
 
 
-def cpu_pct(procs: list[ArpWatch | Probe], seconds: float) -> list[float]:
+def cpu_pct(procs: Sequence[ClientProcess], seconds: float) -> list[float]:
     before = [p.cpu_seconds() for p in procs]
     time.sleep(seconds)
     return [100 * (p.cpu_seconds() - b) / seconds for p, b in zip(procs, before)]
@@ -207,6 +210,8 @@ def run(args: argparse.Namespace, out: Path) -> dict[str, float]:
                "arpwatch_cpu_pct": a_cpu, "watch_cpu_pct": p_cpu + a_cpu, "locust_cpu_pct": l_cpu}
     finally:
         if brought_up:
+            for sig in (signal.SIGINT, signal.SIGTERM):  # a second Ctrl-C must not stop the teardown
+                signal.signal(sig, signal.SIG_IGN)
             print("testbed: taking it down (this script brought it up)", file=sys.stderr, flush=True)
             tb.down()
     return res

@@ -177,7 +177,8 @@ def main() -> int:
         out["flood_rx_pps"] = f"{rx / args.flood_s:.0f}"
         out["queue_dropped"] = str(qd1 - qd0 + ud1 - ud0)
         print(f"flood {args.flood_s:.0f} s: sent {sent}, worker verdicts {out['max_pps']}/s, received "
-              f"{out['flood_rx_pps']}/s (no queue: {out['flood_noq_rx_pps']}/s), dropped at queue {out['queue_dropped']}")
+              f"{out['flood_rx_pps']}/s (no queue: {out['flood_noq_rx_pps']}/s), "
+              f"dropped at the full queue {out['queue_dropped']}")
         for mode, params, key in (("delay", {"delay_ms": 0}, "cpu1k_delay_pct"),
                                   ("corrupt", {"rate": 1.0, "fix_checksum": True}, "cpu1k_corrupt_pct")):
             pid = with_worker(workers, mode, **params)

@@ -1,15 +1,12 @@
 """The probe: GET /health on a fixed schedule (≥ 50 Hz), the ground truth for client-visible outage."""
 
-# One process in the client namespace, one thread, non-blocking sockets polled on the send
-# schedule: a request goes out every 1/hz s whatever earlier ones are doing (a frozen node
-# completes the TCP handshake and then never answers). No HTTP library: at 100 Hz its cost
-# would be most of the probe's CPU.
-#
-# Connections are kept alive and reused, but only while they work: any error or timeout
-# closes the connection, so the first request after a failure, and so the end of every
-# outage, is always a fresh connection, as a new client would make. A fresh connection per
-# sample measured 2.5-3x the CPU here (the handshakes of both ends run in the probe's
-# context across the local veths) and costs the service a thread per sample.
+# One process in the client namespace, one thread, non-blocking sockets: a request goes out
+# every 1/hz s whatever earlier ones are doing (a frozen node completes the TCP handshake and
+# then never answers). No HTTP library: at 100 Hz its cost would be most of the probe's CPU.
+# Connections are reused only while they work: any error or timeout closes one, so the end
+# of every outage is seen on a fresh connection, as a new client would make. A connection
+# per sample cost 2.5-3x the CPU here (both ends' handshakes run in the probe's context
+# across the local veths) and a server thread per sample.
 
 from __future__ import annotations
 
@@ -260,12 +257,9 @@ def load_samples(path: Path) -> list[ProbeSample]:
 
 
 def outages(samples: list[ProbeSample]) -> list[tuple[float, float | None, int]]:
-    """Runs of failed samples as (first failure mono, first success mono or None if still down, count).
+    """Runs of failed samples: (first failure mono, first success mono or None if still down, count).
 
     The DESIGN's client-visible outage is the longest `end - start` of these.
-
-    >>> outages([ProbeSample(0.0, 0, True, 0), ProbeSample(0.01, 0, False, 0), ProbeSample(0.02, 0, True, 0)])
-    [(0.01, 0.02, 1)]
     """
     runs: list[tuple[float, float | None, int]] = []
     start: float | None = None
@@ -288,25 +282,23 @@ def transitions(samples: list[ProbeSample]) -> list[Event]:
     Failures before the first success are not an outage the probe saw begin, so they give no event.
     """
     events: list[Event] = []
-    up: bool | None = None
-    last_node: str | None = None
+    seen_ok, last_node = False, None  # last_node: of the last success
     down_at: ProbeSample | None = None
     failed = 0
     for s in sorted(samples, key=lambda s: s.mono):
         if not s.ok:
-            if up:
+            if seen_ok and down_at is None:
                 down_at, failed = s, 0
                 events.append(Event(s.mono, s.wall, PROBE_DOWN, last_node, {"error": s.error}))
             failed += 1
-            up = False if up is not None else None
             continue
-        if up is False and down_at is not None:
+        if down_at is not None:
             events.append(Event(s.mono, s.wall, PROBE_UP, s.node,
                                 {"outage_s": round(s.mono - down_at.mono, 6), "failed": failed,
                                  "first_error": down_at.error}))
-        if last_node is not None and s.node != last_node:
+        if seen_ok and s.node != last_node:
             events.append(Event(s.mono, s.wall, PROBE_NODE_CHANGED, s.node, {"from": last_node, "to": s.node}))
-        up, last_node = True, s.node
+        seen_ok, last_node, down_at = True, s.node, None
     return events
 
 

@@ -1,16 +1,30 @@
-"""fallover's pytest plugin: testbed options and the fixtures acceptance suites are written with."""
+"""fallover's pytest plugin: testbed options, the test plan as parameters, and the fixtures suites use."""
 
 from __future__ import annotations
 
+import json
 import os
+import random
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from harness.drivers.pacemaker import PacemakerDriver
+from harness.errors import UsageError
+from harness.faults import FAULTS, Nemesis
+from harness.plan import Case, plan
 from harness.testbed.base import Testbed
+from harness.timeline import Timeline
 from harness.topology import DEFAULT_TESTBED, Topology, load_topology
+
+REPORTS = Path(__file__).resolve().parent.parent / "reports"
+SLA_OPTIONS = {"--sla-detection": "max_detection_s", "--sla-notification": "max_notification_s",
+               "--sla-fallover": "max_fallover_s", "--sla-outage": "max_outage_s",
+               "--sla-recovery": "max_recovery_s"}
+run_dir_key = pytest.StashKey[Path]()
+topology_key = pytest.StashKey[Topology]()
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -19,16 +33,119 @@ def pytest_addoption(parser: pytest.Parser) -> None:
                     help="topology/testbed YAML (default: the embedded testbeds/local.yaml)")
     group.addoption("--keep-testbed", action="store_true",
                     help="leave the testbed running after the session (faster reruns, debugging)")
+    group.addoption("--allow-disruptive", action="store_true",
+                    help="required to inject faults into any testbed that is not the embedded one")
+    for opt, field in SLA_OPTIONS.items():
+        group.addoption(opt, type=float, default=None, metavar="SECONDS",
+                        help=f"override the topology's sla.{field}")
+    group.addoption("--faults", default=None, metavar="NAME[,NAME…]", help="only these faults from the catalogue")
+    group.addoption("--scenario", choices=["plan", "random"], default="plan",
+                    help="plan: every fault × target once; random: --repeat faults drawn from the plan")
+    group.addoption("--repeat", type=int, default=10, help="number of faults in a random scenario")
+    group.addoption("--seed", type=int, default=None, help="seed of a random scenario (printed; replays it exactly)")
+    group.addoption("--no-load", action="store_true", help="no locust load (probe only)")
+    group.addoption("--users", type=int, default=10, help="locust users during each fault")
+    group.addoption("--run-dir", default=None, help="where evidence goes (default reports/<run-id>)")
+
+
+def _topology(config: pytest.Config) -> Topology:
+    if topology_key in config.stash:
+        return config.stash[topology_key]
+    try:
+        topo = load_topology(Path(config.getoption("--testbed")))
+    except UsageError as e:
+        raise pytest.UsageError(str(e)) from None
+    overrides = {field: config.getoption(opt) for opt, field in SLA_OPTIONS.items()
+                 if config.getoption(opt) is not None}
+    if overrides:
+        topo = topo.model_copy(update={"sla": topo.sla.model_copy(update=overrides)})
+    config.stash[topology_key] = topo
+    return topo
 
 
 def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line("markers", "testbed: needs root and the embedded testbed (real Pacemaker/Corosync)")
+    config.addinivalue_line("markers", "failure(family): the failure family a test injects")
+    config.addinivalue_line("markers", "disruptive: injects a fault that takes part of the cluster down")
+    config.addinivalue_line("markers", "slow: takes more than a minute")
+    if config.getoption("--seed") is None:
+        config.option.seed = random.SystemRandom().randrange(1, 2**31)
+    worker = getattr(config, "workerinput", None)
+    run_id = worker["fallover_run_id"] if worker else time.strftime("%Y%m%d-%H%M%S")
+    run_dir = Path(config.getoption("--run-dir") or REPORTS / run_id)
+    config.stash[run_dir_key] = run_dir
+
+
+def pytest_configure_node(node) -> None:  # type: ignore[no-untyped-def]  # xdist: one run id for all workers
+    node.workerinput["fallover_run_id"] = node.config.stash[run_dir_key].name
+
+
+def pytest_report_header(config: pytest.Config) -> list[str]:
+    lines = [f"fallover: testbed {config.getoption('--testbed')}; evidence in {config.stash[run_dir_key]}"]
+    if config.getoption("--scenario") == "random":
+        lines.append(f"fallover: random scenario, --repeat {config.getoption('--repeat')} "
+                     f"--seed {config.getoption('--seed')} (replay with these two options)")
+    return lines
+
+
+def selected_cases(config: pytest.Config, families: set[str] | None = None) -> list[Case]:
+    topo = _topology(config)
+    names = config.getoption("--faults")
+    wanted = [n.strip() for n in names.split(",")] if names else None
+    unknown = [n for n in wanted or [] if n not in FAULTS]
+    if unknown:
+        raise pytest.UsageError(f"--faults: unknown fault {unknown[0]!r}; `fallover faults` lists them")
+    cases = [c for c in plan(topo, wanted) if families is None or FAULTS[c.fault].family in families]
+    if config.getoption("--scenario") == "random":
+        rng = random.Random(config.getoption("--seed"))
+        cases = [rng.choice(cases) for _ in range(config.getoption("--repeat"))] if cases else []
+    return cases
+
+
+def _param(case: Case, i: int | None = None) -> object:
+    fault = FAULTS[case.fault]
+    marks = [pytest.mark.failure(fault.family), pytest.mark.testbed]
+    if fault.destructive:
+        marks.append(pytest.mark.disruptive)
+    cid = case.id if i is None else f"step{i:02d}-{case.id}"
+    return pytest.param(case, id=cid, marks=marks)
+
+
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    if "fallover_case" not in metafunc.fixturenames:
+        return
+    families = getattr(metafunc.module, "FAMILIES", None)
+    cases = selected_cases(metafunc.config, families)
+    random_mode = metafunc.config.getoption("--scenario") == "random"
+    metafunc.parametrize("fallover_case", [_param(c, i + 1 if random_mode else None) for i, c in enumerate(cases)])
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    # A random scenario is a sequence: keep it in drawing order even if other plugins reorder.
+    if config.getoption("--scenario") == "random":
+        items.sort(key=lambda it: it.nodeid.split("[step")[-1] if "[step" in it.nodeid else "")
 
 
 @pytest.fixture(scope="session")
 def topology(pytestconfig: pytest.Config) -> Topology:
-    """The declared cluster under test."""
-    return load_topology(Path(pytestconfig.getoption("--testbed")))
+    """The declared cluster under test (with any --sla-* overrides applied)."""
+    topo = _topology(pytestconfig)
+    if topo.provider != "local" and not pytestconfig.getoption("--allow-disruptive"):
+        raise pytest.UsageError(f"{topo.source}: provider {topo.provider!r} is a real cluster; "
+                                "pass --allow-disruptive to inject faults into it")
+    return topo
+
+
+@pytest.fixture(scope="session")
+def run_dir(pytestconfig: pytest.Config, topology: Topology) -> Path:
+    """This run's evidence directory (shared by xdist workers); records what is needed to replay it."""
+    d = pytestconfig.stash[run_dir_key]
+    d.mkdir(parents=True, exist_ok=True)
+    meta = {"testbed": str(topology.source), "seed": pytestconfig.getoption("--seed"),
+            "scenario": pytestconfig.getoption("--scenario"), "repeat": pytestconfig.getoption("--repeat"),
+            "faults": pytestconfig.getoption("--faults"), "sla": topology.sla.model_dump()}
+    (d / f"run-{os.environ.get('PYTEST_XDIST_WORKER', 'main')}.json").write_text(json.dumps(meta, indent=1))
+    return d
 
 
 @pytest.fixture(scope="session")
@@ -56,3 +173,47 @@ def cluster(testbed: Testbed) -> PacemakerDriver:
     """The cluster driver, on a cluster that is whole again (nodes powered on, groups where they belong)."""
     testbed.up()
     return PacemakerDriver(testbed)
+
+
+@pytest.fixture
+def timeline() -> Timeline:
+    """An empty timeline for a test's own recording."""
+    return Timeline()
+
+
+@pytest.fixture
+def faults(testbed: Testbed, timeline: Timeline) -> Iterator[Nemesis]:
+    """Inject faults by name; whatever is still injected when the test ends is healed."""
+    n = Nemesis(testbed, timeline)
+    try:
+        yield n
+    finally:
+        n.heal_all()
+
+
+@pytest.fixture
+def runner(testbed: Testbed, run_dir: Path, pytestconfig: pytest.Config, request: pytest.FixtureRequest):  # type: ignore[no-untyped-def]
+    """Runs plan cases under load and judges them (see harness.runner)."""
+    from harness.runner import Runner
+
+    reporter = pytestconfig.pluginmanager.get_plugin("terminalreporter")
+
+    def log(msg: str) -> None:
+        if reporter is not None and pytestconfig.getoption("verbose") > 1:
+            reporter.write_line(f"[fallover] {msg}")
+
+    return Runner(testbed, run_dir, load=not pytestconfig.getoption("--no-load"),
+                  users=pytestconfig.getoption("--users"), log=log)
+
+
+def attach(result) -> None:  # type: ignore[no-untyped-def]
+    """Evidence of one case into allure (a no-op without --alluredir)."""
+    try:
+        import allure
+    except ImportError:
+        return
+    allure.attach(result.report(), name="report", attachment_type=allure.attachment_type.TEXT)
+    for name, kind in (("verdicts.json", allure.attachment_type.JSON), ("timeline.svg", allure.attachment_type.SVG)):
+        path = result.run_dir / name
+        if path.exists():
+            allure.attach.file(str(path), name=name, attachment_type=kind)

@@ -118,6 +118,9 @@ class Topology(Model):
     notification: Notification = Notification()
     sla: Sla = Sla()
     client: Client = Client()
+    expectations: dict[str, Literal["fallover", "stay", "outage"]] = {}
+    """Declared outcome of faults whose correct result depends on configuration: keys are a fault
+    name (`network_down_global`) or a fault and target (`partition:node1`)."""
     source: Path | None = Field(default=None, exclude=True)
 
     @model_validator(mode="after")

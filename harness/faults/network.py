@@ -122,3 +122,68 @@ class HeartbeatLoss(_SwitchFilter):
     def rules(self, testbed: Testbed, target: Target) -> list[str]:
         ports = wire.nft_set(self._ports(testbed, target))
         return [f"{d}ifname {ports} udp {p}port {COROSYNC_PORTS} drop" for d in ("i", "o") for p in ("d", "s")]
+
+
+class _Queued(Fault):
+    """Per-packet faults in user space: NFQUEUE in the switch namespace (no netem in this kernel).
+
+    The worker runs in one of the testbed's cgroups, so `fallover down` finds it whatever happens.
+    """
+
+    family: ClassVar[str] = "network"
+    event: ClassVar[str] = "false_takeover"
+    target_kind: ClassVar[str] = "adapter"
+    destructive: ClassVar[bool] = False
+    mode: ClassVar[str] = ""
+
+    def worker_params(self, target: Target) -> dict[str, Any]:
+        raise NotImplementedError
+
+    def inject(self, testbed: Testbed, target: Target, undo: dict[str, Any]) -> None:
+        from harness.faults import nfqueue
+        from harness.testbed import cgroup
+
+        layout = _layout(testbed)
+        queue = 1000 + int(undo["id"], 16) % 60000  # one queue per fault: marks of two faults must not mix
+        undo.update(table=f"fallover_q{undo['id']}", queue=queue, cgroup=str(layout.daemon_cgroup(f"nfq-{undo['id']}")))
+        port = layout.veth(target.node, target.network)
+        group = cgroup.create(layout.daemon_cgroup(f"nfq-{undo['id']}"))
+        proc = nfqueue.start_worker(layout.net_ns, queue, self.mode, preexec_fn=lambda: cgroup.join_self(group),
+                                    **self.worker_params(target))
+        undo["pid"] = proc.pid
+        nfqueue.install(layout.net_ns, undo["table"], queue, [f'iifname "{port}"', f'oifname "{port}"'])
+
+    def heal(self, testbed: Testbed, target: Target, undo: dict[str, Any]) -> None:
+        from pathlib import Path
+
+        from harness.faults import nfqueue
+        from harness.testbed import cgroup
+
+        layout = _layout(testbed)
+        if undo.get("table"):
+            nfqueue.remove(layout.net_ns, undo["table"])
+        if undo.get("cgroup"):  # the worker, and only it, lives in this group
+            cgroup.remove_tree(Path(undo["cgroup"]))
+
+
+class PacketDelay(_Queued):
+    name: ClassVar[str] = "packet_delay"
+    summary: ClassVar[str] = "every packet of the adapter, both directions, held --delay ms (± --jitter)"
+    mechanism: ClassVar[str] = "nft mark in the switch + NFQUEUE worker (netfilterqueue) holding each packet"
+    mode: ClassVar[str] = "delay"
+    defaults: ClassVar[dict[str, float]] = {"delay_ms": 200.0, "jitter_ms": 0.0}
+
+    def worker_params(self, target: Target) -> dict[str, Any]:
+        return {"delay_ms": target.delay_ms, "jitter_ms": target.jitter_ms, "rate": target.rate}
+
+
+class PacketCorrupt(_Queued):
+    name: ClassVar[str] = "packet_corrupt"
+    summary: ClassVar[str] = "a fraction (--rate) of the adapter's packets gets one payload bit flipped"
+    mechanism: ClassVar[str] = ("nft mark in the switch + NFQUEUE worker flipping a bit; checksums left stale "
+                                "(as netem does), so receivers drop them")
+    mode: ClassVar[str] = "corrupt"
+    defaults: ClassVar[dict[str, float]] = {"rate": 0.1}
+
+    def worker_params(self, target: Target) -> dict[str, Any]:
+        return {"rate": target.rate}

@@ -44,10 +44,7 @@ def ns_path(ns_spec: str) -> str:
 
 
 def in_netns(ns_spec: str, fn: Callable[[], _T]) -> _T:
-    """Run ``fn`` in a thread switched into the netns: sockets it makes belong to that netns.
-
-    setns() moves only that thread, the caller keeps its namespace; 3.11 has no os.setns.
-    """
+    """Run ``fn`` in a thread setns()'d into the netns (its sockets belong there); the caller stays put."""
     def run() -> _T:
         with open(ns_path(ns_spec)) as f:
             if ctypes.CDLL(None, use_errno=True).setns(f.fileno(), 0x40000000) != 0:  # CLONE_NEWNET
@@ -153,7 +150,8 @@ def remove(ns_spec: str, table: str) -> bool:
                 for fam in ("inet", "bridge")])
 
 
-def start_worker(ns_spec: str, queue: int, mode: str, **params: Any) -> subprocess.Popen[bytes]:
+def start_worker(ns_spec: str, queue: int, mode: str, *, preexec_fn: Callable[[], None] | None = None,
+                 **params: Any) -> subprocess.Popen[bytes]:
     """Run the worker in the netns; return once it has bound the queue, else raise (worker gone).
 
     params: delay_ms, jitter_ms, rate, seed, fix_checksum=True. nsenter execs: Popen.pid is the
@@ -168,15 +166,17 @@ def start_worker(ns_spec: str, queue: int, mode: str, **params: Any) -> subproce
     with open(rd, "rb", buffering=0) as ready:
         try:
             proc = subprocess.Popen(cmd + ["--ready-fd", str(wr)], stdin=subprocess.DEVNULL,
-                                    stdout=subprocess.DEVNULL, stderr=err, pass_fds=(wr,), start_new_session=True)
+                                    stdout=subprocess.DEVNULL, stderr=err, pass_fds=(wr,), start_new_session=True,
+                                    preexec_fn=preexec_fn)
         finally:
             os.close(wr)
         ok = bool(select.select([ready], [], [], 15)[0]) and ready.read(1) == b"1"  # b"": it exited
     with err:
-        if not ok:
-            stop_worker(proc.pid)
-            err.seek(0)
-            raise RuntimeError(f"nfqueue worker for queue {queue} did not bind: {err.read().decode()[-2000:]}")
+        if not ok:  # failed, or stuck for 15 s
+            proc.kill()
+            proc.wait()
+            why = os.pread(err.fileno(), 8192, 0).decode()
+            raise RuntimeError(f"nfqueue worker, queue {queue}, did not bind: {why}")
     return proc
 
 

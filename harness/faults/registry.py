@@ -6,13 +6,13 @@ from harness.faults.app import AppHang, AppKill, AppStartFail
 from harness.faults.base import Fault
 from harness.faults.cluster import CorosyncKill, PacemakerKill
 from harness.faults.disk import DiskFull, DiskPull
-from harness.faults.network import (AdapterDown, HeartbeatLoss, NetworkDownGlobal, NetworkDownLocal, PacketLoss,
-                                    Partition)
+from harness.faults.network import (AdapterDown, HeartbeatLoss, NetworkDownGlobal, NetworkDownLocal, PacketCorrupt,
+                                    PacketDelay, PacketLoss, Partition)
 from harness.faults.node import CpuOverload, NodeHang, NodePowerOff, NodeStop
 
 _ALL: list[Fault] = [
     NodePowerOff(), NodeStop(), NodeHang(), CpuOverload(),
-    AdapterDown(), NetworkDownLocal(), NetworkDownGlobal(), Partition(), PacketLoss(), HeartbeatLoss(),
+    AdapterDown(), NetworkDownLocal(), NetworkDownGlobal(), Partition(), PacketLoss(), HeartbeatLoss(), PacketDelay(), PacketCorrupt(),
     DiskPull(), DiskFull(),
     AppKill(), AppHang(), AppStartFail(),
     CorosyncKill(), PacemakerKill(),

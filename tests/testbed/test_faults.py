@@ -155,6 +155,32 @@ def test_heartbeat_loss_leaves_client_traffic_flowing(testbed: LocalTestbed, clu
                            what="node3 lost by the others")
 
 
+def rtt_ms(tb: LocalTestbed, dst: str) -> float:
+    r = tb.client().run(["ping", "-q", "-c", "5", "-i", "0.05", "-W", "3", dst], timeout=30)
+    return float(r.stdout.split("min/avg/max/mdev = ")[1].split("/")[1])
+
+
+def test_packet_delay_adds_the_delay_each_way(testbed: LocalTestbed, nemesis: Nemesis) -> None:
+    target = ip(testbed, "node2", "service")
+    before = rtt_ms(testbed, target)
+    with nemesis.inject("packet_delay", node="node2", network="service", delay_ms=100):
+        during = rtt_ms(testbed, target)
+    after = rtt_ms(testbed, target)
+    # the port is matched in both directions: a round trip crosses the delay twice
+    assert 150 < during - before < 1000, (before, during)
+    assert after < during - 150
+
+
+def test_packet_corrupt_breaks_packets_and_heal_repairs(testbed: LocalTestbed, nemesis: Nemesis) -> None:
+    target = ip(testbed, "node2", "service")
+    assert can_ping(testbed, "client", target)
+    with nemesis.inject("packet_corrupt", node="node2", network="service", rate=1.0):
+        r = testbed.client().run(["ping", "-q", "-c", "10", "-i", "0.05", "-W", "1", target], timeout=30,
+                                 check=False)
+        assert " 0 received" in r.stdout, r.stdout  # every checksum is broken: nothing gets through
+    assert reachable_again(testbed, "client", target)
+
+
 # -- disk ---------------------------------------------------------------------------------------
 
 def test_disk_pull_makes_writes_fail_and_heal_restores_the_disk(testbed: LocalTestbed,

@@ -19,6 +19,7 @@ import sys
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import pytest
 
@@ -44,12 +45,17 @@ class Net:
     br: str
     a: str
     b: str
-    workers: list[int] = field(default_factory=list)
+    workers: list[subprocess.Popen[bytes]] = field(default_factory=list)
 
     def start(self, queue: int, mode: str, **params: object) -> int:
-        pid = nfqueue.start_worker(self.br, queue, mode, **params).pid
-        self.workers.append(pid)
-        return pid
+        self.workers.append(nfqueue.start_worker(self.br, queue, mode, **params))
+        return self.workers[-1].pid
+
+    def stop_all(self) -> None:
+        while self.workers:
+            proc = self.workers.pop()
+            nfqueue.stop_worker(proc.pid)
+            proc.wait(timeout=10)
 
     def rtts(self, count: int = 5, interval: float = 0.2) -> list[float]:
         """Per-packet RTTs (ms) of pings a -> b; lost packets are simply missing."""
@@ -101,8 +107,7 @@ def topo() -> Iterator[Net]:
         assert len(net.rtts(3, 0.2)) == 3, "the throwaway topology does not forward"
         yield net
     finally:
-        for pid in net.workers:
-            nfqueue.stop_worker(pid)
+        net.stop_all()
         _delete(names)
     assert not [n for n in sh("ip", "netns", "list").stdout.split() if n.startswith(PREFIX + "-")]
 
@@ -111,9 +116,7 @@ def topo() -> Iterator[Net]:
 def net(topo: Net) -> Iterator[Net]:
     """Per test: no worker and no table of ours outlives the test."""
     yield topo
-    for pid in topo.workers:
-        nfqueue.stop_worker(pid)
-    topo.workers.clear()
+    topo.stop_all()
     for t in ("fallover_q7", "fallover_q8", "fallover_q9"):
         nfqueue.remove(topo.br, t)
 
@@ -130,7 +133,7 @@ def test_delay_adds_latency_per_packet_and_heals(net: Net) -> None:
     assert max(rtts) < 200 + 400, f"packets were serialized: {rtts}"
     queued = sh("nsenter", f"--net=/run/netns/{net.br}", "--", "nft", "list", "table", "inet", "fallover_q7").stdout
     assert "queue num 7 bypass" in queued
-    assert nfqueue.stop_worker(net.workers.pop()) is True  # SIGTERM: clean exit
+    assert nfqueue.stop_worker(net.workers[-1].pid) is True  # SIGTERM: clean exit
     assert nfqueue.remove(net.br, "fallover_q7") is True
     healed = net.rtts(5, 0.2)
     assert len(healed) == 5 and statistics.median(healed) < 50, healed
@@ -148,7 +151,7 @@ def test_both_directions_add_twice(net: Net) -> None:
 def test_corrupt_stale_checksum_is_dropped_by_receiver(net: Net) -> None:
     """Like netem: a bit flips after the checksum was computed, the receiving kernel drops it."""
     def csum_errors() -> int:
-        text = nfqueue.in_netns(net.b, lambda: open("/proc/thread-self/net/snmp").read())
+        text = nfqueue.in_netns(net.b, lambda: Path("/proc/thread-self/net/snmp").read_text())
         head, vals = [ln.split() for ln in text.splitlines() if ln.startswith("Udp:")][:2]
         return int(vals[head.index("InCsumErrors")])
 
@@ -208,9 +211,10 @@ def test_worker_cli_silent_and_sigterm_releases_held_packets(net: Net) -> None:
     proc = subprocess.Popen(["nsenter", f"--net=/run/netns/{net.br}", "--", sys.executable, "-m",
                              "harness.faults.nfqueue", "--queue", "9", "--mode", "delay", "--delay-ms", "3000"],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True)
-    net.workers.append(proc.pid)
+    net.workers.append(proc)
     deadline = time.monotonic() + 15
-    while not any(ln.split()[:1] == ["9"] for ln in open(f"/proc/{proc.pid}/net/netfilter/nfnetlink_queue")):
+    queues = Path(f"/proc/{proc.pid}/net/netfilter/nfnetlink_queue")
+    while not any(ln.split()[:1] == ["9"] for ln in queues.read_text().splitlines()):
         assert proc.poll() is None and time.monotonic() < deadline
         time.sleep(0.05)
     nfqueue.install(net.br, "fallover_q9", 9, ['iifname "v-a"'])
@@ -227,7 +231,7 @@ def test_worker_cli_silent_and_sigterm_releases_held_packets(net: Net) -> None:
 
 def test_bad_worker_start_raises_and_leaves_nothing(net: Net) -> None:
     net.start(7, "delay")
-    with pytest.raises(RuntimeError, match="(?s)did not bind.*Failed to create queue 7"):
+    with pytest.raises(RuntimeError, match="(?s)queue 7, did not bind.*Failed to create queue 7"):
         nfqueue.start_worker(net.br, 7, "delay")  # queue 7 is taken in that netns
 
 

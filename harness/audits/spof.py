@@ -1,0 +1,332 @@
+"""Single-point-of-failure audit, as data: what the declared topology and the running cluster leave without a spare."""
+
+from __future__ import annotations
+
+import re
+import shlex
+from collections.abc import Collection
+from dataclasses import dataclass
+from typing import Literal
+
+from harness.drivers.pacemaker import PacemakerDriver
+from harness.errors import CommandFailed, TransportError
+from harness.testbed.base import Testbed
+from harness.topology import Group, Topology
+
+__all__ = ["DECLARED_CHECKS", "LIVE_CHECKS", "Finding", "SpofWarning", "audit_declared", "audit_live"]
+
+Severity = Literal["error", "warning"]
+
+DECLARED_CHECKS: dict[str, str] = {  # check → readable id ("{}" is the subject)
+    "group-nodes": "group-{}-has-two-nodes",
+    "heartbeat-paths": "node-{}-has-two-heartbeat-paths",
+    "fencing": "fencing-declared",
+    "quorum-policy": "quorum-policy",
+    "disk-mirror": "disk-{}-mirrored",
+}
+LIVE_CHECKS: tuple[str, ...] = ("stonith-enabled", "stonith-resource-started", "no-quorum-policy",
+                                "corosync-links", "shared-disk-device", "app-agent-idempotent")
+
+AGENT = "/usr/lib/ocf/resource.d/fallover/fallover-app"
+OCF_ROOT = "/usr/lib/ocf"
+OCF_NOT_RUNNING = 7
+QUERY_TIMEOUT = 15.0
+AGENT_TIMEOUT = 40.0  # above the 20 s the agent gives itself for a start
+
+
+class SpofWarning(UserWarning):
+    """A single point of failure the suites report but accept (e.g. the testbed's one shared disk)."""
+
+
+@dataclass(frozen=True)
+class Finding:
+    """One check on one subject; suites fail on ``failed`` (an error), warnings are only reported.
+
+    >>> Finding("fencing", "local", ok=False, detail="fencing is off").failed
+    True
+    """
+
+    check: str
+    subject: str
+    ok: bool
+    detail: str
+    severity: Severity = "error"
+
+    @property
+    def failed(self) -> bool:
+        return not self.ok and self.severity == "error"
+
+    @property
+    def id(self) -> str:
+        template = DECLARED_CHECKS.get(self.check)
+        return template.format(self.subject) if template else f"{self.check}-{self.subject}"
+
+    def __str__(self) -> str:
+        verdict = "ok" if self.ok else self.severity
+        return f"[{verdict}] {self.id}: {self.detail}"
+
+
+# -- declared -------------------------------------------------------------------------------------
+
+def _quorum(policy: str, nodes: int, stonith: bool) -> tuple[bool, Severity, str]:
+    """(ok, severity, detail) of a no-quorum-policy for a cluster of ``nodes``; shared by both audits."""
+    if nodes >= 3 and policy == "ignore":
+        return False, "error", (f"no-quorum-policy is ignore with {nodes} nodes: a partitioned minority keeps "
+                                "running its groups, so one network fault can give split brain")
+    if nodes == 2 and policy == "ignore":
+        if stonith:
+            return False, "warning", ("two nodes with no-quorum-policy ignore: only fencing stands between "
+                                      "a partition and split brain")
+        return False, "error", "two nodes with no-quorum-policy ignore and no fencing: a partition is split brain"
+    if nodes == 2:
+        # corosync.conf carries no `two_node: 1`, so the survivor of a node loss has 1 vote of 2
+        return False, "error", (f"two nodes with no-quorum-policy {policy}: the survivor of a node failure has "
+                                "no quorum and stops its groups, so each node is a single point of failure")
+    return True, "error", f"no-quorum-policy is {policy} with {nodes} nodes: a minority partition stops"
+
+
+def audit_declared(topology: Topology) -> list[Finding]:
+    """Single points of failure the topology itself declares; no cluster needed.
+
+    >>> from harness.topology import DEFAULT_TESTBED, load_topology
+    >>> [f.id for f in audit_declared(load_topology(DEFAULT_TESTBED)) if not f.ok]
+    ['disk-shared-mirrored']
+    """
+    t = topology
+    out: list[Finding] = []
+    for g in t.groups:
+        nodes = list(dict.fromkeys(g.nodes))
+        ok = len(nodes) >= 2
+        out.append(Finding("group-nodes", g.name, ok,
+                           f"group {g.name} can run on {', '.join(nodes)}" if ok else
+                           f"group {g.name} can only run on {nodes[0]}: one node is a single point of failure"))
+    hb = [n.name for n in t.networks if n.heartbeat]
+    for node in t.node_names:
+        ok = len(hb) >= 2
+        out.append(Finding("heartbeat-paths", node, ok,
+                           f"node {node} has {len(hb)} heartbeat paths ({', '.join(hb)})" if ok else
+                           f"node {node} has one heartbeat path ({hb[0]}): one cable or network is a single "
+                           "point of failure for membership, and its loss looks like a dead node"))
+    c = t.cluster
+    out.append(Finding("fencing", t.name, c.stonith,
+                       "fencing is declared (cluster.stonith: true)" if c.stonith else
+                       "fencing is off (cluster.stonith: false): a hung or cut-off node cannot be shut out, "
+                       "so a takeover can mount the shared disk twice"))
+    ok, sev, detail = _quorum(c.no_quorum_policy, len(t.nodes), c.stonith)
+    out.append(Finding("quorum-policy", t.name, ok, detail, sev))
+    for d in t.disks:
+        groups = [g.name for g in t.groups if g.disk == d.name]
+        if groups:  # an unused disk stops nothing
+            out.append(Finding("disk-mirror", d.name, False,
+                               f"shared disk {d.name} has no mirror: a pulled disk stops every group on it "
+                               f"({', '.join(groups)})", "warning"))
+    return out
+
+
+# -- live -----------------------------------------------------------------------------------------
+
+def audit_live(testbed: Testbed, driver: PacemakerDriver, checks: Collection[str] | None = None) -> list[Finding]:
+    """Single points of failure of the running cluster; ``checks`` limits it to some of LIVE_CHECKS.
+
+    Read-only except for app-agent-idempotent, which runs the agent with a temporary data
+    directory and port on a node that does not run the group; the active node is never touched.
+    """
+    wanted = LIVE_CHECKS if checks is None else tuple(checks)
+    unknown = set(wanted) - set(LIVE_CHECKS)
+    if unknown:
+        raise ValueError(f"unknown live check(s) {sorted(unknown)}; known: {', '.join(LIVE_CHECKS)}")
+    live = _Live(testbed, driver)
+    out: list[Finding] = []
+    for check in LIVE_CHECKS:
+        if check in wanted:
+            out += getattr(live, check.replace("-", "_"))()
+    return out
+
+
+_LINK = re.compile(r"^LINK ID (\d+)")
+_PEER = re.compile(r"^\s*nodeid:\s*(\d+):\s*(\S+)")
+
+
+def parse_cfgtool(text: str) -> dict[int, set[int]]:
+    """`corosync-cfgtool -s` → {peer nodeid: ids of the links on which it is connected}.
+
+    >>> parse_cfgtool("LINK ID 0 udp\\n\\tstatus:\\n\\t\\tnodeid: 2:\\tconnected\\n\\t\\tnodeid: 1:\\tlocalhost\\n")
+    {2: {0}}
+    """
+    out: dict[int, set[int]] = {}
+    link: int | None = None
+    for line in text.splitlines():
+        if m := _LINK.match(line):
+            link = int(m.group(1))
+        elif (m := _PEER.match(line)) and link is not None and m.group(2) != "localhost":
+            links = out.setdefault(int(m.group(1)), set())
+            if m.group(2) == "connected":
+                links.add(link)
+    return out
+
+
+class _Live:
+    """One method per live check, each returning its findings."""
+
+    def __init__(self, testbed: Testbed, driver: PacemakerDriver) -> None:
+        self.tb = testbed
+        self.topo = testbed.topology
+        self.driver = driver
+        self.running = [n for n in self.topo.node_names if testbed.running(n)]
+
+    def _any(self, argv: list[str]) -> tuple[int | None, str]:
+        """Run a read-only query on the first node that answers: (exit status, stdout)."""
+        for node in self.running:
+            try:
+                r = self.tb.node(node).run(argv, timeout=QUERY_TIMEOUT, check=False)
+            except TransportError:
+                continue
+            return r.exit_status, r.stdout.strip()
+        raise TransportError("cluster", "no running node to run " + shlex.join(argv))
+
+    def _property(self, name: str) -> str | None:
+        rc, out = self._any(["crm_attribute", "--type", "crm_config", "--name", name, "--query", "--quiet"])
+        return out if rc == 0 and out else None  # unset: the caller knows pacemaker's default
+
+    def stonith_enabled(self) -> list[Finding]:
+        value = self._property("stonith-enabled") or "true (default)"
+        ok = value.split()[0] in ("true", "1", "yes", "on")
+        return [Finding("stonith-enabled", self.topo.name, ok,
+                        f"stonith-enabled is {value}" if ok else
+                        f"stonith-enabled is {value}: no failed node is ever fenced, so a takeover risks a "
+                        "doubly mounted shared disk")]
+
+    def stonith_resource_started(self) -> list[Finding]:
+        state = self.driver.state()
+        if state is None:
+            return [Finding("stonith-resource-started", self.topo.name, False, "no node answers crm_mon")]
+        fences = [r for r in state.resources.values() if r.agent.startswith("stonith:")]
+        if not fences:
+            return [Finding("stonith-resource-started", self.topo.name, False,
+                            "no stonith resource is configured: fencing cannot run even when enabled")]
+        return [Finding("stonith-resource-started", r.id, r.role == "Started" and not r.failed,
+                        f"{r.id} ({r.agent}) is {r.role} on {', '.join(r.nodes) or 'no node'}"
+                        + ("" if r.role == "Started" and not r.failed else ": nobody can be fenced"))
+                for r in fences]
+
+    def no_quorum_policy(self) -> list[Finding]:
+        policy = self._property("no-quorum-policy") or "stop"
+        ok, sev, detail = _quorum(policy, len(self.topo.nodes), self._property("stonith-enabled") != "false")
+        return [Finding("no-quorum-policy", self.topo.name, ok, detail, sev)]
+
+    def corosync_links(self) -> list[Finding]:
+        index = {self.topo.node_index(n): n for n in self.topo.node_names}
+        out = []
+        for node in self.topo.node_names:
+            if node not in self.running:
+                out.append(Finding("corosync-links", node, False, f"{node} is powered off: its links are unknown"))
+                continue
+            try:
+                r = self.tb.node(node).run(["corosync-cfgtool", "-s"], timeout=QUERY_TIMEOUT, check=False)
+            except TransportError as e:
+                out.append(Finding("corosync-links", node, False, str(e)))
+                continue
+            if r.failed:
+                out.append(Finding("corosync-links", node, False,
+                                   f"{node}: corosync-cfgtool -s exited {r.exit_status}: {r.tail()}"))
+                continue
+            peers = parse_cfgtool(r.stdout)
+            weak = {index.get(p, f"nodeid {p}"): sorted(ls) for p, ls in peers.items() if len(ls) < 2}
+            missing = [n for i, n in index.items() if n != node and i not in peers]
+            if weak or missing:
+                parts = [f"{p} over {len(ls)} link(s) {ls}" for p, ls in sorted(weak.items())]
+                parts += [f"{p} not listed" for p in missing]
+                out.append(Finding("corosync-links", node, False,
+                                   f"{node} reaches {'; '.join(parts)}: one cable is a single point of failure "
+                                   "for membership"))
+            else:
+                out.append(Finding("corosync-links", node, True,
+                                   f"{node} reaches every peer over ≥ 2 links ({len(peers)} peers)"))
+        return out
+
+    def shared_disk_device(self) -> list[Finding]:
+        out = []
+        for g in self.topo.groups:
+            rc, device = self._any(["crm_resource", "--resource", f"{g.name}-fs", "--get-parameter", "device"])
+            if rc != 0 or not device:
+                out.append(Finding("shared-disk-device", g.name, False,
+                                   f"group {g.name}: no device parameter on {g.name}-fs (exit {rc})"))
+                continue
+            for node in g.nodes:
+                try:
+                    ok = self.tb.node(node).run(["test", "-b", device], timeout=QUERY_TIMEOUT, check=False).ok
+                    detail = (f"{device} is a block device on {node}" if ok else
+                              f"{device} is not a block device on {node}: {g.name} cannot start there")
+                except TransportError as e:
+                    ok, detail = False, f"cannot look for {device} on {node}: {e}"
+                out.append(Finding("shared-disk-device", f"{g.name}@{node}", ok, detail))
+        return out
+
+    def app_agent_idempotent(self) -> list[Finding]:
+        state = self.driver.state()
+        out = []
+        for g in self.topo.groups:
+            active = set(state.groups[g.name].nodes) if state and g.name in state.groups else set()
+            spare = next((n for n in g.nodes if n in self.running and n not in active), None)
+            if spare is None:
+                out.append(Finding("app-agent-idempotent", g.name, False,
+                                   f"group {g.name}: no running node outside {sorted(active)} to test the agent on",
+                                   "warning"))
+                continue
+            out.append(_agent_round(self.tb, spare, g))
+        return out
+
+
+# stop on a stopped app, start twice, stop twice, then monitor says "not running" (OCF 1.1 idempotency)
+_SEQUENCE: tuple[tuple[str, int, str], ...] = (
+    ("stop", 0, "stop of a stopped app"), ("start", 0, "first start"), ("start", 0, "second start"),
+    ("monitor", 0, "monitor after start"), ("stop", 0, "first stop"), ("stop", 0, "second stop"),
+    ("monitor", OCF_NOT_RUNNING, "monitor after stop"),
+)
+
+
+def _agent_round(tb: Testbed, node: str, g: Group) -> Finding:
+    """Run the group's application through the agent on ``node`` with a throw-away data dir and port."""
+    t = tb.node(node)
+    kind = "user commands" if g.application.start else "sample app"
+    base: list[str] | None = None
+    try:
+        tmp = t.run(["mktemp", "-d", "/tmp/fallover-spof-XXXXXX"], timeout=QUERY_TIMEOUT).stdout.strip()
+    except (TransportError, CommandFailed) as e:
+        return Finding("app-agent-idempotent", g.name, False, f"{node}: cannot make a temp dir: {e}")
+    try:
+        port = t.run(["python3", "-c", "import socket; s = socket.socket(); s.bind(('127.0.0.1', 0)); "
+                                       "print(s.getsockname()[1])"], timeout=QUERY_TIMEOUT).stdout.strip()
+        kvapp = t.run(["crm_resource", "--resource", f"{g.name}-app", "--get-parameter", "kvapp"],
+                      timeout=QUERY_TIMEOUT, check=False).stdout.strip()
+        env = {"OCF_ROOT": OCF_ROOT, "OCF_RESOURCE_INSTANCE": "fallover-spof-audit",
+               "OCF_RESKEY_CRM_meta_timeout": "20000", "OCF_RESKEY_data_dir": f"{tmp}/data",
+               "OCF_RESKEY_port": port, "OCF_RESKEY_state_dir": f"{tmp}/run",
+               "OCF_RESKEY_logfile": f"{tmp}/agent.log"}
+        if kvapp:
+            env["OCF_RESKEY_kvapp"] = kvapp
+        if g.application.start:
+            env |= {"OCF_RESKEY_start_cmd": g.application.start, "OCF_RESKEY_stop_cmd": g.application.stop or "",
+                    "OCF_RESKEY_monitor_cmd": g.application.monitor or ""}
+        t.run(["mkdir", "-p", f"{tmp}/data"], timeout=QUERY_TIMEOUT)
+        # env -i: the agent sees what pacemaker-execd gives it, not this harness's environment
+        base = ["env", "-i", "PATH=/usr/sbin:/usr/bin:/sbin:/bin", *(f"{k}={v}" for k, v in env.items()), AGENT]
+        for action, want, what in _SEQUENCE:
+            rc = t.run([*base, action], timeout=AGENT_TIMEOUT, check=False).exit_status
+            if rc != want:
+                log = t.run(["tail", "-n", "3", f"{tmp}/agent.log"], timeout=QUERY_TIMEOUT, check=False)
+                tail = " | ".join(log.stdout.strip().splitlines())
+                return Finding("app-agent-idempotent", g.name, False,
+                               f"{kind} of {g.name} on {node}: {what} returned {rc}, expected {want}"
+                               + (f": {tail}" if tail else ""))
+        return Finding("app-agent-idempotent", g.name, True,
+                       f"{kind} of {g.name} on {node}: stop/start/start/stop/stop give 0, then monitor 7")
+    except (TransportError, CommandFailed) as e:
+        return Finding("app-agent-idempotent", g.name, False, f"{kind} of {g.name} on {node}: {e}")
+    finally:
+        try:  # never leave a test app running on the spare node
+            if base is not None:
+                t.run([*base, "stop"], timeout=AGENT_TIMEOUT, check=False)
+            t.run(["rm", "-rf", "--one-file-system", tmp], timeout=QUERY_TIMEOUT, check=False)
+        except TransportError:
+            pass

@@ -1,0 +1,137 @@
+"""The test plan: every fault × every target of the topology, with the outcome a correct cluster gives.
+
+Like an automated cluster test plan: each case names what is done and what must follow
+(the group falls over to a named node, stays where it is, or is unavailable until repaired),
+so a test can say what was expected as well as what was measured.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Literal
+
+from harness.faults import FAULTS, Target
+from harness.topology import Topology
+
+Outcome = Literal["fallover", "stay", "outage"]
+
+# Faults that take a node out of the cluster (it is lost, then fenced).
+NODE_LOSS = {"node_power_off", "node_stop", "node_hang", "corosync_kill", "pacemaker_kill", "heartbeat_loss"}
+# Faults that kill or stop the application where it runs (migration-threshold=1: it moves on).
+APP_LOSS = {"app_kill", "app_hang"}
+# Faults a cluster must ride out without moving anything.
+RIDE_OUT = {"cpu_overload", "packet_loss", "packet_delay", "packet_corrupt", "disk_full"}
+
+
+@dataclass(frozen=True)
+class Expected:
+    """What a correct cluster does with one group when the fault strikes."""
+
+    group: str
+    outcome: Outcome
+    home: str                   # where the group runs when the fault is injected
+    takeover: str | None = None  # where it must answer from after a fallover
+    why: str = ""
+
+    def describe(self) -> str:
+        if self.outcome == "fallover":
+            return f"{self.group} falls over from {self.home} to {self.takeover} ({self.why})"
+        if self.outcome == "stay":
+            return f"{self.group} stays on {self.home} ({self.why})"
+        return f"{self.group} is unavailable until the fault is repaired ({self.why})"
+
+
+@dataclass(frozen=True)
+class Case:
+    fault: str
+    target: Target
+    trigger: str | None = None  # a second fault that makes this one matter (start failure needs a takeover)
+    tags: tuple[str, ...] = field(default=())
+
+    @property
+    def id(self) -> str:
+        return f"{self.fault}-{self.target.label}"
+
+
+def plan(topology: Topology, faults: list[str] | None = None) -> list[Case]:
+    """Every applicable (fault, target) of the topology, in catalogue order."""
+    cases = []
+    for name, fault in FAULTS.items():
+        if faults is not None and name not in faults:
+            continue
+        for target in fault.targets(topology):
+            if name == "app_start_fail":
+                g = topology.group(target.group)  # type: ignore[arg-type]
+                if len(g.nodes) < 2 or target.node != g.nodes[1]:
+                    continue  # only the takeover node's start failure changes anything
+                cases.append(Case(name, target, trigger="app_kill"))
+                continue
+            cases.append(Case(name, target))
+    return cases
+
+
+def _next(order: list[str], after: str, excluded: set[str]) -> str | None:
+    """The next node in a priority list after ``after`` (wrapping), skipping excluded ones."""
+    if after not in order:
+        return next((n for n in order if n not in excluded), None)
+    i = order.index(after)
+    for n in order[i + 1:] + order[:i]:
+        if n not in excluded:
+            return n
+    return None
+
+
+def expect(topology: Topology, case: Case, home: dict[str, str]) -> list[Expected]:
+    """The correct outcome for every group, given where each runs at injection (`home`)."""
+    t = case.target
+    out = []
+    for g in topology.groups:
+        h = home.get(g.name, g.nodes[0])
+        outcome, why, lost = _outcome(topology, case, g.name, h)
+        declared = topology.expectations.get(f"{case.fault}:{t.label}") or topology.expectations.get(case.fault)
+        if declared is not None and declared != outcome:
+            outcome, why = declared, f"declared in the topology's expectations ({why})"
+        takeover = _next(g.nodes, h, lost | {h}) if outcome == "fallover" else None
+        if outcome == "fallover" and takeover is None:
+            outcome, why = "outage", f"{why}; no other node of {g.name}'s list can take it over"
+        out.append(Expected(g.name, outcome, h, takeover, why))
+    return out
+
+
+def _outcome(topology: Topology, case: Case, group: str, home: str) -> tuple[Outcome, str, set[str]]:
+    """(outcome, reason, nodes that cannot take over) for one group."""
+    f, t = case.fault, case.target
+    g = topology.group(group)
+    if f in NODE_LOSS:
+        if t.node == home:
+            return "fallover", f"{home} leaves the cluster and is fenced", {home}
+        return "stay", f"{t.node} is not the node running {group}", set()
+    if f in APP_LOSS:
+        return "fallover", "the application's monitor fails and it may run on a node once", {home}
+    if f == "app_start_fail":
+        return "fallover", f"the start fails on {t.node}, so the takeover skips it", {home, t.node}  # type: ignore[arg-type]
+    if f in ("adapter_down", "network_down_local"):
+        if t.network == g.network and t.node == home:
+            return "fallover", f"{home} can no longer reach clients on {g.network}", {home}
+        why = "heartbeat continues on the other network" if t.network != g.network else \
+            f"{t.node} is not the node running {group}"
+        return "stay", why, set()
+    if f == "network_down_global":
+        if t.network == g.network:
+            return "outage", f"no node can reach the clients on {g.network}", set()
+        return "stay", "heartbeat continues on the other network", set()
+    if f == "partition":
+        cut = set(t.nodes)
+        rest = set(topology.node_names) - cut
+        quorate = cut if len(cut) * 2 > len(topology.node_names) else rest \
+            if len(rest) * 2 > len(topology.node_names) else set()
+        if not quorate:
+            return "outage", "neither side has quorum", set()
+        if home in quorate:
+            return "stay", f"{home} is on the side with quorum", set()
+        return "fallover", f"{home} is cut off without quorum and fenced", set(topology.node_names) - quorate
+    if f == "disk_pull":
+        return "outage", "the shared disk is a single disk: every node loses it", set()
+    if f in RIDE_OUT:
+        return "stay", "a healthy cluster rides this out", set()
+    raise ValueError(f"no expectation for fault {f}")

@@ -1,0 +1,20 @@
+"""Every failure type of the topology's test plan, injected under load, judged against the declared SLAs.
+
+One test per (fault, target): `test_fallover[node_power_off-node1]`. Each says what was
+done, what a correct cluster does, and what was measured (detection, notification,
+fallover, client-visible outage, lost writes, split brain, recovery, policy).
+"""
+
+from __future__ import annotations
+
+from harness.plan import Case
+from harness.pytest_plugin import attach
+from harness.runner import Runner
+
+FAMILIES = {"node", "network", "disk", "application", "cluster"}
+
+
+def test_fallover(fallover_case: Case, runner: Runner) -> None:
+    result = runner.run(fallover_case)
+    attach(result)
+    assert result.passed, result.report()
