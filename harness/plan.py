@@ -13,7 +13,7 @@ from typing import Literal
 from harness.faults import FAULTS, Target
 from harness.topology import Topology
 
-Outcome = Literal["fallover", "stay", "outage"]
+Outcome = Literal["fallover", "stay", "outage", "planned"]
 
 # Faults that take a node out of the cluster (it is lost, then fenced).
 NODE_LOSS = {"node_power_off", "node_stop", "node_hang", "corosync_kill", "pacemaker_kill", "heartbeat_loss"}
@@ -38,6 +38,8 @@ class Expected:
             return f"{self.group} falls over from {self.home} to {self.takeover} ({self.why})"
         if self.outcome == "stay":
             return f"{self.group} stays on {self.home} ({self.why})"
+        if self.outcome == "planned":
+            return f"{self.group} keeps serving within the outage SLA ({self.why})"
         return f"{self.group} is unavailable until the fault is repaired ({self.why})"
 
 
@@ -104,7 +106,9 @@ def _outcome(topology: Topology, case: Case, group: str, home: str) -> tuple[Out
     g = topology.group(group)
     if f in NODE_LOSS:
         if t.node == home:
-            return "fallover", f"{home} leaves the cluster and is fenced", {home}
+            how = "stops its cluster services and hands its groups over" if f == "node_stop" else \
+                "leaves the cluster and is fenced"
+            return "fallover", f"{home} {how}", {home}
         return "stay", f"{t.node} is not the node running {group}", set()
     if f in APP_LOSS:
         return "fallover", "the application's monitor fails and it may run on a node once", {home}
@@ -130,6 +134,18 @@ def _outcome(topology: Topology, case: Case, group: str, home: str) -> tuple[Out
         if home in quorate:
             return "stay", f"{home} is on the side with quorum", set()
         return "fallover", f"{home} is cut off without quorum and fenced", set(topology.node_names) - quorate
+    if f == "group_move":
+        if t.node == home:
+            return "stay", f"{group} already runs on {home}", set()
+        return "fallover", f"a planned move to {t.node}", set(topology.node_names) - {t.node}  # type: ignore[arg-type]
+    if f == "node_standby":
+        if t.node == home:
+            return "fallover", f"{home} in standby hands its groups over", {home}
+        return "stay", f"{t.node} is not the node running {group}", set()
+    if f == "node_maintenance":
+        return "stay", "maintenance mode leaves resources running, unmanaged", set()
+    if f == "rolling_restart":
+        return "planned", "each node restarts in turn; groups move and come back", set()
     if f == "disk_pull":
         return "outage", "the shared disk is a single disk: every node loses it", set()
     if f in RIDE_OUT:

@@ -116,6 +116,13 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
         return
     families = getattr(metafunc.module, "FAMILIES", None)
     cases = selected_cases(metafunc.config, families)
+    outcomes = getattr(metafunc.module, "OUTCOMES", None)
+    if outcomes is not None:  # e.g. recovery: only failures the cluster has to recover from
+        from harness.plan import expect
+
+        topo = _topology(metafunc.config)
+        home = {g.name: g.nodes[0] for g in topo.groups}
+        cases = [c for c in cases if expect(topo, c, home)[0].outcome in outcomes]
     random_mode = metafunc.config.getoption("--scenario") == "random"
     metafunc.parametrize("fallover_case", [_param(c, i + 1 if random_mode else None) for i, c in enumerate(cases)])
 

@@ -87,7 +87,8 @@ class PacemakerDriver:
                 return n
         return None
 
-    def settled(self, s: ClusterState) -> bool:
+    def settled(self, s: ClusterState, placement: bool = True) -> bool:
+        """Every powered-on node online, every group started (where its policy puts it, if ``placement``)."""
         running = [n for n in self.topology.node_names if self.testbed.running(n)]
         if s.dc is None or sorted(running) != s.online:
             return False
@@ -95,15 +96,17 @@ class PacemakerDriver:
             node = s.group_node(g.name)
             if node is None:
                 return False
-            if g.policy == "cascading" and node != self.expected_node(g.name, s):
+            if placement and g.policy == "cascading" and node != self.expected_node(g.name, s):
                 return False
         return True
 
-    def wait_settled(self, *, timeout: float = 90.0, progress: Progress = quiet) -> ClusterState:
-        """All powered-on nodes online and every group started where its policy puts it."""
-        return self.wait_until(self.settled, timeout=timeout, what="cluster settling", progress=progress)
+    def wait_settled(self, *, timeout: float = 90.0, progress: Progress = quiet,
+                     placement: bool = True) -> ClusterState:
+        """All powered-on nodes online and every group started (where its policy puts it)."""
+        what = "cluster settling" if placement else "cluster whole (groups anywhere)"
+        return self.wait_until(lambda s: self.settled(s, placement), timeout=timeout, what=what, progress=progress)
 
-    def recover(self, *, timeout: float = 90.0, progress: Progress = quiet) -> ClusterState:
+    def recover(self, *, timeout: float = 90.0, progress: Progress = quiet, placement: bool = True) -> ClusterState:
         """The operator's step after a repair: forget failures, then wait for the cluster to settle.
 
         Failed actions (and the fail counts behind them) keep a cascading group away from its
@@ -113,7 +116,7 @@ class PacemakerDriver:
         if s is not None and s.failed_actions:
             progress(f"cleaning up {len(s.failed_actions)} failed action(s)")
             self.cleanup()
-        return self.wait_settled(timeout=timeout, progress=progress)
+        return self.wait_settled(timeout=timeout, progress=progress, placement=placement)
 
     # -- steering -------------------------------------------------------------------------------
 

@@ -10,7 +10,7 @@ from harness.errors import UsageError
 from harness.testbed.base import Testbed
 from harness.topology import Topology
 
-TARGET_KINDS = ("node", "adapter", "network", "disk", "group", "group_node", "partition")
+TARGET_KINDS = ("node", "adapter", "network", "disk", "group", "group_node", "partition", "cluster")
 
 
 @dataclass(frozen=True)
@@ -94,12 +94,15 @@ class Fault:
                 return [Target(group=g.name, node=n) for g in topology.groups for n in g.nodes]
             case "partition":
                 return [Target(nodes=(n,)) for n in nodes]
+            case "cluster":
+                return [Target()]
         raise ValueError(self.target_kind)
 
     def validate(self, topology: Topology, target: Target) -> Target:
         """Refuse targets outside the topology (one line naming the bad value); fill defaults."""
         need = {"node": ["node"], "adapter": ["node", "network"], "network": ["network"], "disk": ["disk"],
-                "group": ["group"], "group_node": ["group", "node"], "partition": ["nodes"]}[self.target_kind]
+                "group": ["group"], "group_node": ["group", "node"], "partition": ["nodes"],
+                "cluster": []}[self.target_kind]
         choices = {"node": topology.node_names, "network": [n.name for n in topology.networks],
                    "disk": [d.name for d in topology.disks], "group": [g.name for g in topology.groups]}
         for key in need:

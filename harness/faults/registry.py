@@ -9,6 +9,7 @@ from harness.faults.disk import DiskFull, DiskPull
 from harness.faults.network import (AdapterDown, HeartbeatLoss, NetworkDownGlobal, NetworkDownLocal, PacketCorrupt,
                                     PacketDelay, PacketLoss, Partition)
 from harness.faults.node import CpuOverload, NodeHang, NodePowerOff, NodeStop
+from harness.faults.planned import GroupMove, NodeMaintenance, NodeStandby, RollingRestart
 
 _ALL: list[Fault] = [
     NodePowerOff(), NodeStop(), NodeHang(), CpuOverload(),
@@ -16,6 +17,7 @@ _ALL: list[Fault] = [
     DiskPull(), DiskFull(),
     AppKill(), AppHang(), AppStartFail(),
     CorosyncKill(), PacemakerKill(),
+    GroupMove(), NodeStandby(), NodeMaintenance(), RollingRestart(),
 ]
 
 FAULTS: dict[str, Fault] = {f.name: f for f in _ALL}

@@ -73,8 +73,8 @@ def _primitive(parent: ET.Element, rid: str, cls: str, typ: str, params: dict[st
 def _group(resources: ET.Element, layout: Layout, g: Group) -> None:
     topo = layout.topology
     grp = ET.SubElement(resources, "group", id=g.name)
-    stick = "0" if g.policy == "cascading" else str(ROTATING_STICKINESS)
-    _nvset(grp, "meta_attributes", f"{g.name}-meta", {"resource-stickiness": stick})
+    if g.policy == "rotating":  # cascading groups inherit rsc_defaults' stickiness 0, and so fail back
+        _nvset(grp, "meta_attributes", f"{g.name}-meta", {"resource-stickiness": str(ROTATING_STICKINESS)})
     net = topo.network(g.network)
     _primitive(grp, f"{g.name}-fs", "ocf", "Filesystem", {
         "device": str(layout.disk_link(g.disk)), "directory": str(layout.mountpoint(g.name)),
@@ -142,7 +142,7 @@ def cib_xml(layout: Layout, empty_cib: str) -> str:
                 ET.SubElement(constraints, "rsc_location", id=f"{g.name}-avoids-{node}", rsc=g.name,
                               node=node, score="-INFINITY")
     rsc_defaults = ET.SubElement(conf, "rsc_defaults")
-    _nvset(rsc_defaults, "meta_attributes", "rsc-options", {"migration-threshold": "1"})
+    _nvset(rsc_defaults, "meta_attributes", "rsc-options", {"migration-threshold": "1", "resource-stickiness": "0"})
     alerts = ET.SubElement(conf, "alerts")
     alert = ET.SubElement(alerts, "alert", id="fallover-notify", path=str(layout.agents_dir / "fallover-alert"))
     _nvset(alert, "meta_attributes", "fallover-notify-meta",

@@ -74,8 +74,12 @@ class LocalTestbed:
         if not FREEZER_ROOT.parent.exists():
             raise TestbedError(f"{FREEZER_ROOT.parent} not found: the embedded testbed needs the cgroup-v1 freezer")
 
-    def up(self, progress: Progress = quiet) -> None:
-        """Build (or repair) the testbed and wait until the cluster has settled."""
+    def up(self, progress: Progress = quiet, placement: bool = True) -> None:
+        """Build (or repair) the testbed and wait until the cluster has settled.
+
+        ``placement=False`` accepts groups on any node (a cluster whose policy keeps them away
+        from home is for the checkers to judge, not for bring-up to wait out).
+        """
         self.check_host()
         if self.is_built and self._fabric_alive():
             self.heal_journal(progress)
@@ -88,7 +92,8 @@ class LocalTestbed:
                 progress("sweeping what an earlier run left behind")
                 self.down(progress=quiet)
             self._build(progress)
-        self.wait_settled(progress)
+            self._apply_extra_config(progress)
+        self.wait_settled(progress, placement=placement)
 
     def _fabric_alive(self) -> bool:
         return (set(network.our_namespaces(self.layout)) == {self.layout.net_ns, self.layout.client_ns}
@@ -147,10 +152,22 @@ class LocalTestbed:
                 raise TestbedError(f"fence broker did not start; see {L.state / 'fence-broker.log'}")
             time.sleep(0.02)
 
-    def wait_settled(self, progress: Progress = quiet, timeout: float = 90.0) -> None:
+    def wait_settled(self, progress: Progress = quiet, timeout: float = 90.0, placement: bool = True) -> None:
         from harness.drivers.pacemaker import PacemakerDriver
 
-        PacemakerDriver(self).recover(timeout=timeout, progress=progress)
+        PacemakerDriver(self).recover(timeout=timeout, progress=progress, placement=placement)
+
+    def _apply_extra_config(self, progress: Progress) -> None:
+        """The user's own crmsh configuration (`cluster.extra_config`), loaded over the generated one."""
+        from harness.drivers.pacemaker import PacemakerDriver
+
+        extra = self.topology.cluster.extra_config
+        if extra is None:
+            return
+        driver = PacemakerDriver(self)
+        driver.wait_until(lambda s: s.dc is not None, timeout=90, what="a DC to load the extra configuration")
+        progress(f"loading {extra} with crm configure load update")
+        driver._crm(["crm", "configure", "load", "update", str(Path(extra).resolve())], timeout=60)
 
     def down(self, progress: Progress = quiet) -> list[str]:
         """Remove everything, in the order that keeps each step possible; safe after any crash."""

@@ -37,9 +37,9 @@ def test_seed_cib_passes_crm_verify_and_encodes_the_policy(layout: Layout, tmp_p
     group = root.find(".//group[@id='app']")
     assert group is not None
     assert [p.get("type") for p in group.findall("primitive")] == ["Filesystem", "IPaddr2", "fallover-app"]
-    stick = group.find("meta_attributes/nvpair[@name='resource-stickiness']")
-    assert stick is not None and stick.get("value") == "0"  # cascading fails back
+    assert group.find("meta_attributes/nvpair[@name='resource-stickiness']") is None
     props = {n.get("name"): n.get("value") for n in root.iter("nvpair")}
+    assert props["resource-stickiness"] == "0"  # cascading fails back (rsc_defaults)
     assert props["stonith-enabled"] == "true" and props["dc-deadtime"] == "2s"
     assert root.find(".//primitive[@type='fence_fallover']") is not None
     assert root.find(".//alert[@id='fallover-notify']/recipient") is not None

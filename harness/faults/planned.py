@@ -1,0 +1,97 @@
+"""Planned operations, run like faults so that their client-visible cost is measured the same way."""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar
+
+from harness.faults.base import Fault, Target
+from harness.faults.ops import make_whole
+from harness.testbed.base import Testbed
+
+
+def _driver(testbed: Testbed):  # type: ignore[no-untyped-def]
+    from harness.drivers.pacemaker import PacemakerDriver
+
+    return PacemakerDriver(testbed)
+
+
+def _node_attr(testbed: Testbed, node: str, name: str, value: str | None) -> None:
+    argv = ["crm_attribute", "--node", node, "--name", name]
+    argv += ["--update", value] if value is not None else ["--delete"]
+    _driver(testbed)._crm(argv)
+
+
+class GroupMove(Fault):
+    name: ClassVar[str] = "group_move"
+    family: ClassVar[str] = "planned"
+    event: ClassVar[str] = "rg_move"
+    target_kind: ClassVar[str] = "group_node"
+    destructive: ClassVar[bool] = False
+    summary: ClassVar[str] = "planned move of a group to another node of its list"
+    mechanism: ClassVar[str] = "crm_resource --move --node; heal: --clear (a cascading group then goes home)"
+
+    def targets(self, topology):  # type: ignore[no-untyped-def]
+        return [Target(group=g.name, node=n) for g in topology.groups for n in g.nodes[1:]]
+
+    def inject(self, testbed: Testbed, target: Target, undo: dict[str, Any]) -> None:
+        _driver(testbed)._crm(["crm_resource", "--resource", target.group, "--move", "--node", target.node])
+
+    def heal(self, testbed: Testbed, target: Target, undo: dict[str, Any]) -> None:
+        _driver(testbed).clear_move(target.group)  # type: ignore[arg-type]
+
+
+class NodeStandby(Fault):
+    name: ClassVar[str] = "node_standby"
+    family: ClassVar[str] = "planned"
+    event: ClassVar[str] = "node standby (maintenance with takeover)"
+    target_kind: ClassVar[str] = "node"
+    destructive: ClassVar[bool] = False
+    summary: ClassVar[str] = "the node is put in standby: its groups move away, it stays a member"
+    mechanism: ClassVar[str] = "node attribute standby=on; heal: delete it"
+
+    def inject(self, testbed: Testbed, target: Target, undo: dict[str, Any]) -> None:
+        _node_attr(testbed, target.node, "standby", "on")  # type: ignore[arg-type]
+
+    def heal(self, testbed: Testbed, target: Target, undo: dict[str, Any]) -> None:
+        _node_attr(testbed, target.node, "standby", None)  # type: ignore[arg-type]
+
+
+class NodeMaintenance(Fault):
+    name: ClassVar[str] = "node_maintenance"
+    family: ClassVar[str] = "planned"
+    event: ClassVar[str] = "node maintenance (resources unmanaged, left running)"
+    target_kind: ClassVar[str] = "node"
+    destructive: ClassVar[bool] = False
+    summary: ClassVar[str] = "the node is put in maintenance mode: the cluster stops managing what runs there"
+    mechanism: ClassVar[str] = "node attribute maintenance=on; heal: delete it"
+
+    def inject(self, testbed: Testbed, target: Target, undo: dict[str, Any]) -> None:
+        _node_attr(testbed, target.node, "maintenance", "on")  # type: ignore[arg-type]
+
+    def heal(self, testbed: Testbed, target: Target, undo: dict[str, Any]) -> None:
+        _node_attr(testbed, target.node, "maintenance", None)  # type: ignore[arg-type]
+
+
+class RollingRestart(Fault):
+    name: ClassVar[str] = "rolling_restart"
+    family: ClassVar[str] = "planned"
+    event: ClassVar[str] = "rolling restart of the cluster software"
+    target_kind: ClassVar[str] = "cluster"
+    destructive: ClassVar[bool] = False
+    summary: ClassVar[str] = "every node in turn: graceful stop of the cluster services, start, wait until settled"
+    mechanism: ClassVar[str] = "SIGTERM pacemakerd + corosync-cfgtool -H, restart, wait settled; node by node"
+
+    def inject(self, testbed: Testbed, target: Target, undo: dict[str, Any]) -> None:
+        driver = _driver(testbed)
+        for node in reversed(testbed.topology.node_names):  # the usual order: the busiest node last
+            driver.stop_services(node)
+            driver.wait_until(lambda s, n=node: n in s.offline and all(
+                s.group_node(g.name) is not None for g in testbed.topology.groups), timeout=60,
+                what=f"{node} stopped and its groups running elsewhere")
+            driver.start_services(node)
+            driver.wait_settled(timeout=90)
+            undo.setdefault("done", []).append(node)
+
+    def heal(self, testbed: Testbed, target: Target, undo: dict[str, Any]) -> None:
+        for node in testbed.topology.node_names:
+            make_whole(testbed, node)
