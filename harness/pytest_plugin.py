@@ -53,8 +53,8 @@ def _topology(config: pytest.Config) -> Topology:
         return config.stash[topology_key]
     try:
         topo = load_topology(Path(config.getoption("--testbed")))
-    except UsageError as e:
-        raise pytest.UsageError(str(e)) from None
+    except UsageError as e:  # the harness-wide rule for bad input: one line, exit status 2
+        pytest.exit(f"fallover: error: {e}", returncode=2)
     overrides = {field: config.getoption(opt) for opt, field in SLA_OPTIONS.items()
                  if config.getoption(opt) is not None}
     if overrides:
@@ -74,6 +74,7 @@ def pytest_configure(config: pytest.Config) -> None:
     run_id = worker["fallover_run_id"] if worker else time.strftime("%Y%m%d-%H%M%S")
     run_dir = Path(config.getoption("--run-dir") or REPORTS / run_id)
     config.stash[run_dir_key] = run_dir
+    _topology(config)  # a bad topology file stops the run here, before anything is touched
 
 
 def pytest_configure_node(node) -> None:  # type: ignore[no-untyped-def]  # xdist: one run id for all workers

@@ -1,0 +1,53 @@
+"""The pytest plugin end to end with pytester: plan ids, random scenarios that replay, bad options."""
+
+from __future__ import annotations
+
+import pytest
+
+
+SUITE = """
+FAMILIES = {"node", "network", "disk", "application", "cluster"}
+
+def test_fallover(fallover_case):
+    pass
+"""
+
+
+def ids(result: pytest.RunResult) -> list[str]:
+    return [line.split("[", 1)[1].rstrip("]") for line in result.outlines if "::test_fallover[" in line]
+
+
+def test_plan_parametrizes_one_test_per_fault_and_target(pytester: pytest.Pytester) -> None:
+    pytester.makepyfile(test_suite=SUITE)
+    r = pytester.runpytest("--collect-only", "-q")
+    got = ids(r)
+    assert "node_power_off-node1" in got and "adapter_down-node2-standby" in got
+    assert not any(i.startswith("group_move") for i in got)  # planned operations are another suite's
+
+
+def test_random_scenario_replays_with_the_same_seed(pytester: pytest.Pytester) -> None:
+    pytester.makepyfile(test_suite=SUITE)
+    a = ids(pytester.runpytest("--collect-only", "-q", "--scenario", "random", "--repeat", "6", "--seed", "42"))
+    b = ids(pytester.runpytest("--collect-only", "-q", "--scenario", "random", "--repeat", "6", "--seed", "42"))
+    c = ids(pytester.runpytest("--collect-only", "-q", "--scenario", "random", "--repeat", "6", "--seed", "43"))
+    assert len(a) == 6 and a == b and a != c
+    assert a[0].startswith("step01-")
+    header = pytester.runpytest("--collect-only", "--scenario", "random", "--seed", "42").stdout.str()
+    assert "--seed 42" in header
+
+
+def test_faults_filter_and_unknown_fault(pytester: pytest.Pytester) -> None:
+    pytester.makepyfile(test_suite=SUITE)
+    got = ids(pytester.runpytest("--collect-only", "-q", "--faults", "disk_pull,app_kill"))
+    assert got == ["disk_pull-shared", "app_kill-app"]
+    r = pytester.runpytest("--collect-only", "-q", "--faults", "meteor_strike")
+    assert r.ret != 0 and "meteor_strike" in r.stderr.str() + r.stdout.str()
+
+
+def test_bad_testbed_file_is_a_usage_error(pytester: pytest.Pytester) -> None:
+    pytester.makepyfile(test_suite=SUITE)
+    bad = pytester.makefile(".yaml", bad="name: x\nnodes: []\n")
+    r = pytester.runpytest_subprocess("--collect-only", "-q", "--testbed", str(bad))
+    assert r.ret == 2
+    out = r.stderr.str() + r.stdout.str()
+    assert "bad.yaml: nodes:" in out
