@@ -87,6 +87,7 @@ class Runner:
         topo, tb = self.topology, self.testbed
         sla = topo.sla
         self.log(f"{case.id}: making the cluster whole")
+        t_start = time.monotonic()
         state = self._reset()
         home = {g.name: state.group_node(g.name) or g.nodes[0] for g in topo.groups}
         expected = expect(topo, case, home)[0]  # load and probe watch the first group
@@ -104,12 +105,14 @@ class Runner:
             if self.load else None
         macs: dict[str, str] = self._macs(group.network)
         fault_mono = None
+        timings["reset_s"] = time.monotonic() - t_start
         try:
             poller.start()
             for proc in (probe, arp, load):
                 if proc is not None:
                     proc.start()
             t0 = time.monotonic()
+            timings["start_recording_s"] = t0 - t_start - timings["reset_s"]
             self._wait_probe_ok(probe, expected.home, timeout=15)
             timeline.add(TEST_MARK, None, label="baseline ok")
             self.log(f"{case.id}: injecting under load")
@@ -119,8 +122,10 @@ class Runner:
                 nemesis.start(case.trigger, group=group.name)
             timings["inject_s"] = inj.inject_s
             self._await_outcome(expected, probe, timeline, fault_mono)
+            timings["fault_s"] = time.monotonic() - fault_mono
             self.log(f"{case.id}: healing")
             nemesis.heal_all()
+            t_heal = time.monotonic()
             self.log(f"{case.id}: recovering")
             tb.up(placement=False)  # power fenced nodes on, clean up failed actions: the operator's steps
             try:  # then give the policy its chance (failback); the policy checker judges the outcome
@@ -128,19 +133,25 @@ class Runner:
             except WaitTimeout:
                 pass
             self._wait_probe_ok(probe, None, timeout=30)
+            timings["recover_s"] = time.monotonic() - t_heal
             macs |= self._macs(group.network)  # restarted nodes have new MACs
             time.sleep(0.5)
+            t_verify = time.monotonic()
             if load is not None:
                 load.stop()
                 self.log(f"{case.id}: reading back acknowledged writes")
                 verify(tb, load.log, base)
-            timings["case_s"] = time.monotonic() - t0
+                self._forget_keys(group.name, run_dir.name)
+            timings["verify_s"] = time.monotonic() - t_verify
         finally:
+            t_stop = time.monotonic()
             nemesis.heal_all()
             for proc in (load, probe, arp):
                 if proc is not None:
                     proc.stop()
             poller.stop()
+        timings["stop_recording_s"] = time.monotonic() - t_stop
+        t_judge = time.monotonic()
         samples = load_samples(probe.out)
         timeline.probe.extend(samples)
         for ev in transitions(samples) + arp.events(macs):
@@ -157,7 +168,15 @@ class Runner:
             if FAULTS[case.fault].family == "planned":  # nothing failed: nothing to detect or notify
                 asserted = tuple(a for a in asserted if a not in ("detection", "notification"))
         result = CaseResult(case, expected, verdicts, run_dir, asserted, timings)
+        if load is not None and not any(r.kind == "put" and r.ok for r in requests):
+            errors = [r.error for r in requests if r.kind == "put" and r.error]
+            result.extra_findings.append(
+                "no write was acknowledged during the whole case, so nothing could be judged for lost writes"
+                + (f"; most common error: {max(set(errors), key=errors.count)[:200]}" if errors else ""))
         self._save(result, timeline, requests)
+        timings["judge_s"] = time.monotonic() - t_judge
+        timings["total_s"] = time.monotonic() - t_start
+        (run_dir / "timings.json").write_text(json.dumps({k: round(v, 3) for k, v in timings.items()}))
         return result
 
     # -- steps ----------------------------------------------------------------------------------
@@ -208,6 +227,16 @@ class Runner:
 
         wait_until(seen, timeout=timeout, interval=0.05,
                    what=f"the service to answer{' from ' + node if node else ''}")
+
+    def _forget_keys(self, group: str, prefix: str) -> None:
+        """Delete this case's keys from the shared disk once verified: the plan writes tens of thousands."""
+        state = self.driver.state()
+        node = state.group_node(group) if state else None
+        if node is None:
+            return
+        mnt = self.testbed.layout.mountpoint(group)  # type: ignore[attr-defined]
+        self.testbed.node(node).run(["find", f"{mnt}/kv", "-maxdepth", "1", "-name", f"{prefix}-*", "-delete"],
+                                    timeout=60, check=False)
 
     def _macs(self, network: str) -> dict[str, str]:
         out = {}
