@@ -157,7 +157,8 @@ def run(args: argparse.Namespace, out: Path) -> dict[str, float]:
         base = f"http://{g.service_ip}:{g.application.port}"
         client_ip = str(topo.address(topo.client.name, topo.client.network))
         netns = f"/proc/{tb.node(active).target()}/ns/net"  # type: ignore[attr-defined]
-        print(f"group {g.name} on {active}; probe {args.hz:g} Hz, timeout {args.timeout:g}s", flush=True)
+        print(f"group {g.name} on {active}; probe {args.hz:g} Hz, timeout {args.timeout:g}s; "
+              f"machine load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores", flush=True)
         with ArpWatch(tb, iface=topo.client.network, ips=[str(g.service_ip)], out=out / "arp.jsonl") as arp:
             probe = Probe(tb, url=base + "/health", out=out / "probe.jsonl", hz=args.hz, timeout=args.timeout)
             with probe, Blackout(netns, client_ip, g.application.port) as blackout:
@@ -207,7 +208,8 @@ def run(args: argparse.Namespace, out: Path) -> dict[str, float]:
         res = {"max_error_ms": max(errs), "mean_abs_error_ms": statistics.mean(errs), "stray_failures": stray,
                "rps": len(reqs) / span, "failed_requests": len(reqs) - len(ok), "p99_ms": lat[int(len(lat) * 0.99)],
                "verified": len(checked), "verify_s": v_s, "lost": bad, "probe_cpu_pct": p_cpu,
-               "arpwatch_cpu_pct": a_cpu, "watch_cpu_pct": p_cpu + a_cpu, "locust_cpu_pct": l_cpu}
+               "arpwatch_cpu_pct": a_cpu, "watch_cpu_pct": p_cpu + a_cpu, "locust_cpu_pct": l_cpu,
+               "loadavg": os.getloadavg()[0]}
     finally:
         if brought_up:
             for sig in (signal.SIGINT, signal.SIGTERM):  # a second Ctrl-C must not stop the teardown
