@@ -115,7 +115,7 @@ class LogAudit:
 
     def __init__(self, testbed: _HasLayout) -> None:
         self.testbed = testbed
-        self._offsets: dict[Path, int] = {}
+        self._offsets: dict[Path, tuple[int, int]] = {}  # path → (inode, size) at the mark
 
     def files(self) -> list[tuple[str, Path]]:
         """(node, path) of every log file audited: pacemaker.log, corosync.log and every `*-app.log`."""
@@ -129,13 +129,14 @@ class LogAudit:
 
     def mark(self) -> None:
         """From now on: only lines written after this call are findings."""
-        self._offsets = {path: _size(path) for _, path in self.files()}
+        self._offsets = {path: _stat(path) for _, path in self.files()}
 
     def new_lines(self) -> Iterable[LogLine]:
         """Every complete line written since :meth:`mark` (a file that appeared since is read whole)."""
         for node, path in self.files():
-            start = self._offsets.get(path, 0)
-            if _size(path) < start:  # truncated or re-created (testbed rebuilt): read it all
+            inode, start = self._offsets.get(path, (0, 0))
+            now_inode, now_size = _stat(path)
+            if now_inode != inode or now_size < start:  # re-created (testbed rebuilt) or truncated: all is new
                 start = 0
             try:
                 with open(path, "rb") as f:
@@ -155,8 +156,9 @@ class LogAudit:
                 if is_bad(ln.line) and ignored_by(ln.line) is None and not any(p.search(ln.line) for p in allowed)]
 
 
-def _size(path: Path) -> int:
+def _stat(path: Path) -> tuple[int, int]:
     try:
-        return path.stat().st_size
+        st = path.stat()
     except FileNotFoundError:
-        return 0
+        return 0, 0
+    return st.st_ino, st.st_size

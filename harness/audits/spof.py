@@ -1,9 +1,8 @@
-"""Single-point-of-failure audit, as data: what the declared topology and the running cluster leave without a spare."""
+"""Single-point-of-failure audit as data: what the declared topology and the running cluster leave without a spare."""
 
 from __future__ import annotations
 
 import re
-import shlex
 from collections.abc import Collection
 from dataclasses import dataclass
 from typing import Literal
@@ -18,18 +17,13 @@ __all__ = ["DECLARED_CHECKS", "LIVE_CHECKS", "Finding", "SpofWarning", "audit_de
 Severity = Literal["error", "warning"]
 
 DECLARED_CHECKS: dict[str, str] = {  # check → readable id ("{}" is the subject)
-    "group-nodes": "group-{}-has-two-nodes",
-    "heartbeat-paths": "node-{}-has-two-heartbeat-paths",
-    "fencing": "fencing-declared",
-    "quorum-policy": "quorum-policy",
-    "disk-mirror": "disk-{}-mirrored",
-}
+    "group-nodes": "group-{}-has-two-nodes", "heartbeat-paths": "node-{}-has-two-heartbeat-paths",
+    "fencing": "fencing-declared", "quorum-policy": "quorum-policy", "disk-mirror": "disk-{}-mirrored"}
 LIVE_CHECKS: tuple[str, ...] = ("stonith-enabled", "stonith-resource-started", "no-quorum-policy",
                                 "corosync-links", "shared-disk-device", "app-agent-idempotent")
 
 AGENT = "/usr/lib/ocf/resource.d/fallover/fallover-app"
 OCF_ROOT = "/usr/lib/ocf"
-OCF_NOT_RUNNING = 7
 QUERY_TIMEOUT = 15.0
 AGENT_TIMEOUT = 40.0  # above the 20 s the agent gives itself for a start
 
@@ -62,26 +56,20 @@ class Finding:
         return template.format(self.subject) if template else f"{self.check}-{self.subject}"
 
     def __str__(self) -> str:
-        verdict = "ok" if self.ok else self.severity
-        return f"[{verdict}] {self.id}: {self.detail}"
+        return f"[{'ok' if self.ok else self.severity}] {self.id}: {self.detail}"
 
 
-# -- declared -------------------------------------------------------------------------------------
-
-def _quorum(policy: str, nodes: int, stonith: bool) -> tuple[bool, Severity, str]:
-    """(ok, severity, detail) of a no-quorum-policy for a cluster of ``nodes``; shared by both audits."""
-    if nodes >= 3 and policy == "ignore":
-        return False, "error", (f"no-quorum-policy is ignore with {nodes} nodes: a partitioned minority keeps "
-                                "running its groups, so one network fault can give split brain")
-    if nodes == 2 and policy == "ignore":
-        if stonith:
-            return False, "warning", ("two nodes with no-quorum-policy ignore: only fencing stands between "
-                                      "a partition and split brain")
-        return False, "error", "two nodes with no-quorum-policy ignore and no fencing: a partition is split brain"
-    if nodes == 2:
-        # corosync.conf carries no `two_node: 1`, so the survivor of a node loss has 1 vote of 2
-        return False, "error", (f"two nodes with no-quorum-policy {policy}: the survivor of a node failure has "
-                                "no quorum and stops its groups, so each node is a single point of failure")
+def _quorum(policy: str, nodes: int, stonith: bool, two_node: bool = False) -> tuple[bool, Severity, str]:
+    """(ok, severity, detail) of a no-quorum-policy for ``nodes`` nodes; shared by both audits."""
+    if policy == "ignore" and (nodes >= 3 or not stonith):
+        return False, "error", (f"no-quorum-policy is ignore with {nodes} nodes{'' if stonith else ' and no fencing'}:"
+                                " a partitioned minority keeps running its groups, so a partition is split brain")
+    if policy == "ignore":
+        return False, "warning", "two nodes with no-quorum-policy ignore: only fencing stops split brain"
+    if nodes == 2 and not two_node:
+        # the generated corosync.conf has no `two_node: 1`: the survivor of a node loss holds 1 vote of 2
+        return False, "error", (f"two nodes with no-quorum-policy {policy} and no corosync two_node: the survivor "
+                                "of a node failure has no quorum and stops its groups")
     return True, "error", f"no-quorum-policy is {policy} with {nodes} nodes: a minority partition stops"
 
 
@@ -132,15 +120,10 @@ def audit_live(testbed: Testbed, driver: PacemakerDriver, checks: Collection[str
     directory and port on a node that does not run the group; the active node is never touched.
     """
     wanted = LIVE_CHECKS if checks is None else tuple(checks)
-    unknown = set(wanted) - set(LIVE_CHECKS)
-    if unknown:
+    if unknown := set(wanted) - set(LIVE_CHECKS):
         raise ValueError(f"unknown live check(s) {sorted(unknown)}; known: {', '.join(LIVE_CHECKS)}")
     live = _Live(testbed, driver)
-    out: list[Finding] = []
-    for check in LIVE_CHECKS:
-        if check in wanted:
-            out += getattr(live, check.replace("-", "_"))()
-    return out
+    return [f for check in LIVE_CHECKS if check in wanted for f in getattr(live, check.replace("-", "_"))()]
 
 
 _LINK = re.compile(r"^LINK ID (\d+)")
@@ -182,7 +165,7 @@ class _Live:
             except TransportError:
                 continue
             return r.exit_status, r.stdout.strip()
-        raise TransportError("cluster", "no running node to run " + shlex.join(argv))
+        raise TransportError("cluster", "no running node to run " + " ".join(argv))
 
     def _property(self, name: str) -> str | None:
         rc, out = self._any(["crm_attribute", "--type", "crm_config", "--name", name, "--query", "--quiet"])
@@ -200,48 +183,39 @@ class _Live:
         state = self.driver.state()
         if state is None:
             return [Finding("stonith-resource-started", self.topo.name, False, "no node answers crm_mon")]
-        fences = [r for r in state.resources.values() if r.agent.startswith("stonith:")]
-        if not fences:
-            return [Finding("stonith-resource-started", self.topo.name, False,
-                            "no stonith resource is configured: fencing cannot run even when enabled")]
-        return [Finding("stonith-resource-started", r.id, r.role == "Started" and not r.failed,
-                        f"{r.id} ({r.agent}) is {r.role} on {', '.join(r.nodes) or 'no node'}"
-                        + ("" if r.role == "Started" and not r.failed else ": nobody can be fenced"))
-                for r in fences]
+        fences = [(r, r.role == "Started" and not r.failed) for r in state.resources.values()
+                  if r.agent.startswith("stonith:")]
+        return [Finding("stonith-resource-started", r.id, ok, f"{r.id} ({r.agent}) is {r.role} on "
+                        f"{', '.join(r.nodes) or 'no node'}" + ("" if ok else ": nobody can be fenced"))
+                for r, ok in fences] or [Finding("stonith-resource-started", self.topo.name, False,
+                                                 "no stonith resource is configured: fencing cannot run")]
 
     def no_quorum_policy(self) -> list[Finding]:
         policy = self._property("no-quorum-policy") or "stop"
-        ok, sev, detail = _quorum(policy, len(self.topo.nodes), self._property("stonith-enabled") != "false")
+        two_node = self._any(["corosync-cmapctl", "-g", "quorum.two_node"])[1].endswith("= 1")
+        stonith = self._property("stonith-enabled") != "false"
+        ok, sev, detail = _quorum(policy, len(self.topo.nodes), stonith, two_node)
         return [Finding("no-quorum-policy", self.topo.name, ok, detail, sev)]
 
     def corosync_links(self) -> list[Finding]:
         index = {self.topo.node_index(n): n for n in self.topo.node_names}
         out = []
         for node in self.topo.node_names:
-            if node not in self.running:
-                out.append(Finding("corosync-links", node, False, f"{node} is powered off: its links are unknown"))
-                continue
             try:
                 r = self.tb.node(node).run(["corosync-cfgtool", "-s"], timeout=QUERY_TIMEOUT, check=False)
-            except TransportError as e:
-                out.append(Finding("corosync-links", node, False, str(e)))
+            except TransportError as e:  # also a powered-off node
+                out.append(Finding("corosync-links", node, False, f"{node}: links unknown: {e}"))
                 continue
             if r.failed:
                 out.append(Finding("corosync-links", node, False,
                                    f"{node}: corosync-cfgtool -s exited {r.exit_status}: {r.tail()}"))
                 continue
             peers = parse_cfgtool(r.stdout)
-            weak = {index.get(p, f"nodeid {p}"): sorted(ls) for p, ls in peers.items() if len(ls) < 2}
-            missing = [n for i, n in index.items() if n != node and i not in peers]
-            if weak or missing:
-                parts = [f"{p} over {len(ls)} link(s) {ls}" for p, ls in sorted(weak.items())]
-                parts += [f"{p} not listed" for p in missing]
-                out.append(Finding("corosync-links", node, False,
-                                   f"{node} reaches {'; '.join(parts)}: one cable is a single point of failure "
-                                   "for membership"))
-            else:
-                out.append(Finding("corosync-links", node, True,
-                                   f"{node} reaches every peer over ≥ 2 links ({len(peers)} peers)"))
+            weak = [f"{index.get(p, p)} over {len(ls)} link(s) {sorted(ls)}" for p, ls in sorted(peers.items())
+                    if len(ls) < 2] + [f"{n} not at all" for i, n in index.items() if n != node and i not in peers]
+            out.append(Finding("corosync-links", node, not weak,
+                               f"{node} reaches {'; '.join(weak)}: one cable is a single point of failure for "
+                               "membership" if weak else f"{node} reaches its {len(peers)} peers over ≥ 2 links"))
         return out
 
     def shared_disk_device(self) -> list[Finding]:
@@ -255,11 +229,11 @@ class _Live:
             for node in g.nodes:
                 try:
                     ok = self.tb.node(node).run(["test", "-b", device], timeout=QUERY_TIMEOUT, check=False).ok
-                    detail = (f"{device} is a block device on {node}" if ok else
-                              f"{device} is not a block device on {node}: {g.name} cannot start there")
-                except TransportError as e:
-                    ok, detail = False, f"cannot look for {device} on {node}: {e}"
-                out.append(Finding("shared-disk-device", f"{g.name}@{node}", ok, detail))
+                except TransportError:  # a powered-off node: the group cannot go there either
+                    ok = False
+                out.append(Finding("shared-disk-device", f"{g.name}@{node}", ok,
+                                   f"{device} is {'' if ok else 'not '}a block device on {node}"
+                                   + ("" if ok else f": {g.name} cannot start there")))
         return out
 
     def app_agent_idempotent(self) -> list[Finding]:
@@ -281,52 +255,46 @@ class _Live:
 _SEQUENCE: tuple[tuple[str, int, str], ...] = (
     ("stop", 0, "stop of a stopped app"), ("start", 0, "first start"), ("start", 0, "second start"),
     ("monitor", 0, "monitor after start"), ("stop", 0, "first stop"), ("stop", 0, "second stop"),
-    ("monitor", OCF_NOT_RUNNING, "monitor after stop"),
+    ("monitor", 7, "monitor after stop"),  # 7 is OCF_NOT_RUNNING
 )
 
 
 def _agent_round(tb: Testbed, node: str, g: Group) -> Finding:
     """Run the group's application through the agent on ``node`` with a throw-away data dir and port."""
     t = tb.node(node)
-    kind = "user commands" if g.application.start else "sample app"
-    base: list[str] | None = None
+    what = f"{'user commands' if g.application.start else 'sample app'} of {g.name} on {node}"
+    tmp, base = "", None
     try:
         tmp = t.run(["mktemp", "-d", "/tmp/fallover-spof-XXXXXX"], timeout=QUERY_TIMEOUT).stdout.strip()
-    except (TransportError, CommandFailed) as e:
-        return Finding("app-agent-idempotent", g.name, False, f"{node}: cannot make a temp dir: {e}")
-    try:
+        t.run(["mkdir", f"{tmp}/data"], timeout=QUERY_TIMEOUT)
         port = t.run(["python3", "-c", "import socket; s = socket.socket(); s.bind(('127.0.0.1', 0)); "
                                        "print(s.getsockname()[1])"], timeout=QUERY_TIMEOUT).stdout.strip()
         kvapp = t.run(["crm_resource", "--resource", f"{g.name}-app", "--get-parameter", "kvapp"],
                       timeout=QUERY_TIMEOUT, check=False).stdout.strip()
         env = {"OCF_ROOT": OCF_ROOT, "OCF_RESOURCE_INSTANCE": "fallover-spof-audit",
                "OCF_RESKEY_CRM_meta_timeout": "20000", "OCF_RESKEY_data_dir": f"{tmp}/data",
-               "OCF_RESKEY_port": port, "OCF_RESKEY_state_dir": f"{tmp}/run",
-               "OCF_RESKEY_logfile": f"{tmp}/agent.log"}
-        if kvapp:
-            env["OCF_RESKEY_kvapp"] = kvapp
+               "OCF_RESKEY_port": port, "OCF_RESKEY_state_dir": f"{tmp}/run", "OCF_RESKEY_logfile": f"{tmp}/agent.log",
+               **({"OCF_RESKEY_kvapp": kvapp} if kvapp else {})}
         if g.application.start:
             env |= {"OCF_RESKEY_start_cmd": g.application.start, "OCF_RESKEY_stop_cmd": g.application.stop or "",
                     "OCF_RESKEY_monitor_cmd": g.application.monitor or ""}
-        t.run(["mkdir", "-p", f"{tmp}/data"], timeout=QUERY_TIMEOUT)
         # env -i: the agent sees what pacemaker-execd gives it, not this harness's environment
         base = ["env", "-i", "PATH=/usr/sbin:/usr/bin:/sbin:/bin", *(f"{k}={v}" for k, v in env.items()), AGENT]
-        for action, want, what in _SEQUENCE:
+        for action, want, step in _SEQUENCE:
             rc = t.run([*base, action], timeout=AGENT_TIMEOUT, check=False).exit_status
             if rc != want:
-                log = t.run(["tail", "-n", "3", f"{tmp}/agent.log"], timeout=QUERY_TIMEOUT, check=False)
-                tail = " | ".join(log.stdout.strip().splitlines())
+                log = t.run(["tail", "-n", "3", f"{tmp}/agent.log"], timeout=QUERY_TIMEOUT, check=False).stdout
+                tail = " | ".join(log.strip().splitlines())
                 return Finding("app-agent-idempotent", g.name, False,
-                               f"{kind} of {g.name} on {node}: {what} returned {rc}, expected {want}"
-                               + (f": {tail}" if tail else ""))
-        return Finding("app-agent-idempotent", g.name, True,
-                       f"{kind} of {g.name} on {node}: stop/start/start/stop/stop give 0, then monitor 7")
+                               f"{what}: {step} returned {rc}, expected {want}" + (f": {tail}" if tail else ""))
+        return Finding("app-agent-idempotent", g.name, True, f"{what}: stop/start/start/stop/stop 0, then monitor 7")
     except (TransportError, CommandFailed) as e:
-        return Finding("app-agent-idempotent", g.name, False, f"{kind} of {g.name} on {node}: {e}")
+        return Finding("app-agent-idempotent", g.name, False, f"{what}: {e}")
     finally:
-        try:  # never leave a test app running on the spare node
+        try:  # never leave a test app running on the spare node, nor its files
             if base is not None:
                 t.run([*base, "stop"], timeout=AGENT_TIMEOUT, check=False)
-            t.run(["rm", "-rf", "--one-file-system", tmp], timeout=QUERY_TIMEOUT, check=False)
+            if tmp:
+                t.run(["rm", "-rf", "--one-file-system", tmp], timeout=QUERY_TIMEOUT, check=False)
         except TransportError:
             pass

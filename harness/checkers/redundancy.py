@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from harness.checkers.base import UNKNOWN, Context, Verdict, fmt_s
-from harness.timeline import CLUSTER_REDUNDANT
+from harness.timeline import CLUSTER_DEGRADED, CLUSTER_REDUNDANT
 
 NAME = "redundancy_restored"
 
@@ -24,8 +24,10 @@ def check_redundancy_restored(ctx: Context) -> Verdict:
     back = ctx.of(CLUSTER_REDUNDANT, after=heal)
     if not back:
         until = f" (recording ends at {ctx.rel(ctx.end)})" if ctx.end is not None else ""
+        why = [e for e in ctx.of(CLUSTER_DEGRADED) if e.data.get("why")]
+        last = f"; still missing: {why[-1].data['why']}" if why else ""
         return Verdict(NAME, False, None, limit, "s",
-                       f"the cluster never became fully redundant again after the heal at {ctx.rel(heal)}{until}")
+                       f"the cluster never became fully redundant again after the heal at {ctx.rel(heal)}{until}{last}")
     took = back[0].mono - heal
     ok = took <= limit
     return Verdict(NAME, ok, round(took, 3), limit, "s",

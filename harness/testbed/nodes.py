@@ -19,7 +19,7 @@ from harness.testbed.layout import ASSETS, Layout
 
 PRIVATE_DIRS = ("etc/corosync", "var/lib/pacemaker/cib", "var/lib/pacemaker/pengine",
                 "var/lib/pacemaker/blackbox", "var/lib/pacemaker/cores", "var/lib/corosync",
-                "var/log/cluster", "var/log/pacemaker")
+                "var/log/cluster", "var/log/pacemaker", "var/log/crmsh")
 
 
 def init_pid(layout: Layout, node: str) -> int | None:
