@@ -148,6 +148,9 @@ def _outcome(topology: Topology, case: Case, group: str, home: str) -> tuple[Out
         return "planned", "each node restarts in turn; groups move and come back", set()
     if f == "disk_pull":
         return "outage", "the shared disk is a single disk: every node loses it", set()
+    if f in ("packet_loss", "packet_delay", "packet_corrupt") and t.node == home and t.network == g.network:
+        # degraded, not dead: moving away and staying are both right; what clients see is judged
+        return "planned", f"{home}'s link to its clients is degraded: staying or moving are both acceptable", set()
     if f in RIDE_OUT:
         return "stay", "a healthy cluster rides this out", set()
     raise ValueError(f"no expectation for fault {f}")

@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from harness.arpwatch import ArpWatch
+from harness.audits.logs import LogAudit, expected_for
 from harness.checkers import CHECKERS, UNKNOWN, Context, Verdict, check_safe
 from harness.drivers.pacemaker import PacemakerDriver
 from harness.errors import FalloverError, WaitTimeout
@@ -105,6 +106,8 @@ class Runner:
             if self.load else None
         macs: dict[str, str] = self._macs(group.network)
         fault_mono = None
+        audit = LogAudit(tb)  # type: ignore[arg-type]
+        audit.mark()
         timings["reset_s"] = time.monotonic() - t_start
         try:
             poller.start()
@@ -168,6 +171,12 @@ class Runner:
             if FAULTS[case.fault].family == "planned":  # nothing failed: nothing to detect or notify
                 asserted = tuple(a for a in asserted if a not in ("detection", "notification"))
         result = CaseResult(case, expected, verdicts, run_dir, asserted, timings)
+        faults = [case.fault] + ([case.trigger] if case.trigger else [])
+        unexpected = audit.findings(expected_for(*faults))
+        if unexpected:
+            (run_dir / "log-findings.txt").write_text("\n".join(map(str, unexpected)) + "\n")
+            result.extra_findings.append(f"{len(unexpected)} unexpected error line(s) in the cluster's logs, "
+                                         f"first: {unexpected[0]} (all in {run_dir / 'log-findings.txt'})")
         if load is not None and not any(r.kind == "put" and r.ok for r in requests):
             errors = [r.error for r in requests if r.kind == "put" and r.error]
             result.extra_findings.append(

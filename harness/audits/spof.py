@@ -17,8 +17,9 @@ __all__ = ["DECLARED_CHECKS", "LIVE_CHECKS", "Finding", "SpofWarning", "audit_de
 Severity = Literal["error", "warning"]
 
 DECLARED_CHECKS: dict[str, str] = {  # check → readable id ("{}" is the subject)
-    "group-nodes": "group-{}-has-two-nodes", "heartbeat-paths": "node-{}-has-two-heartbeat-paths",
-    "fencing": "fencing-declared", "quorum-policy": "quorum-policy", "disk-mirror": "disk-{}-mirrored"}
+    "group-nodes": "group-{}-has-two-nodes", "service-network": "group-{}-has-two-service-networks",
+    "heartbeat-paths": "node-{}-has-two-heartbeat-paths", "fencing": "fencing-declared",
+    "quorum-policy": "quorum-policy", "disk-mirror": "disk-{}-mirrored"}
 LIVE_CHECKS: tuple[str, ...] = ("stonith-enabled", "stonith-resource-started", "no-quorum-policy",
                                 "corosync-links", "shared-disk-device", "app-agent-idempotent")
 
@@ -78,7 +79,7 @@ def audit_declared(topology: Topology) -> list[Finding]:
 
     >>> from harness.topology import DEFAULT_TESTBED, load_topology
     >>> [f.id for f in audit_declared(load_topology(DEFAULT_TESTBED)) if not f.ok]
-    ['disk-shared-mirrored']
+    ['group-app-has-two-service-networks', 'disk-shared-mirrored']
     """
     t = topology
     out: list[Finding] = []
@@ -88,6 +89,9 @@ def audit_declared(topology: Topology) -> list[Finding]:
         out.append(Finding("group-nodes", g.name, ok,
                            f"group {g.name} can run on {', '.join(nodes)}" if ok else
                            f"group {g.name} can only run on {nodes[0]}: one node is a single point of failure"))
+        # a group has exactly one network in the model: always a SPOF, accepted like the one disk
+        out.append(Finding("service-network", g.name, False, f"group {g.name} reaches its clients over one network "
+                           f"({g.network}): losing it stops the service on every node", "warning"))
     hb = [n.name for n in t.networks if n.heartbeat]
     for node in t.node_names:
         ok = len(hb) >= 2
@@ -116,9 +120,8 @@ def audit_declared(topology: Topology) -> list[Finding]:
 def audit_live(testbed: Testbed, driver: PacemakerDriver, checks: Collection[str] | None = None) -> list[Finding]:
     """Single points of failure of the running cluster; ``checks`` limits it to some of LIVE_CHECKS.
 
-    Read-only except for app-agent-idempotent, which runs the agent with a temporary data
-    directory and port on a node that does not run the group; the active node is never touched.
-    """
+    Read-only but for app-agent-idempotent: it runs the agent with a temporary data dir and port on
+    a node that does not run the group (never on the active one)."""
     wanted = LIVE_CHECKS if checks is None else tuple(checks)
     if unknown := set(wanted) - set(LIVE_CHECKS):
         raise ValueError(f"unknown live check(s) {sorted(unknown)}; known: {', '.join(LIVE_CHECKS)}")
@@ -142,9 +145,7 @@ def parse_cfgtool(text: str) -> dict[int, set[int]]:
         if m := _LINK.match(line):
             link = int(m.group(1))
         elif (m := _PEER.match(line)) and link is not None and m.group(2) != "localhost":
-            links = out.setdefault(int(m.group(1)), set())
-            if m.group(2) == "connected":
-                links.add(link)
+            out.setdefault(int(m.group(1)), set()).update([link] if m.group(2) == "connected" else [])
     return out
 
 
@@ -171,9 +172,12 @@ class _Live:
         rc, out = self._any(["crm_attribute", "--type", "crm_config", "--name", name, "--query", "--quiet"])
         return out if rc == 0 and out else None  # unset: the caller knows pacemaker's default
 
-    def stonith_enabled(self) -> list[Finding]:
+    def _stonith(self) -> tuple[bool, str]:
         value = self._property("stonith-enabled") or "true (default)"
-        ok = value.split()[0] in ("true", "1", "yes", "on")
+        return value.split()[0].lower() in ("true", "1", "yes", "y", "on"), value
+
+    def stonith_enabled(self) -> list[Finding]:
+        ok, value = self._stonith()
         return [Finding("stonith-enabled", self.topo.name, ok,
                         f"stonith-enabled is {value}" if ok else
                         f"stonith-enabled is {value}: no failed node is ever fenced, so a takeover risks a "
@@ -193,8 +197,7 @@ class _Live:
     def no_quorum_policy(self) -> list[Finding]:
         policy = self._property("no-quorum-policy") or "stop"
         two_node = self._any(["corosync-cmapctl", "-g", "quorum.two_node"])[1].endswith("= 1")
-        stonith = self._property("stonith-enabled") != "false"
-        ok, sev, detail = _quorum(policy, len(self.topo.nodes), stonith, two_node)
+        ok, sev, detail = _quorum(policy, len(self.topo.nodes), self._stonith()[0], two_node)
         return [Finding("no-quorum-policy", self.topo.name, ok, detail, sev)]
 
     def corosync_links(self) -> list[Finding]:
@@ -251,8 +254,7 @@ class _Live:
         return out
 
 
-# stop on a stopped app, start twice, stop twice, then monitor says "not running" (OCF 1.1 idempotency)
-_SEQUENCE: tuple[tuple[str, int, str], ...] = (
+_SEQUENCE: tuple[tuple[str, int, str], ...] = (  # OCF idempotency: stop when stopped, start/stop twice
     ("stop", 0, "stop of a stopped app"), ("start", 0, "first start"), ("start", 0, "second start"),
     ("monitor", 0, "monitor after start"), ("stop", 0, "first stop"), ("stop", 0, "second stop"),
     ("monitor", 7, "monitor after stop"),  # 7 is OCF_NOT_RUNNING
@@ -266,13 +268,12 @@ def _agent_round(tb: Testbed, node: str, g: Group) -> Finding:
     tmp, base = "", None
     try:
         tmp = t.run(["mktemp", "-d", "/tmp/fallover-spof-XXXXXX"], timeout=QUERY_TIMEOUT).stdout.strip()
-        t.run(["mkdir", f"{tmp}/data"], timeout=QUERY_TIMEOUT)
         port = t.run(["python3", "-c", "import socket; s = socket.socket(); s.bind(('127.0.0.1', 0)); "
                                        "print(s.getsockname()[1])"], timeout=QUERY_TIMEOUT).stdout.strip()
         kvapp = t.run(["crm_resource", "--resource", f"{g.name}-app", "--get-parameter", "kvapp"],
                       timeout=QUERY_TIMEOUT, check=False).stdout.strip()
         env = {"OCF_ROOT": OCF_ROOT, "OCF_RESOURCE_INSTANCE": "fallover-spof-audit",
-               "OCF_RESKEY_CRM_meta_timeout": "20000", "OCF_RESKEY_data_dir": f"{tmp}/data",
+               "OCF_RESKEY_CRM_meta_timeout": "20000", "OCF_RESKEY_data_dir": tmp,
                "OCF_RESKEY_port": port, "OCF_RESKEY_state_dir": f"{tmp}/run", "OCF_RESKEY_logfile": f"{tmp}/agent.log",
                **({"OCF_RESKEY_kvapp": kvapp} if kvapp else {})}
         if g.application.start:
@@ -284,9 +285,8 @@ def _agent_round(tb: Testbed, node: str, g: Group) -> Finding:
             rc = t.run([*base, action], timeout=AGENT_TIMEOUT, check=False).exit_status
             if rc != want:
                 log = t.run(["tail", "-n", "3", f"{tmp}/agent.log"], timeout=QUERY_TIMEOUT, check=False).stdout
-                tail = " | ".join(log.strip().splitlines())
-                return Finding("app-agent-idempotent", g.name, False,
-                               f"{what}: {step} returned {rc}, expected {want}" + (f": {tail}" if tail else ""))
+                return Finding("app-agent-idempotent", g.name, False, f"{what}: {step} returned {rc}, expected "
+                               f"{want}; agent log: {' | '.join(log.strip().splitlines()) or '-'}")
         return Finding("app-agent-idempotent", g.name, True, f"{what}: stop/start/start/stop/stop 0, then monitor 7")
     except (TransportError, CommandFailed) as e:
         return Finding("app-agent-idempotent", g.name, False, f"{what}: {e}")

@@ -11,12 +11,18 @@ NAME = "notification"
 def relevant(ctx: Context, ev: Event) -> bool:
     """A notification about this fault: a node/fencing event for a fault node, or a resource event of the group.
 
-    Attribute updates (fail counts) and "member" node events (a node joining) report no failure.
-    With neither a fault node nor a group known, every other notification counts.
+    Attribute updates count when they say something broke: a connectivity attribute (the link
+    monitor's `ethmonitor-*`, the client reachability `reach-*`) dropping to 0 — how a dead
+    network is noticed — or a fail count rising. "member" node events (a node joining) report
+    no failure. With neither a fault node nor a group known, every other notification counts.
     """
     d = ev.data
     kind = d.get("kind")
-    if kind == "attribute" or (kind == "node" and d.get("desc") == "member"):
+    if kind == "attribute":
+        name, value = str(d.get("attribute_name", "")), str(d.get("attribute_value", ""))
+        return (name.startswith(("ethmonitor-", "reach-")) and value in ("0", "")) or \
+            (name.startswith("fail-count-") and value not in ("0", ""))
+    if kind == "node" and d.get("desc") == "member":
         return False
     rsc = d.get("rsc")
     if kind == "resource" or (kind is None and rsc):
@@ -28,6 +34,8 @@ def describe(ev: Event) -> str:
     """One notification as a report fragment: "resource g-app monitor on node1 rc=7"."""
     d = ev.data
     node = ev.node or d.get("node") or "?"
+    if d.get("kind") == "attribute":
+        return f"attribute {d.get('attribute_name')}={d.get('attribute_value') or '(unset)'} on {node}"
     if d.get("rsc"):
         rc = f" rc={d['rc']}" if d.get("rc") not in (None, "") else ""
         return f"resource {d['rsc']} {d.get('task', '')} on {node}{rc}".replace("  ", " ")

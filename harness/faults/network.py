@@ -103,7 +103,7 @@ class PacketLoss(_SwitchFilter):
     destructive: ClassVar[bool] = False
     summary: ClassVar[str] = "a fraction (--rate) of the adapter's packets, both directions, is lost"
     mechanism: ClassVar[str] = "nft bridge-family `numgen random mod 10000 < rate*10000 drop` on the port"
-    defaults: ClassVar[dict[str, float]] = {"rate": 0.3}
+    defaults: ClassVar[dict[str, float]] = {"rate": 0.1}
 
     def rules(self, testbed: Testbed, target: Target) -> list[str]:
         ports = wire.nft_set(self._ports(testbed, target))

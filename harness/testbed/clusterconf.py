@@ -127,12 +127,28 @@ def cib_xml(layout: Layout, empty_cib: str) -> str:
                    {"interface": net, "link_status_only": "true", "name": f"ethmonitor-{net}",
                     "repeat_count": "1", "repeat_interval": "1"},
                    [("start", "0s", "20s"), ("stop", "0s", "20s"), ("monitor", "1s", "10s")], provider="heartbeat")
+        # The node's own cable says nothing about the switch: a group also needs its clients to be
+        # reachable (here: the client host), or a dead service network goes unnoticed.
+        if net != topo.client.network:
+            continue  # no client host on that network to reach
+        clone = ET.SubElement(resources, "clone", id=f"reach-{net}-clone")
+        _nvset(clone, "meta_attributes", f"reach-{net}-clone-meta", {"interleave": "true"})
+        _primitive(clone, f"reach-{net}", "ocf", "ping",
+                   {"host_list": str(topo.address(topo.client.name, net)), "name": f"reach-{net}", "multiplier": "1",
+                    "attempts": "2", "timeout": "1", "dampen": "1s"},
+                   [("start", "0s", "20s"), ("stop", "0s", "20s"), ("monitor", "1s", "20s")], provider="pacemaker")
     for g in topo.groups:
         _group(resources, layout, g)
-        loc = ET.SubElement(constraints, "rsc_location", id=f"{g.name}-needs-{g.network}-link", rsc=g.name)
-        rule = ET.SubElement(loc, "rule", id=f"{g.name}-needs-{g.network}-link-rule", score="-INFINITY")
-        ET.SubElement(rule, "expression", id=f"{g.name}-needs-{g.network}-link-expr",
-                      attribute=f"ethmonitor-{g.network}", operation="ne", value="1")
+        # ethmonitor *deletes* its attribute when the link dies, so "not 1" is the test; ping sets 0,
+        # and "is 0" lets the group start before the first ping has answered (faster bring-up)
+        needs = [(f"ethmonitor-{g.network}", "link", "ne", "1")]
+        if g.network == topo.client.network:
+            needs.append((f"reach-{g.network}", "clients", "eq", "0"))
+        for attr, why, op, value in needs:
+            loc = ET.SubElement(constraints, "rsc_location", id=f"{g.name}-needs-{g.network}-{why}", rsc=g.name)
+            rule = ET.SubElement(loc, "rule", id=f"{g.name}-needs-{g.network}-{why}-rule", score="-INFINITY")
+            ET.SubElement(rule, "expression", id=f"{g.name}-needs-{g.network}-{why}-expr",
+                          attribute=attr, operation=op, value=value)
         for rank, node in enumerate(g.nodes):
             score = str(PRIORITY_STEP * (len(g.nodes) - rank))
             ET.SubElement(constraints, "rsc_location", id=f"{g.name}-prefers-{node}", rsc=g.name,

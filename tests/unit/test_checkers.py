@@ -433,3 +433,13 @@ def test_rotating_group_that_moved_back_is_caught() -> None:
 
 def test_policy_without_topology_is_unknown() -> None:
     assert check_policy(Context(timeline=history())).valid == UNKNOWN
+
+
+def test_a_dropped_connectivity_attribute_is_a_notification_but_a_zero_fail_count_is_not() -> None:
+    dead_switch = [ev(3.2, NOTIFICATION, "node1", kind="attribute", attribute_name="reach-service",
+                      attribute_value="0")]
+    v = check_notification(ctx(history(replace={"notify": dead_switch})))
+    assert v.valid is True and v.measured == pytest.approx(3.2) and "reach-service=0" in v.explanation
+    cleared = [ev(3.2, NOTIFICATION, "node1", kind="attribute", attribute_name="fail-count-app-app",
+                  attribute_value="0")]
+    assert check_notification(ctx(history(replace={"notify": cleared}))).valid is False
