@@ -80,13 +80,19 @@ _CLUSTER_LAYER_GONE = (  # every daemon of the node whose corosync died, and pac
     r"crit: Could not connect to Corosync CFG: CS_ERR_LIBRARY",
     r"error: Could not get executable for PID \d+",
     r"error: pacemaker-\w+\[\d+\] exited with status 102 \(Not connected\)",
+    # a monitor running on the node at the moment it is killed (fenced / powered off)
+    r"error: Result of \w+ operation for \S+ on \S+: Error \(Resource agent interrupted by Killed signal\)",
 )
 EXPECTED_BY_FAULT: dict[str, tuple[str, ...]] = {
     # Pacemaker 2.1.5 logs a node loss, its fencing ("will be fenced: peer is no longer part of the
     # cluster", "Stonith/shutdown ... was not expected"), a failed monitor and a refused start at
     # warning or notice level: below BAD_NEWS, so these faults expect no error line at all.
-    "node_power_off": (), "node_stop": (), "node_hang": (), "cpu_overload": (),
-    "partition": (), "packet_loss": (), "heartbeat_loss": (), "pacemaker_kill": (),
+    # A node that is powered off or fenced dies process by process (SIGKILL of its cgroup): the
+    # last daemons standing log that their peers' IPC went away. That is the death, not news.
+    "node_power_off": _CLUSTER_LAYER_GONE, "node_hang": _CLUSTER_LAYER_GONE,
+    "partition": _CLUSTER_LAYER_GONE, "heartbeat_loss": _CLUSTER_LAYER_GONE,
+    "pacemaker_kill": _CLUSTER_LAYER_GONE,
+    "node_stop": (), "cpu_overload": (), "packet_loss": (),
     "app_kill": (), "app_start_fail": (),
     # knet keeps the other link (300 ms delay, 30-50 % corrupt packets on one adapter: nothing at error level)
     "packet_delay": (), "packet_corrupt": (),
@@ -102,6 +108,7 @@ EXPECTED_BY_FAULT: dict[str, tuple[str, ...]] = {
         r"Filesystem\(\S+-fs\)\[\d+\]:\s+ERROR: dd said: .*Input/output error",
         r"Filesystem\(\S+-fs\)\[\d+\]:\s+ERROR: Couldn't mount device",  # takeover nodes while it is out
         r"kvapp\[\d+\] \S+ ERROR .*: (?:EIO|EROFS): ",  # writes under load; errors=remount-ro gives EROFS
+        *_CLUSTER_LAYER_GONE,  # a stop that fails on the dead disk gets the node fenced
     ),
     "disk_full": (r"kvapp\[\d+\] \S+ ERROR .*: ENOSPC: ",),  # writes under load
     "app_hang": (r"fallover-app\[\d+\] \S+ monitor: ERROR pid \d+ alive but unhealthy",),
