@@ -119,7 +119,7 @@ class Runner:
             self._wait_probe_ok(probe, expected.home, timeout=15)
             timeline.add(TEST_MARK, None, label="baseline ok")
             self.log(f"{case.id}: injecting under load")
-            inj = nemesis.start(case.fault, **_kwargs(case))
+            inj = nemesis.start(case.fault, **case.target.to_dict())
             fault_mono = timeline.first("fault.injected").mono  # type: ignore[union-attr]
             if case.trigger:
                 nemesis.start(case.trigger, group=group.name)
@@ -283,7 +283,3 @@ class Runner:
         except Exception as e:  # a plot is evidence, never a reason to lose the verdicts
             (d / "plot-error.txt").write_text(f"{type(e).__name__}: {e}\n")
 
-
-def _kwargs(case: Case) -> dict[str, Any]:
-    t = case.target.to_dict()
-    return t

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import signal
+import subprocess
 import time
 from pathlib import Path
 
@@ -25,6 +26,18 @@ def procs(path: Path) -> list[int]:
 def join_self(path: Path) -> None:
     """Move the calling process into the group (used in a child before it execs)."""
     (path / "cgroup.procs").write_text(str(os.getpid()))
+
+
+def spawn(group: Path, argv: list[str], *, log: Path, env: dict[str, str] | None = None) -> subprocess.Popen[bytes]:
+    """Start a detached process of the testbed inside ``group`` (created if needed), output to ``log``.
+
+    Its own session keeps a Ctrl-C meant for the harness away from it; the cgroup is what lets
+    `fallover down` find and kill it whatever happened to the process that started it.
+    """
+    create(group)
+    with open(log, "ab") as out:
+        return subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=out, stderr=out, start_new_session=True,
+                                cwd="/", env=env, preexec_fn=lambda: join_self(group))
 
 
 def set_state(path: Path, state: str) -> None:

@@ -51,14 +51,9 @@ def start_fuse(layout: Layout, disk: str) -> int:
     mnt.mkdir(parents=True, exist_ok=True)
     if faultdisk.is_mounted(mnt):
         return int(layout.pidfile(f"fuse-{disk}").read_text())
-    group = cgroup.create(layout.daemon_cgroup(f"fuse-{disk}"))
-    log = open(layout.state / f"fuse-{disk}.log", "ab")
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "harness.testbed.faultdisk", "--image", str(layout.disk_image(disk)),
-         "--mountpoint", str(mnt)],
-        stdin=subprocess.DEVNULL, stdout=log, stderr=log, start_new_session=True,
-        preexec_fn=lambda: cgroup.join_self(group), cwd="/")
-    log.close()
+    proc = cgroup.spawn(layout.daemon_cgroup(f"fuse-{disk}"),
+                        [sys.executable, "-m", "harness.testbed.faultdisk", "--image", str(layout.disk_image(disk)),
+                         "--mountpoint", str(mnt)], log=layout.state / f"fuse-{disk}.log")
     layout.pidfile(f"fuse-{disk}").write_text(str(proc.pid))
     faultdisk.wait_mounted(mnt, timeout=15)
     return proc.pid

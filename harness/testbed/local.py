@@ -137,14 +137,10 @@ class LocalTestbed:
         group = cgroup.create(L.daemon_cgroup("broker"))
         if cgroup.procs(group):
             return
-        log = open(L.state / "fence-broker.log", "ab")
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "harness.testbed.fence_broker", "--topology", str(self.topology.source),
-             "--instance", L.instance, "--state-root", str(L.state_root)],
-            stdin=subprocess.DEVNULL, stdout=log, stderr=log, start_new_session=True, cwd="/",
-            env={**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[2])},
-            preexec_fn=lambda: cgroup.join_self(group))
-        log.close()
+        proc = cgroup.spawn(group, [sys.executable, "-m", "harness.testbed.fence_broker", "--topology",
+                                    str(self.topology.source), "--instance", L.instance, "--state-root",
+                                    str(L.state_root)], log=L.state / "fence-broker.log",
+                            env={**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[2])})
         L.pidfile("broker").write_text(str(proc.pid))
         deadline = time.monotonic() + 15
         while not L.fence_socket.exists():

@@ -62,13 +62,9 @@ def start(layout: Layout, node: str) -> int:
     group = cgroup.create(layout.node_cgroup(node))
     if cgroup.procs(group):
         cgroup.kill_all(group)  # stragglers of a previous incarnation
-    log = open(d / "init.log", "ab")
-    proc = subprocess.Popen(
-        ["unshare", "--net", "--mount", "--uts", "--ipc", "--pid", "--fork", "--kill-child", "--mount-proc",
-         "--propagation", "private", str(ASSETS / "node-init.sh"), node, str(d)],
-        stdin=subprocess.DEVNULL, stdout=log, stderr=log, start_new_session=True, cwd="/",
-        preexec_fn=lambda: cgroup.join_self(group))
-    log.close()
+    proc = cgroup.spawn(group, ["unshare", "--net", "--mount", "--uts", "--ipc", "--pid", "--fork", "--kill-child",
+                                "--mount-proc", "--propagation", "private", str(ASSETS / "node-init.sh"), node,
+                                str(d)], log=d / "init.log")
     pid = _child_of(proc)
     layout.node_pidfile(node).write_text(str(pid))
     network.attach_node(layout, node, pid)

@@ -12,7 +12,7 @@ import pytest
 import yaml
 
 from harness.audits import logs
-from harness.audits.logs import BAD_NEWS, EXPECTED_BY_FAULT, IGNORE, LogAudit, LogLine, expected_for
+from harness.audits.logs import EXPECTED_BY_FAULT, IGNORE, LogAudit, LogLine, expected_for
 from harness.audits.spof import DECLARED_CHECKS, Finding, audit_declared, parse_cfgtool
 from harness.faults import FAULTS
 from harness.topology import DEFAULT_TESTBED, Topology, load_topology
