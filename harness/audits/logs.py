@@ -105,7 +105,7 @@ EXPECTED_BY_FAULT: dict[str, tuple[str, ...]] = {
     "network_down_global": (),
     "disk_pull": (
         r"Filesystem\(\S+-fs\)\[\d+\]:\s+ERROR: Failed to write status file",  # OCF_CHECK_LEVEL=20 monitor
-        r"Filesystem\(\S+-fs\)\[\d+\]:\s+ERROR: dd said: .*Input/output error",
+        r"Filesystem\(\S+-fs\)\[\d+\]:\s+ERROR: dd said: .*(?:Input/output error|Read-only file system)",
         r"Filesystem\(\S+-fs\)\[\d+\]:\s+ERROR: Couldn't mount device",  # takeover nodes while it is out
         r"kvapp\[\d+\] \S+ ERROR .*: (?:EIO|EROFS): ",  # writes under load; errors=remount-ro gives EROFS
         *_CLUSTER_LAYER_GONE,  # a stop that fails on the dead disk gets the node fenced
