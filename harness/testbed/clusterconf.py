@@ -10,7 +10,7 @@ from __future__ import annotations
 import subprocess
 import xml.etree.ElementTree as ET
 
-from harness.testbed.layout import AGENTS, Layout
+from harness.testbed.layout import Layout
 from harness.topology import Group, Topology
 
 # Location scores: cascading groups follow the priority list (failback, stickiness 0);
@@ -87,7 +87,7 @@ def _group(resources: ET.Element, layout: Layout, g: Group) -> None:
     }, [("start", "0s", "20s"), ("stop", "0s", "20s"), ("monitor", "2s", "10s")], provider="heartbeat")
     app = g.application
     params = {
-        "data_dir": str(layout.mountpoint(g.name)), "port": str(app.port), "kvapp": str(AGENTS / "kvapp.py"),
+        "data_dir": str(layout.mountpoint(g.name)), "port": str(app.port), "kvapp": str(layout.agents_dir / "kvapp.py"),
         "state_dir": f"/run/fallover-app-{g.name}", "logfile": f"/var/log/cluster/{g.name}-app.log",
         "fail_start_marker": str(layout.state / "faults" / f"app_start_fail.{g.name}"),
     }

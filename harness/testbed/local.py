@@ -163,7 +163,9 @@ class LocalTestbed:
         driver = PacemakerDriver(self)
         driver.wait_until(lambda s: s.dc is not None, timeout=90, what="a DC to load the extra configuration")
         progress(f"loading {extra} with crm configure load update")
-        driver._crm(["crm", "configure", "load", "update", str(Path(extra).resolve())], timeout=60)
+        copy = self.layout.agents_dir / "extra_config.crm"  # visible in the nodes wherever the topology lives
+        shutil.copyfile(extra, copy)
+        driver._crm(["crm", "configure", "load", "update", str(copy)], timeout=60)
 
     def down(self, progress: Progress = quiet) -> list[str]:
         """Remove everything, in the order that keeps each step possible; safe after any crash."""

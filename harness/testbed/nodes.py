@@ -103,6 +103,8 @@ def install_agents(layout: Layout) -> None:
         ASSETS / "fence_fallover": Path("/usr/sbin/fence_fallover"),
         AGENTS / "fallover-app": Path("/usr/lib/ocf/resource.d/fallover/fallover-app"),
         ASSETS / "fallover-alert": layout.agents_dir / "fallover-alert",
+        # nodes have a private /tmp: the repository may live there, so they get their own copy
+        AGENTS / "kvapp.py": layout.agents_dir / "kvapp.py",
     }
     for src, dst in targets.items():
         if not dst.exists() or dst.read_bytes() != src.read_bytes():
