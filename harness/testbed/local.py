@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import pwd
@@ -15,7 +16,7 @@ from pathlib import Path
 from harness.errors import TestbedError
 from harness.testbed import cgroup, disk, network, nodes, wire
 from harness.testbed.base import Progress, quiet
-from harness.testbed.layout import FREEZER_ROOT, Layout, default_instance
+from harness.testbed.layout import AGENTS, FREEZER_ROOT, Layout, default_instance
 from harness.topology import Topology
 from harness.transport import HostTransport, NamespaceTransport, NetnsTransport
 from harness.transport.base import Transport
@@ -81,6 +82,9 @@ class LocalTestbed:
         from home is for the checkers to judge, not for bring-up to wait out).
         """
         self.check_host()
+        if self.is_built and self._fabric_alive() and self._built_from() != self._config_digest():
+            progress("the topology or the harness changed since this testbed was built: rebuilding it")
+            self.down(progress=quiet)
         if self.is_built and self._fabric_alive():
             self.heal_journal(progress)
             down = [n for n in self.topology.node_names if not self.running(n)]
@@ -130,7 +134,24 @@ class LocalTestbed:
             nodes.start(L, n)
         (L.state / "up.json").write_text(json.dumps({
             "topology": str(self.topology.source), "instance": L.instance, "prefix": L.prefix,
+            "config_digest": self._config_digest(),
             "namespaces_ready_s": round(time.monotonic() - t0, 3), "started_at": time.time()}))
+
+    def _config_digest(self) -> str:
+        """What the cluster is built from: the topology and the harness code that turns it into a cluster."""
+        h = hashlib.sha256(self.topology.model_dump_json().encode())
+        if self.topology.cluster.extra_config is not None:
+            h.update(Path(self.topology.cluster.extra_config).read_bytes())
+        for path in sorted(Path(__file__).resolve().parent.rglob("*")) + sorted(AGENTS.rglob("*")):
+            if path.is_file() and path.suffix != ".pyc":
+                h.update(path.name.encode() + path.read_bytes())
+        return h.hexdigest()
+
+    def _built_from(self) -> str | None:
+        try:
+            return json.loads((self.layout.state / "up.json").read_text()).get("config_digest")
+        except (OSError, ValueError):
+            return None
 
     def _start_broker(self) -> None:
         L = self.layout

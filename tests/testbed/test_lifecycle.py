@@ -107,3 +107,14 @@ def test_down_with_faults_in_effect_leaves_nothing(lc: LocalTestbed) -> None:
                        capture_output=True, text=True, timeout=120)
     assert r.returncode == 0, r.stderr
     assert machine_leftovers(lc) == []
+
+
+def test_up_rebuilds_a_testbed_built_from_another_topology(lc: LocalTestbed) -> None:
+    lc.up()
+    before = lc.node("node1").target()  # type: ignore[attr-defined]
+    changed = lc.topology.model_copy(update={"sla": lc.topology.sla.model_copy(update={"max_outage_s": 9.0})})
+    same_names = LocalTestbed(changed, instance=INSTANCE)
+    same_names.up()
+    assert same_names.node("node1").target() != before  # type: ignore[attr-defined]
+    same_names.down()
+    assert machine_leftovers(lc) == []

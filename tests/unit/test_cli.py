@@ -43,3 +43,19 @@ def test_bad_topology_exits_2_names_file_and_field_and_creates_nothing(tmp_path:
 def test_exec_unknown_target_exits_2() -> None:
     r = run("exec", "node7", "--", "true")
     assert r.returncode == 2 and "node7" in r.stderr
+
+
+@pytest.mark.parametrize("args, needle", [
+    (["inject", "meteor_strike"], "unknown fault 'meteor_strike'"),
+    (["inject", "adapter_down", "--node", "node9", "--network", "service"], "unknown node 'node9'"),
+    (["inject", "adapter_down", "--node", "node1", "--network", "wifi"], "unknown network 'wifi'"),
+    (["inject", "adapter_down", "--node", "node1"], "needs --network"),
+    (["inject", "packet_loss", "--node", "node1", "--network", "service", "--rate", "2"], "--rate"),
+    (["inject", "partition", "--node", "node1", "--node", "node2", "--node", "node3"], "at least one node"),
+])
+def test_inject_refuses_bad_faults_and_targets_with_exit_2(tmp_path: Path, args: list[str], needle: str) -> None:
+    state_root = tmp_path / "state"
+    r = run(*args, env={"FALLOVER_STATE_ROOT": str(state_root)})
+    assert r.returncode == 2, r.stderr
+    assert needle in r.stderr and len(r.stderr.strip().splitlines()) == 1
+    assert not state_root.exists()  # nothing touched, not even a journal

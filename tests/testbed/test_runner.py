@@ -1,0 +1,52 @@
+"""The runner end to end: a node powered off under load, judged by the checkers; cascading vs rotating."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from harness.faults import Target
+from harness.plan import Case
+from harness.probe import load_samples, outages
+from harness.runner import Runner
+from harness.testbed.base import Testbed
+from harness.testbed.local import LocalTestbed
+from harness.topology import load_topology
+
+pytestmark = pytest.mark.testbed
+
+ROTATING = Path(__file__).resolve().parents[2] / "testbeds" / "local-rotating.yaml"
+
+
+def test_power_off_under_load_verdicts_match_the_probe(testbed: Testbed, tmp_path: Path) -> None:
+    result = Runner(testbed, tmp_path).run(Case("node_power_off", Target(node="node1")))
+    assert result.passed, result.report()
+    # the checkers' outage is the probe's own longest run of failures, to the millisecond
+    runs = outages(load_samples(result.run_dir / "probe.jsonl"))
+    longest = max(end - start for start, end, _ in runs if end is not None)
+    assert result.verdicts["outage"].measured == pytest.approx(longest, abs=0.001)
+    # and the fallover ended when the takeover node answered: after the outage began, not before
+    assert 0 < float(result.verdicts["fallover"].measured) <= longest + 0.5  # type: ignore[arg-type]
+    assert {"timeline.json", "verdicts.json", "report.txt", "timeline.svg", "load.jsonl"} <= \
+        {p.name for p in result.run_dir.iterdir()}
+
+
+@pytest.fixture
+def rotating() -> Iterator[LocalTestbed]:
+    tb = LocalTestbed(load_topology(ROTATING))
+    tb.down()
+    try:
+        tb.up()
+        yield tb
+    finally:
+        tb.down()
+
+
+def test_a_rotating_group_stays_where_it_fell_over_to(rotating: LocalTestbed, tmp_path: Path) -> None:
+    result = Runner(rotating, tmp_path).run(Case("node_power_off", Target(node="node1")))
+    assert result.passed, result.report()
+    policy = result.verdicts["policy"]
+    assert policy.valid is True and "rotating" in policy.explanation and "node2" in policy.explanation, \
+        policy.explanation
