@@ -47,6 +47,7 @@ class ClusterPoller:
         self._thread: threading.Thread | None = None
         self._last: ClusterState | None = None
         self._redundant: bool | None = None
+        self._why: str | None = None
         self._failed_seen: set[str] = set()
         self._heals_seen = 0
         self.errors = 0
@@ -89,9 +90,11 @@ class ClusterPoller:
         why = degraded_reason(self.driver, s, self._adapters_down())
         if why is None and self._redundant is not True:
             self.timeline.add(CLUSTER_REDUNDANT, s.seen_from)
-        elif why is not None and self._redundant is not False:
+        elif why is not None and (self._redundant is not False or why != self._why):
+            # every new reason is recorded: the last one says what kept the cluster from recovering
             self.timeline.add(CLUSTER_DEGRADED, s.seen_from, why=why)
         self._redundant = why is None
+        self._why = why
 
     def _adapters_down(self) -> list[str]:
         links = getattr(self.driver.testbed, "adapter_states", None)
