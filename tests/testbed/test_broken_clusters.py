@@ -11,7 +11,7 @@ from harness.faults import Target
 from harness.plan import Case
 from harness.runner import Runner
 from harness.testbed.local import LocalTestbed
-from harness.topology import load_topology
+from own_testbed import separate_testbed
 
 pytestmark = pytest.mark.testbed
 
@@ -20,13 +20,8 @@ BROKEN = Path(__file__).resolve().parent.parent / "data" / "broken"
 
 @pytest.fixture
 def broken(request: pytest.FixtureRequest) -> Iterator[LocalTestbed]:
-    tb = LocalTestbed(load_topology(BROKEN / f"{request.param}.yaml"))
-    tb.down()
-    try:
-        tb.up()
+    with separate_testbed(BROKEN / f"{request.param}.yaml") as tb:
         yield tb
-    finally:
-        tb.down()
 
 
 @pytest.mark.parametrize("broken", ["sticky"], indirect=True)

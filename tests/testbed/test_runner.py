@@ -13,7 +13,7 @@ from harness.probe import load_samples, outages
 from harness.runner import Runner
 from harness.testbed.base import Testbed
 from harness.testbed.local import LocalTestbed
-from harness.topology import load_topology
+from own_testbed import separate_testbed
 
 pytestmark = pytest.mark.testbed
 
@@ -35,13 +35,8 @@ def test_power_off_under_load_verdicts_match_the_probe(testbed: Testbed, tmp_pat
 
 @pytest.fixture
 def rotating() -> Iterator[LocalTestbed]:
-    tb = LocalTestbed(load_topology(ROTATING))
-    tb.down()
-    try:
-        tb.up()
+    with separate_testbed(ROTATING) as tb:
         yield tb
-    finally:
-        tb.down()
 
 
 def test_a_rotating_group_stays_where_it_fell_over_to(rotating: LocalTestbed, tmp_path: Path) -> None:

@@ -1,0 +1,22 @@
+"""Helpers for tests that need a testbed of their own beside the session's (another topology)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+from harness.testbed.local import LocalTestbed
+from harness.topology import load_topology
+
+
+@contextmanager
+def separate_testbed(topology_file: Path) -> Iterator[LocalTestbed]:
+    """Up from scratch (its own names, from the topology's name), and down whatever happens."""
+    tb = LocalTestbed(load_topology(topology_file))
+    tb.down()
+    try:
+        tb.up()
+        yield tb
+    finally:
+        tb.down()

@@ -1,0 +1,165 @@
+"""Checkers judged on literal histories (requests, lost writes, split brain, redundancy, policy)."""
+
+from __future__ import annotations
+
+from checker_history import *  # noqa: F401,F403  (the helpers and the names they use)
+
+
+
+
+# -- failed requests ------------------------------------------------------------------------------
+
+
+def _load() -> list[Request]:
+    return [req(i * 0.1, "put" if i % 2 else "get", ok=not 10 <= i < 14, key=f"k{i}", value="v",
+                error=None if not 10 <= i < 14 else "ConnectionRefusedError") for i in range(40)]
+
+
+def test_failed_requests_is_informational_without_a_limit() -> None:
+    v = check_failed_requests(ctx(requests=_load() + [req(30, "verify", ok=False, key="k1")]))
+    assert v.valid is True and v.measured == 4 and v.limit is None
+    assert "4 of 40 load requests failed (10.00%; get 2/20, put 2/20)" in v.explanation
+    assert "ConnectionRefusedError (4x)" in v.explanation
+
+
+def test_failed_requests_above_a_limit_are_caught() -> None:
+    assert check_failed_requests(ctx(requests=_load(), max_failed_requests=3)).valid is False
+    share = check_failed_requests(ctx(requests=_load(), max_failed_share=0.2))
+    assert share.valid is True and share.measured == pytest.approx(0.1) and share.unit == "share"
+
+
+def test_failed_requests_without_load_but_with_a_limit_is_unknown() -> None:
+    assert check_failed_requests(ctx(max_failed_requests=0)).valid == UNKNOWN
+    assert check_failed_requests(ctx()).valid is True
+
+
+# -- lost writes ----------------------------------------------------------------------------------
+
+
+def test_no_lost_writes() -> None:
+    rs = [req(1, key="a", value="1"), req(2, key="b", value="2"), req(3, ok=False, key="c", value="3"),
+          req(30, "verify", key="a", value="1"), req(30, "verify", key="b", value="2")]
+    v = check_lost_writes(ctx(requests=rs))
+    assert v.valid is True and v.measured == 0 and "all 2 acknowledged" in v.explanation
+
+
+def test_lost_writes_are_caught() -> None:
+    rs = [req(1, key="a", value="1"), req(2, key="b", value="2"), req(3, key="c", value="3"),
+          req(4, key="d", value="4"),
+          req(30, "verify", key="a", value="1"),
+          req(30, "verify", key="b", value="stale"),                       # different value
+          req(31, "verify", ok=False, key="c", status=404, error="HTTP 404: no such key")]  # failed; d: missing
+    v = check_lost_writes(ctx(requests=rs))
+    assert v.valid is False and v.measured == 3
+    assert "3 of 4 acknowledged writes lost" in v.explanation
+    assert "'stale'" in v.explanation and "HTTP 404" in v.explanation and "d (acknowledged at +4.00 s, no verify" \
+        in v.explanation
+
+
+def test_lost_writes_last_verify_decides() -> None:
+    rs = [req(1, key="a", value="1"), req(30, "verify", ok=False, key="a", error="timed out"),
+          req(31, "verify", key="a", value="1")]
+    assert check_lost_writes(ctx(requests=rs)).valid is True
+
+
+def test_lost_writes_without_verify_records_is_unknown() -> None:
+    v = check_lost_writes(ctx(requests=[req(1, key="a", value="1")]))
+    assert v.valid == UNKNOWN and "no verify records" in v.explanation
+
+
+# -- split brain ----------------------------------------------------------------------------------
+
+
+def test_clean_handover_is_no_split_brain() -> None:
+    v = check_split_brain(ctx())
+    assert v.valid is True and v.measured == 0
+
+
+def test_two_macs_for_the_vip_are_caught() -> None:
+    both = [ev(5.0 + i * 0.2, ARP_REPLY, ip=VIP, mac=mac) for i in range(3) for mac in (MAC1, MAC2)]
+    v = check_split_brain(ctx(history(extra=both)))
+    assert v.valid is False and VIP in v.explanation and MAC1 in v.explanation and MAC2 in v.explanation
+
+
+def test_group_split_event_is_caught() -> None:
+    v = check_split_brain(ctx(history(extra=[ev(3.5, CLUSTER_GROUP_SPLIT, group="app", nodes=["node1", "node2"])])))
+    assert v.valid is False and "active on node1+node2" in v.explanation
+
+
+def test_interleaved_probe_answers_are_caught() -> None:
+    flip = probe(-2, 0, True, "node1") + probe(0, 0.1, True, "node2") + probe(0.1, 0.2, True, "node1") \
+        + probe(0.2, 2, True, "node2")
+    v = check_split_brain(ctx(history(samples=flip)))
+    assert v.valid is False and "probe answered by node1, then node2, then node1" in v.explanation
+
+
+def test_interleaving_needs_both_ends_within_the_window() -> None:
+    failback = [(0.0, "a"), (0.9, "b"), (1.6, "b"), (2.0, "a")]
+    assert interleaved(failback, 1.0) is None
+    assert interleaved([(0.0, "a"), (0.3, "b"), (0.6, "a")], 1.0) == (0.0, "a", "b", 0.6)
+
+
+def test_split_brain_without_evidence_is_unknown() -> None:
+    assert check_split_brain(Context(timeline=Timeline(events=[ev(0, FAULT_INJECTED)]))).valid == UNKNOWN
+
+
+# -- redundancy -----------------------------------------------------------------------------------
+
+
+def test_redundancy_restored_in_time() -> None:
+    v = check_redundancy_restored(ctx())
+    assert v.valid is True and v.measured == pytest.approx(5.0) and "healed at +10.00 s" in v.explanation
+
+
+def test_redundancy_late_or_missing_is_caught() -> None:
+    late = check_redundancy_restored(ctx(history(replace={"redundant": [ev(45, CLUSTER_REDUNDANT)]})))
+    assert late.valid is False and late.measured == pytest.approx(35.0)
+    missing = check_redundancy_restored(ctx(history(replace={"redundant": []})))
+    assert missing.valid is False and "never became fully redundant" in missing.explanation
+
+
+def test_redundancy_without_heal_is_unknown() -> None:
+    assert check_redundancy_restored(ctx(history(replace={"heal": []}))).valid == UNKNOWN
+
+
+# -- policy ---------------------------------------------------------------------------------------
+
+
+def test_cascading_group_back_on_node1() -> None:
+    v = check_policy(ctx())
+    assert v.valid is True and v.measured == "node1" and v.limit == "node1"
+
+
+def test_cascading_group_not_back_on_node1_is_caught() -> None:
+    v = check_policy(ctx(history(replace={"rejoin": [ev(12, CLUSTER_NODE_JOINED, "node1")]})))
+    assert v.valid is False and v.measured == "node2" and v.limit == "node1"
+    assert "node1 is online, which rejoined at +12.00 s" in v.explanation
+
+
+def test_cascading_stays_on_node2_while_node1_is_down() -> None:
+    v = check_policy(ctx(history(replace={"heal": [], "rejoin": [], "redundant": []})))
+    assert v.valid is True and v.measured == "node2"
+
+
+def test_rotating_group_stays_after_reintegration() -> None:
+    v = check_policy(ctx(history(replace={"rejoin": [ev(12, CLUSTER_NODE_JOINED, "node1")]}), policy="rotating"))
+    assert v.valid is True and v.measured == "node2"
+
+
+def test_rotating_group_that_moved_back_is_caught() -> None:
+    v = check_policy(ctx(policy="rotating"))
+    assert v.valid is False and v.measured == "node1" and v.limit == "node2" and "moved from node2" in v.explanation
+
+
+def test_policy_without_topology_is_unknown() -> None:
+    assert check_policy(Context(timeline=history())).valid == UNKNOWN
+
+
+def test_a_dropped_connectivity_attribute_is_a_notification_but_a_zero_fail_count_is_not() -> None:
+    dead_switch = [ev(3.2, NOTIFICATION, "node1", kind="attribute", attribute_name="reach-service",
+                      attribute_value="0")]
+    v = check_notification(ctx(history(replace={"notify": dead_switch})))
+    assert v.valid is True and v.measured == pytest.approx(3.2) and "reach-service=0" in v.explanation
+    cleared = [ev(3.2, NOTIFICATION, "node1", kind="attribute", attribute_name="fail-count-app-app",
+                  attribute_value="0")]
+    assert check_notification(ctx(history(replace={"notify": cleared}))).valid is False
