@@ -49,9 +49,13 @@ def test_a_pulled_standby_cable_is_a_corosync_links_error_on_every_node(testbed:
     def failed() -> list[Finding]:
         return [f for f in audit_live(testbed, cluster, checks=["corosync-links"]) if f.failed]
 
+    def failed_everywhere() -> list[Finding] | None:
+        found = failed()
+        return found if len(found) == len(testbed.topology.node_names) else None
+
     with Nemesis(testbed).inject("adapter_down", node="node2", network="standby"):
         # knet notices on each node at its own moment: wait until every node has
-        bad = wait_until(lambda: (found := failed()) if len(found) == 3 else None, timeout=20, interval=0.5,
+        bad = wait_until(failed_everywhere, timeout=20, interval=0.5,
                          what="corosync on every node to report the pulled standby cable")
     assert sorted(f.subject for f in bad) == ["node1", "node2", "node3"]
     detail = next(f.detail for f in bad if f.subject == "node2")
