@@ -7,6 +7,7 @@ testbed address or route and no test packet can leave this machine.
 from __future__ import annotations
 
 import errno
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 
@@ -17,6 +18,7 @@ from pyroute2.netlink.exceptions import NetlinkError
 # and would run the harness's cleanup code (tearing the testbed down) from a fork.
 config.disable_mp_signal = True
 
+from harness.errors import TestbedError
 from harness.testbed.layout import Layout
 
 
@@ -72,8 +74,7 @@ def attach_node(layout: Layout, node: str, pid: int) -> None:
     with _ns(layout.net_ns) as ns:
         for net in topo.networks:
             veth = layout.veth(node, net.name)
-            if ns.link_lookup(ifname=veth):  # left by a previous incarnation of this node
-                ns.link("del", index=_index(ns, veth))
+            _remove_stale(ns, veth)
             ns.link("add", ifname=veth, kind="veth", peer={"ifname": net.name, "net_ns_pid": pid})
             ns.link("set", index=_index(ns, veth), master=_index(ns, net.name), state="up")
     with _ns(f"/proc/{pid}/ns/net") as nns:
@@ -82,6 +83,20 @@ def attach_node(layout: Layout, node: str, pid: int) -> None:
             nic = _index(nns, net.name)
             _add_address(nns, nic, str(topo.address(node, net.name)), net.subnet.prefixlen)
             nns.link("set", index=nic, state="up")
+
+
+def _remove_stale(ns: NetNS, ifname: str, timeout: float = 10.0) -> None:
+    """A previous incarnation's port: the kernel removes it with the dead netns, asynchronously,
+    so it may vanish between our lookup and our delete. Either way it must be gone before the add."""
+    deadline = time.monotonic() + timeout
+    while ns.link_lookup(ifname=ifname):
+        try:
+            ns.link("del", index=_index(ns, ifname))
+        except (LookupError, NetlinkError):
+            pass  # gone by itself meanwhile
+        if time.monotonic() > deadline:
+            raise TestbedError(f"stale port {ifname} of a previous node incarnation would not go away")
+        time.sleep(0.02)
 
 
 def _add_address(ns: NetNS, index: int, address: str, prefixlen: int) -> None:

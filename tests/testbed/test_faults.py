@@ -33,6 +33,8 @@ def links(tb: LocalTestbed, node: str) -> dict[str, str]:
 
 def can_ping(tb: LocalTestbed, src: str, dst_ip: str) -> bool:
     t = tb.client() if src == "client" else tb.node(src)
+    # a node restarted by an earlier test has new MACs: resolve afresh rather than trust the cache
+    t.run(["ip", "neigh", "flush", "to", dst_ip], timeout=10, check=False)
     return t.run(["ping", "-c", "1", "-W", "1", dst_ip], timeout=10, check=False).ok
 
 
