@@ -31,9 +31,9 @@ def main() -> int:
             if case.fault in seen or case.fault == "rolling_restart":
                 continue  # one target per fault; a rolling restart is a procedure, timed by the suites
             seen.add(case.fault)
-            tb.up(placement=False)
+            tb.up()  # whole, and every group home (a planned move needs somewhere to go)
             inj = nemesis.start(case.fault, **case.target.to_dict())
-            time.sleep(1.0)
+            time.sleep(6.0)  # longer than detection + fencing: a heal before the cluster noticed is not a fault
             nemesis.heal(inj)
             figures[f"{case.fault}_inject_s"] = inj.inject_s
             figures[f"{case.fault}_heal_s"] = inj.heal_s or 0.0

@@ -116,7 +116,12 @@ class PacemakerDriver:
         if s is not None and s.failed_actions:
             progress(f"cleaning up {len(s.failed_actions)} failed action(s)")
             self.cleanup()
-        return self.wait_settled(timeout=timeout, progress=progress, placement=placement)
+        state = self.wait_settled(timeout=timeout, progress=progress, placement=placement)
+        # A node killed and restarted within the token timeout still looks online to its peers
+        # while its own stack is starting: whole means every running node answers for itself too.
+        self.wait_until(lambda _: all(v is not None and v.dc is not None for v in self.views().values()),
+                        timeout=timeout, what="every running node answering crm_mon", progress=progress)
+        return state
 
     # -- steering -------------------------------------------------------------------------------
 
