@@ -29,7 +29,7 @@ from harness.plan import Case, Expected, expect
 from harness.poller import ClusterPoller
 from harness.probe import Probe, load_samples, transitions
 from harness.testbed.base import Testbed
-from harness.timeline import TEST_MARK, Timeline, load_requests
+from harness.timeline import CLUSTER_GROUP_STARTED, TEST_MARK, Timeline, load_requests
 from harness.wait import wait_until
 
 # Which verdicts decide the test, per expected outcome (the others are recorded as information).
@@ -206,6 +206,9 @@ class Runner:
         if expected.outcome == "fallover":
             try:
                 self._wait_probe_ok(probe, expected.takeover, timeout=sla.max_fallover_s + 10, after=fault_mono)
+                # and until the poller has seen it too, so the recording orders takeover before heal
+                wait_until(lambda: timeline.first(CLUSTER_GROUP_STARTED, after=fault_mono, node=expected.takeover),
+                           timeout=10, interval=0.05, what=f"the poller to see {expected.group} on {expected.takeover}")
             except WaitTimeout:
                 pass  # the checkers say what happened instead; healing must go on
         elif expected.outcome == "outage":

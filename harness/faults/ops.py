@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from harness.errors import FalloverError, TransportError
+import time
+
+from harness.errors import FalloverError, TestbedError, TransportError
 from harness.testbed.base import Testbed
 
 
@@ -32,18 +34,30 @@ def signal_processes(testbed: Testbed, node: str, comm: str, sig: str) -> list[i
 
 
 def make_whole(testbed: Testbed, node: str) -> None:
-    """Power on / thaw / restart the cluster software, whichever the node needs."""
+    """Power on / thaw / restart the cluster software, whichever the node needs.
+
+    The cluster may fence the node while we look at it (that is what it is for): then we look
+    again and power it on.
+    """
+    for attempt in range(5):
+        try:
+            _make_whole_once(testbed, node)
+            return
+        except (TransportError, TestbedError):
+            if attempt == 4:
+                raise
+            time.sleep(0.5)
+
+
+def _make_whole_once(testbed: Testbed, node: str) -> None:
     if not testbed.running(node):
         testbed.power_on(node)
         return
     thaw = getattr(testbed, "thaw", None)
     if thaw is not None:
         thaw(node)
-    try:
-        running = pids(testbed, node, "corosync") and pids(testbed, node, "pacemakerd") \
-            and pids(testbed, node, "pacemaker-controld")
-    except TransportError:
-        running = False
+    running = pids(testbed, node, "corosync") and pids(testbed, node, "pacemakerd") \
+        and pids(testbed, node, "pacemaker-controld")
     if not running:
         # a half-dead stack (corosync gone, pacemaker lingering) is restarted as a whole
         for comm in ("pacemakerd", "pacemaker-controld", "pacemaker-based", "pacemaker-fenced",
