@@ -47,12 +47,9 @@ def run(*argv: str) -> subprocess.CompletedProcess[str]:
 
 
 def mount_options(path: Path) -> list[str] | None:
-    with open("/proc/mounts", encoding="utf-8") as mounts:
-        for line in mounts:
-            fields = line.split()
-            if fields[1] == str(path):
-                return fields[3].split(",")
-    return None
+    """Options of the mount at `path`, or None if nothing is mounted there."""
+    entry = faultdisk.mount_entry(path)
+    return entry[1] if entry else None
 
 
 def is_readonly(options: list[str] | None) -> bool:

@@ -235,17 +235,29 @@ def force_ok(pid: int, mountpoint: Path | None = None, timeout: float = 5.0) -> 
         time.sleep(0.005)
 
 
-def is_mounted(mountpoint: Path) -> bool:
-    """Whether a FUSE filesystem is mounted at `mountpoint` (in this mount namespace)."""
+def _mounts_at(mountpoint: Path) -> list[tuple[str, list[str]]]:
+    """(fstype, options) of every mount at `mountpoint` in this mount namespace, bottom first."""
     target = os.path.realpath(mountpoint)
+    found = []
     with open("/proc/mounts", encoding="utf-8") as mounts:
         for line in mounts:
             fields = line.split()
             # /proc/mounts escapes space, tab, newline and backslash as octal (\040)
             path = re.sub(r"\\([0-7]{3})", lambda m: chr(int(m[1], 8)), fields[1])
-            if fields[2].startswith("fuse") and path == target:
-                return True
-    return False
+            if path == target:
+                found.append((fields[2], fields[3].split(",")))
+    return found
+
+
+def mount_entry(mountpoint: Path) -> tuple[str, list[str]] | None:
+    """(fstype, options) of the visible (topmost) mount at `mountpoint`, or None."""
+    found = _mounts_at(mountpoint)
+    return found[-1] if found else None
+
+
+def is_mounted(mountpoint: Path) -> bool:
+    """Whether a FUSE filesystem is mounted at `mountpoint` (in this mount namespace)."""
+    return any(fstype.startswith("fuse") for fstype, _ in _mounts_at(mountpoint))
 
 
 def wait_mounted(mountpoint: Path, timeout: float,

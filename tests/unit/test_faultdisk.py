@@ -49,12 +49,8 @@ def run(*argv: str) -> subprocess.CompletedProcess[str]:
 
 def mount_options(path: Path) -> list[str] | None:
     """Options of the mount at `path`, or None if nothing is mounted there."""
-    with open("/proc/mounts", encoding="utf-8") as mounts:
-        for line in mounts:
-            fields = line.split()
-            if fields[1] == str(path):
-                return fields[3].split(",")
-    return None
+    entry = faultdisk.mount_entry(path)
+    return entry[1] if entry else None
 
 
 def mount_ext4(device: str, path: Path) -> None:
