@@ -11,6 +11,7 @@ from harness.testbed.base import Progress, Testbed, quiet
 from harness.wait import wait_until
 
 CRM_MON = ["crm_mon", "--one-shot", "--inactive", "--output-as=xml"]
+CRM_EX_DISCONNECT = 102  # pacemaker's exit code for "not connected" (the CIB or a daemon is not up yet)
 
 
 class PacemakerDriver:
@@ -125,14 +126,30 @@ class PacemakerDriver:
 
     # -- steering -------------------------------------------------------------------------------
 
-    def _crm(self, argv: list[str], timeout: float = 30.0) -> None:
-        for node in self._query_order():
-            try:
-                self.testbed.node(node).run(argv, timeout=timeout)
-                return
-            except TransportError:
-                continue
-        raise TransportError("cluster", "no running node to run " + " ".join(argv))
+    def _crm(self, argv: list[str], timeout: float = 30.0, *, connect_timeout: float = 60.0) -> None:
+        """Run a cluster command on the first node that can take it.
+
+        A node that was just powered on answers 102 (CRM_EX_DISCONNECT: "Could not connect to
+        the CIB") until its own CIB manager is up: that is "not yet", not the cluster's answer.
+        Such a node is skipped, and the command retried on every node until ``connect_timeout``;
+        any other failure is the cluster's answer and raised as it is.
+        """
+        deadline = time.monotonic() + connect_timeout
+        while True:
+            last: Exception | None = None
+            for node in self._query_order():
+                try:
+                    self.testbed.node(node).run(argv, timeout=timeout)
+                    return
+                except TransportError as e:
+                    last = e
+                except CommandFailed as e:
+                    if e.result.exit_status != CRM_EX_DISCONNECT:
+                        raise
+                    last = e
+            if time.monotonic() >= deadline:
+                raise last or TransportError("cluster", "no running node to run " + " ".join(argv))
+            time.sleep(0.5)
 
     def move_group(self, group: str, node: str, *, timeout: float = 60.0,
                    progress: Progress = quiet) -> ClusterState:
