@@ -214,6 +214,11 @@ def runner(testbed: Testbed, run_dir: Path, pytestconfig: pytest.Config, request
                   users=pytestconfig.getoption("--users"), log=log)
 
 
+class CaseError(Exception):
+    """A case that could not be judged as a test of the cluster (setup failed, fault had no effect, a bug
+    of ours). Not an AssertionError, so allure calls it "broken"; the plugin reports it as ERROR."""
+
+
 def attach(result) -> None:  # type: ignore[no-untyped-def]
     """Evidence of one case into allure (a no-op without --alluredir)."""
     try:
@@ -225,3 +230,27 @@ def attach(result) -> None:  # type: ignore[no-untyped-def]
         path = result.run_dir / name
         if path.exists():
             allure.attach.file(str(path), name=name, attachment_type=kind)
+
+
+def assert_case(result, message: str = "") -> None:  # type: ignore[no-untyped-def]
+    """Attach the evidence, then PASS, FAIL (AssertionError) or ERROR (CaseError) as the case ended."""
+    attach(result)
+    text = (message + "\n" if message else "") + result.report()
+    if result.status == "ERROR":
+        raise CaseError(text)
+    assert result.passed, text
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]):  # type: ignore[no-untyped-def]
+    outcome = yield
+    rep = outcome.get_result()
+    if call.excinfo is not None and call.excinfo.errisinstance(CaseError):
+        rep.fallover_error = True
+
+
+def pytest_report_teststatus(report: pytest.TestReport, config: pytest.Config):  # type: ignore[no-untyped-def]
+    """A CaseError is counted and shown as an ERROR, not as a FAIL of the cluster."""
+    if report.when == "call" and report.failed and getattr(report, "fallover_error", False):
+        return "error", "E", "ERROR"
+    return None

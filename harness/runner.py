@@ -6,6 +6,12 @@ outcome (or hold, for faults a cluster must ride out);  5. heal;  6. recover as 
 would (clean up failed actions) and wait for full redundancy;  7. read back every
 acknowledged write;  8. stop the recording, save the run directory, judge it with checkers.
 The fault is healed and every process stopped on every exit path.
+
+Every step is bounded and runs inside ``Steps`` (harness/steps.py): a step the cluster
+answers with a failure becomes a verdict naming the step, the command and the answer; a bug
+of ours makes the case an ERROR. When an outcome does not come, the cluster is asked why
+(harness/diagnosis.py) and its answer goes into the report. The evidence (timeline,
+verdicts, report, plot) is written in a ``finally``, whatever happened.
 """
 
 from __future__ import annotations
@@ -19,7 +25,9 @@ from typing import Any
 
 from harness.arpwatch import ArpWatch
 from harness.audits.logs import LogAudit, expected_for
-from harness.checkers import CHECKERS, UNKNOWN, Context, Verdict, check_safe
+from harness.case_result import CaseResult
+from harness.checkers import CHECKERS, Context, Verdict, check_safe
+from harness.diagnosis import diagnose
 from harness.drivers.pacemaker import PacemakerDriver
 from harness.errors import FalloverError, WaitTimeout
 from harness.faults import FAULTS, Nemesis
@@ -29,7 +37,8 @@ from harness.plan import Case, Expected, expect
 from harness.poller import ClusterPoller
 from harness.probe import Probe, load_samples, transitions
 from harness.testbed.base import Testbed
-from harness.timeline import CLUSTER_GROUP_STARTED, TEST_MARK, Timeline, load_requests
+from harness.steps import Steps
+from harness.timeline import CLUSTER_GROUP_STARTED, FAULT_INJECTED, TEST_MARK, Timeline, load_requests
 from harness.wait import wait_until
 
 # Which verdicts decide the test, per expected outcome (the others are recorded as information).
@@ -40,36 +49,31 @@ ASSERTED: dict[str, tuple[str, ...]] = {
     "outage": ("detection", "notification", "lost_writes", "split_brain", "redundancy_restored", "policy"),
     "planned": ("outage", "lost_writes", "split_brain", "redundancy_restored", "policy"),
 }
+PROBE_HZ = 100.0  # harness.probe's default schedule
 
 
 @dataclass
-class CaseResult:
+class _Case:
+    """What one run of a case holds while it runs: the recorders exist only once their step succeeded."""
+
     case: Case
-    expected: Expected
-    verdicts: dict[str, Verdict]
     run_dir: Path
-    asserted: tuple[str, ...]
+    steps: Steps
+    t_start: float
+    timeline: Timeline
+    expected: Expected | None = None
+    nemesis: Nemesis | None = None
+    poller: ClusterPoller | None = None
+    probe: Probe | None = None
+    arp: ArpWatch | None = None
+    load: Load | None = None
+    audit: LogAudit | None = None
+    macs: dict[str, str] = field(default_factory=dict)
+    fault_mono: float | None = None
+    missed: bool = False  # the expected outcome did not come by its deadline
+    diagnosis: dict[str, list[str]] = field(default_factory=dict)  # step → the cluster's account at its deadline
+    counts: dict[str, int] = field(default_factory=dict)
     timings: dict[str, float] = field(default_factory=dict)
-    extra_findings: list[str] = field(default_factory=list)
-
-    @property
-    def failures(self) -> list[Verdict]:
-        return [v for n, v in self.verdicts.items() if n in self.asserted and v.valid is not True]
-
-    @property
-    def passed(self) -> bool:
-        return not self.failures and not self.extra_findings
-
-    def report(self) -> str:
-        """What was done, what was expected, what was measured: the lines of an engineer's report."""
-        lines = [f"{self.case.fault} on {self.case.target.label} under load; expected: {self.expected.describe()}"]
-        for name, v in self.verdicts.items():
-            mark = ("FAIL" if v.valid is False else "UNKNOWN" if v.valid == UNKNOWN else "ok") \
-                if name in self.asserted else "info"
-            lines.append(f"  [{mark:>7}] {name}: {v.explanation}")
-        lines += [f"  [   FAIL] {f}" for f in self.extra_findings]
-        lines.append(f"  evidence: {self.run_dir}")
-        return "\n".join(lines)
 
 
 class Runner:
@@ -84,109 +88,204 @@ class Runner:
         self.log = log
 
     def run(self, case: Case, *, asserted: tuple[str, ...] | None = None) -> CaseResult:
-        """Run one case; ``asserted`` narrows which verdicts decide it (default: by expected outcome)."""
-        topo, tb = self.topology, self.testbed
-        sla = topo.sla
-        self.log(f"{case.id}: making the cluster whole")
-        t_start = time.monotonic()
-        state = self._reset()
-        home = {g.name: state.group_node(g.name) or g.nodes[0] for g in topo.groups}
-        expected = expect(topo, case, home)[0]  # load and probe watch the first group
-        group = topo.group(expected.group)
-        base = f"http://{group.service_ip}:{group.application.port}"
+        """Run one case; ``asserted`` narrows which verdicts decide it (default: by expected outcome).
+
+        Whatever the cluster or the harness does, the case ends with its evidence saved and a
+        PASS, FAIL or ERROR; only Ctrl-C propagates (after healing and saving).
+        """
         run_dir = self._run_dir(case)
-        timeline = Timeline(meta={"case": case.id, "fault": case.fault, "target": case.target.to_dict(),
-                                  "expected": asdict(expected), "started_wall": time.time()})
-        nemesis = Nemesis(tb, timeline, log=self.log)
-        timings: dict[str, float] = {}
-        poller = ClusterPoller(self.driver, timeline, tails=testbed_tails(tb))
-        probe = Probe(tb, url=f"{base}/health", out=run_dir / "probe.jsonl")
-        arp = ArpWatch(tb, iface=group.network, ips=[str(group.service_ip)], out=run_dir / "arp.jsonl")
-        load = Load(tb, log=run_dir / "load.jsonl", host=base, users=self.users, run_id=run_dir.name) \
-            if self.load else None
-        macs: dict[str, str] = self._macs(group.network)
-        fault_mono = None
-        audit = LogAudit(tb)  # type: ignore[arg-type]
-        audit.mark()
-        timings["reset_s"] = time.monotonic() - t_start
+        c = _Case(case, run_dir, Steps(run_dir / "harness-error.txt"), t_start=time.monotonic(),
+                  timeline=Timeline(meta={"case": case.id, "fault": case.fault, "target": case.target.to_dict(),
+                                          "started_wall": time.time()}))
+        result: CaseResult | None = None
         try:
-            poller.start()
-            for proc in (probe, arp, load):
+            self._record_and_break(c)
+        finally:
+            self._wind_down(c)
+            result = self._judge(c, asserted)
+        return result
+
+    # -- the case, step by step -------------------------------------------------------------------
+
+    def _record_and_break(self, c: _Case) -> None:
+        topo, tb, steps, timeline = self.topology, self.testbed, c.steps, c.timeline
+        sla = topo.sla
+        self.log(f"{c.case.id}: making the cluster whole")
+        with steps("make the cluster whole"):
+            state = self._reset()
+            home = {g.name: state.group_node(g.name) or g.nodes[0] for g in topo.groups}
+            c.expected = expect(topo, c.case, home)[0]  # load and probe watch the first group
+            timeline.meta["expected"] = asdict(c.expected)
+        c.timings["reset_s"] = time.monotonic() - c.t_start
+        if steps.failed("make the cluster whole") or c.expected is None:
+            self._diagnose(c, "make the cluster whole", None)
+            return
+        group = topo.group(c.expected.group)
+        base = f"http://{group.service_ip}:{group.application.port}"
+        with steps("start the recording"):
+            c.nemesis = Nemesis(tb, timeline, log=self.log)
+            c.poller = ClusterPoller(self.driver, timeline, tails=testbed_tails(tb))
+            c.probe = Probe(tb, url=f"{base}/health", out=c.run_dir / "probe.jsonl")
+            c.arp = ArpWatch(tb, iface=group.network, ips=[str(group.service_ip)], out=c.run_dir / "arp.jsonl")
+            c.load = Load(tb, log=c.run_dir / "load.jsonl", host=base, users=self.users,
+                          run_id=c.run_dir.name) if self.load else None
+            c.macs = self._macs(group.network)
+            c.audit = LogAudit(tb)  # type: ignore[arg-type]
+            c.audit.mark()
+            c.poller.start()
+            for proc in (c.probe, c.arp, c.load):
                 if proc is not None:
                     proc.start()
-            t0 = time.monotonic()
-            timings["start_recording_s"] = t0 - t_start - timings["reset_s"]
-            self._wait_probe_ok(probe, expected.home, timeout=15)
+        if steps.failed("start the recording"):
+            return
+        assert c.probe is not None and c.nemesis is not None
+        with steps("baseline"):
+            self._wait_probe_ok(c.probe, c.expected.home, timeout=15)
             timeline.add(TEST_MARK, None, label="baseline ok")
-            self.log(f"{case.id}: injecting under load")
-            inj = nemesis.start(case.fault, **case.target.to_dict())
-            fault_mono = timeline.first("fault.injected").mono  # type: ignore[union-attr]
-            if case.trigger:
-                nemesis.start(case.trigger, group=group.name)
-            timings["inject_s"] = inj.inject_s
-            self._await_outcome(expected, probe, timeline, fault_mono)
-            timings["fault_s"] = time.monotonic() - fault_mono
-            self.log(f"{case.id}: healing")
-            nemesis.heal_all()
-            t_heal = time.monotonic()
-            self.log(f"{case.id}: recovering")
+        if steps.failed("baseline"):
+            self._diagnose(c, "baseline", group.name)
+            return
+        self.log(f"{c.case.id}: injecting under load")
+        t_inject = time.monotonic()
+        with steps("inject"):
+            c.nemesis.start(c.case.fault, **c.case.target.to_dict())
+            injected = timeline.first(FAULT_INJECTED)
+            c.fault_mono = injected.mono if injected else t_inject
+            if c.case.trigger:
+                c.nemesis.start(c.case.trigger, group=group.name)
+        c.timings["inject_s"] = time.monotonic() - t_inject
+        if steps.failed("inject"):
+            return
+        with steps("wait for the outcome"):
+            self._await_outcome(c)
+        if steps.failed("wait for the outcome") or c.missed:
+            self._diagnose(c, "wait for the outcome", group.name)
+        c.timings["fault_s"] = time.monotonic() - c.fault_mono
+        self.log(f"{c.case.id}: healing")
+        with steps("heal"):
+            c.nemesis.heal_all()
+        t_heal = time.monotonic()
+        self.log(f"{c.case.id}: recovering")
+        timeline.add(TEST_MARK, None, label="recovery start")
+        with steps("operator recovery"):
             tb.up(placement=False)  # power fenced nodes on, clean up failed actions: the operator's steps
             try:  # then give the policy its chance (failback); the policy checker judges the outcome
                 self.driver.wait_settled(timeout=sla.max_recovery_s, placement=True)
             except WaitTimeout:
                 pass
-            self._wait_probe_ok(probe, None, timeout=30)
-            timings["recover_s"] = time.monotonic() - t_heal
-            macs |= self._macs(group.network)  # restarted nodes have new MACs
-            time.sleep(0.5)
-            t_verify = time.monotonic()
-            if load is not None:
-                load.stop()
-                self.log(f"{case.id}: reading back acknowledged writes")
-                verify(tb, load.log, base)
-                self._forget_keys(group.name, run_dir.name)
-            timings["verify_s"] = time.monotonic() - t_verify
-        finally:
-            t_stop = time.monotonic()
-            nemesis.heal_all()
-            for proc in (load, probe, arp):
-                if proc is not None:
+            self._wait_probe_ok(c.probe, None, timeout=30)
+        timeline.add(TEST_MARK, None, label="recovery end")
+        c.timings["recover_s"] = time.monotonic() - t_heal
+        if steps.failed("operator recovery"):
+            self._diagnose(c, "operator recovery", group.name)
+        c.macs |= self._macs(group.network)  # restarted nodes have new MACs
+        time.sleep(0.5)
+        t_verify = time.monotonic()
+        if c.load is not None:
+            with steps("verify writes"):
+                c.load.stop()
+                self.log(f"{c.case.id}: reading back acknowledged writes")
+                verify(tb, c.load.log, base)
+            with steps("forget this case's keys"):
+                self._forget_keys(group.name, c.run_dir.name)
+        c.timings["verify_s"] = time.monotonic() - t_verify
+
+    def _wind_down(self, c: _Case) -> None:
+        """Heal whatever is still injected and stop every recorder: each on its own, none skipped."""
+        t_stop = time.monotonic()
+        if c.nemesis is not None:
+            with c.steps("final heal"):
+                c.nemesis.heal_all()
+        for name, proc in (("load", c.load), ("probe", c.probe), ("ARP watch", c.arp), ("cluster poller", c.poller)):
+            if proc is not None:
+                with c.steps(f"stop the {name}"):
                     proc.stop()
-            poller.stop()
-        timings["stop_recording_s"] = time.monotonic() - t_stop
+        c.timings["stop_recording_s"] = time.monotonic() - t_stop
+
+    def _judge(self, c: _Case, asserted: tuple[str, ...] | None) -> CaseResult:
+        """Verdicts from the recording; the evidence files are written even when judging fails."""
         t_judge = time.monotonic()
-        samples = load_samples(probe.out)
-        timeline.probe.extend(samples)
-        for ev in transitions(samples) + arp.events(macs):
-            timeline.add(ev.kind, ev.node, mono=ev.mono, wall=ev.wall, data=ev.data)
-        timeline.save(run_dir / "timeline.json")
-        requests = load_requests(load.log) if load is not None else []
-        ctx = Context(timeline, requests, topo, fault_start=fault_mono, expectation={
-            "group": expected.group, "expect_fallover": expected.outcome == "fallover",
-            "expected_node": expected.takeover if expected.outcome == "fallover" else expected.home,
-            "fault_node": case.target.node})
-        verdicts = {name: check_safe(fn, ctx, name=name) for name, fn in CHECKERS.items()}
-        if asserted is None:
-            asserted = ASSERTED[expected.outcome]
-            if FAULTS[case.fault].family == "planned":  # nothing failed: nothing to detect or notify
-                asserted = tuple(a for a in asserted if a not in ("detection", "notification"))
-        result = CaseResult(case, expected, verdicts, run_dir, asserted, timings)
-        faults = [case.fault] + ([case.trigger] if case.trigger else [])
-        unexpected = audit.findings(expected_for(*faults))
-        if unexpected:
-            (run_dir / "log-findings.txt").write_text("\n".join(map(str, unexpected)) + "\n")
-            result.extra_findings.append(f"{len(unexpected)} unexpected error line(s) in the cluster's logs, "
-                                         f"first: {unexpected[0]} (all in {run_dir / 'log-findings.txt'})")
-        if load is not None and not any(r.kind == "put" and r.ok for r in requests):
-            errors = [r.error for r in requests if r.kind == "put" and r.error]
-            result.extra_findings.append(
-                "no write was acknowledged during the whole case, so nothing could be judged for lost writes"
-                + (f"; most common error: {max(set(errors), key=errors.count)[:200]}" if errors else ""))
-        self._save(result, timeline, requests)
-        timings["judge_s"] = time.monotonic() - t_judge
-        timings["total_s"] = time.monotonic() - t_start
-        (run_dir / "timings.json").write_text(json.dumps({k: round(v, 3) for k, v in timings.items()}))
+        verdicts: dict[str, Verdict] = {}
+        requests: list[Any] = []
+        findings: list[str] = []
+        with c.steps("judge"):
+            timeline = c.timeline
+            samples = load_samples(c.probe.out) if c.probe is not None and c.probe.out.exists() else []
+            timeline.probe.extend(samples)
+            for ev in transitions(samples) + (c.arp.events(c.macs) if c.arp is not None else []):
+                timeline.add(ev.kind, ev.node, mono=ev.mono, wall=ev.wall, data=ev.data)
+            c.counts.update(self._counts(c, samples))
+            timeline.meta["counts"] = c.counts
+            requests = load_requests(c.load.log) if c.load is not None and c.load.log.exists() else []
+            if c.expected is not None and c.fault_mono is not None:
+                expected = c.expected
+                ctx = Context(timeline, requests, self.topology, fault_start=c.fault_mono, expectation={
+                    "group": expected.group, "expect_fallover": expected.outcome == "fallover",
+                    "expected_node": expected.takeover if expected.outcome == "fallover" else expected.home,
+                    "fault_node": c.case.target.node, "load": self.load})
+                verdicts = {name: check_safe(fn, ctx, name=name) for name, fn in CHECKERS.items()}
+                if c.load is not None and not any(r.kind == "put" and r.ok for r in requests):
+                    errors = [r.error for r in requests if r.kind == "put" and r.error]
+                    findings.append(
+                        "no write was acknowledged during the whole case, so nothing could be judged for lost writes"
+                        + (f"; most common error: {max(set(errors), key=errors.count)[:200]}" if errors else ""))
+        if c.audit is not None and c.fault_mono is not None:
+            with c.steps("audit the logs"):
+                verdicts["logs"] = self._audit_logs(c)
+        names = asserted if asserted is not None else self._asserted(c)
+        after_inject = c.steps.done[[s.name for s in c.steps.done].index("inject") + 1:] \
+            if c.steps.get("inject") else []
+        for s in after_inject:
+            if not s.ok and not s.harness_error:  # the cluster's answer to a step: a verdict of its own
+                why = c.diagnosis.get(s.name, [])
+                told = f"; the cluster says: {'; '.join(why[:3])}" if why else ""
+                verdicts[s.name] = Verdict(s.name, False, None, None, "", f"{s.error or 'failed'}{told}")
+                names = (*names, s.name)
+        c.timings["judge_s"] = time.monotonic() - t_judge
+        c.timings["total_s"] = time.monotonic() - c.t_start
+        result = CaseResult(c.case, c.expected, verdicts, c.run_dir, tuple(names), c.timings, findings,
+                            c.steps.done, c.diagnosis, c.counts)
+        self._save(result, c.timeline, requests)
         return result
+
+    def _asserted(self, c: _Case) -> tuple[str, ...]:
+        if c.expected is None:
+            return ()
+        names = ASSERTED[c.expected.outcome] + ("logs",)
+        if FAULTS[c.case.fault].family == "planned":  # nothing failed: nothing to detect or notify
+            names = tuple(a for a in names if a not in ("detection", "notification"))
+        return names
+
+    def _audit_logs(self, c: _Case) -> Verdict:
+        assert c.audit is not None
+        faults = [c.case.fault] + ([c.case.trigger] if c.case.trigger else [])
+        unexpected = c.audit.findings(expected_for(*faults))
+        if not unexpected:
+            return Verdict("logs", True, 0, 0, "lines", "no unexpected error line in the cluster's logs")
+        (c.run_dir / "log-findings.txt").write_text("\n".join(map(str, unexpected)) + "\n")
+        return Verdict("logs", False, len(unexpected), 0, "lines",
+                       f"{len(unexpected)} unexpected error line(s) in the cluster's logs, first: {unexpected[0]} "
+                       f"(all in {c.run_dir / 'log-findings.txt'})")
+
+    def _counts(self, c: _Case, samples: list[Any]) -> dict[str, int]:
+        """What the recorders lost or could not read: shown in the report, judged by the checkers."""
+        counts = {"poller_errors": c.poller.errors if c.poller is not None else 0,
+                  "timeline_dropped": c.timeline.dropped,
+                  "bad_notification_lines": sum(getattr(t, "bad", 0) for t in (c.poller._tails if c.poller else []))}
+        if len(samples) > 1:  # the probe sends on a fixed 100 Hz schedule: a gap is a slot it skipped
+            span = samples[-1].mono - samples[0].mono
+            counts["probe_skipped"] = max(0, int(round(span * PROBE_HZ)) + 1 - len(samples))
+        return counts
+
+    def _diagnose(self, c: _Case, step: str, group: str | None) -> None:
+        """The cluster's own account of why, at the moment ``step`` ran out; never raises."""
+        try:
+            d = diagnose(self.testbed, group)
+            lines = d.lines + [f"(could not read: {e})" for e in d.errors]
+        except Exception as e:  # a diagnosis is evidence, never a reason to lose the case
+            lines = [f"the cluster could not be asked why: {type(e).__name__}: {e}"]
+        c.diagnosis[step] = lines
+        c.timeline.add("cluster.diagnosis", None, step=step, lines=lines)
 
     # -- steps ----------------------------------------------------------------------------------
 
@@ -201,25 +300,43 @@ class Runner:
                 state = self.driver.move_group(g.name, want)
         return self.driver.state() or state
 
-    def _await_outcome(self, expected: Expected, probe: Probe, timeline: Timeline, fault_mono: float) -> None:
+    def _await_outcome(self, c: _Case) -> None:
+        """Until the expected outcome (or its deadline); a takeover that never comes raises WaitTimeout.
+
+        The deadlines are generous (SLA + 10 s): they bound the case, while the checkers judge
+        the recorded times against the SLA.
+        """
+        assert c.expected is not None and c.probe is not None and c.fault_mono is not None
+        expected, timeline, fault_mono = c.expected, c.timeline, c.fault_mono
         sla = self.topology.sla
         if expected.outcome == "fallover":
             try:
-                self._wait_probe_ok(probe, expected.takeover, timeout=sla.max_fallover_s + 10, after=fault_mono)
+                self._wait_probe_ok(c.probe, expected.takeover, timeout=sla.max_fallover_s + 10, after=fault_mono)
                 # and until the poller has seen it too, so the recording orders takeover before heal
                 wait_until(lambda: timeline.first(CLUSTER_GROUP_STARTED, after=fault_mono, node=expected.takeover),
                            timeout=10, interval=0.05, what=f"the poller to see {expected.group} on {expected.takeover}")
             except WaitTimeout:
-                pass  # the checkers say what happened instead; healing must go on
+                c.missed = True
+                raise WaitTimeout(f"{expected.group} to answer from {expected.takeover} after {c.case.fault} "
+                                  f"on {c.case.target.label}", sla.max_fallover_s + 10,
+                                  self._seen_now(expected.group)) from None
         elif expected.outcome == "outage":
             deadline = time.monotonic() + sla.max_detection_s + 5
             while time.monotonic() < deadline and not timeline.first("cluster.failed_action", after=fault_mono) \
                     and not timeline.first("cluster.node_lost", after=fault_mono) \
                     and not timeline.first("cluster.group_stopped", after=fault_mono):
                 time.sleep(0.1)
+            c.missed = time.monotonic() >= deadline  # the detection verdict says so; the diagnosis says why
             time.sleep(1.0)
         else:  # stay: give the cluster the time it would need to (wrongly) react
             time.sleep(sla.max_detection_s)
+
+    def _seen_now(self, group: str) -> str:
+        try:
+            s = self.driver.state()
+        except Exception as e:  # only words for a message
+            return f"crm_mon failed: {e}"
+        return s.summary() if s is not None else "no node answers crm_mon"
 
     def _wait_probe_ok(self, probe: Probe, node: str | None, *, timeout: float, after: float = 0.0) -> None:
         """Until the probe has a good answer (from ``node``, if given) sent after ``after``."""
@@ -273,16 +390,19 @@ class Runner:
         return d
 
     def _save(self, result: CaseResult, timeline: Timeline, requests: list[Any]) -> None:
+        """Each piece of evidence on its own: one that cannot be written never costs the others."""
         d = result.run_dir
-        (d / "verdicts.json").write_text(json.dumps({
-            "case": result.case.id, "expected": asdict(result.expected), "passed": result.passed,
-            "asserted": list(result.asserted), "timings": result.timings,
-            "verdicts": {n: asdict(v) for n, v in result.verdicts.items()}}, indent=1, default=str))
-        (d / "report.txt").write_text(result.report() + "\n")
+        problems = []
+        for what, write in (("timeline.json", lambda: timeline.save(d / "timeline.json")), ("verdicts", result.save)):
+            try:
+                write()
+            except Exception as e:
+                problems.append(f"{what}: {type(e).__name__}: {e}")
         try:
             from harness.plots import plot_timeline
 
             plot_timeline(timeline, requests, d / "timeline.svg")
         except Exception as e:  # a plot is evidence, never a reason to lose the verdicts
-            (d / "plot-error.txt").write_text(f"{type(e).__name__}: {e}\n")
-
+            problems.append(f"timeline.svg: {type(e).__name__}: {e}")
+        if problems:
+            (d / "evidence-errors.txt").write_text("\n".join(problems) + "\n")

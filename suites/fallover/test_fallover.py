@@ -8,7 +8,7 @@ fallover, client-visible outage, lost writes, split brain, recovery, policy).
 from __future__ import annotations
 
 from harness.plan import Case
-from harness.pytest_plugin import attach
+from harness.pytest_plugin import assert_case
 from harness.runner import Runner
 
 FAMILIES = {"node", "network", "disk", "application", "cluster"}
@@ -16,5 +16,4 @@ FAMILIES = {"node", "network", "disk", "application", "cluster"}
 
 def test_fallover(fallover_case: Case, runner: Runner) -> None:
     result = runner.run(fallover_case)
-    attach(result)
-    assert result.passed, result.report()
+    assert_case(result)

@@ -7,7 +7,7 @@ outage; afterwards the cluster is fully redundant with every group where its pol
 from __future__ import annotations
 
 from harness.plan import Case
-from harness.pytest_plugin import attach
+from harness.pytest_plugin import assert_case
 from harness.runner import Runner
 
 FAMILIES = {"planned"}
@@ -15,5 +15,4 @@ FAMILIES = {"planned"}
 
 def test_maintenance(fallover_case: Case, runner: Runner) -> None:
     result = runner.run(fallover_case)
-    attach(result)
-    assert result.passed, result.report()
+    assert_case(result)

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from harness.faults import Target
 from harness.plan import Case
-from harness.pytest_plugin import attach
+from harness.pytest_plugin import assert_case
 from harness.runner import Runner
 
 FAMILIES = {"node", "network", "disk", "application", "cluster"}
@@ -20,12 +20,10 @@ RECOVERY = ("lost_writes", "split_brain", "redundancy_restored", "policy")
 
 def test_recovery(fallover_case: Case, runner: Runner) -> None:
     first = runner.run(fallover_case, asserted=RECOVERY)
-    attach(first)
-    assert first.passed, first.report()
+    assert_case(first)
     state = runner.driver.state()
     assert state is not None, "no node answers after recovery"
     home = state.group_node(first.expected.group)
     assert home is not None, f"{first.expected.group} is not running after recovery: {state.summary()}"
     second = runner.run(Case("node_power_off", Target(node=home)))
-    attach(second)
-    assert second.passed, "after recovering from the first failure, a second one was not handled:\n" + second.report()
+    assert_case(second, "after recovering from the first failure, a second one was not handled:")

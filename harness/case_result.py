@@ -1,0 +1,92 @@
+"""The outcome of one case — PASS, FAIL or ERROR — and the evidence files that carry it.
+
+PASS: every asserted verdict holds. FAIL: the cluster did something wrong (a verdict is
+false or could not be judged, or a step after the inject got an answer from the cluster
+that breaks the case). ERROR: the case could not be judged as a test of the cluster — the
+cluster could not be made whole before the fault, the fault did not take effect, or the
+harness itself failed. A reader must be able to tell the three apart from the report alone.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+from harness.checkers import UNKNOWN, Verdict
+from harness.plan import Case, Expected
+from harness.steps import Step
+
+Status = Literal["PASS", "FAIL", "ERROR"]
+SETUP_STEPS = ("make the cluster whole", "start the recording", "baseline", "inject")
+"""Steps before the fault is in effect: their failure means the case never tested the cluster."""
+
+
+@dataclass
+class CaseResult:
+    case: Case
+    expected: Expected | None
+    verdicts: dict[str, Verdict]
+    run_dir: Path
+    asserted: tuple[str, ...]
+    timings: dict[str, float] = field(default_factory=dict)
+    extra_findings: list[str] = field(default_factory=list)
+    steps: list[Step] = field(default_factory=list)
+    diagnosis: dict[str, list[str]] = field(default_factory=dict)  # step → the cluster's account
+    counts: dict[str, int] = field(default_factory=dict)
+
+    @property
+    def errors(self) -> list[str]:
+        """Why the case is an ERROR (empty when it is not): harness errors and failed setup steps."""
+        return [f"{s.name}: {s.error}" for s in self.steps
+                if not s.ok and (s.harness_error or s.name in SETUP_STEPS)]
+
+    @property
+    def failures(self) -> list[Verdict]:
+        return [v for n, v in self.verdicts.items() if n in self.asserted and v.valid is not True]
+
+    @property
+    def status(self) -> Status:
+        if self.errors:
+            return "ERROR"
+        return "FAIL" if self.failures or self.extra_findings else "PASS"
+
+    @property
+    def passed(self) -> bool:
+        return self.status == "PASS"
+
+    def report(self) -> str:
+        """What was done, what was expected, what was measured, and why it failed: an engineer's report."""
+        expected = self.expected.describe() if self.expected else "(not derived: the case stopped before)"
+        lines = [f"{self.status}: {self.case.fault} on {self.case.target.label} under load; expected: {expected}"]
+        lines += [f"  [  ERROR] {e}" for e in self.errors]
+        for name, v in self.verdicts.items():
+            mark = ("FAIL" if v.valid is False else "UNKNOWN" if v.valid == UNKNOWN else "ok") \
+                if name in self.asserted else "info"
+            lines.append(f"  [{mark:>7}] {name}: {v.explanation}")
+        lines += [f"  [   FAIL] {f}" for f in self.extra_findings]
+        for step, why in self.diagnosis.items():
+            lines.append(f"  why, as the cluster reported it when '{step}' ran out:")
+            lines += [f"    - {d}" for d in why] or ["    - (it reported nothing out of the ordinary)"]
+        noisy = {k: v for k, v in self.counts.items() if v}
+        if noisy:
+            lines.append("  recording errors: " + ", ".join(f"{k}={v}" for k, v in sorted(noisy.items())))
+        lines.append(f"  evidence: {self.run_dir}")
+        return "\n".join(lines)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"case": self.case.id, "status": self.status, "passed": self.passed,
+                "expected": asdict(self.expected) if self.expected else None,
+                "asserted": list(self.asserted), "timings": self.timings, "errors": self.errors,
+                "verdicts": {n: asdict(v) for n, v in self.verdicts.items()},
+                "extra_findings": self.extra_findings, "diagnosis": self.diagnosis, "counts": self.counts,
+                "steps": [s.to_dict() for s in self.steps]}
+
+    def save(self) -> None:
+        """verdicts.json, report.txt and timings.json: written whatever happened, each on its own."""
+        d = self.run_dir
+        d.mkdir(parents=True, exist_ok=True)
+        (d / "verdicts.json").write_text(json.dumps(self.to_dict(), indent=1, default=str))
+        (d / "report.txt").write_text(self.report() + "\n")
+        (d / "timings.json").write_text(json.dumps({k: round(v, 3) for k, v in self.timings.items()}))
