@@ -1,23 +1,38 @@
-"""Log audit: error lines the cluster, its agents and the app wrote since a mark, minus the known harmless ones."""
+"""Log audit: error lines the cluster, its agents and the app wrote since a mark, minus the ones we can explain.
+
+A bad line is explained by one of three things, each with its reason: it is harmless whatever
+happens (IGNORE), it is the consequence of a fault that was injected (CONSEQUENCES, keyed by
+fault), or it is the noise of a daemon the fault or the recovery disrupted, by construction from
+the timeline (harness.audits.noise). Everything else is a finding. A log that could not be read
+makes the audit unknown, never ok: a wrong path must not audit clean.
+"""
 
 from __future__ import annotations
 
+import os
 import re
+import time
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, Literal, Protocol
 
-__all__ = ["BAD_NEWS", "EXPECTED_BY_FAULT", "IGNORE", "IgnoreRule", "LogAudit", "LogLine", "expected_for", "ignored_by",
-           "is_bad"]
+from harness.audits.noise import Disruption, explain
+from harness.checkers.base import UNKNOWN, Verdict
+
+__all__ = ["BAD_NEWS", "CONSEQUENCES", "IGNORE", "AuditResult", "IgnoreRule", "LogAudit", "LogLine", "Rule",
+           "consequences_for", "expected_for", "ignored_by", "is_bad"]
 
 
 @dataclass(frozen=True)
-class IgnoreRule:
-    """A line that looks bad but is not, and why; a rule without a reason is not accepted in review."""
+class Rule:
+    """A line that looks bad but is explained, and why; a rule without a reason is not accepted in review."""
 
     regex: re.Pattern[str]
     reason: str
+
+
+IgnoreRule = Rule  # the name older callers know
 
 
 @dataclass(frozen=True)
@@ -30,8 +45,8 @@ class LogLine:
         return f"{self.node} {self.file}: {self.line}"
 
 
-def _rule(regex: str, reason: str) -> IgnoreRule:
-    return IgnoreRule(re.compile(regex), reason)
+def _rule(regex: str, reason: str) -> Rule:
+    return Rule(re.compile(regex), reason)
 
 
 BAD_NEWS: tuple[re.Pattern[str], ...] = (
@@ -47,7 +62,7 @@ BAD_NEWS: tuple[re.Pattern[str], ...] = (
     re.compile(r"^Traceback \(most recent call last\):"),
 )
 
-IGNORE: tuple[IgnoreRule, ...] = (
+IGNORE: tuple[Rule, ...] = (
     # The harmless lines of notes/pacemaker-in-namespaces.md §7. Most are warnings, below BAD_NEWS today (none
     # matched an error line in ~40 measured fault runs); listed so a stricter BAD_NEWS does not fail on them.
     _rule(r"Could not increase RLIMIT_MEMLOCK",
@@ -71,32 +86,19 @@ IGNORE: tuple[IgnoreRule, ...] = (
 # device is seeded, so this now means it is missing), "might be active on 2 nodes" (split brain), and
 # "Corosync main process was not scheduled" (a real stall that causes false node losses at token 1000).
 
-_ETHMONITOR_DOWN = r"ethmonitor\(linkmon-\w+\)\[\d+\]:\s+ERROR: Monitoring of linkmon-\w+ failed"
-_CLUSTER_LAYER_GONE = (  # every daemon of the node whose corosync died, and pacemakerd reaping them
-    r"crit: Lost connection to (?:cluster layer|the CIB manager), shutting down",
-    r"error: Connection to the CPG API failed: Library error",
-    r"error: Connection to \S+ (?:IPC failed|closed)",
-    r"error: \S+ IPC provider disconnected while waiting for message",
-    r"crit: Could not connect to Corosync CFG: CS_ERR_LIBRARY",
-    r"error: Could not get executable for PID \d+",
-    r"error: pacemaker-\w+\[\d+\] exited with status 102 \(Not connected\)",
-    # a monitor running on the node at the moment it is killed (fenced / powered off)
-    r"error: Result of \w+ operation for \S+ on \S+: Error \(Resource agent interrupted by Killed signal\)",
-)
-EXPECTED_BY_FAULT: dict[str, tuple[str, ...]] = {
+_ETHMONITOR_DOWN = _rule(r"ethmonitor\(linkmon-\w+\)\[\d+\]:\s+ERROR: Monitoring of linkmon-\w+ failed",
+                         "the link monitor reports the pulled service cable: that is its job")
+CONSEQUENCES: dict[str, tuple[Rule, ...]] = {
     # Pacemaker 2.1.5 logs a node loss, its fencing ("will be fenced: peer is no longer part of the
     # cluster", "Stonith/shutdown ... was not expected"), a failed monitor and a refused start at
-    # warning or notice level: below BAD_NEWS, so these faults expect no error line at all.
-    # A node that is powered off or fenced dies process by process (SIGKILL of its cgroup): the
-    # last daemons standing log that their peers' IPC went away. That is the death, not news.
-    "node_power_off": _CLUSTER_LAYER_GONE, "node_hang": _CLUSTER_LAYER_GONE,
-    "partition": _CLUSTER_LAYER_GONE, "heartbeat_loss": _CLUSTER_LAYER_GONE,
-    "pacemaker_kill": _CLUSTER_LAYER_GONE,
-    "node_stop": (), "cpu_overload": (), "packet_loss": (),
+    # warning or notice level: below BAD_NEWS. The IPC noise of killed, stopped and restarted
+    # daemons is not listed here: harness.audits.noise derives it from what each fault disrupted.
+    "node_power_off": (), "node_hang": (), "partition": (), "heartbeat_loss": (), "pacemaker_kill": (),
+    "corosync_kill": (), "node_stop": (), "cpu_overload": (), "packet_loss": (),
     "app_kill": (), "app_start_fail": (),
     # knet keeps the other link (300 ms delay, 30-50 % corrupt packets on one adapter: nothing at error level)
     "packet_delay": (), "packet_corrupt": (),
-    # planned operations are clean by definition: any error line during one is news
+    # planned operations are clean by definition: any error line during one, beyond noise, is news
     "group_move": (), "node_standby": (), "node_maintenance": (), "rolling_restart": (),
     # the service cable: the link monitor says so (a standby cable: nothing at error level)
     "adapter_down": (_ETHMONITOR_DOWN,),
@@ -104,33 +106,41 @@ EXPECTED_BY_FAULT: dict[str, tuple[str, ...]] = {
     # a dead switch leaves every node's link up: nothing notices it (see the SPOF audit)
     "network_down_global": (),
     "disk_pull": (
-        r"Filesystem\(\S+-fs\)\[\d+\]:\s+ERROR: Failed to write status file",  # OCF_CHECK_LEVEL=20 monitor
-        r"Filesystem\(\S+-fs\)\[\d+\]:\s+ERROR: dd said: .*(?:Input/output error|Read-only file system)",
-        r"Filesystem\(\S+-fs\)\[\d+\]:\s+ERROR: Couldn't mount device",  # takeover nodes while it is out
-        r"kvapp\[\d+\] \S+ ERROR .*: (?:EIO|EROFS): ",  # writes under load; errors=remount-ro gives EROFS
-        *_CLUSTER_LAYER_GONE,  # a stop that fails on the dead disk gets the node fenced
+        _rule(r"Filesystem\(\S+-fs\)\[\d+\]:\s+ERROR: Failed to write status file",
+              "the Filesystem monitor (OCF_CHECK_LEVEL=20) cannot write to the pulled disk: that is how it notices"),
+        _rule(r"Filesystem\(\S+-fs\)\[\d+\]:\s+ERROR: dd said: .*(?:Input/output error|Read-only file system)",
+              "the same monitor quoting dd: EIO, or EROFS once ext4 remounted read-only on the errors"),
+        _rule(r"Filesystem\(\S+-fs\)\[\d+\]:\s+ERROR: Couldn't mount device",
+              "takeover nodes cannot mount a disk that returns I/O errors"),
+        _rule(r"kvapp\[\d+\] \S+ ERROR .*: (?:EIO|EROFS): ",
+              "the app's writes under load fail on the pulled disk (errors=remount-ro gives EROFS)"),
     ),
-    "disk_full": (r"kvapp\[\d+\] \S+ ERROR .*: ENOSPC: ",),  # writes under load
-    "app_hang": (r"fallover-app\[\d+\] \S+ monitor: ERROR pid \d+ alive but unhealthy",),
-    "corosync_kill": _CLUSTER_LAYER_GONE,
+    "disk_full": (_rule(r"kvapp\[\d+\] \S+ ERROR .*: ENOSPC: ", "the app's writes under load fail on the full disk"),),
+    "app_hang": (_rule(r"fallover-app\[\d+\] \S+ monitor: ERROR pid \d+ alive but unhealthy",
+                       "the app's monitor reports the stopped (SIGSTOP) process: that is its job"),),
 }
-"""Per fault (`fallover faults`), the error lines that are its expected consequence. Measured on the
-embedded testbed: each fault injected for 8 s (node faults on the active node, the DC and a spare;
-disk and app faults also under a write load), then `fallover up` and `crm_resource --cleanup`."""
+"""Per fault (`fallover faults`), the error lines that are its expected consequence, each with why. Measured on
+the embedded testbed: each fault injected for 8 s (node faults on the active node, the DC and a spare; disk and
+app faults also under a write load), then `fallover up` and `crm_resource --cleanup`."""
+
+
+def consequences_for(*faults: str) -> tuple[tuple[str, Rule], ...]:
+    """(fault, rule) of every consequence rule of some faults; an unknown fault is a KeyError, not a silent pass."""
+    unknown = [f for f in faults if f not in CONSEQUENCES]
+    if unknown:
+        raise KeyError(f"no expected log patterns for fault(s) {', '.join(unknown)}; "
+                       f"known: {', '.join(sorted(CONSEQUENCES))}")
+    return tuple((f, r) for f in faults for r in CONSEQUENCES[f])
 
 
 def expected_for(*faults: str) -> tuple[re.Pattern[str], ...]:
-    """The expected-error patterns of some faults, compiled, for :meth:`LogAudit.findings`.
+    """The consequence patterns of some faults, for :meth:`LogAudit.findings` (no noise: see :meth:`result`).
 
     >>> [bool(p.search("… ethmonitor(linkmon-service)[9]:    ERROR: Monitoring of linkmon-service failed."))
     ...  for p in expected_for("adapter_down", "app_kill")]
     [True]
     """
-    unknown = [f for f in faults if f not in EXPECTED_BY_FAULT]
-    if unknown:
-        raise KeyError(f"no expected log patterns for fault(s) {', '.join(unknown)}; "
-                       f"known: {', '.join(sorted(EXPECTED_BY_FAULT))}")
-    return tuple(re.compile(p) for f in faults for p in EXPECTED_BY_FAULT[f])
+    return tuple(r.regex for _, r in consequences_for(*faults))
 
 
 class _HasLayout(Protocol):
@@ -142,8 +152,63 @@ def is_bad(line: str) -> bool:
     return any(p.search(line) for p in BAD_NEWS)
 
 
-def ignored_by(line: str) -> IgnoreRule | None:
+def ignored_by(line: str) -> Rule | None:
     return next((r for r in IGNORE if r.regex.search(line)), None)
+
+
+Status = Literal["ok", "findings", "unknown"]
+
+
+@dataclass(frozen=True)
+class AuditResult:
+    """Every bad line since the mark, either a finding or expected with its reason; and what could not be read."""
+
+    findings: list[LogLine]
+    expected: list[tuple[LogLine, str]]
+    unreadable: list[str]  # "path: why", one per log the audit could not vouch for
+    lines_read: int = 0
+    files_read: int = 0
+
+    @property
+    def status(self) -> Status:
+        """A finding fails the case whatever else; an unread log leaves it unknown; only then is it ok."""
+        return "findings" if self.findings else "unknown" if self.unreadable else "ok"
+
+    @property
+    def explanation(self) -> str:
+        unread = f"could not read {'; '.join(self.unreadable)}" if self.unreadable else ""
+        if self.findings:
+            return (f"{len(self.findings)} unexpected error line(s), first: {self.findings[0]}"
+                    + (f"; also {unread}" if unread else ""))
+        if unread:
+            return f"{unread}: the audit cannot vouch for a log it did not read"
+        return (f"no unexpected error line in {self.lines_read} new lines of {self.files_read} logs"
+                f" ({len(self.expected)} expected, each with its reason)")
+
+    def verdict(self, name: str = "log_audit") -> Verdict:
+        """The result as a checker verdict: findings fail, an unread log is unknown."""
+        valid = False if self.findings else UNKNOWN if self.unreadable else True
+        return Verdict(name, valid, len(self.findings), 0, "lines", self.explanation)
+
+    def save(self, directory: Path) -> list[Path]:
+        """Evidence: log-findings.txt (when there are findings), log-expected.txt (each line and why), and
+        log-unreadable.txt (when a log could not be read)."""
+        out = []
+        for name, rows in (("log-findings.txt", [str(f) for f in self.findings]),
+                           ("log-expected.txt", [f"{ln}\n    because {why}" for ln, why in self.expected]),
+                           ("log-unreadable.txt", self.unreadable)):
+            if rows or name == "log-expected.txt":
+                path = directory / name
+                path.write_text("".join(r + "\n" for r in rows))
+                out.append(path)
+        return out
+
+
+@dataclass
+class _Read:
+    lines: list[LogLine] = field(default_factory=list)
+    unreadable: list[str] = field(default_factory=list)
+    files: int = 0
 
 
 class LogAudit:
@@ -151,8 +216,8 @@ class LogAudit:
 
     >>> audit = LogAudit(testbed)          # doctest: +SKIP
     >>> audit.mark(); run_the_test()       # doctest: +SKIP
-    >>> audit.findings(expected_for("node_power_off"))  # doctest: +SKIP
-    []
+    >>> audit.result(disruptions_from(timeline, topology), faults=["node_power_off"]).status  # doctest: +SKIP
+    'ok'
 
     Files are read on the host (the node's state directory), so the logs of a fenced or
     powered-off node are still audited.
@@ -161,49 +226,109 @@ class LogAudit:
     def __init__(self, testbed: _HasLayout) -> None:
         self.testbed = testbed
         self._offsets: dict[Path, tuple[int, int]] = {}  # path → (inode, size) at the mark
+        self.mark_wall: float | None = None
+        self.unreadable: list[str] = []  # of the last read: "path: why"
 
-    def files(self) -> list[tuple[str, Path]]:
-        """(node, path) of every log file audited: pacemaker.log, corosync.log and every `*-app.log`."""
+    def files(self) -> list[tuple[str, Path, bool]]:
+        """(node, path, required) of every log audited: pacemaker.log and corosync.log of every node must
+        exist (a node whose log is missing was never audited); `*-app.log` is globbed: a node where no
+        application ever ran has none."""
         out = []
         for node in self.testbed.topology.node_names:
             log = Path(self.testbed.layout.node_dir(node)) / "var" / "log"
-            out.append((node, log / "pacemaker" / "pacemaker.log"))
-            out.append((node, log / "cluster" / "corosync.log"))
-            out += [(node, p) for p in sorted((log / "cluster").glob("*-app.log"))]
+            out.append((node, log / "pacemaker" / "pacemaker.log", True))
+            out.append((node, log / "cluster" / "corosync.log", True))
+            out += [(node, p, False) for p in sorted((log / "cluster").glob("*-app.log"))]
         return out
 
     def mark(self) -> None:
         """From now on: only lines written after this call are findings."""
-        self._offsets = {path: _stat(path) for _, path in self.files()}
+        self.mark_wall = time.time()
+        self._offsets = {path: _stat(path) for _, path, _ in self.files()}
 
-    def new_lines(self) -> Iterable[LogLine]:
-        """Every complete line written since :meth:`mark` (a file that appeared since is read whole)."""
-        for node, path in self.files():
+    def read(self) -> _Read:
+        """Every complete line written since :meth:`mark` (a file that appeared since is read whole), and the
+        logs that could not be read: a required one missing, an app log gone since the mark, any read error."""
+        out = _Read()
+        listed = self.files()
+        seen = {path for _, path, _ in listed}
+        gone = [p for p, (inode, _) in self._offsets.items() if inode and p not in seen]
+        out.unreadable += [f"{p}: present at the mark, gone at the end" for p in gone]
+        for node, path, required in listed:
             inode, start = self._offsets.get(path, (0, 0))
-            now_inode, now_size = _stat(path)
-            if now_inode != inode or now_size < start:  # re-created (testbed rebuilt) or truncated: all is new
-                start = 0
             try:
                 with open(path, "rb") as f:
+                    st = _fstat(f.fileno())
+                    if st[0] != inode or st[1] < start:  # re-created (testbed rebuilt) or truncated: all is new
+                        start = 0
                     f.seek(start)
                     data = f.read()
             except FileNotFoundError:
+                out.unreadable += [f"{path}: missing"] if required or inode else []
                 continue
+            except OSError as e:
+                out.unreadable.append(f"{path}: {e.strerror or e}")
+                continue
+            out.files += 1
             # a line still being written has no newline yet; it belongs to the next look
             data = data[: data.rfind(b"\n") + 1]
-            for raw in data.decode("utf-8", errors="replace").splitlines():
-                yield LogLine(node, path.name, raw)
+            out.lines += [LogLine(node, path.name, raw)
+                          for raw in data.decode("utf-8", errors="replace").splitlines()]
+        self.unreadable = out.unreadable
+        return out
+
+    def new_lines(self) -> Iterable[LogLine]:
+        """The lines of :meth:`read`; what could not be read is in :attr:`unreadable` afterwards."""
+        return iter(self.read().lines)
 
     def findings(self, expected: Sequence[re.Pattern[str] | str] = ()) -> list[LogLine]:
-        """Error lines since the mark that no IGNORE rule and no ``expected`` pattern accounts for."""
+        """Error lines since the mark that no IGNORE rule and no ``expected`` pattern accounts for.
+
+        Knows no disruption and says nothing about unread logs: :meth:`result` is the audit."""
         allowed = [re.compile(p) if isinstance(p, str) else p for p in expected]
         return [ln for ln in self.new_lines()
                 if is_bad(ln.line) and ignored_by(ln.line) is None and not any(p.search(ln.line) for p in allowed)]
+
+    def result(self, disruptions: Sequence[Disruption] = (), faults: Iterable[str] = ()) -> AuditResult:
+        """The audit of everything written since the mark.
+
+        ``disruptions``: from :func:`harness.audits.noise.disruptions_from` over the case's saved
+        timeline; ``faults``: the names of the faults injected (for their consequence rules).
+        """
+        consequences = consequences_for(*faults)
+        near = self.mark_wall if self.mark_wall is not None else time.time()
+        read = self.read()
+        findings: list[LogLine] = []
+        expected: list[tuple[LogLine, str]] = []
+        for ln in read.lines:
+            if not is_bad(ln.line):
+                continue
+            why = _why(ln, disruptions, consequences, near)
+            if why is None:
+                findings.append(ln)
+            else:
+                expected.append((ln, why))
+        return AuditResult(findings, expected, read.unreadable, len(read.lines), read.files)
+
+
+def _why(ln: LogLine, disruptions: Sequence[Disruption], consequences: Sequence[tuple[str, Rule]],
+         near: float) -> str | None:
+    if rule := ignored_by(ln.line):
+        return f"harmless: {rule.reason}"
+    for fault, rule in consequences:
+        if rule.regex.search(ln.line):
+            return f"{fault}: {rule.reason}"
+    return explain(ln.node, ln.line, disruptions, near=near)
 
 
 def _stat(path: Path) -> tuple[int, int]:
     try:
         st = path.stat()
-    except FileNotFoundError:
+    except OSError:
         return 0, 0
+    return st.st_ino, st.st_size
+
+
+def _fstat(fd: int) -> tuple[int, int]:
+    st = os.fstat(fd)
     return st.st_ino, st.st_size

@@ -12,7 +12,7 @@ import pytest
 import yaml
 
 from harness.audits import logs
-from harness.audits.logs import EXPECTED_BY_FAULT, IGNORE, LogAudit, LogLine, expected_for
+from harness.audits.logs import CONSEQUENCES, IGNORE, LogAudit, LogLine, expected_for
 from harness.audits.spof import DECLARED_CHECKS, Finding, audit_declared, parse_cfgtool
 from harness.faults import FAULTS
 from harness.topology import DEFAULT_TESTBED, Topology, load_topology
@@ -180,12 +180,13 @@ def test_every_ignore_rule_has_a_reason_and_matches_its_sample() -> None:
         assert rule.regex.search(sample), f"{rule.regex.pattern} does not match {sample!r}"
 
 
-def test_expected_by_fault_names_real_faults_and_compiles() -> None:
+def test_consequences_name_real_faults_and_say_why() -> None:
     # every fault of the catalogue was measured; a new fault needs its measurement too
-    assert set(EXPECTED_BY_FAULT) == set(FAULTS)
-    for fault, patterns in EXPECTED_BY_FAULT.items():
-        for p in patterns:
-            re.compile(p)
+    assert set(CONSEQUENCES) == set(FAULTS)
+    for fault, rules in CONSEQUENCES.items():
+        for rule in rules:
+            assert len(rule.reason) > 20, f"{fault}: {rule.regex.pattern}: say why it is expected"
+    assert [p.pattern for p in expected_for("disk_full")] == [r"kvapp\[\d+\] \S+ ERROR .*: ENOSPC: "]
     with pytest.raises(KeyError, match="no_such_fault"):
         expected_for("no_such_fault")
 

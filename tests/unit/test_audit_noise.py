@@ -1,0 +1,376 @@
+"""The log audit's expected noise, by construction: disruptions from hand-built timelines, real-looking log lines.
+
+Lines are stamped relative to now (as a node writes them), because syslog stamps carry no year
+and the audit reads them near its mark.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from types import SimpleNamespace
+from typing import Any
+
+import pytest
+
+from harness.audits.logs import LogAudit, LogLine
+from harness.audits.noise import (DISRUPTS, END_MARGIN_S, NOISE, START_MARGIN_S, WHOLE_NODE, Disruption, daemon_of,
+                                  disruptions_from, explain, line_span)
+from harness.checkers import UNKNOWN
+from harness.faults import FAULTS
+from harness.timeline import (CLUSTER_NODE_JOINED, CLUSTER_NODE_LOST, FAULT_HEALED, FAULT_INJECTED, FENCED,
+                              TEST_MARK, Timeline)
+from harness.topology import DEFAULT_TESTBED, load_topology
+
+TOPO = load_topology(DEFAULT_TESTBED)
+T0 = float(int(time.time()))  # the injection, on a whole second
+
+
+def syslog(t: float, ms: bool = True) -> str:
+    """`Nov 25 15:34:05.123` (pacemaker, corosync) or `Nov 25 15:34:05` (resource agents), local time."""
+    lt = time.localtime(t)
+    stamp = time.strftime("%b %e %H:%M:%S", lt)
+    return stamp + (f".{int(round((t % 1) * 1000)) % 1000:03d}" if ms else "")
+
+
+def pcmk(t: float, node: str, daemon: str, func: str, level: str, msg: str) -> str:
+    return f"{syslog(t)} {node} {daemon:<19}[812] ({func}) \t{level}: {msg}"
+
+
+def attrd_updater(t: float, node: str = "node1") -> str:
+    """The first false alarm: an agent's attrd_updater on a node whose stack is dying."""
+    return pcmk(t, node, "attrd_updater", "connect_and_send_attrd_request", "error",
+                "Could not connect to attrd: Connection refused")
+
+
+def broken_pipe(t: float, node: str = "node2") -> str:
+    """The second: a restarting fencer's IPC server, a client gone during the handshake."""
+    return pcmk(t, node, "pacemaker-fenced", "handle_new_connection", "error",
+                "Error in connection setup (/dev/shm/qb-1234-5678-12-AbCdEf/qb): Broken pipe (32)")
+
+
+def active_twice(t: float, node: str = "node1") -> str:
+    return pcmk(t, node, "pacemaker-schedulerd", "pcmk__native_add_running", "error",
+                "Resource app-fs is active on 2 nodes (attempting recovery)")
+
+
+def timeline(*events: tuple[float, str, str | None, dict[str, Any]]) -> Timeline:
+    tl = Timeline()
+    for offset, kind, node, data in events:
+        tl.add(kind, node, mono=1000.0 + offset, wall=T0 + offset, data=data)
+    return tl
+
+
+def injected(offset: float, fault: str, node: str | None = None, *, target: str | None = None,
+             nodes: list[str] | None = None) -> tuple[float, str, str | None, dict[str, Any]]:
+    nodes = nodes if nodes is not None else ([node] if node else [])
+    return offset, FAULT_INJECTED, node, {"fault": fault, "target": target or node or "cluster", "nodes": nodes,
+                                          "family": FAULTS[fault].family, "event": FAULTS[fault].event}
+
+
+def healed(offset: float, fault: str, node: str | None = None, *,
+           target: str | None = None) -> tuple[float, str, str | None, dict[str, Any]]:
+    return offset, FAULT_HEALED, node, {"fault": fault, "target": target or node or "cluster"}
+
+
+def mark(offset: float, label: str) -> tuple[float, str, str | None, dict[str, Any]]:
+    return offset, TEST_MARK, None, {"label": label}
+
+
+def corosync_kill_case() -> Timeline:
+    """corosync_kill on node1 for 8 s, fenced at +3.4, healed at +8, recovery +8 … +14 (as measured)."""
+    return timeline(injected(0, "corosync_kill", "node1"),
+                    (2.3, CLUSTER_NODE_LOST, "node1", {"seen_from": "node2"}),
+                    (3.4, FENCED, "node1", {"action": "off", "outcome": "OK"}),
+                    healed(8, "corosync_kill", "node1"), mark(8, "recovery start"),
+                    (10, CLUSTER_NODE_JOINED, "node1", {"seen_from": "node2"}),
+                    mark(14, "recovery end"))
+
+
+# -- timestamps and daemons -----------------------------------------------------------------------
+
+def test_every_line_format_has_its_time_widened_to_its_resolution() -> None:
+    t = T0 + 0.123
+    assert line_span(pcmk(t, "node1", "pacemaker-controld", "f", "error", "x"), T0) == \
+        pytest.approx((t, t + 0.001), abs=1e-6)
+    agent = f"{syslog(T0, ms=False)}  Filesystem(app-fs)[259]:    ERROR: Failed to write status file"
+    assert line_span(agent, T0) == (T0, T0 + 1)
+    corosync = f"{syslog(t)} [14] node1 corosync error   [KNET  ] rx: could not decrypt packet"
+    assert line_span(corosync, T0) == pytest.approx((t, t + 0.001), abs=1e-6)
+    app = time.strftime("%Y-%m-%dT%H:%M:%S", time.localtime(T0)) + " kvapp[593] node1 ERROR put: EIO: x"
+    assert line_span(app, T0) == (T0, T0 + 1)
+    assert line_span("Traceback (most recent call last):", T0) is None
+    assert line_span("Foo 25 15:34:05.123 node1 x", T0) is None
+
+
+def test_syslog_stamps_take_the_year_nearest_the_mark_across_new_year() -> None:
+    new_year = time.mktime((2027, 1, 1, 0, 0, 5, 0, 0, -1))
+    old = line_span("Dec 31 23:59:59.900 node1 pacemakerd [1] (f) \terror: x", new_year)
+    assert old is not None and old[0] == pytest.approx(new_year - 5.1)
+    eve = time.mktime((2026, 12, 31, 23, 59, 50, 0, 0, -1))
+    new = line_span("Jan  1 00:00:01.000 node1 pacemakerd [1] (f) \terror: x", eve)
+    assert new is not None and new[0] == pytest.approx(eve + 11)
+
+
+def test_the_daemon_of_every_format() -> None:
+    assert daemon_of(attrd_updater(T0)) == "attrd_updater"
+    assert daemon_of(active_twice(T0)) == "pacemaker-schedulerd"
+    assert daemon_of("Nov 25 15:34:05.123 node1 pacemaker-schedulerd[44] (f) \terror: x") == "pacemaker-schedulerd"
+    assert daemon_of("Nov 25 15:34:05  Filesystem(app-fs)[259]:    ERROR: x") == "resource-agent"
+    assert daemon_of("Nov 25 15:33:57.864 [14] node1 corosync error   [KNET  ] x") == "corosync"
+    assert daemon_of("2026-11-25T15:34:05 fallover-app[404] node1 monitor: ERROR x") == "fallover-app"
+    assert daemon_of("Traceback (most recent call last):") is None
+
+
+# -- disruptions from a timeline ----------------------------------------------------------------------
+
+def test_every_fault_says_what_it_disrupts_and_why() -> None:
+    assert set(DISRUPTS) == set(FAULTS)
+    for fault, effect in DISRUPTS.items():
+        assert len(effect.reason) > 20, f"{fault}: say why"
+        assert (effect.scope == "none") == (not effect.daemons), fault
+    for rule in NOISE:
+        assert len(rule.reason) > 20, f"{rule.regex.pattern}: say why"
+
+
+def test_a_killed_corosync_disrupts_its_node_from_injection_to_the_end_of_recovery() -> None:
+    found = disruptions_from(corosync_kill_case(), TOPO)
+    assert {d.node for d in found} == {"node1"}
+    assert all(d.daemons == WHOLE_NODE for d in found)
+    fault = next(d for d in found if d.why.startswith("corosync_kill injected on node1"))
+    fence = next(d for d in found if d.why.startswith("node1 fenced"))
+    assert fault.start_wall == T0 - START_MARGIN_S
+    assert fault.end_wall == fence.end_wall == T0 + 14 + END_MARGIN_S  # heal at +8, recovery until +14
+    # the loss the fence answered started it: up to the detection SLA before the poller saw it
+    assert fence.start_wall == T0 + 2.3 - TOPO.sla.max_detection_s
+    assert "restarted by the recovery" in fence.why
+
+
+def test_a_rolling_restart_disrupts_every_node_and_a_standby_nothing() -> None:
+    tl = timeline(injected(0, "rolling_restart"), healed(30, "rolling_restart"))
+    found = disruptions_from(tl, TOPO)
+    assert sorted(d.node for d in found) == TOPO.node_names
+    assert {(d.start_wall, d.end_wall) for d in found} == {(T0 - START_MARGIN_S, T0 + 30 + END_MARGIN_S)}
+    for fault, kw in [("node_standby", {"node": "node1"}), ("group_move", {"target": "app-node2"}),
+                      ("adapter_down", {"node": "node1", "target": "node1-service"}), ("disk_pull", {"target": "shared"})]:
+        assert disruptions_from(timeline(injected(0, fault, **kw), healed(8, fault, **kw)), TOPO) == [], fault
+
+
+def test_a_partition_disrupts_the_cut_off_side_only() -> None:
+    tl = timeline(injected(0, "partition", target="node1+node2", nodes=["node1", "node2"]),
+                  healed(8, "partition", target="node1+node2"))
+    assert sorted(d.node for d in disruptions_from(tl, TOPO)) == ["node1", "node2"]
+
+
+def test_a_fence_during_a_disk_fault_disrupts_the_fenced_node_until_it_rejoins() -> None:
+    tl = timeline(injected(0, "disk_pull", target="shared"),
+                  (6, FENCED, "node1", {"action": "off", "outcome": "OK"}),
+                  (9, CLUSTER_NODE_JOINED, "node1", {}), healed(10, "disk_pull", target="shared"))
+    [d] = disruptions_from(tl, TOPO)
+    assert (d.node, d.start_wall, d.end_wall) == ("node1", T0 + 6 - START_MARGIN_S, T0 + 9 + END_MARGIN_S)
+
+
+def test_windows_without_an_end_stay_open() -> None:
+    assert [d.end_wall for d in disruptions_from(timeline(injected(0, "node_stop", "node2")), TOPO)] == [None]
+    fenced = timeline((1, FENCED, "node3", {"action": "off", "outcome": "OK"}))
+    assert [d.end_wall for d in disruptions_from(fenced, TOPO)] == [None]
+    unfinished = timeline(injected(0, "node_stop", "node2"), healed(8, "node_stop", "node2"),
+                          mark(8, "recovery start"))
+    assert [d.end_wall for d in disruptions_from(unfinished, TOPO)] == [None]
+
+
+def test_an_unexplained_loss_or_a_failed_fence_disrupts_nothing() -> None:
+    tl = timeline((1, CLUSTER_NODE_LOST, "node3", {}), (2, FENCED, "node2", {"action": "off", "outcome": "ERROR"}),
+                  (5, CLUSTER_NODE_JOINED, "node3", {}))
+    assert disruptions_from(tl, TOPO) == []
+
+
+def test_an_unknown_fault_is_an_error_not_a_silent_pass() -> None:
+    tl = timeline((0, FAULT_INJECTED, "node1", {"fault": "no_such_fault", "target": "node1", "nodes": ["node1"]}))
+    with pytest.raises(KeyError, match="no_such_fault"):
+        disruptions_from(tl, TOPO)
+
+
+# -- which lines are expected -----------------------------------------------------------------------
+
+CASE = disruptions_from(corosync_kill_case(), TOPO)
+
+
+def test_the_dying_nodes_attrd_updater_is_expected_with_its_reason() -> None:
+    why = explain("node1", attrd_updater(T0 + 1.2), CASE, near=T0)
+    assert why is not None
+    assert why.startswith("corosync_kill injected on node1") and "found no listener" in why
+
+
+@pytest.mark.parametrize(("node", "offset", "disruptions"), [
+    ("node1", 1.2, []),              # no disruption at all
+    ("node2", 1.2, CASE),            # the wrong node: node2's stack was never disrupted
+    ("node1", -3.0, CASE),           # before the injection
+    ("node1", 14 + END_MARGIN_S + 1, CASE),  # after the recovery and its margin
+])
+def test_the_same_line_is_flagged_without_a_matching_disruption(node: str, offset: float,
+                                                                disruptions: list[Disruption]) -> None:
+    assert explain(node, attrd_updater(T0 + offset, node), disruptions, near=T0) is None
+
+
+def test_a_restarting_fencers_broken_pipe_is_expected_during_a_rolling_restart_only() -> None:
+    rolling = disruptions_from(timeline(injected(0, "rolling_restart"), healed(30, "rolling_restart")), TOPO)
+    assert explain("node2", broken_pipe(T0 + 12.5), rolling, near=T0) is not None
+    assert explain("node2", broken_pipe(T0 + 12.5), [], near=T0) is None
+    assert explain("node2", broken_pipe(T0 + 12.5), CASE, near=T0) is None  # node1's corosync_kill
+
+
+def test_with_one_daemon_disrupted_its_peers_are_expected_and_unrelated_daemons_are_not() -> None:
+    attrd = [Disruption("node1", frozenset({"pacemaker-attrd"}), T0, T0 + 10, "attrd restarted")]
+    assert explain("node1", attrd_updater(T0 + 1), attrd, near=T0) is not None  # a client of attrd
+    closed = pcmk(T0 + 1, "node1", "pacemaker-controld", "mainloop_gio_callback", "error",
+                  "Connection to attrd closed")
+    assert explain("node1", closed, attrd, near=T0) is not None                  # a peer talking to attrd
+    assert explain("node1", broken_pipe(T0 + 1, "node1"), attrd, near=T0) is None  # the fencer's own IPC
+    cpg = pcmk(T0 + 1, "node1", "pacemaker-based", "pcmk_cpg_dispatch", "error",
+               "Connection to the CPG API failed: Library error (2)")
+    assert explain("node1", cpg, attrd, near=T0) is None                          # corosync was not disrupted
+
+
+def test_a_real_error_on_the_disrupted_node_inside_the_window_stays_flagged() -> None:
+    assert explain("node1", active_twice(T0 + 2), CASE, near=T0) is None
+    other = pcmk(T0 + 2, "node3", "pacemaker-controld", "do_lrm_invoke", "error",
+                 "Cannot execute action: resource not found")
+    assert explain("node3", other, CASE, near=T0) is None
+
+
+def test_a_line_without_a_readable_time_is_never_expected_by_window() -> None:
+    untimed = "node1 attrd_updater [812] (connect_and_send_attrd_request) \terror: Could not connect to attrd: " \
+              "Connection refused"
+    assert explain("node1", untimed, CASE, near=T0) is None
+
+
+def test_the_measured_corosync_kill_noise_is_all_expected() -> None:
+    # node1's pacemaker.log of a corosync_kill on the embedded testbed (2026-11-29), re-stamped
+    measured = [(0.022, "pacemaker-controld", "crmd_cs_destroy", "crit", "Lost connection to cluster layer, "
+                 "shutting down"),
+                (0.030, "pacemaker-attrd", "pcmk_cpg_dispatch", "error", "Connection to the CPG API failed: "
+                 "Library error (2)"),
+                (0.034, "pacemakerd", "pcmk_child_exit", "error",
+                 "pacemaker-controld[50] exited with status 102 (Not connected)"),
+                (1.026, "pacemaker-attrd", "internal_ipc_get_reply", "error",
+                 "cib_rw IPC provider disconnected while waiting for message 13"),
+                (1.026, "pacemaker-execd", "crm_ipc_read", "error", "Connection to stonith-ng IPC failed"),
+                (1.026, "pacemaker-execd", "mainloop_gio_callback", "error",
+                 "Connection to stonith-ng closed |client=0x55864346b5c0 condition=17"),
+                (1.034, "pacemakerd", "cluster_connect_cfg", "crit", "Could not connect to Corosync CFG: "
+                 "CS_ERR_LIBRARY | rc=2")]
+    for offset, daemon, func, level, msg in measured:
+        line = pcmk(T0 + offset, "node1", daemon, func, level, msg)
+        assert explain("node1", line, CASE, near=T0) is not None, line
+        assert explain("node1", line, [], near=T0) is None, line
+
+
+# -- the audit over files ---------------------------------------------------------------------------
+
+class Layout:
+    def __init__(self, root: Path) -> None:
+        self.root = root
+
+    def node_dir(self, node: str) -> Path:
+        return self.root / node
+
+
+def write(tb: SimpleNamespace, node: str, rel: str, text: str) -> Path:
+    path = tb.layout.node_dir(node) / "var" / "log" / rel
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "a") as f:
+        f.write(text)
+    return path
+
+
+@pytest.fixture
+def tb(tmp_path: Path) -> SimpleNamespace:
+    tb = SimpleNamespace(topology=TOPO, layout=Layout(tmp_path))
+    for node in TOPO.node_names:
+        write(tb, node, "pacemaker/pacemaker.log", "")
+        write(tb, node, "cluster/corosync.log", "")
+    return tb
+
+
+def test_result_sorts_every_bad_line_into_findings_or_expected_with_a_reason(tb: SimpleNamespace,
+                                                                              tmp_path: Path) -> None:
+    audit = LogAudit(tb)
+    audit.mark()
+    rlimit = f"{syslog(T0)} [14] node1 corosync error   [QB    ] Denied connection, is not ready (14-57-36)"
+    write(tb, "node1", "pacemaker/pacemaker.log", f"{attrd_updater(T0 + 1.2)}\n{active_twice(T0 + 2)}\n")
+    write(tb, "node1", "cluster/corosync.log", rlimit + "\n")
+    res = audit.result(CASE, faults=["corosync_kill"])
+    assert res.status == "findings"
+    assert res.findings == [LogLine("node1", "pacemaker.log", active_twice(T0 + 2))]
+    assert [ln.line for ln, _ in res.expected] == [attrd_updater(T0 + 1.2), rlimit]
+    (_, why_noise), (_, why_harmless) = res.expected
+    assert why_noise.startswith("corosync_kill injected on node1") and "found no listener" in why_noise
+    assert why_harmless.startswith("harmless: pacemakerd connected a moment before corosync")
+    v = res.verdict()
+    assert (v.valid, v.measured) == (False, 1)
+    assert "Resource app-fs is active on 2 nodes" in v.explanation
+    saved = {p.name for p in res.save(tmp_path)}
+    assert saved == {"log-findings.txt", "log-expected.txt"}
+    assert "because corosync_kill injected on node1" in (tmp_path / "log-expected.txt").read_text()
+
+
+def test_a_fault_consequence_is_expected_only_for_its_fault(tb: SimpleNamespace) -> None:
+    audit = LogAudit(tb)
+    audit.mark()
+    eio = f"{syslog(T0, ms=False)}  Filesystem(app-fs)[259]:    ERROR: Failed to write status file /mnt/x: EIO"
+    write(tb, "node2", "pacemaker/pacemaker.log", eio + "\n")
+    ok = audit.result([], faults=["disk_pull"])
+    assert (ok.status, ok.expected[0][1].split(":")[0]) == ("ok", "disk_pull")
+    assert audit.result([], faults=["app_kill"]).findings == [LogLine("node2", "pacemaker.log", eio)]
+
+
+def test_quiet_logs_are_ok(tb: SimpleNamespace) -> None:
+    audit = LogAudit(tb)
+    audit.mark()
+    write(tb, "node3", "cluster/app-app.log", "2026-11-25T15:40:04 fallover-app[404] node3 monitor: not running\n")
+    res = audit.result()
+    assert (res.status, res.lines_read, res.files_read) == ("ok", 1, 7)
+    assert res.verdict().valid is True
+
+
+def test_a_missing_pacemaker_log_is_unknown_and_named(tb: SimpleNamespace) -> None:
+    audit = LogAudit(tb)
+    audit.mark()
+    log = tb.layout.node_dir("node2") / "var/log/pacemaker/pacemaker.log"
+    log.unlink()
+    res = audit.result()
+    assert res.status == "unknown"
+    assert res.unreadable == [f"{log}: missing"]
+    assert str(log) in res.explanation
+    assert res.verdict().valid == UNKNOWN
+
+
+def test_a_wrong_path_never_audits_clean(tmp_path: Path) -> None:
+    audit = LogAudit(SimpleNamespace(topology=TOPO, layout=Layout(tmp_path / "nowhere")))
+    audit.mark()
+    res = audit.result()
+    assert res.status == "unknown" and len(res.unreadable) == 2 * len(TOPO.node_names)
+
+
+def test_an_app_log_gone_since_the_mark_is_unknown_one_never_written_is_not(tb: SimpleNamespace) -> None:
+    app = write(tb, "node1", "cluster/app-app.log", "x\n")
+    audit = LogAudit(tb)
+    audit.mark()
+    assert audit.result().status == "ok"  # node2 and node3 have no app log: legitimately absent
+    app.unlink()
+    res = audit.result()
+    assert res.unreadable == [f"{app}: present at the mark, gone at the end"]
+
+
+def test_an_unreadable_log_is_unknown_and_findings_still_win(tb: SimpleNamespace) -> None:
+    audit = LogAudit(tb)
+    audit.mark()
+    log = tb.layout.node_dir("node3") / "var/log/cluster/corosync.log"
+    log.unlink()
+    log.mkdir()  # a directory where the log should be: open() fails with EISDIR
+    res = audit.result()
+    assert res.status == "unknown" and res.unreadable == [f"{log}: Is a directory"]
+    write(tb, "node1", "pacemaker/pacemaker.log", active_twice(T0) + "\n")
+    res = audit.result()
+    assert res.status == "findings" and f"also could not read {log}" in res.explanation
