@@ -17,11 +17,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal, Protocol
 
-from harness.audits.noise import Disruption, explain
+from harness.audits.noise import Disruption, disruptions_from, explain
 from harness.checkers.base import UNKNOWN, Verdict
 
-__all__ = ["BAD_NEWS", "CONSEQUENCES", "IGNORE", "AuditResult", "IgnoreRule", "LogAudit", "LogLine", "Rule",
-           "consequences_for", "expected_for", "ignored_by", "is_bad"]
+__all__ = ["BAD_NEWS", "CONSEQUENCES", "IGNORE", "AuditResult", "Disruption", "IgnoreRule", "LogAudit", "LogLine",
+           "Rule", "consequences_for", "disruptions_from", "expected_for", "ignored_by", "is_bad"]
 
 
 @dataclass(frozen=True)
@@ -185,10 +185,15 @@ class AuditResult:
         return (f"no unexpected error line in {self.lines_read} new lines of {self.files_read} logs"
                 f" ({len(self.expected)} expected, each with its reason)")
 
-    def verdict(self, name: str = "log_audit") -> Verdict:
-        """The result as a checker verdict: findings fail, an unread log is unknown."""
+    def verdict(self, name: str = "logs", evidence: Path | None = None) -> Verdict:
+        """The result as a checker verdict: findings fail, an unread log is unknown. ``evidence``: the
+        directory :meth:`save` wrote to, named in the explanation."""
         valid = False if self.findings else UNKNOWN if self.unreadable else True
-        return Verdict(name, valid, len(self.findings), 0, "lines", self.explanation)
+        where = ""
+        if evidence is not None:
+            where = f" (all in {evidence / 'log-findings.txt'})" if self.findings \
+                else f" (why each is expected: {evidence / 'log-expected.txt'})" if self.expected else ""
+        return Verdict(name, valid, len(self.findings), 0, "lines", self.explanation + where)
 
     def save(self, directory: Path) -> list[Path]:
         """Evidence: log-findings.txt (when there are findings), log-expected.txt (each line and why), and

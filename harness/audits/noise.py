@@ -120,7 +120,8 @@ inject() and heal() do (harness/faults/*.py). Faults that stop nothing rely on t
 
 _SYSLOG_TIME = re.compile(r"^(?P<mon>[A-Z][a-z]{2}) (?P<day>[ \d]\d) (?P<h>\d\d):(?P<m>\d\d):(?P<s>\d\d)"
                           r"(?:\.(?P<frac>\d+))?\s")
-_ISO_TIME = re.compile(r"^(?P<y>\d{4})-(?P<mo>\d\d)-(?P<d>\d\d)T(?P<h>\d\d):(?P<m>\d\d):(?P<s>\d\d)(?:\.(?P<frac>\d+))?\s")
+_ISO_TIME = re.compile(r"^(?P<y>\d{4})-(?P<mo>\d\d)-(?P<d>\d\d)T(?P<h>\d\d):(?P<m>\d\d):(?P<s>\d\d)"
+                       r"(?:\.(?P<frac>\d+))?\s")
 _MONTHS = {m: i for i, m in enumerate(("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov",
                                        "Dec"), 1)}
 
@@ -358,4 +359,4 @@ def _through_recovery(d: Disruption, recoveries: list[tuple[float, float | None]
             if end is None:
                 break
     return d if end == d.end_wall else Disruption(d.node, d.daemons, d.start_wall, end,
-                                                  f"{d.why}; restarted by the recovery")
+                                                  f"{d.why}, held through the recovery")

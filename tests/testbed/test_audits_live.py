@@ -1,4 +1,5 @@
-"""The audits on the real embedded cluster: no SPOF error, a pulled heartbeat cable is found, quiet logs are clean."""
+"""The audits on the real embedded cluster: no SPOF error, a pulled heartbeat cable is found, quiet logs are clean,
+a killed corosync's noise is expected by construction."""
 
 from __future__ import annotations
 
@@ -6,11 +7,14 @@ import time
 
 import pytest
 
-from harness.audits.logs import LogAudit, expected_for
+from harness.audits.logs import LogAudit, disruptions_from, expected_for
 from harness.audits.spof import LIVE_CHECKS, Finding, audit_live
 from harness.drivers.pacemaker import PacemakerDriver
 from harness.faults import Nemesis
+from harness.notifications import testbed_tails
+from harness.poller import ClusterPoller
 from harness.testbed.local import LocalTestbed
+from harness.timeline import CLUSTER_NODE_LOST, TEST_MARK, Timeline
 from harness.wait import wait_until
 
 pytestmark = pytest.mark.testbed
@@ -74,3 +78,28 @@ def test_log_audit_finds_nothing_after_a_quiet_window(testbed: LocalTestbed, clu
     # the app's monitor writes every 2 s, so the audit did read something
     assert any(line.file == "app-app.log" for line in audit.new_lines())
     assert audit.findings() == []
+
+
+def test_a_killed_corosyncs_noise_is_expected_by_construction_and_only_then(testbed: LocalTestbed,
+                                                                            cluster: PacemakerDriver) -> None:
+    cluster.wait_settled(timeout=60)
+    timeline = Timeline()
+    audit = LogAudit(testbed)
+    audit.mark()
+    poller = ClusterPoller(cluster, timeline, tails=testbed_tails(testbed)).start()
+    try:  # the runner's steps: inject, see the loss, heal, recover between the two marks
+        with Nemesis(testbed, timeline).inject("corosync_kill", node="node3"):
+            wait_until(lambda: timeline.first(CLUSTER_NODE_LOST, node="node3"), timeout=20, interval=0.2,
+                       what="the cluster to lose node3")
+        timeline.add(TEST_MARK, None, label="recovery start")
+        testbed.up(placement=False)
+        cluster.wait_settled(timeout=90)
+        timeline.add(TEST_MARK, None, label="recovery end")
+    finally:
+        poller.stop()
+    res = audit.result(disruptions_from(timeline, testbed.topology), faults=["corosync_kill"])
+    assert res.status == "ok", res.explanation
+    noise = [ln for ln, why in res.expected if ln.node == "node3" and "corosync_kill injected on node3" in why]
+    assert noise, "node3's daemons always say that their cluster layer is gone"
+    # the same lines without the timeline's disruptions are findings: nothing is ignored wholesale
+    assert set(noise) <= set(audit.result(faults=["corosync_kill"]).findings)

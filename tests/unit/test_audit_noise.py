@@ -143,7 +143,7 @@ def test_a_killed_corosync_disrupts_its_node_from_injection_to_the_end_of_recove
     assert fault.end_wall == fence.end_wall == T0 + 14 + END_MARGIN_S  # heal at +8, recovery until +14
     # the loss the fence answered started it: up to the detection SLA before the poller saw it
     assert fence.start_wall == T0 + 2.3 - TOPO.sla.max_detection_s
-    assert "restarted by the recovery" in fence.why
+    assert fence.why.endswith("held through the recovery")
 
 
 def test_a_rolling_restart_disrupts_every_node_and_a_standby_nothing() -> None:
@@ -152,7 +152,8 @@ def test_a_rolling_restart_disrupts_every_node_and_a_standby_nothing() -> None:
     assert sorted(d.node for d in found) == TOPO.node_names
     assert {(d.start_wall, d.end_wall) for d in found} == {(T0 - START_MARGIN_S, T0 + 30 + END_MARGIN_S)}
     for fault, kw in [("node_standby", {"node": "node1"}), ("group_move", {"target": "app-node2"}),
-                      ("adapter_down", {"node": "node1", "target": "node1-service"}), ("disk_pull", {"target": "shared"})]:
+                      ("adapter_down", {"node": "node1", "target": "node1-service"}),
+                      ("disk_pull", {"target": "shared"})]:
         assert disruptions_from(timeline(injected(0, fault, **kw), healed(8, fault, **kw)), TOPO) == [], fault
 
 
@@ -312,6 +313,7 @@ def test_result_sorts_every_bad_line_into_findings_or_expected_with_a_reason(tb:
     assert "Resource app-fs is active on 2 nodes" in v.explanation
     saved = {p.name for p in res.save(tmp_path)}
     assert saved == {"log-findings.txt", "log-expected.txt"}
+    assert res.verdict("logs", tmp_path).explanation.endswith(f"(all in {tmp_path / 'log-findings.txt'})")
     assert "because corosync_kill injected on node1" in (tmp_path / "log-expected.txt").read_text()
 
 
