@@ -75,12 +75,15 @@ def cmd_inject(args: argparse.Namespace) -> int:
     tb = open_testbed(topo)
     nemesis = Nemesis(tb, log=lambda m: console.print(m))
     _, target = nemesis.target(fault.name, **kw)  # validates before anything is touched
+    built = getattr(tb, "is_built", True)
     if args.dry_run:
+        if built:
+            fault.precheck(tb, target)  # touches nothing: a dry run also says whether it could take effect
         console.print(f"would inject {fault.name} on {target.label}: {fault.mechanism}")
         return 0
-    if not getattr(tb, "is_built", True):
+    if not built:
         raise UsageError(f"testbed {topo.name} is not up (run `fallover up`)")
-    inj = nemesis.start(fault.name, **kw)
+    inj = nemesis.start(fault.name, **kw)  # prechecks, injects, verifies: one line if any refuses
     if args.duration is None:
         console.print(f"{fault.name} stays in effect; `fallover heal` undoes it")
         return 0
@@ -96,11 +99,16 @@ def cmd_inject(args: argparse.Namespace) -> int:
 
 
 def cmd_heal(args: argparse.Namespace) -> int:
-    from harness.faults.nemesis import Nemesis
+    from harness.faults.nemesis import HealFailed, Nemesis
     from harness.testbed import open_testbed
 
     tb = open_testbed(load_topology(args.testbed))
-    undone = Nemesis(tb).replay()
+    try:
+        undone = Nemesis(tb).replay()
+    except HealFailed as e:  # every entry was tried: say what did heal, then the one-line failure
+        for u in e.healed:
+            console.print(f"healed {u}")
+        raise
     for u in undone:
         console.print(f"healed {u}")
     if not undone:

@@ -1,14 +1,86 @@
-"""What a fault is: a named failure with inject() and heal(), the targets it accepts, and its undo data."""
+"""What a fault is: a named failure with precheck(), inject(), verify() and heal(), its targets and undo data."""
 
 from __future__ import annotations
 
 import dataclasses
+import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Protocol, TypeVar, cast
 
-from harness.errors import UsageError
+from harness.errors import FalloverError, UsageError
 from harness.testbed.base import Testbed
+from harness.testbed.layout import Layout
 from harness.topology import Topology
+
+T = TypeVar("T")
+
+
+def one_line(text: str) -> str:
+    """Errors end up as one line of a report or of the CLI: command output must not break it."""
+    return " ".join(text.split())
+
+
+class FaultNotApplicable(UsageError):
+    """precheck: the fault cannot take effect on the testbed as it is now (a powered-off node, a
+    detached disk). Raised before anything is journaled or touched, hence a UsageError: exit 2."""
+
+    def __init__(self, fault: str, target: str, why: str) -> None:
+        self.fault, self.target, self.why = fault, target, why
+        super().__init__(one_line(f"{fault} on {target}: {why}"))
+
+
+class FaultNotInEffect(FalloverError):
+    """verify: the fault was injected but its effect is not there; the nemesis has undone it again."""
+
+    def __init__(self, fault: str, target: str, observed: str) -> None:
+        self.fault, self.target, self.observed = fault, target, observed
+        super().__init__(one_line(f"{fault} on {target} did not take effect: {observed}"))
+
+
+class Embedded(Testbed, Protocol):
+    """What faults use beyond `Testbed`: the embedded testbed's switch, disk layer and freezer."""
+
+    layout: Layout
+
+    def set_adapter(self, node: str, network: str, up: bool) -> bool: ...
+
+    def set_network(self, network: str, up: bool) -> bool: ...
+
+    def set_disk_mode(self, disk_name: str, mode: str) -> None: ...
+
+    def disk_mode(self, disk_name: str) -> str | None: ...
+
+    def disk_read_error(self, disk_name: str) -> str | None: ...
+
+    def freeze(self, node: str) -> None: ...
+
+    def freezer_state(self, node: str) -> str: ...
+
+    def spawn(self, node: str, argv: list[str], *, pidfile: str) -> None: ...
+
+
+def embedded(testbed: Testbed) -> Embedded:
+    """The testbed as the faults use it (only the embedded provider exists; fakes in tests mimic it)."""
+    return cast(Embedded, testbed)
+
+
+SETTLE_S = 5.0  # how long a verification waits for an effect to show (tests shorten it)
+
+
+def look_until(look: Callable[[], T], good: Callable[[T], bool], timeout: float | None = None,
+               interval: float = 0.05) -> T:
+    """Look again until ``good`` or ``timeout``; return the last look, for the caller to judge and quote.
+
+    Some effects take a moment to show (a cgroup goes FREEZING → FROZEN, a SIGKILLed process
+    is reaped, a detached child execs): a verification waits for them, but never for long.
+    """
+    deadline = time.monotonic() + (SETTLE_S if timeout is None else timeout)
+    while True:
+        seen = look()
+        if good(seen) or time.monotonic() >= deadline:
+            return seen
+        time.sleep(interval)
 
 TARGET_KINDS = ("node", "adapter", "network", "disk", "group", "group_node", "partition", "cluster")
 
@@ -25,6 +97,13 @@ class Target:
     rate: float | None = None
     delay_ms: float | None = None
     jitter_ms: float | None = None
+
+    def need(self, key: str) -> str:
+        """A field `Fault.validate` guarantees for the fault's target kind, typed as present."""
+        value = getattr(self, key)
+        if not value:
+            raise UsageError(f"target {self.label} has no {key}")
+        return str(value)
 
     @property
     def label(self) -> str:
@@ -46,11 +125,16 @@ class Target:
 
 @dataclass(frozen=True)
 class Fault:
-    """One entry of the catalogue. Subclasses implement `inject` (returns undo data) and `heal`.
+    """One entry of the catalogue. Subclasses implement `inject` (fills undo data), `verify` and `heal`.
+
+    The nemesis calls, in order: `precheck` (before anything is journaled: refuse a fault that
+    cannot take effect), `inject`, `verify` (the effect is observable, else the fault is healed
+    and the error raised: a fault that silently did nothing would make every verdict about it a
+    lie), and later `heal`.
 
     `heal` must work from the journal alone, in a new process after a crash, and must be
     idempotent: healing a fault whose effect already vanished (a fenced node took its rules
-    with it) is not an error.
+    with it) is not an error. A heal that cannot undo what is still there raises.
     """
 
     name: ClassVar[str]
@@ -71,8 +155,31 @@ class Fault:
         """
         raise NotImplementedError
 
+    def verify(self, testbed: Testbed, target: Target, undo: dict[str, Any]) -> None:
+        """Observe the effect right after `inject`; raise `not_in_effect(...)` if it is not there.
+
+        The default checks nothing: every fault of the catalogue is expected to override it
+        (tests/unit/test_fault_checks.py lists the ones that do not yet).
+        """
+
     def heal(self, testbed: Testbed, target: Target, undo: dict[str, Any]) -> None:
         raise NotImplementedError
+
+    def precheck(self, testbed: Testbed, target: Target) -> None:
+        """Refuse (`refused(...)`) a fault that cannot take effect now; must touch nothing."""
+
+    # -- helpers for precheck and verify -----------------------------------------------------------
+
+    def refused(self, target: Target, why: str) -> FaultNotApplicable:
+        return FaultNotApplicable(self.name, target.label, why)
+
+    def not_in_effect(self, target: Target, observed: str) -> FaultNotInEffect:
+        return FaultNotInEffect(self.name, target.label, observed)
+
+    def require_running(self, testbed: Testbed, target: Target, node: str, consequence: str) -> None:
+        """Refuse when ``node`` is powered off; ``consequence`` says why that matters (one clause)."""
+        if not testbed.running(node):
+            raise self.refused(target, f"{node} is powered off: {consequence}")
 
     # -- targets ----------------------------------------------------------------------------
 

@@ -4,15 +4,17 @@ from __future__ import annotations
 
 from typing import Any, ClassVar
 
-from harness.faults.base import Fault, Target
+from harness.errors import FalloverError
+from harness.faults.base import Fault, Target, embedded, look_until
 from harness.testbed import wire
 from harness.testbed.base import Testbed
+from harness.testbed.layout import Layout
 
 COROSYNC_PORTS = "5405-5412"  # knet: 5405 for link 0, one port more per further link
 
 
-def _layout(testbed: Testbed):  # type: ignore[no-untyped-def]
-    return testbed.layout  # type: ignore[attr-defined]
+def _layout(testbed: Testbed) -> Layout:
+    return embedded(testbed).layout
 
 
 def _table(undo: dict[str, Any]) -> str:
@@ -27,11 +29,35 @@ class AdapterDown(Fault):
     summary: ClassVar[str] = "one NIC's cable pulled"
     mechanism: ClassVar[str] = "bridge-side veth of the adapter set down (the node sees NO-CARRIER)"
 
+    def precheck(self, testbed: Testbed, target: Target) -> None:
+        node, net = target.need("node"), target.need("network")
+        self.require_running(testbed, target, node, "its cable cannot be pulled")
+        if wire.carrier(_layout(testbed), node, net) is False:
+            raise self.refused(target, f"{node} already has no carrier on {net}: pulling the cable changes nothing")
+
     def inject(self, testbed: Testbed, target: Target, undo: dict[str, Any]) -> None:
-        testbed.set_adapter(target.node, target.network, False)  # type: ignore[attr-defined]
+        node, net = target.need("node"), target.need("network")
+        if not embedded(testbed).set_adapter(node, net, False):
+            raise self.not_in_effect(target, f"the switch has no port {_layout(testbed).veth(node, net)} "
+                                             f"({node} was powered off meanwhile)")
+
+    def verify(self, testbed: Testbed, target: Target, undo: dict[str, Any]) -> None:
+        """The node itself sees NO-CARRIER on the adapter (IFLA_CARRIER = 0 in its netns)."""
+        node, net = target.need("node"), target.need("network")
+        seen = look_until(lambda: wire.carrier(_layout(testbed), node, net), lambda c: c is False)
+        if seen is None:
+            raise self.not_in_effect(target, f"{node} was powered off meanwhile: no adapter to look at")
+        if seen:
+            raise self.not_in_effect(target, f"{node} still sees a carrier on {net}")
 
     def heal(self, testbed: Testbed, target: Target, undo: dict[str, Any]) -> None:
-        testbed.set_adapter(target.node, target.network, True)  # type: ignore[attr-defined]
+        """Plug the cable back; a port that is gone went with a powered-off node: nothing to heal."""
+        node, net = target.need("node"), target.need("network")
+        if not embedded(testbed).set_adapter(node, net, True):
+            return
+        seen = look_until(lambda: wire.carrier(_layout(testbed), node, net), lambda c: c is not False)
+        if seen is False:
+            raise FalloverError(f"{node} still has no carrier on {net} after its cable was plugged back")
 
 
 class NetworkDownLocal(AdapterDown):
@@ -50,11 +76,28 @@ class NetworkDownGlobal(Fault):
     summary: ClassVar[str] = "a network fails for every node (and the client, if it is on it)"
     mechanism: ClassVar[str] = "the network's bridge set down: it stops forwarding on every port"
 
+    def precheck(self, testbed: Testbed, target: Target) -> None:
+        net = target.need("network")
+        up = wire.bridge_up(_layout(testbed), net)
+        if up is None:
+            raise self.refused(target, f"the switch has no {net} bridge (is the testbed up?)")
+        if not up:
+            raise self.refused(target, f"the {net} network is down already: failing it changes nothing")
+
     def inject(self, testbed: Testbed, target: Target, undo: dict[str, Any]) -> None:
-        testbed.set_network(target.network, False)  # type: ignore[attr-defined]
+        if not embedded(testbed).set_network(target.need("network"), False):
+            raise self.not_in_effect(target, f"the switch has no {target.network} bridge")
+
+    def verify(self, testbed: Testbed, target: Target, undo: dict[str, Any]) -> None:
+        """The bridge is down in the switch namespace: it forwards nothing on any port."""
+        if wire.bridge_up(_layout(testbed), target.need("network")) is not False:
+            raise self.not_in_effect(target, f"the {target.network} bridge is still up (or gone)")
 
     def heal(self, testbed: Testbed, target: Target, undo: dict[str, Any]) -> None:
-        testbed.set_network(target.network, True)  # type: ignore[attr-defined]
+        """Bring the bridge up again; no bridge means no testbed: nothing to heal."""
+        net = target.need("network")
+        if embedded(testbed).set_network(net, True) and wire.bridge_up(_layout(testbed), net) is False:
+            raise FalloverError(f"the {net} bridge stays down after it was set up")
 
 
 class _SwitchFilter(Fault):
@@ -65,12 +108,30 @@ class _SwitchFilter(Fault):
     def rules(self, testbed: Testbed, target: Target) -> list[str]:
         raise NotImplementedError
 
+    def precheck(self, testbed: Testbed, target: Target) -> None:
+        """A rule about a powered-off node's ports matches nothing: refuse it."""
+        for node in [target.node] if target.node else []:
+            self.require_running(testbed, target, node, "the switch has no port of it to filter")
+
     def inject(self, testbed: Testbed, target: Target, undo: dict[str, Any]) -> None:
         undo["table"] = _table(undo)
+        undo["rules"] = len(self.rules(testbed, target))
         wire.add_filter(_layout(testbed), undo["table"], self.rules(testbed, target))
 
+    def verify(self, testbed: Testbed, target: Target, undo: dict[str, Any]) -> None:
+        """The table, with every rule, is in the switch namespace's ruleset (as the kernel lists it)."""
+        found = wire.filter_rules(_layout(testbed), undo["table"])
+        if found is None:
+            raise self.not_in_effect(target, f"table bridge {undo['table']} is not in the switch's ruleset")
+        if len(found) != undo["rules"]:
+            raise self.not_in_effect(target, f"table bridge {undo['table']} holds {len(found)} rules, "
+                                             f"not {undo['rules']}")
+
     def heal(self, testbed: Testbed, target: Target, undo: dict[str, Any]) -> None:
-        wire.remove_filter(_layout(testbed), undo.get("table") or _table(undo))
+        table = undo.get("table") or _table(undo)
+        wire.remove_filter(_layout(testbed), table)  # False: gone already (idempotent)
+        if wire.filter_rules(_layout(testbed), table) is not None:
+            raise FalloverError(f"table bridge {table} is still in the switch's ruleset after its delete")
 
     @staticmethod
     def _ports(testbed: Testbed, target: Target) -> list[str]:
@@ -87,6 +148,13 @@ class Partition(_SwitchFilter):
     target_kind: ClassVar[str] = "partition"
     summary: ClassVar[str] = "the cluster splits in two; --node names the side that is cut off"
     mechanism: ClassVar[str] = "nft bridge-family drops between the two sides' ports on every network"
+
+    def precheck(self, testbed: Testbed, target: Target) -> None:
+        """Both sides need a running node, or nothing is cut off from anything."""
+        rest = [n for n in testbed.topology.node_names if n not in target.nodes]
+        for side, name in ((list(target.nodes), "the cut-off side"), (rest, "the other side")):
+            if not any(testbed.running(n) for n in side):
+                raise self.refused(target, f"every node of {name} ({', '.join(side)}) is powered off")
 
     def rules(self, testbed: Testbed, target: Target) -> list[str]:
         layout = _layout(testbed)
@@ -139,6 +207,9 @@ class _Queued(Fault):
     def worker_params(self, target: Target) -> dict[str, Any]:
         raise NotImplementedError
 
+    def precheck(self, testbed: Testbed, target: Target) -> None:
+        self.require_running(testbed, target, target.need("node"), "the switch has no port of it to queue")
+
     def inject(self, testbed: Testbed, target: Target, undo: dict[str, Any]) -> None:
         from harness.faults import nfqueue
         from harness.testbed import cgroup
@@ -146,12 +217,25 @@ class _Queued(Fault):
         layout = _layout(testbed)
         queue = 1000 + int(undo["id"], 16) % 60000  # one queue per fault: marks of two faults must not mix
         undo.update(table=f"fallover_q{undo['id']}", queue=queue, cgroup=str(layout.daemon_cgroup(f"nfq-{undo['id']}")))
-        port = layout.veth(target.node, target.network)
+        port = layout.veth(target.need("node"), target.need("network"))
         group = cgroup.create(layout.daemon_cgroup(f"nfq-{undo['id']}"))
         proc = nfqueue.start_worker(layout.net_ns, queue, self.mode, preexec_fn=lambda: cgroup.join_self(group),
                                     **self.worker_params(target))
         undo["pid"] = proc.pid
         nfqueue.install(layout.net_ns, undo["table"], queue, [f'iifname "{port}"', f'oifname "{port}"'])
+
+    def verify(self, testbed: Testbed, target: Target, undo: dict[str, Any]) -> None:
+        """The worker holds the queue (alive, in its cgroup) and both tables, marks and target, are in place."""
+        from pathlib import Path
+
+        from harness.faults import nfqueue
+        from harness.testbed import cgroup
+
+        if not nfqueue.worker_alive(undo["pid"]) or undo["pid"] not in cgroup.procs(Path(undo["cgroup"])):
+            raise self.not_in_effect(target, f"the NFQUEUE worker (pid {undo['pid']}) is not running")
+        gone = nfqueue.missing(_layout(testbed).net_ns, undo["table"])
+        if gone:
+            raise self.not_in_effect(target, f"missing from the switch's ruleset: {', '.join(gone)}")
 
     def heal(self, testbed: Testbed, target: Target, undo: dict[str, Any]) -> None:
         from pathlib import Path
@@ -161,8 +245,12 @@ class _Queued(Fault):
 
         layout = _layout(testbed)
         if undo.get("table"):
-            nfqueue.remove(layout.net_ns, undo["table"])
-        if undo.get("cgroup"):  # the worker, and only it, lives in this group
+            nfqueue.remove(layout.net_ns, undo["table"])  # False: gone already (idempotent)
+            left = nfqueue.tables(layout.net_ns, undo["table"])
+            if left:
+                raise FalloverError(f"table {' and '.join(left)} {undo['table']} still in the switch's ruleset "
+                                    f"after its delete")
+        if undo.get("cgroup"):  # the worker, and only it, lives in this group; a survivor raises
             cgroup.remove_tree(Path(undo["cgroup"]))
 
 

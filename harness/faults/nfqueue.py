@@ -150,6 +150,34 @@ def remove(ns_spec: str, table: str) -> bool:
                 for fam in ("inet", "bridge")])
 
 
+def missing(ns_spec: str, table: str) -> list[str]:
+    """What of an `install` is not in the kernel's ruleset (empty: all there).
+
+    Both tables, the bridge table's marking rules, and the inet rule's NFQUEUE target (the
+    part written over netlink, which `nft` alone could not have put there).
+    """
+    gone = []
+    for family, want in (("bridge", "mangle"), ("inet", "NFQUEUE")):
+        r = _nft_list(ns_spec, family, table)
+        if r is None:
+            gone.append(f"table {family} {table}")
+        elif want not in r:
+            gone.append(f"the {'marking rules' if family == 'bridge' else 'NFQUEUE target'} of table {family} {table}")
+    return gone
+
+
+def tables(ns_spec: str, table: str) -> list[str]:
+    """The families (bridge, inet) in which a table of this name exists: empty once `remove`d."""
+    return [family for family in ("bridge", "inet") if _nft_list(ns_spec, family, table) is not None]
+
+
+def _nft_list(ns_spec: str, family: str, table: str) -> str | None:
+    """`nft -j list table` output (its rules' expressions as JSON text), or None when there is no such table."""
+    r = subprocess.run(["nsenter", f"--net={ns_path(ns_spec)}", "--", "nft", "-j", "list", "table", family, table],
+                       capture_output=True, text=True, timeout=30)
+    return r.stdout if r.returncode == 0 else None
+
+
 def start_worker(ns_spec: str, queue: int, mode: str, *, preexec_fn: Callable[[], None] | None = None,
                  **params: Any) -> subprocess.Popen[bytes]:
     """Run the worker in the netns; return once it has bound the queue, else raise (worker gone).
@@ -178,6 +206,11 @@ def start_worker(ns_spec: str, queue: int, mode: str, *, preexec_fn: Callable[[]
             why = os.pread(err.fileno(), 8192, 0).decode()
             raise RuntimeError(f"nfqueue worker, queue {queue}, did not bind: {why}")
     return proc
+
+
+def worker_alive(pid: int) -> bool:
+    """Is the worker (by PID) still running? A zombie is not."""
+    return _alive(pid)
 
 
 def _alive(pid: int) -> bool:

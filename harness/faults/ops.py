@@ -34,10 +34,10 @@ def signal_processes(testbed: Testbed, node: str, comm: str, sig: str) -> list[i
 
 
 def make_whole(testbed: Testbed, node: str) -> None:
-    """Power on / thaw / restart the cluster software, whichever the node needs.
+    """Power on / thaw / restart the cluster software, whichever the node needs, and check it worked.
 
     The cluster may fence the node while we look at it (that is what it is for): then we look
-    again and power it on.
+    again and power it on. A node still not whole after five tries raises: the heal failed.
     """
     for attempt in range(5):
         try:
@@ -52,6 +52,7 @@ def make_whole(testbed: Testbed, node: str) -> None:
 def _make_whole_once(testbed: Testbed, node: str) -> None:
     if not testbed.running(node):
         testbed.power_on(node)
+        _check_whole(testbed, node, stack=False)  # its init starts the stack, in its own time
         return
     thaw = getattr(testbed, "thaw", None)
     if thaw is not None:
@@ -64,3 +65,23 @@ def _make_whole_once(testbed: Testbed, node: str) -> None:
                      "pacemaker-execd", "pacemaker-attrd", "pacemaker-schedulerd", "corosync"):
             signal_processes(testbed, node, comm, "KILL")
         testbed.start_services(node)
+    _check_whole(testbed, node)
+
+
+def _check_whole(testbed: Testbed, node: str, stack: bool = True, timeout: float = 5.0) -> None:
+    """The node runs, is not frozen, and (``stack``) its cluster stack has started; TestbedError if not."""
+    freezer_state = getattr(testbed, "freezer_state", None)
+    deadline = time.monotonic() + timeout
+    while True:
+        if not testbed.running(node):
+            wrong = ["its init is not running"]
+        elif freezer_state is not None and freezer_state(node) not in ("THAWED", "ABSENT"):
+            wrong = [f"its freezer reads {freezer_state(node)}"]
+        else:
+            wrong = [f"{comm} is not running" for comm in ("corosync", "pacemakerd")
+                     if stack and not pids(testbed, node, comm)]
+        if not wrong:
+            return
+        if time.monotonic() > deadline:
+            raise TestbedError(f"{node} is not whole after its repair: {', '.join(wrong)}")
+        time.sleep(0.1)

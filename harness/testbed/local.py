@@ -13,7 +13,7 @@ import sys
 import time
 from pathlib import Path
 
-from harness.errors import TestbedError
+from harness.errors import FalloverError, HealError, TestbedError
 from harness.testbed import cgroup, disk, network, nodes, wire
 from harness.testbed.base import Progress, quiet
 from harness.testbed.layout import AGENTS, FREEZER_ROOT, Layout, default_instance
@@ -85,8 +85,12 @@ class LocalTestbed:
         if self.is_built and self._fabric_alive() and self._built_from() != self._config_digest():
             progress("the topology or the harness changed since this testbed was built: rebuilding it")
             self.down(progress=quiet)
+        unhealed: HealError | None = None
         if self.is_built and self._fabric_alive():
-            self.heal_journal(progress)
+            try:
+                self.heal_journal(progress)
+            except HealError as e:  # some heals need the cluster running (disk_full): try again below
+                unhealed = e
             down = [n for n in self.topology.node_names if not self.running(n)]
             for n in down:
                 progress(f"starting {n} (it was powered off)")
@@ -97,7 +101,15 @@ class LocalTestbed:
                 self.down(progress=quiet)
             self._build(progress)
             self._apply_extra_config(progress)
-        self.wait_settled(progress, placement=placement)
+        try:
+            self.wait_settled(progress, placement=placement)
+        except FalloverError:
+            if unhealed is not None:
+                raise unhealed from None  # the cause, rather than its consequence
+            raise
+        if unhealed is not None:
+            progress("healing again what could not be healed before the cluster settled")
+            self.heal_journal(progress)  # raises if it still cannot
 
     def _fabric_alive(self) -> bool:
         return (set(network.our_namespaces(self.layout)) == {self.layout.net_ns, self.layout.client_ns}
@@ -270,21 +282,54 @@ class LocalTestbed:
     def set_adapter(self, node: str, network: str, up: bool) -> bool:
         return wire.set_adapter(self.layout, node, network, up)
 
-    def set_network(self, network: str, up: bool) -> None:
-        wire.set_network(self.layout, network, up)
+    def set_network(self, network: str, up: bool) -> bool:
+        return wire.set_network(self.layout, network, up)
+
+    def freezer_state(self, node: str) -> str:
+        """FROZEN, FREEZING, THAWED, or ABSENT (no cgroup: the node was never started here)."""
+        return cgroup.state(self.layout.node_cgroup(node))
+
+    def disk_mode(self, disk_name: str) -> str | None:
+        """What the FUSE layer under a shared disk does now (`ok`, `eio`, …); None when it is not mounted."""
+        from harness.testbed import faultdisk
+
+        mnt = self.layout.disk_fuse_dir(disk_name)
+        return faultdisk.get_mode(mnt) if faultdisk.is_mounted(mnt) else None
 
     def set_disk_mode(self, disk_name: str, mode: str) -> None:
-        """Switch the FUSE layer under a shared disk (`ok`, `eio`, `hang`, …): the disk-pull fault."""
+        """Switch the FUSE layer under a shared disk (`ok`, `eio`, `hang`, …): the disk-pull fault.
+
+        Breaking a disk that is not there raises (a pull that did nothing must not pass for one);
+        mending it (`ok`) is a no-op then: the testbed is gone, and nothing is left to heal.
+        """
         from harness.testbed import faultdisk
 
         mnt = self.layout.disk_fuse_dir(disk_name)
         if not faultdisk.is_mounted(mnt):
-            return  # the testbed is gone: nothing left to heal
+            if mode == "ok":
+                return
+            raise TestbedError(f"disk {disk_name}: its FUSE layer {mnt} is not mounted (is the testbed up?)")
         if mode == "ok":
             # a signal works even when every FUSE thread is held by a `hang`
             faultdisk.force_ok(int(self.layout.pidfile(f"fuse-{disk_name}").read_text()), mnt)
         else:
             faultdisk.set_mode(mnt, mode)
+
+    def disk_read_error(self, disk_name: str, timeout: float = 10.0) -> str | None:
+        """Read one block of the disk's loop device with O_DIRECT (no cache answers it): None when it
+        reads, else what the read got (`dd: error reading '/dev/loop3': Input/output error`).
+
+        This is the path the cluster's ext4 uses: loop device → FUSE layer → image.
+        """
+        dev = self.layout.disk_link(disk_name)
+        if not dev.exists():
+            return f"no loop device behind {dev}"
+        try:
+            r = subprocess.run(["dd", f"if={dev}", "of=/dev/null", "bs=4096", "count=1", "iflag=direct",
+                                "status=none"], capture_output=True, text=True, timeout=timeout)
+        except subprocess.TimeoutExpired:
+            return f"a read of {dev} got no answer within {timeout:g}s"
+        return None if r.returncode == 0 else (r.stderr.strip() or f"dd exited {r.returncode}")
 
     def heal_journal(self, progress: Progress = quiet) -> list[str]:
         """Undo what a crashed run left in the fault journal (the `fallover heal` of every start)."""

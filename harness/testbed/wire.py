@@ -7,10 +7,14 @@ cannot leave a rule behind.
 
 from __future__ import annotations
 
+import json
+import os
 import subprocess
 
+from pyroute2 import NetNS
+
 from harness.errors import TestbedError
-from harness.testbed import network
+from harness.testbed import network, nodes
 from harness.testbed.layout import Layout
 
 
@@ -27,9 +31,38 @@ def set_adapter(layout: Layout, node: str, net: str, up: bool) -> bool:
         return False  # the node was powered off: its veth pair went with its namespace
 
 
-def set_network(layout: Layout, net: str, up: bool) -> None:
-    """A whole network fails: its bridge stops forwarding for every port."""
-    network.set_link(layout.net_ns, net, up)
+def set_network(layout: Layout, net: str, up: bool) -> bool:
+    """A whole network fails: its bridge stops forwarding for every port. False: no such bridge."""
+    try:
+        network.set_link(layout.net_ns, net, up)
+        return True
+    except LookupError:
+        return False
+
+
+def carrier(layout: Layout, node: str, net: str) -> bool | None:
+    """Whether the node itself sees a carrier on its adapter (what a pulled cable takes away).
+
+    Read inside the node's network namespace (IFLA_CARRIER, as /sys/class/net/<net>/carrier),
+    not at the switch: it is what the node's cluster software will notice. None: node off.
+    """
+    pid = nodes.init_pid(layout, node)
+    if pid is None:
+        return None
+    ns = NetNS(f"/proc/{pid}/ns/net")
+    try:
+        found = ns.link_lookup(ifname=net)
+        return bool(found) and bool(ns.get_links(found[0])[0].get("carrier"))
+    finally:
+        ns.close()
+
+
+def bridge_up(layout: Layout, net: str) -> bool | None:
+    """Is the network's bridge up (forwarding)? None when it does not exist."""
+    if not os.path.exists(_ns(layout)):
+        return None  # checked first: pyroute2 would create a missing named netns
+    state = network.links(layout.net_ns).get(net)
+    return None if state is None else state != "down"
 
 
 def nft(layout: Layout, script: str, *, check: bool = True) -> subprocess.CompletedProcess[str]:
@@ -51,6 +84,15 @@ def remove_filter(layout: Layout, table: str) -> bool:
     """Delete a filter table; False when it was already gone (heal is idempotent)."""
     r = nft(layout, f"delete table bridge {table}\n", check=False)
     return r.returncode == 0
+
+
+def filter_rules(layout: Layout, table: str, family: str = "bridge") -> list[str] | None:
+    """The rules of one of our tables as the kernel holds them (JSON, one per rule); None when absent."""
+    r = subprocess.run(["nsenter", f"--net={_ns(layout)}", "--", "nft", "-j", "list", "table", family, table],
+                       capture_output=True, text=True, timeout=30)
+    if r.returncode != 0:
+        return None
+    return [json.dumps(item["rule"]["expr"]) for item in json.loads(r.stdout)["nftables"] if "rule" in item]
 
 
 def filters(layout: Layout) -> list[str]:

@@ -59,3 +59,18 @@ def test_inject_refuses_bad_faults_and_targets_with_exit_2(tmp_path: Path, args:
     assert r.returncode == 2, r.stderr
     assert needle in r.stderr and len(r.stderr.strip().splitlines()) == 1
     assert not state_root.exists()  # nothing touched, not even a journal
+
+
+def test_inject_on_a_testbed_whose_disk_is_not_mounted_fails_in_one_line_and_journals_nothing(
+        tmp_path: Path) -> None:
+    """A built testbed (up.json) whose FUSE disk layer is gone: disk_pull would do nothing, so it is refused."""
+    state = tmp_path / "state" / "fo-local-unit"
+    state.mkdir(parents=True)
+    (state / "up.json").write_text("{}")
+    r = run("inject", "disk_pull", "--disk", "shared",
+            env={"FALLOVER_STATE_ROOT": str(tmp_path / "state"), "FALLOVER_INSTANCE": "unit"})
+    assert r.returncode == 2, r.stderr
+    assert r.stderr.strip().splitlines() == [
+        "fallover: error: disk_pull on shared: disk shared is not attached (its FUSE layer is not mounted; "
+        "is the testbed up?)"]
+    assert sorted(p.name for p in state.iterdir()) == ["up.json"]  # no journal, no lock, nothing else
