@@ -131,34 +131,44 @@ def explain(mon_xml: str, fence_xml: str | None = None, *, group: str | None = N
             out.append(f"{name} is in standby: it may not run resources")
         if _b(n, "maintenance"):
             out.append(f"{name} is in maintenance: its resources are not managed")
-    out += _fencing(fence_xml, d)
+    out += _fencing(root, fence_xml, d)
     out += _failures(root)
-    out += _resources(root, group)
     out += _bans(root, group)
+    out += _fail_counts(root, group)
+    out += _resources(root, group)
     out += _last_ran(root, group)
     return d
 
 
-def _fencing(fence_xml: str | None, d: Diagnosis) -> list[str]:
+def _fencing(mon: ET.Element, fence_xml: str | None, d: Diagnosis) -> list[str]:
+    """Fence actions that did not succeed, from crm_mon's fence history and stonith_admin's (deduplicated).
+
+    crm_mon is the one to trust here: on Pacemaker 2.1.5, ``stonith_admin --history '*'`` asked
+    on a peer listed no entry while crm_mon on the same node showed the failed fencing.
+    """
+    events = list(mon.iter("fence_event"))
     if fence_xml is None:
-        d.errors.append("fencing history not read")
-        return []
-    try:
-        root = ET.fromstring(fence_xml)
-    except ET.ParseError as e:
-        d.errors.append(f"fencing history XML unreadable: {e}")
-        return []
-    out = []
-    for ev in root.iter("fence_event"):
+        d.errors.append("fencing history (stonith_admin) not read")
+    else:
+        try:
+            events += list(ET.fromstring(fence_xml).iter("fence_event"))
+        except ET.ParseError as e:
+            d.errors.append(f"fencing history XML unreadable: {e}")
+    out: list[str] = []
+    for ev in events:
         status = ev.get("status", "?")
         if status == "success":
             continue
         target, action = ev.get("target", "?"), ev.get("action", "?")
         by = ev.get("delegate") or ev.get("origin") or "?"
         reason = f": {ev.get('exit-reason')}" if ev.get("exit-reason") else ""
-        out.append(f"fencing ({action}) of {target} by {by}: {status}{reason}"
-                   + (" (the cluster will not move its resources until a fence succeeds)" if status != "pending"
-                      else " (still waiting for the fence device)"))
+        when = f" (last at {ev.get('completed') or ev.get('last-failed')})" if ev.get("completed") or \
+            ev.get("last-failed") else ""
+        line = (f"fencing ({action}) of {target} requested by {by}: {status}{reason}{when}"
+                + (" — the cluster will not recover its resources until a fence succeeds" if status != "pending"
+                   else " — still waiting for the fence device"))
+        if line not in out:
+            out.append(line)
     return out
 
 
@@ -182,6 +192,7 @@ def _members(root: ET.Element, group: str | None) -> list[ET.Element]:
 
 def _resources(root: ET.Element, group: str | None) -> list[str]:
     out = []
+    unclean = {n.get("name") for n in root.findall("nodes/node") if _b(n, "unclean")}
     if group is not None and not any(el.get("id") == group for el in root.iter("group")):
         out.append(f"group {group} is not in the cluster's configuration")
     for r in _members(root, group):
@@ -196,17 +207,42 @@ def _resources(root: ET.Element, group: str | None) -> list[str]:
             out.append(f"{rid} is FAILED on {where}")
         if group is not None and r.get("role") != "Started":
             out.append(f"{rid} is {r.get('role', '?')} ({where})")
+        stuck = [n.get("name") for n in r.findall("node") if n.get("name") in unclean]
+        if stuck:
+            out.append(f"{rid} counts as still running on {', '.join(map(str, stuck))} (UNCLEAN): "
+                       "the cluster may not start it elsewhere before that node is fenced")
     return out
 
 
 def _bans(root: ET.Element, group: str | None) -> list[str]:
     members = {r.get("id") for r in _members(root, group)} | ({group} if group else set())
+    online = {n.get("name") for n in root.findall("nodes/node") if _b(n, "online") and not _b(n, "unclean")}
     out = []
     for ban in root.iter("ban"):
         rsc = ban.get("resource")
-        if group is None or rsc in members:
+        if (group is None or rsc in members) and ban.get("node") in online:  # where it could run, it may not
             out.append(f"constraint {ban.get('id', '?')}: {rsc} banned from {ban.get('node', '?')} "
                        f"(score {ban.get('weight', '?')})")
+    return out
+
+
+def _fail_counts(root: ET.Element, group: str | None) -> list[str]:
+    """Fail counts against migration-threshold: why a resource was restarted in place rather than moved."""
+    members = {r.get("id") for r in _members(root, group)}
+    out = []
+    for node in root.findall("node_history/node"):
+        for hist in node.findall("resource_history"):
+            rid, count = hist.get("id"), hist.get("fail-count")
+            if rid not in members or not count or count == "0":
+                continue
+            threshold = hist.get("migration-threshold", "?")
+            where = node.get("name", "?")
+            if count.isdigit() and threshold.isdigit() and int(count) < int(threshold):
+                out.append(f"{rid} failed {count} time(s) on {where}, below migration-threshold={threshold}: "
+                           f"the cluster restarts it in place on {where} instead of moving it")
+            else:
+                out.append(f"{rid} failed {count} time(s) on {where} (migration-threshold={threshold}): "
+                           f"it may not run on {where} until the failure is cleaned up")
     return out
 
 
@@ -230,5 +266,5 @@ def _last_ran(root: ET.Element, group: str | None) -> list[str]:
             _, node, what = last[rid]
             out.append(f"{rid} last ran on {node} ({what})")
         else:
-            out.append(f"{rid} has no successful start in the operation history")
+            out.append(f"{rid}: no online node has a successful start of it in its operation history")
     return out

@@ -9,6 +9,7 @@ import pytest
 
 from harness.faults import Target
 from harness.plan import Case
+from harness.case_result import CaseResult
 from harness.runner import Runner
 from harness.testbed.local import LocalTestbed
 from own_testbed import separate_testbed
@@ -51,3 +52,49 @@ def test_no_fencing_no_quorum_then_a_partition_is_caught_as_split_brain(broken: 
     split = result.verdicts["split_brain"]
     assert split.valid is False, result.report()
     assert "split brain" in split.explanation.lower(), split.explanation
+
+
+def assert_judged(result: CaseResult, *, failing: set[str], cause: list[str]) -> None:
+    """The case is a FAIL (never an ERROR), the named verdicts fail, the report names the cause in
+    the cluster's own terms, carries no traceback, and the case directory holds its evidence."""
+    report = result.report()
+    assert result.status == "FAIL", report
+    failed = {v.name for v in result.failures}
+    assert failing <= failed, report
+    for words in cause:
+        assert words in report, f"{words!r} not in the report:\n{report}"
+    assert "Traceback" not in report
+    for name in ("timeline.json", "verdicts.json", "report.txt"):
+        assert (result.run_dir / name).is_file(), f"{name} missing in {result.run_dir}"
+    assert (result.run_dir / "report.txt").read_text().strip() == report.strip()
+
+
+@pytest.mark.parametrize("broken", ["banned"], indirect=True)
+def test_leftover_bans_leave_nowhere_to_fall_over(broken: LocalTestbed, tmp_path: Path) -> None:
+    result = Runner(broken, tmp_path).run(Case("node_power_off", Target(node="node1")))
+    assert_judged(result, failing={"fallover", "wait for the outcome"},
+                  cause=["app banned from node2", "app banned from node3"])
+
+
+@pytest.mark.parametrize("broken", ["nofenceroute"], indirect=True)
+def test_a_node_nobody_can_fence_blocks_the_takeover(broken: LocalTestbed, tmp_path: Path) -> None:
+    result = Runner(broken, tmp_path).run(Case("node_power_off", Target(node="node1")))
+    assert_judged(result, failing={"fallover", "wait for the outcome"}, cause=["node1 is UNCLEAN"])
+    why = "\n".join(result.diagnosis["wait for the outcome"])
+    assert "fencing (off) of node1 requested by" in why and ": failed" in why, why
+    assert "app-app counts as still running on node1 (UNCLEAN)" in why, why
+
+
+@pytest.mark.parametrize("broken", ["blocked"], indirect=True)
+def test_on_fail_block_freezes_a_killed_application(broken: LocalTestbed, tmp_path: Path) -> None:
+    result = Runner(broken, tmp_path).run(Case("app_kill", Target(group="app")))
+    assert_judged(result, failing={"fallover", "wait for the outcome"},
+                  cause=["app-app is BLOCKED", "failed action: app-app monitor on node1"])
+
+
+@pytest.mark.parametrize("broken", ["threshold"], indirect=True)
+def test_a_high_migration_threshold_restarts_in_place_instead_of_falling_over(broken: LocalTestbed,
+                                                                             tmp_path: Path) -> None:
+    result = Runner(broken, tmp_path).run(Case("app_kill", Target(group="app")))
+    assert_judged(result, failing={"fallover", "wait for the outcome"},
+                  cause=["below migration-threshold=3", "restarts it in place on node1"])
