@@ -45,3 +45,24 @@ def test_a_rotating_group_stays_where_it_fell_over_to(rotating: LocalTestbed, tm
     policy = result.verdicts["policy"]
     assert policy.valid is True and "rotating" in policy.explanation and "node2" in policy.explanation, \
         policy.explanation
+
+
+def test_a_bug_of_ours_mid_case_is_an_error_with_the_evidence_saved(testbed: Testbed, tmp_path: Path,
+                                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    """A harness error after the inject: the fault is still healed, the case is an ERROR (not a FAIL of the
+    cluster), and the timeline, verdicts and report are written with the error named in one line."""
+    def broken_recovery(self: Runner, group: str, prefix: str) -> None:
+        raise TypeError("a bug of ours")
+
+    monkeypatch.setattr(Runner, "_forget_keys", broken_recovery)
+    result = Runner(testbed, tmp_path, users=2).run(Case("adapter_down", Target(node="node1", network="service")))
+    report = result.report()
+    assert result.status == "ERROR", report
+    assert "forget this case's keys: harness error TypeError: a bug of ours" in report
+    assert "Traceback" not in report and "Traceback" in (result.run_dir / "harness-error.txt").read_text()
+    for name in ("timeline.json", "verdicts.json", "report.txt"):
+        assert (result.run_dir / name).is_file()
+    assert result.verdicts["fallover"].valid is True, report  # the cluster itself was judged all the same
+    from harness.faults.journal import Journal
+
+    assert Journal(testbed.layout.journal).entries() == []  # type: ignore[attr-defined]  # healed
