@@ -349,14 +349,14 @@ def _recoveries(events: list[Event]) -> list[tuple[float, float | None]]:
 
 
 def _through_recovery(d: Disruption, recoveries: list[tuple[float, float | None]]) -> Disruption:
+    """A node disrupted before a recovery ended may restart during it; an unfinished recovery leaves it open."""
     end = d.end_wall
     for _, r_end in recoveries:
-        if r_end is None or d.start_wall < r_end:  # disrupted before the recovery ended: it may restart then
-            if r_end is None or end is None:
-                end = None
-            else:
-                end = max(end, r_end + END_MARGIN_S)
-            if end is None:
-                break
+        if end is None:
+            break
+        if r_end is None:
+            end = None
+        elif d.start_wall < r_end:
+            end = max(end, r_end + END_MARGIN_S)
     return d if end == d.end_wall else Disruption(d.node, d.daemons, d.start_wall, end,
                                                   f"{d.why}, held through the recovery")

@@ -180,6 +180,14 @@ def test_windows_without_an_end_stay_open() -> None:
     assert [d.end_wall for d in disruptions_from(unfinished, TOPO)] == [None]
 
 
+def test_a_recovery_that_ended_before_a_disruption_does_not_stretch_it() -> None:
+    tl = timeline(mark(0, "recovery start"), mark(5, "recovery end"),
+                  (9, FENCED, "node2", {"action": "off", "outcome": "OK"}), (12, CLUSTER_NODE_JOINED, "node2", {}))
+    [d] = disruptions_from(tl, TOPO)
+    assert (d.start_wall, d.end_wall) == (T0 + 9 - START_MARGIN_S, T0 + 12 + END_MARGIN_S)
+    assert not d.why.endswith("held through the recovery")
+
+
 def test_an_unexplained_loss_or_a_failed_fence_disrupts_nothing() -> None:
     tl = timeline((1, CLUSTER_NODE_LOST, "node3", {}), (2, FENCED, "node2", {"action": "off", "outcome": "ERROR"}),
                   (5, CLUSTER_NODE_JOINED, "node3", {}))
