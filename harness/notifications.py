@@ -68,6 +68,11 @@ class JsonlTail:
         self.path, self.parse, self.offset = path, parse, offset
         self.bad = 0  # unparsable complete lines: counted, never silently dropped
 
+    @property
+    def bad_lines(self) -> int:
+        """Complete lines that could not be read as an event (the runner reports them as bad_notification_lines)."""
+        return self.bad
+
     def poll(self, clock: Clock | None = None) -> list[Event]:
         """Events of the complete lines written since the last poll (none if the file does not exist yet)."""
         try:

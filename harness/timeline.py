@@ -21,14 +21,17 @@ FAULT_INJECTED = "fault.injected"        # data: fault, target, family, event
 FAULT_HEALED = "fault.healed"
 CLUSTER_NODE_LOST = "cluster.node_lost"  # node: a node left the membership (offline/unclean)
 CLUSTER_NODE_JOINED = "cluster.node_joined"
-CLUSTER_GROUP_STOPPED = "cluster.group_stopped"   # data: group
+CLUSTER_GROUP_STOPPED = "cluster.group_stopped"   # data: group, now (nodes), failed (members seen failed)
 CLUSTER_GROUP_STARTED = "cluster.group_started"   # node: where; data: group
 CLUSTER_GROUP_SPLIT = "cluster.group_split"       # data: group, nodes (active on >1 node)
 CLUSTER_FAILED_ACTION = "cluster.failed_action"   # data: resource, task, node, rc
 CLUSTER_STATE = "cluster.state"                   # data: summary (every change the poller saw)
 CLUSTER_PARTITIONED = "cluster.partitioned"       # data: views {node: [members]}
-CLUSTER_REDUNDANT = "cluster.redundant"           # all nodes online, adapters up, no failed action, groups placed
+CLUSTER_REDUNDANT = "cluster.redundant"           # all nodes online, adapters up, no failed action, groups placed,
+#                                                   and settled (nothing pending); mono: when that began;
+#                                                   data: confirmed (mono when the poller could tell), quiet_s
 CLUSTER_DEGRADED = "cluster.degraded"             # data: why (the first thing missing from redundancy)
+CLUSTER_MOUNTS = "cluster.mounts"                 # data: mounts {disk: [nodes with its filesystem mounted]}
 NOTIFICATION = "notify.event"                     # node; data: the alert agent's fields
 FENCED = "cluster.fenced"                         # node; data: action, outcome
 ARP_GRATUITOUS = "arp.gratuitous"                 # data: ip, mac

@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 import traceback
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from functools import cached_property
 from pathlib import Path
 from typing import Any, Literal, TypeAlias
@@ -16,6 +16,7 @@ from harness.topology import Sla, Topology
 
 Valid: TypeAlias = bool | Literal["unknown"]
 UNKNOWN: Literal["unknown"] = "unknown"
+NOT_JUDGED = "not judged"
 _RANK: dict[Valid, int] = {True: 0, UNKNOWN: 1, False: 2}
 
 
@@ -29,9 +30,15 @@ class Verdict:
     limit: float | int | str | None
     unit: str
     explanation: str
+    judged: bool = True
+    """False: nothing to judge in this run (e.g. lost writes with --no-load). Then ``valid`` is True,
+    so the case does not fail on it and ``merge_valid`` is unchanged, and ``status`` is "not judged"
+    so a report says so instead of "pass"."""
 
     @property
     def status(self) -> str:
+        if not self.judged:
+            return NOT_JUDGED
         return "pass" if self.valid is True else "fail" if self.valid is False else UNKNOWN
 
     def __str__(self) -> str:
@@ -53,6 +60,31 @@ def fmt_s(seconds: float) -> str:
     return f"{seconds:.2f}".rstrip("0").rstrip(".")
 
 
+# -- what the recorders lost ---------------------------------------------------------------------
+# The runner fills timeline.meta["counts"]; a checker whose source lost more than its limit says
+# "unknown" instead of judging a recording with holes in it (Context.vouch).
+
+POLLER = ("poller_errors", "timeline_dropped")
+"""The cluster poller's losses: polls that observed nothing, events that could not be added."""
+NOTIFY = ("bad_notification_lines",)
+"""Alert-log lines that could not be read: one of them may be the very notification being judged."""
+PROBE = ("probe_skipped",)
+"""Probe send slots skipped (the probe fell behind its schedule): gaps in the client's view."""
+
+COUNT_LIMITS: dict[str, float] = {
+    "poller_errors": 4,           # ~1 s without a cluster observation at the poller's 4 Hz
+    "timeline_dropped": 4,
+    "bad_notification_lines": 0,  # any: the unreadable line may be the notification
+    "probe_skipped": 100,         # 1 s of slots at 100 Hz, or PROBE_SKIPPED_SHARE of all slots if more
+}
+"""Default limits (inclusive) per count; an expectation ``max_<count>`` overrides one for a test."""
+PROBE_SKIPPED_SHARE = 0.05
+COUNT_ALIASES = {"dropped": "timeline_dropped", "bad_notifications": "bad_notification_lines",
+                 "bad_lines": "bad_notification_lines"}
+COUNT_WORDS = {"poller_errors": "cluster polls that observed nothing", "timeline_dropped": "timeline events dropped",
+               "bad_notification_lines": "unreadable notification lines", "probe_skipped": "probe slots skipped"}
+
+
 @dataclass(frozen=True)
 class Context:
     """Everything a checker may read, built once per test from a live or a saved run; never a cluster.
@@ -60,7 +92,13 @@ class Context:
     `expectation` carries what the test expects: expect_fallover (bool, default true), group,
     expected_node (the takeover node, or the node a group must stay on), fault_node, and optional
     limit overrides (max_detection_s, max_fallover_s, max_outage_s, max_recovery_s,
-    max_notification_s, max_failed_requests, max_failed_share, split_brain_window_s).
+    max_notification_s, max_failed_requests, max_failed_share, split_brain_window_s), load (False
+    when the run had no load, e.g. --no-load: lost_writes and failed_requests are then not judged),
+    and limits on the recorders' losses (max_poller_errors, max_timeline_dropped,
+    max_bad_notification_lines, max_probe_skipped; see COUNT_LIMITS).
+
+    ``timeline.meta["counts"]`` carries what the recorders lost (poller_errors, timeline_dropped,
+    bad_notification_lines, probe_skipped); see ``counts`` and ``vouch``.
     """
 
     timeline: Timeline
@@ -68,6 +106,63 @@ class Context:
     topology: Topology | None = None
     fault_start: float | None = None
     expectation: Mapping[str, Any] = field(default_factory=dict)
+
+    @cached_property
+    def counts(self) -> dict[str, int]:
+        """What the recorders lost, from timeline.meta["counts"] (aliases folded in) and timeline.dropped."""
+        out: dict[str, int] = {}
+        for key, value in dict(self.timeline.meta.get("counts") or {}).items():
+            key = COUNT_ALIASES.get(key, key)
+            try:
+                out[key] = max(out.get(key, 0), int(value))
+            except (TypeError, ValueError):
+                continue
+        if self.timeline.dropped:
+            out["timeline_dropped"] = max(out.get("timeline_dropped", 0), int(self.timeline.dropped))
+        return out
+
+    def count_limit(self, key: str) -> float:
+        """The most of ``key`` a judged recording may have lost: expectation max_<key>, else COUNT_LIMITS."""
+        if f"max_{key}" in self.expectation:
+            return float(self.expectation[f"max_{key}"])
+        limit = COUNT_LIMITS.get(key, 0)
+        if key == "probe_skipped":  # relative to how long the probe ran
+            limit = max(limit, PROBE_SKIPPED_SHARE * (len(self.samples) + self.counts.get(key, 0)))
+        return limit
+
+    def over_limit(self, keys: Iterable[str]) -> list[str]:
+        """One phrase per count above its limit: "7 cluster polls that observed nothing (limit 4)"."""
+        out = []
+        for key in keys:
+            n, limit = self.counts.get(key, 0), self.count_limit(key)
+            if n > limit:
+                out.append(f"{n} {COUNT_WORDS.get(key, key)} (limit {limit:g})")
+        return out
+
+    def vouch(self, verdict: Verdict, keys: Iterable[str], *, pass_holds: bool = False) -> Verdict:
+        """The verdict, unless the recorders behind it lost more than their limits: then "unknown", with why.
+
+        ``pass_holds``: the measurement can only come out later (never earlier) from lost
+        observations — a time to the first sign of something — so a pass is still a pass (said
+        in its explanation), while a fail may be an artefact of the holes and becomes "unknown".
+        """
+        if not verdict.judged:
+            return verdict
+        over = self.over_limit(keys)
+        if not over:
+            return verdict
+        why = "; ".join(over)
+        if verdict.valid is True and pass_holds:
+            return replace(verdict, explanation=f"{verdict.explanation} (the recording has {why}; lost "
+                                                f"observations could only have made this later, so the pass holds)")
+        if verdict.valid == UNKNOWN:
+            return replace(verdict, explanation=f"{verdict.explanation}; also, the recording has {why}")
+        return replace(verdict, valid=UNKNOWN,
+                       explanation=f"cannot be judged: the recording has {why}; as recorded: {verdict.explanation}")
+
+    def not_judged(self, name: str, unit: str, why: str, limit: float | int | str | None = None) -> Verdict:
+        """Nothing to judge in this run (valid, so the case does not fail on it, but marked not judged)."""
+        return Verdict(name, True, None, limit, unit, f"not judged: {why}", judged=False)
 
     @cached_property
     def events(self) -> list[Event]:
@@ -88,6 +183,16 @@ class Context:
             return faults[0] if faults else None
         start = self.fault_start
         return min(faults, key=lambda e: abs(e.mono - start), default=None)
+
+    @cached_property
+    def planned(self) -> bool:
+        """The injection is a planned operation (move, standby, rolling restart): nothing failed.
+
+        From expectation "planned" if given, else the fault event's family.
+        """
+        if "planned" in self.expectation:
+            return bool(self.expectation["planned"])
+        return self.fault is not None and self.fault.data.get("family") == "planned"
 
     @cached_property
     def t0(self) -> float | None:
@@ -150,14 +255,15 @@ class Context:
 
     @cached_property
     def fault_nodes(self) -> frozenset[str]:
-        """Nodes the fault hit: expectation fault_node, else the fault event's node, else its target label.
+        """Nodes the fault hit: expectation fault_node, else the fault event's node (or its data "nodes"),
+        else its target label.
 
         Labels look like `node1-service` or `node2+node3` (faults.base.Target.label); a part counts
         only when the topology names it a node, since "service" may be a network.
         """
         raw: Any = self.expectation.get("fault_node")
         if raw is None and self.fault is not None:
-            raw = self.fault.node
+            raw = self.fault.node or self.fault.data.get("nodes") or None
             if raw is None and self.topology is not None:
                 raw = re.split(r"[+\-]", str(self.fault.data.get("target") or ""))
         names = [raw] if isinstance(raw, str) else list(raw or [])

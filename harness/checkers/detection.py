@@ -1,24 +1,38 @@
-"""Detection: fault injected → the cluster first reports something that relates to the fault."""
+"""Detection: fault injected → the cluster first reports something that reflects the fault."""
 
 from __future__ import annotations
 
 from harness.checkers import notification
-from harness.checkers.base import UNKNOWN, Context, Verdict, fmt_s
-from harness.timeline import CLUSTER_FAILED_ACTION, CLUSTER_GROUP_STOPPED, CLUSTER_NODE_LOST, NOTIFICATION, Event
+from harness.checkers.base import NOTIFY, POLLER, UNKNOWN, Context, Verdict, fmt_s
+from harness.timeline import (CLUSTER_FAILED_ACTION, CLUSTER_GROUP_STOPPED, CLUSTER_NODE_LOST, FENCED, NOTIFICATION,
+                              Event)
 
 NAME = "detection"
-KINDS = (CLUSTER_NODE_LOST, CLUSTER_FAILED_ACTION, NOTIFICATION, CLUSTER_GROUP_STOPPED)
-"""What counts as the cluster noticing: membership loss, a failed action, an alert, the group stopping."""
+KINDS = (CLUSTER_NODE_LOST, CLUSTER_FAILED_ACTION, NOTIFICATION, FENCED, CLUSTER_GROUP_STOPPED)
+"""What can show the cluster noticing: membership loss, a failed action, an alert reporting a failure
+(a lost node, a failed operation, a connectivity attribute dropping, fencing), fencing itself, and a
+group stopping with a failed member (see ``related``)."""
 
 
 def related(ctx: Context, ev: Event) -> bool:
-    """Whether a cluster reaction is about this fault, so an unrelated failure elsewhere is not credited."""
+    """Whether a cluster event shows the cluster noticing *this* fault (not merely doing something).
+
+    - notification: ``notification.relevant`` — reports of a failure only; a successful
+      monitor, start or stop is never detection.
+    - node lost, fencing: of a fault node (any node when the fault has none, e.g. a whole network).
+    - failed action: of a group resource, or of any resource on a fault node.
+    - group stopped: only when the poller saw a member *failed* (data "failed"). A group also
+      stops when the cluster moves it on purpose — a planned move, the failback after the heal,
+      or the reaction to something it had already noticed (which is then the detection, and
+      earlier) — and crediting such a stop would time the cluster's decision, or a move
+      unrelated to the fault, as its detection.
+    """
     if ev.kind == NOTIFICATION:
         return notification.relevant(ctx, ev)
-    if ev.kind == CLUSTER_NODE_LOST:
+    if ev.kind in (CLUSTER_NODE_LOST, FENCED):
         return ctx.on_fault_node(ev.node)
     if ev.kind == CLUSTER_GROUP_STOPPED:
-        return ctx.group is None or ev.data.get("group") == ctx.group
+        return bool(ev.data.get("failed")) and (ctx.group is None or ev.data.get("group") == ctx.group)
     if ev.kind == CLUSTER_FAILED_ACTION:
         return ctx.is_group_resource(ev.data.get("resource")) or ctx.on_fault_node(ev.data.get("node") or ev.node)
     return False
@@ -32,20 +46,37 @@ def describe(ev: Event) -> str:
         return f"failed action {d.get('resource', '?')} {d.get('task', '')} on {d.get('node') or ev.node} " \
                f"rc={d.get('rc', '?')}"
     if ev.kind == CLUSTER_GROUP_STOPPED:
-        return f"group {d.get('group', '?')} stopped"
+        failed = ", ".join(map(str, d.get("failed") or [])) or "?"
+        return f"group {d.get('group', '?')} stopped ({failed} failed)"
+    if ev.kind == FENCED:
+        return f"{ev.node} fenced ({d.get('action', '?')})"
     return f"{ev.node} lost from the membership"
 
 
 def check_detection(ctx: Context) -> Verdict:
-    """Fault start → first related NODE_LOST / FAILED_ACTION / NOTIFICATION / GROUP_STOPPED, vs max_detection_s."""
+    """Fault start → first related NODE_LOST / FAILED_ACTION / NOTIFICATION / FENCED / GROUP_STOPPED.
+
+    Against max_detection_s. Not judged for a planned operation (nothing failed). Lost polls
+    or unreadable alert lines above their limits make a late or missing detection "unknown"
+    (the hole may hold the detection); an in-time one still passes.
+    """
     limit = ctx.limit("max_detection_s")
     if ctx.t0 is None:
         return Verdict(NAME, UNKNOWN, None, limit, "s", "no fault was injected, so there was nothing to detect")
+    if ctx.planned:
+        return ctx.not_judged(NAME, "s", f"{ctx.fault_desc} is a planned operation: nothing failed to detect",
+                              limit)
+    return ctx.vouch(_judge(ctx, limit), POLLER + NOTIFY, pass_holds=True)
+
+
+def _judge(ctx: Context, limit: float) -> Verdict:
+    assert ctx.t0 is not None
     hits = [e for e in ctx.of(*KINDS, after=ctx.t0) if related(ctx, e)]
     if not hits:
         until = f" (recording ends at {ctx.rel(ctx.end)})" if ctx.end is not None else ""
         return Verdict(NAME, False, None, limit, "s",
-                       f"the cluster never reported {ctx.fault_desc} injected at {ctx.rel(ctx.t0)}{until}")
+                       f"the cluster never reported {ctx.fault_desc} injected at {ctx.rel(ctx.t0)}{until}: "
+                       f"no node lost, failed action, fencing or notification of a failure")
     first = hits[0]
     took = first.mono - ctx.t0
     ok = took <= limit

@@ -21,6 +21,8 @@ def check_failed_requests(ctx: Context) -> Verdict:
     limited = max_count is not None or max_share is not None
     unit, limit = ("share", float(max_share)) if max_share is not None else \
         ("requests", int(max_count) if max_count is not None else None)
+    if not load and ctx.expectation.get("load", True) is False:
+        return ctx.not_judged(NAME, unit, "no load (--no-load): no request was made", limit)
     if not load:
         return Verdict(NAME, UNKNOWN if limited else True, None, limit, unit, "no load requests were recorded")
     failed = [r for r in load if not r.ok]

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from harness.checkers.base import UNKNOWN, Context, Verdict, fmt_s
+from harness.checkers.base import POLLER, PROBE, UNKNOWN, Context, Verdict, fmt_s
 from harness.timeline import CLUSTER_GROUP_STARTED, PROBE_UP
 
 NAME = "fallover"
@@ -59,12 +59,23 @@ def _stayed(ctx: Context) -> Verdict:
 
 
 def check_fallover(ctx: Context) -> Verdict:
-    """Fault start → the takeover node's first answer, vs max_fallover_s; or the stay check when no fallover."""
+    """Fault start → the takeover node's first answer, vs max_fallover_s; or the stay check when no fallover.
+
+    Probe slots skipped above their limit make a slow or missing takeover "unknown" (an in-time
+    one still passes); for "stay", skipped slots or lost polls above their limits make it "unknown".
+    """
     limit = ctx.limit("max_fallover_s")
     if ctx.t0 is None:
         return Verdict(NAME, UNKNOWN, None, limit, "s", "no fault was injected, so there was no fallover to time")
     if not ctx.expectation.get("expect_fallover", True):
-        return _stayed(ctx)
+        # a move seen only in a hole of the recording would be missed: a "stayed" pass needs both sources
+        return ctx.vouch(_stayed(ctx), PROBE + POLLER)
+    # the takeover time comes from probe answers: a skipped slot can only make it later
+    return ctx.vouch(_took_over(ctx, limit), PROBE, pass_holds=True)
+
+
+def _took_over(ctx: Context, limit: float) -> Verdict:
+    assert ctx.t0 is not None
     found = _takeover_filter(ctx)
     if found is None:
         return Verdict(NAME, UNKNOWN, None, limit, "s",

@@ -25,8 +25,13 @@ def check_lost_writes(ctx: Context) -> Verdict:
     """Acknowledged puts (kind "put", ok, with a value) vs the last "verify" record per key; valid only at 0 lost.
 
     A key written more than once is judged by its last acknowledged value. Without any verify
-    record the run never looked, so the verdict is "unknown", not a pass.
+    record the run never looked, so the verdict is "unknown", not a pass — except when the run
+    had no load at all (expectation ``load`` False, e.g. --no-load, and no put or verify was
+    recorded): then nothing was written, and the verdict is "not judged" (valid, judged=False),
+    so the case neither fails on it nor claims that writes survived.
     """
+    if ctx.expectation.get("load", True) is False and not any(r.kind in ("put", "verify") for r in ctx.requests):
+        return ctx.not_judged(NAME, "writes", "no load (--no-load): no write was made, so none could be lost", 0)
     acked: dict[str, Request] = {}
     for r in ctx.requests:
         if r.kind == "put" and r.ok and r.key is not None and r.value is not None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from harness.checkers.base import UNKNOWN, Context, Verdict, fmt_s
+from harness.checkers.base import PROBE, UNKNOWN, Context, Verdict, fmt_s
 from harness.timeline import ProbeSample
 
 NAME = "outage"
@@ -49,7 +49,14 @@ def outages(samples: Sequence[ProbeSample]) -> list[Outage]:
 
 
 def check_outage(ctx: Context) -> Verdict:
-    """Longest outage vs max_outage_s; an open one within the limit is "unknown" (it may have gone on)."""
+    """Longest outage vs max_outage_s; an open one within the limit is "unknown" (it may have gone on).
+
+    Probe slots skipped above their limit make it "unknown": a gap can hide an outage or stretch one.
+    """
+    return ctx.vouch(_judge(ctx), PROBE)
+
+
+def _judge(ctx: Context) -> Verdict:
     limit = ctx.limit("max_outage_s")
     if not ctx.samples:
         return Verdict(NAME, UNKNOWN, None, limit, "s", "no probe samples were recorded")

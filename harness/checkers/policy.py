@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from harness.checkers.base import UNKNOWN, Context, Verdict
+from harness.checkers.base import POLLER, UNKNOWN, Context, Verdict
 from harness.timeline import CLUSTER_GROUP_STARTED, CLUSTER_GROUP_STOPPED, CLUSTER_NODE_JOINED, CLUSTER_NODE_LOST, Event
 from harness.topology import Group
 
@@ -78,4 +78,5 @@ def check_policy(ctx: Context) -> Verdict:
         return Verdict(NAME, UNKNOWN, None, None, "node", "no topology or group: the placement policy is unknown")
     g = ctx.topology.group(ctx.group)
     starts = [e for e in ctx.of(CLUSTER_GROUP_STARTED) if e.data.get("group") == g.name and e.node]
-    return _cascading(ctx, g, starts) if g.policy == "cascading" else _rotating(ctx, g, starts)
+    # where the group went is what the poller saw: lost polls above their limit may hide a move
+    return ctx.vouch(_cascading(ctx, g, starts) if g.policy == "cascading" else _rotating(ctx, g, starts), POLLER)

@@ -1,12 +1,13 @@
-"""Split brain: the service owned by two nodes at once, seen in ARP, in the probe, or by the cluster itself."""
+"""Split brain: the service owned by two nodes at once, seen in ARP, in the probe, by the cluster itself,
+or as one shared filesystem mounted on two nodes at once."""
 
 from __future__ import annotations
 
 from collections import defaultdict
 from collections.abc import Iterable
 
-from harness.checkers.base import UNKNOWN, Context, Verdict, fmt_s
-from harness.timeline import ARP_GRATUITOUS, ARP_REPLY, CLUSTER_GROUP_SPLIT
+from harness.checkers.base import POLLER, PROBE, UNKNOWN, Context, Verdict, fmt_s
+from harness.timeline import ARP_GRATUITOUS, ARP_REPLY, CLUSTER_GROUP_SPLIT, CLUSTER_MOUNTS
 
 NAME = "split_brain"
 WINDOW_S = 1.0
@@ -33,11 +34,42 @@ def interleaved(sightings: Iterable[tuple[float, str]], window: float) -> tuple[
     return None
 
 
+def double_mounts(ctx: Context) -> list[tuple[float, str]]:
+    """One finding per time a shared disk's filesystem was seen mounted on two or more nodes at once.
+
+    From the poller's CLUSTER_MOUNTS events (each the whole picture when it changed). No window:
+    the poller confirms a double mount by reading every node twice, so a handover (unmounted
+    here, then mounted there) is never one; a filesystem mounted twice corrupts it at once.
+    """
+    out: list[tuple[float, str]] = []
+    since: dict[str, tuple[float, tuple[str, ...]]] = {}
+    for e in ctx.of(CLUSTER_MOUNTS):
+        mounts = e.data.get("mounts") or {}
+        for disk in sorted(set(mounts) | set(since)):
+            nodes = tuple(sorted(map(str, mounts.get(disk) or [])))
+            if len(nodes) > 1 and disk not in since:
+                since[disk] = (e.mono, nodes)
+            elif len(nodes) <= 1 and disk in since:
+                t, both = since.pop(disk)
+                out.append((t, f"shared filesystem {disk} mounted on {' and '.join(both)} at {ctx.rel(t)} "
+                               f"(until {ctx.rel(e.mono)})"))
+    for disk, (t, both) in since.items():
+        out.append((t, f"shared filesystem {disk} mounted on {' and '.join(both)} at {ctx.rel(t)} "
+                       f"(still when the recording ended)"))
+    return sorted(out)
+
+
 def check_split_brain(ctx: Context) -> Verdict:
-    """Invalid on a CLUSTER_GROUP_SPLIT, on two MACs alternating for one IP, or on two nodes alternating
-    in probe answers, each within the window; "unknown" when there is neither ARP, probe-node nor cluster data."""
+    """Invalid on a CLUSTER_GROUP_SPLIT, on a shared filesystem mounted on two nodes at once, on two
+    MACs alternating for one IP, or on two nodes alternating in probe answers, each within the window;
+    "unknown" when there is neither ARP, probe-node, mount nor cluster data, or when lost polls or probe
+    slots exceed their limits (a hole may hide the overlap)."""
+    return ctx.vouch(_judge(ctx), POLLER + PROBE)
+
+
+def _judge(ctx: Context) -> Verdict:
     window = float(ctx.expectation.get("split_brain_window_s", WINDOW_S))
-    findings: list[tuple[float, str]] = []
+    findings: list[tuple[float, str]] = double_mounts(ctx)
     for e in ctx.of(CLUSTER_GROUP_SPLIT):
         nodes = "+".join(map(str, e.data.get("nodes") or [])) or "several nodes"
         findings.append((e.mono, f"cluster reported group {e.data.get('group', '?')} active on {nodes} "
@@ -68,7 +100,13 @@ def check_split_brain(ctx: Context) -> Verdict:
         return Verdict(NAME, UNKNOWN, None, 0, "findings",
                        "no ARP sightings, no probe answers naming a node and no cluster events to judge by")
     macs = {ip: len({m for _, m in seen}) for ip, seen in by_ip.items()}
+    mounts = ctx.of(CLUSTER_MOUNTS)
+    if mounts:
+        disks = sorted({d for e in mounts for d in (e.data.get("mounts") or {})})
+        fs = f"{len(mounts)} mount changes of {', '.join(disks) or 'no disk'}, never on two nodes at once"
+    else:
+        fs = "shared-filesystem mounts were not recorded (this testbed cannot report them)"
     return Verdict(NAME, True, 0, 0, "findings",
                    f"no split brain (window {fmt_s(window)} s): {len(arp)} ARP sightings of {len(by_ip)} IP(s) "
                    f"({sum(macs.values())} IP/MAC pairs, never alternating), {len(answers)} probe answers "
-                   f"from {len({n for _, n in answers})} nodes, no {CLUSTER_GROUP_SPLIT} event")
+                   f"from {len({n for _, n in answers})} nodes, no {CLUSTER_GROUP_SPLIT} event, {fs}")
