@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from harness.arpwatch import ArpWatch
-from harness.audits.logs import LogAudit, expected_for
+from harness.audits.logs import LogAudit, disruptions_from
 from harness.case_result import CaseResult
 from harness.checkers import CHECKERS, Context, Verdict, check_safe
 from harness.diagnosis import diagnose
@@ -257,15 +257,12 @@ class Runner:
         return names
 
     def _audit_logs(self, c: _Case) -> Verdict:
+        """Error lines in the cluster's logs, minus what the fault and the recovery explain (audits/noise.py)."""
         assert c.audit is not None
         faults = [c.case.fault] + ([c.case.trigger] if c.case.trigger else [])
-        unexpected = c.audit.findings(expected_for(*faults))
-        if not unexpected:
-            return Verdict("logs", True, 0, 0, "lines", "no unexpected error line in the cluster's logs")
-        (c.run_dir / "log-findings.txt").write_text("\n".join(map(str, unexpected)) + "\n")
-        return Verdict("logs", False, len(unexpected), 0, "lines",
-                       f"{len(unexpected)} unexpected error line(s) in the cluster's logs, first: {unexpected[0]} "
-                       f"(all in {c.run_dir / 'log-findings.txt'})")
+        res = c.audit.result(disruptions_from(c.timeline, self.topology), faults=faults)
+        res.save(c.run_dir)
+        return res.verdict("logs", evidence=c.run_dir)
 
     def _counts(self, c: _Case, samples: list[Any]) -> dict[str, int]:
         """What the recorders lost or could not read: shown in the report, judged by the checkers."""
