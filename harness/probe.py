@@ -28,6 +28,7 @@ from typing import TYPE_CHECKING
 
 from harness.load import ClientProcess
 from harness.timeline import PROBE_DOWN, PROBE_NODE_CHANGED, PROBE_UP, Event, ProbeSample
+from harness.wait import wait_until
 
 if TYPE_CHECKING:  # the pydantic topology is not needed in the probe process
     from harness.testbed.base import Testbed
@@ -243,6 +244,28 @@ class Probe(ClientProcess):
 
     def samples(self) -> list[ProbeSample]:
         return load_samples(self.out)
+
+
+def wait_for_answer(out: Path, node: str | None, *, timeout: float, after: float = 0.0) -> None:
+    """Until a running probe's log has a good answer (from ``node``, if given) sent after ``after``.
+
+    Reads only what was appended since the last look, so a long wait costs little.
+    """
+    offset = [0]
+
+    def seen() -> bool:
+        with open(out, "rb") as f:
+            f.seek(offset[0])
+            chunk = f.read()
+        end = chunk.rfind(b"\n") + 1
+        offset[0] += end
+        for line in chunk[:end].splitlines():
+            s = json.loads(line)
+            if s["ok"] and s["mono"] >= after and (node is None or s.get("node") == node):
+                return True
+        return False
+
+    wait_until(seen, timeout=timeout, interval=0.05, what=f"the service to answer{' from ' + node if node else ''}")
 
 
 def load_samples(path: Path) -> list[ProbeSample]:

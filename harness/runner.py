@@ -16,7 +16,6 @@ verdicts, report, plot) is written in a ``finally``, whatever happened.
 
 from __future__ import annotations
 
-import json
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
@@ -35,7 +34,7 @@ from harness.load import Load, verify
 from harness.notifications import testbed_tails
 from harness.plan import Case, Expected, expect
 from harness.poller import ClusterPoller
-from harness.probe import Probe, load_samples, transitions
+from harness.probe import Probe, load_samples, transitions, wait_for_answer
 from harness.testbed.base import Testbed
 from harness.steps import Steps
 from harness.timeline import CLUSTER_GROUP_STARTED, FAULT_INJECTED, TEST_MARK, Timeline, load_requests
@@ -336,23 +335,7 @@ class Runner:
         return s.summary() if s is not None else "no node answers crm_mon"
 
     def _wait_probe_ok(self, probe: Probe, node: str | None, *, timeout: float, after: float = 0.0) -> None:
-        """Until the probe has a good answer (from ``node``, if given) sent after ``after``."""
-        offset = [0]
-
-        def seen() -> bool:
-            with open(probe.out, "rb") as f:
-                f.seek(offset[0])
-                chunk = f.read()
-            end = chunk.rfind(b"\n") + 1
-            offset[0] += end
-            for line in chunk[:end].splitlines():
-                s = json.loads(line)
-                if s["ok"] and s["mono"] >= after and (node is None or s.get("node") == node):
-                    return True
-            return False
-
-        wait_until(seen, timeout=timeout, interval=0.05,
-                   what=f"the service to answer{' from ' + node if node else ''}")
+        wait_for_answer(probe.out, node, timeout=timeout, after=after)
 
     def _forget_keys(self, group: str, prefix: str) -> None:
         """Delete this case's keys from the shared disk once verified: the plan writes tens of thousands."""
