@@ -7,10 +7,12 @@ so a test can say what was expected as well as what was measured.
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass, field
 from typing import Literal
 
 from harness.faults import FAULTS, Target
+from harness.faults.app import locate_problem
 from harness.topology import Topology
 
 Outcome = Literal["fallover", "stay", "outage", "planned"]
@@ -55,9 +57,40 @@ class Case:
         return f"{self.fault}-{self.target.label}"
 
 
+@dataclass(frozen=True)
+class Excluded:
+    """A case the topology declares but the harness has no way to run, and why (one line)."""
+
+    case: Case
+    why: str
+
+    def __str__(self) -> str:
+        return f"{self.case.id} left out of the plan: {self.why}"
+
+
+class PlanExclusion(UserWarning):
+    """Raised as a warning by `plan`, so that pytest prints every left-out case in its summary."""
+
+
 def plan(topology: Topology, faults: list[str] | None = None) -> list[Case]:
-    """Every applicable (fault, target) of the topology, in catalogue order."""
-    cases = []
+    """Every applicable (fault, target) of the topology, in catalogue order.
+
+    A case with no mechanism on this topology (see `excluded`) is left out, with a warning
+    that names it and says why.
+    """
+    cases, left_out = _walk(topology, faults)
+    for e in left_out:
+        warnings.warn(PlanExclusion(str(e)), stacklevel=2)
+    return cases
+
+
+def excluded(topology: Topology, faults: list[str] | None = None) -> list[Excluded]:
+    """The cases `plan` leaves out, each with its reason."""
+    return _walk(topology, faults)[1]
+
+
+def _walk(topology: Topology, faults: list[str] | None) -> tuple[list[Case], list[Excluded]]:
+    cases, left_out = [], []
     for name, fault in FAULTS.items():
         if faults is not None and name not in faults:
             continue
@@ -66,10 +99,27 @@ def plan(topology: Topology, faults: list[str] | None = None) -> list[Case]:
                 g = topology.group(target.group)  # type: ignore[arg-type]
                 if len(g.nodes) < 2 or target.node != g.nodes[1]:
                     continue  # only the takeover node's start failure changes anything
-                cases.append(Case(name, target, trigger="app_kill"))
-                continue
-            cases.append(Case(name, target))
-    return cases
+                case = Case(name, target, trigger="app_kill")
+            else:
+                case = Case(name, target)
+            why = _no_mechanism(topology, case)
+            if why:
+                left_out.append(Excluded(case, why))
+            else:
+                cases.append(case)
+    return cases, left_out
+
+
+def _no_mechanism(topology: Topology, case: Case) -> str | None:
+    """Why a case cannot be run on this topology at all (decided before anything is touched)."""
+    uses = {case.fault, case.trigger} & APP_LOSS
+    if not uses or case.target.group is None:
+        return None
+    why = locate_problem(topology.group(case.target.group).application)
+    if why is None:
+        return None
+    via = "" if case.fault in APP_LOSS else f" (its trigger {case.trigger} cannot run)"
+    return f"group {case.target.group}: {why}, so app_kill/app_hang have no process to strike{via}"
 
 
 def _next(order: list[str], after: str, excluded: set[str]) -> str | None:

@@ -48,18 +48,40 @@ class Disk(Model):
 
 
 class Application(Model):
-    """What the group runs: the sample key-value app, or the user's own commands (OCF exit codes)."""
+    """What the group runs: the sample key-value app, or the user's own commands (OCF exit codes).
+
+    The application faults strike what `start` left running (the agent keeps it in a cgroup of
+    its own); `pid_file` or `process` say instead where the application is, and `detached`
+    declares that `start` hands it to something outside the node's process tree (systemd, a
+    container runtime): then there is nothing to kill or stop, unless `pid_file`/`process` say.
+    """
 
     port: int = Field(default=8080, ge=1, le=65535)
     start: str | None = None
     stop: str | None = None
     monitor: str | None = None
+    pid_file: str | None = None
+    process: str | None = None
+    detached: bool = False
 
     @model_validator(mode="after")
     def _all_or_none(self) -> Application:
         given = [k for k in ("start", "stop", "monitor") if getattr(self, k)]
         if given and len(given) != 3:
             raise ValueError("start, stop and monitor must be given together")
+        located = [k for k in ("pid_file", "process", "detached") if getattr(self, k)]
+        if located and not given:
+            raise ValueError(f"{located[0]} needs your own start, stop and monitor commands "
+                             "(fallover knows where its sample application is)")
+        if self.pid_file and self.process:
+            raise ValueError("pid_file and process are two ways to say the same thing: give one")
+        if self.pid_file is not None and not self.pid_file.startswith("/"):
+            raise ValueError(f"pid_file must be an absolute path inside the node, got {self.pid_file!r}")
+        if self.process is not None:
+            try:
+                re.compile(self.process)
+            except re.error as e:
+                raise ValueError(f"process is not a regular expression: {e}") from None
         return self
 
 

@@ -2,56 +2,149 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any, ClassVar
 
-from harness.faults.base import Fault, Target
+from harness.errors import CommandFailed, FalloverError, HealError, TransportError
+from harness.faults.base import Fault, Target, look_until
 from harness.faults.ops import group_node
 from harness.testbed.base import Testbed
+from harness.topology import Application
+
+AGENT = "/usr/lib/ocf/resource.d/fallover/fallover-app"
+"""The OCF agent knows where the application is: what its start command left running (a cgroup and
+an environment tag), a declared pid_file or process, or the sample app's pidfile."""
 
 
-def _app_pid(testbed: Testbed, node: str, group: str) -> int:
-    """The application's PID inside the node, from the OCF agent's pidfile ("<pid> <starttime>")."""
-    pidfile = f"/run/fallover-app-{group}/{group}-app.pid"
-    out = testbed.node(node).run(["cat", pidfile], timeout=10).stdout.split()
-    return int(out[0])
+def locate_problem(app: Application) -> str | None:
+    """Why app_kill/app_hang have no way at all to find this application's processes, or None."""
+    if app.detached and not (app.pid_file or app.process):
+        return ("its application is declared detached (start hands it outside the node's process tree) "
+                "and names no pid_file or process")
+    return None
 
 
-class AppKill(Fault):
+def _agent(testbed: Testbed, node: str, group: str, *args: str) -> dict[str, Any]:
+    """Run one of the agent's harness actions (`pids`, `signal`) inside the node; its JSON answer.
+
+    state_dir and logfile are the ones harness/testbed/clusterconf.py gives the group's resource.
+    """
+    env = {"OCF_ROOT": "/usr/lib/ocf", "OCF_RESOURCE_INSTANCE": f"{group}-app",
+           "OCF_RESKEY_state_dir": f"/run/fallover-app-{group}",
+           "OCF_RESKEY_logfile": f"/var/log/cluster/{group}-app.log"}
+    r = testbed.node(node).run([AGENT, *args], env=env, timeout=20)
+    try:
+        answer: dict[str, Any] = json.loads(r.stdout)
+    except ValueError:
+        raise CommandFailed(r, reason="the agent's answer is not JSON") from None
+    return answer
+
+
+def _ids(processes: list[dict[str, Any]]) -> list[str]:
+    """PID:START of each process: a PID alone could name a stranger once the process is gone."""
+    return [f"{p['pid']}:{p['start']}" for p in processes]
+
+
+def _show(processes: list[dict[str, Any]]) -> str:
+    return ", ".join(f"{p['pid']} [{p['state']}] {p['cmd'][:50]}" for p in processes)
+
+
+class _AppSignal(Fault):
+    """Signal the whole application where its group runs (every process, again any that appear meanwhile)."""
+
+    signal: ClassVar[str]
+
+    def precheck(self, testbed: Testbed, target: Target) -> None:
+        group = target.need("group")
+        why = locate_problem(testbed.topology.group(group).application)
+        if why:
+            raise self.refused(target, f"group {group}: {why}")
+        try:
+            node = group_node(testbed, group)
+        except FalloverError as e:
+            raise self.refused(target, str(e)) from None
+        found = _agent(testbed, node, group, "pids")
+        if not found["processes"]:
+            raise self.refused(target, f"no process of {group}'s application on {node}: {found['problem']}")
+
+    def inject(self, testbed: Testbed, target: Target, undo: dict[str, Any]) -> None:
+        group = target.need("group")
+        node = group_node(testbed, group)
+        undo["node"] = node
+        sent = _agent(testbed, node, group, "signal", self.signal)
+        undo.update(processes=_ids(sent["processes"]), mechanism=sent["mechanism"], problem=sent["problem"],
+                    shown=_show(sent["processes"]))
+
+    def _sent(self, target: Target, undo: dict[str, Any]) -> tuple[str, list[str]]:
+        node, ids = undo.get("node"), undo.get("processes") or []
+        if not node or not ids:
+            raise self.not_in_effect(target, f"no process of {target.group}'s application was found on "
+                                             f"{node or 'any node'}: {undo.get('problem')}")
+        return node, ids
+
+
+class AppKill(_AppSignal):
     name: ClassVar[str] = "app_kill"
     family: ClassVar[str] = "application"
     event: ClassVar[str] = "server_down"
     target_kind: ClassVar[str] = "group"
     summary: ClassVar[str] = "the application process is killed (SIGKILL) where the group runs"
-    mechanism: ClassVar[str] = "kill -KILL of the PID in the OCF agent's pidfile; the monitor notices"
+    mechanism: ClassVar[str] = ("SIGKILL of every process of the application (what its start left running, "
+                                "tracked by the OCF agent's cgroup; or its pid_file/process); the monitor notices")
+    signal: ClassVar[str] = "KILL"
 
-    def inject(self, testbed: Testbed, target: Target, undo: dict[str, Any]) -> None:
-        node = group_node(testbed, target.group)  # type: ignore[arg-type]
-        undo["node"] = node
-        testbed.node(node).run(["kill", "-KILL", str(_app_pid(testbed, node, target.group))], timeout=10)
+    def verify(self, testbed: Testbed, target: Target, undo: dict[str, Any]) -> None:
+        node, ids = self._sent(target, undo)
+        try:
+            alive = look_until(lambda: _agent(testbed, node, target.need("group"), "pids", *ids)["processes"],
+                               lambda procs: not procs)
+        except TransportError:
+            return  # the node is gone, and everything that ran on it
+        if alive:
+            raise self.not_in_effect(target, f"still alive on {node} after SIGKILL: {_show(alive)}")
 
     def heal(self, testbed: Testbed, target: Target, undo: dict[str, Any]) -> None:
         """Nothing to undo on the node: restarting the application is the cluster's job."""
 
 
-class AppHang(Fault):
+class AppHang(_AppSignal):
     name: ClassVar[str] = "app_hang"
     family: ClassVar[str] = "application"
     event: ClassVar[str] = "server_down (hung)"
     target_kind: ClassVar[str] = "group"
     summary: ClassVar[str] = "the application stops answering but stays alive (SIGSTOP)"
-    mechanism: ClassVar[str] = "kill -STOP of the application's PID; heal: kill -CONT if it still exists"
+    mechanism: ClassVar[str] = ("SIGSTOP of every process of the application (as app_kill finds them); "
+                                "heal: SIGCONT of those same processes if they still exist")
+    signal: ClassVar[str] = "STOP"
 
-    def inject(self, testbed: Testbed, target: Target, undo: dict[str, Any]) -> None:
-        node = group_node(testbed, target.group)  # type: ignore[arg-type]
-        pid = _app_pid(testbed, node, target.group)
-        undo.update(node=node, pid=pid)
-        testbed.node(node).run(["kill", "-STOP", str(pid)], timeout=10)
+    def verify(self, testbed: Testbed, target: Target, undo: dict[str, Any]) -> None:
+        node, ids = self._sent(target, undo)
+        seen = look_until(lambda: _agent(testbed, node, target.need("group"), "pids", *ids)["processes"],
+                          lambda procs: len(procs) == len(ids) and all(p["state"] in "Tt" for p in procs))
+        running = [p for p in seen if p["state"] not in "Tt"]
+        gone = len(ids) - len(seen)
+        if running or gone:
+            observed = f"not stopped on {node}: {_show(running)}" if running else ""
+            if gone:
+                observed += ("; " if observed else "") + f"{gone} of the {len(ids)} stopped processes vanished"
+            raise self.not_in_effect(target, observed)
 
     def heal(self, testbed: Testbed, target: Target, undo: dict[str, Any]) -> None:
-        node, pid = undo.get("node"), undo.get("pid")
-        if node and pid and testbed.running(node):
-            testbed.node(node).run(["kill", "-CONT", str(pid)], timeout=10, check=False)
+        node, ids = undo.get("node"), list(undo.get("processes") or [])
+        if not node or not testbed.running(node):
+            return  # powered off: nothing of it is left to continue
+        if not ids and undo.get("pid"):  # a journal entry written before process sets
+            testbed.node(node).run(["kill", "-CONT", str(undo["pid"])], timeout=10, check=False)
+            return
+        if not ids:
+            return
+        try:
+            _agent(testbed, node, target.need("group"), "signal", "CONT", *ids)
+        except TransportError:
+            return  # fenced meanwhile
+        except CommandFailed as e:
+            raise HealError(f"app_hang on {target.label}: cannot continue {', '.join(ids)} on {node}: {e}") from e
 
 
 class AppStartFail(Fault):
@@ -69,6 +162,12 @@ class AppStartFail(Fault):
         lines = set(marker.read_text().split()) if marker.exists() else set()
         marker.write_text("\n".join(sorted(lines | {target.node})) + "\n")  # type: ignore[operator]
         undo["marker"] = str(marker)
+
+    def verify(self, testbed: Testbed, target: Target, undo: dict[str, Any]) -> None:
+        marker = Path(undo["marker"])
+        listed = marker.read_text().split() if marker.exists() else []
+        if target.node not in listed:
+            raise self.not_in_effect(target, f"{marker} does not list {target.node} (it lists {listed or 'nothing'})")
 
     def heal(self, testbed: Testbed, target: Target, undo: dict[str, Any]) -> None:
         marker = Path(undo.get("marker") or Path(testbed.layout.state) / "faults"  # type: ignore[attr-defined]

@@ -93,6 +93,9 @@ def _group(resources: ET.Element, layout: Layout, g: Group) -> None:
     }
     if app.start:
         params |= {"start_cmd": app.start, "stop_cmd": app.stop or "", "monitor_cmd": app.monitor or ""}
+        if topo.source is not None:  # relative paths in the commands are relative to the topology file
+            params["workdir"] = str(topo.source.parent)
+        params |= {k: v for k, v in (("pid_file", app.pid_file), ("process", app.process)) if v}
     _primitive(grp, f"{g.name}-app", "ocf", "fallover-app", params,
                [("start", "0s", "20s"), ("stop", "0s", "20s"), ("monitor", "2s", "10s")], provider="fallover")
 
