@@ -8,11 +8,12 @@ from dataclasses import dataclass
 from typing import Literal
 
 from harness.drivers.pacemaker import PacemakerDriver
-from harness.errors import CommandFailed, TransportError
+from harness.errors import CommandFailed, CommandTimedOut, TransportError
+from harness.result import Result
 from harness.testbed.base import Testbed
 from harness.topology import Group, Topology
 
-__all__ = ["DECLARED_CHECKS", "LIVE_CHECKS", "Finding", "SpofWarning", "audit_declared", "audit_live"]
+__all__ = ["DECLARED_CHECKS", "LIVE_CHECKS", "Finding", "SpofWarning", "Unreadable", "audit_declared", "audit_live"]
 
 Severity = Literal["error", "warning"]
 
@@ -26,6 +27,7 @@ LIVE_CHECKS: tuple[str, ...] = ("stonith-enabled", "stonith-resource-started", "
 AGENT = "/usr/lib/ocf/resource.d/fallover/fallover-app"
 OCF_ROOT = "/usr/lib/ocf"
 QUERY_TIMEOUT = 15.0
+CRM_EX_NOSUCH = 105  # pacemaker's exit code for "No such object": an unset property, a missing resource
 AGENT_TIMEOUT = 40.0  # above the 20 s the agent gives itself for a start
 
 
@@ -37,8 +39,15 @@ class SpofWarning(UserWarning):
 class Finding:
     """One check on one subject; suites fail on ``failed`` (an error), warnings are only reported.
 
+    ``unknown``: the audit could not read its source (a query failed, no node answered); the
+    finding is then not ok and an error whatever the check's usual severity, so a suite fails
+    on it with the reason — an unread setting is never taken for its default, nor for ok.
+
     >>> Finding("fencing", "local", ok=False, detail="fencing is off").failed
     True
+    >>> f = Finding.unreadable("stonith-enabled", "local", "crm_attribute exited 102")
+    >>> (f.ok, f.failed, str(f))
+    (False, True, '[unknown] stonith-enabled-local: cannot tell: crm_attribute exited 102')
     """
 
     check: str
@@ -46,10 +55,20 @@ class Finding:
     ok: bool
     detail: str
     severity: Severity = "error"
+    unknown: bool = False
+
+    @classmethod
+    def unreadable(cls, check: str, subject: str, why: str) -> Finding:
+        return cls(check, subject, False, f"cannot tell: {why}", "error", unknown=True)
 
     @property
     def failed(self) -> bool:
         return not self.ok and self.severity == "error"
+
+    @property
+    def status(self) -> str:
+        """"ok", "unknown", or the severity of a finding that is not ok."""
+        return "ok" if self.ok else "unknown" if self.unknown else self.severity
 
     @property
     def id(self) -> str:
@@ -57,7 +76,7 @@ class Finding:
         return template.format(self.subject) if template else f"{self.check}-{self.subject}"
 
     def __str__(self) -> str:
-        return f"[{'ok' if self.ok else self.severity}] {self.id}: {self.detail}"
+        return f"[{self.status}] {self.id}: {self.detail}"
 
 
 def _quorum(policy: str, nodes: int, stonith: bool, two_node: bool = False) -> tuple[bool, Severity, str]:
@@ -121,12 +140,26 @@ def audit_live(testbed: Testbed, driver: PacemakerDriver, checks: Collection[str
     """Single points of failure of the running cluster; ``checks`` limits it to some of LIVE_CHECKS.
 
     Read-only but for app-agent-idempotent: it runs the agent with a temporary data dir and port on
-    a node that does not run the group (never on the active one)."""
+    a node that does not run the group (never on the active one, and not at all when where the group
+    runs cannot be read). A check that cannot read its source gives an ``unknown`` finding.
+    """
     wanted = LIVE_CHECKS if checks is None else tuple(checks)
     if unknown := set(wanted) - set(LIVE_CHECKS):
         raise ValueError(f"unknown live check(s) {sorted(unknown)}; known: {', '.join(LIVE_CHECKS)}")
     live = _Live(testbed, driver)
-    return [f for check in LIVE_CHECKS if check in wanted for f in getattr(live, check.replace("-", "_"))()]
+    out: list[Finding] = []
+    for check in LIVE_CHECKS:
+        if check not in wanted:
+            continue
+        try:
+            out += getattr(live, check.replace("-", "_"))()
+        except Unreadable as e:
+            out.append(Finding.unreadable(check, live.topo.name, str(e)))
+    return out
+
+
+class Unreadable(Exception):
+    """A query of the live cluster failed: what it says is unknown (not "unset", not ok)."""
 
 
 _LINK = re.compile(r"^LINK ID (\d+)")
@@ -158,19 +191,33 @@ class _Live:
         self.driver = driver
         self.running = [n for n in self.topo.node_names if testbed.running(n)]
 
-    def _any(self, argv: list[str]) -> tuple[int | None, str]:
-        """Run a read-only query on the first node that answers: (exit status, stdout)."""
+    def _any(self, argv: list[str]) -> Result:
+        """Run a read-only query on the first node that answers (any exit status); Unreadable if none does."""
+        last = ""
         for node in self.running:
             try:
-                r = self.tb.node(node).run(argv, timeout=QUERY_TIMEOUT, check=False)
-            except TransportError:
+                return self.tb.node(node).run(argv, timeout=QUERY_TIMEOUT, check=False)
+            except CommandFailed as e:  # timed out: that node did not answer
+                last = f"{node}: {e}"
+            except TransportError as e:
+                last = str(e)
                 continue
-            return r.exit_status, r.stdout.strip()
-        raise TransportError("cluster", "no running node to run " + " ".join(argv))
+        raise Unreadable(f"no running node could run {' '.join(argv)}"
+                         + (f" ({last})" if self.running else " (no node is running)"))
 
     def _property(self, name: str) -> str | None:
-        rc, out = self._any(["crm_attribute", "--type", "crm_config", "--name", name, "--query", "--quiet"])
-        return out if rc == 0 and out else None  # unset: the caller knows pacemaker's default
+        """A cluster property's value; None only when it is unset (pacemaker's default applies).
+
+        crm_attribute exits 0 with the value, CRM_EX_NOSUCH (105, "No such object") when the
+        property is unset; anything else (102 "not connected", a timeout, …) is no answer at all.
+        """
+        r = self._any(["crm_attribute", "--type", "crm_config", "--name", name, "--query", "--quiet"])
+        if r.exit_status == 0:
+            return r.stdout.strip() or None
+        if r.exit_status == CRM_EX_NOSUCH:
+            return None
+        raise Unreadable(f"crm_attribute --query {name} on {r.node} exited {r.exit_status}: "
+                         f"{r.tail(count=2) or r.tail('stdout', 2) or 'no output'}")
 
     def _stonith(self) -> tuple[bool, str]:
         value = self._property("stonith-enabled") or "true (default)"
@@ -186,7 +233,7 @@ class _Live:
     def stonith_resource_started(self) -> list[Finding]:
         state = self.driver.state()
         if state is None:
-            return [Finding("stonith-resource-started", self.topo.name, False, "no node answers crm_mon")]
+            return [Finding.unreadable("stonith-resource-started", self.topo.name, "no node answers crm_mon")]
         fences = [(r, r.role == "Started" and not r.failed) for r in state.resources.values()
                   if r.agent.startswith("stonith:")]
         return [Finding("stonith-resource-started", r.id, ok, f"{r.id} ({r.agent}) is {r.role} on "
@@ -196,7 +243,14 @@ class _Live:
 
     def no_quorum_policy(self) -> list[Finding]:
         policy = self._property("no-quorum-policy") or "stop"
-        two_node = self._any(["corosync-cmapctl", "-g", "quorum.two_node"])[1].endswith("= 1")
+        r = self._any(["corosync-cmapctl", "-g", "quorum.two_node"])
+        if r.ok:
+            two_node = r.stdout.strip().endswith("= 1")
+        elif "CS_ERR_NOT_EXIST" in r.stderr + r.stdout:  # not set: corosync's default, 0
+            two_node = False
+        else:
+            raise Unreadable(f"corosync-cmapctl -g quorum.two_node on {r.node} exited {r.exit_status}: "
+                             f"{r.tail(count=2) or 'no output'}")
         ok, sev, detail = _quorum(policy, len(self.topo.nodes), self._stonith()[0], two_node)
         return [Finding("no-quorum-policy", self.topo.name, ok, detail, sev)]
 
@@ -206,12 +260,12 @@ class _Live:
         for node in self.topo.node_names:
             try:
                 r = self.tb.node(node).run(["corosync-cfgtool", "-s"], timeout=QUERY_TIMEOUT, check=False)
-            except TransportError as e:  # also a powered-off node
-                out.append(Finding("corosync-links", node, False, f"{node}: links unknown: {e}"))
+            except (TransportError, CommandFailed) as e:  # also a powered-off node
+                out.append(Finding.unreadable("corosync-links", node, f"{node}: links not readable: {e}"))
                 continue
             if r.failed:
-                out.append(Finding("corosync-links", node, False,
-                                   f"{node}: corosync-cfgtool -s exited {r.exit_status}: {r.tail()}"))
+                out.append(Finding.unreadable("corosync-links", node,
+                                              f"{node}: corosync-cfgtool -s exited {r.exit_status}: {r.tail()}"))
                 continue
             peers = parse_cfgtool(r.stdout)
             weak = [f"{index.get(p, p)} over {len(ls)} link(s) {sorted(ls)}" for p, ls in sorted(peers.items())
@@ -224,10 +278,17 @@ class _Live:
     def shared_disk_device(self) -> list[Finding]:
         out = []
         for g in self.topo.groups:
-            rc, device = self._any(["crm_resource", "--resource", f"{g.name}-fs", "--get-parameter", "device"])
-            if rc != 0 or not device:
+            r = self._any(["crm_resource", "--resource", f"{g.name}-fs", "--get-parameter", "device"])
+            device = r.stdout.strip()
+            if r.exit_status not in (0, CRM_EX_NOSUCH):
+                out.append(Finding.unreadable("shared-disk-device", g.name,
+                                              f"crm_resource --get-parameter device of {g.name}-fs on {r.node} "
+                                              f"exited {r.exit_status}: {r.tail(count=2) or 'no output'}"))
+                continue
+            if not device:  # the resource (105) or its device parameter (0, nothing printed) is not there
                 out.append(Finding("shared-disk-device", g.name, False,
-                                   f"group {g.name}: no device parameter on {g.name}-fs (exit {rc})"))
+                                   f"group {g.name}: no device parameter on {g.name}-fs (exit {r.exit_status}: "
+                                   f"{r.tail(count=1) or 'no output'})"))
                 continue
             for node in g.nodes:
                 try:
@@ -241,9 +302,13 @@ class _Live:
 
     def app_agent_idempotent(self) -> list[Finding]:
         state = self.driver.state()
+        if state is None:  # where the groups run is unknown: running the agent anywhere could hit the active one
+            return [Finding.unreadable("app-agent-idempotent", g.name, "no node answers crm_mon, so where the group "
+                                       "runs is unknown and the agent is not run anywhere")
+                    for g in self.topo.groups]
         out = []
         for g in self.topo.groups:
-            active = set(state.groups[g.name].nodes) if state and g.name in state.groups else set()
+            active = set(state.groups[g.name].nodes) if g.name in state.groups else set()
             spare = next((n for n in g.nodes if n in self.running and n not in active), None)
             if spare is None:
                 out.append(Finding("app-agent-idempotent", g.name, False,
@@ -282,14 +347,18 @@ def _agent_round(tb: Testbed, node: str, g: Group) -> Finding:
         # env -i: the agent sees what pacemaker-execd gives it, not this harness's environment
         base = ["env", "-i", "PATH=/usr/sbin:/usr/bin:/sbin:/bin", *(f"{k}={v}" for k, v in env.items()), AGENT]
         for action, want, step in _SEQUENCE:
-            rc = t.run([*base, action], timeout=AGENT_TIMEOUT, check=False).exit_status
+            try:
+                rc = t.run([*base, action], timeout=AGENT_TIMEOUT, check=False).exit_status
+            except CommandTimedOut:  # the agent's own answer: it hung
+                return Finding("app-agent-idempotent", g.name, False,
+                               f"{what}: {step} did not return within {AGENT_TIMEOUT:g} s")
             if rc != want:
                 log = t.run(["tail", "-n", "3", f"{tmp}/agent.log"], timeout=QUERY_TIMEOUT, check=False).stdout
                 return Finding("app-agent-idempotent", g.name, False, f"{what}: {step} returned {rc}, expected "
                                f"{want}; agent log: {' | '.join(log.strip().splitlines()) or '-'}")
         return Finding("app-agent-idempotent", g.name, True, f"{what}: stop/start/start/stop/stop 0, then monitor 7")
-    except (TransportError, CommandFailed) as e:
-        return Finding("app-agent-idempotent", g.name, False, f"{what}: {e}")
+    except (TransportError, CommandFailed) as e:  # the audit could not run, which says nothing of the agent
+        return Finding.unreadable("app-agent-idempotent", g.name, f"{what}: {e}")
     finally:
         try:  # never leave a test app running on the spare node, nor its files
             if base is not None:
