@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from harness.faults import FAULTS, Target
-from harness.plan import Case, expect, plan
+from harness.plan import Case, PlanExclusion, excluded, expect, plan
 from harness.topology import DEFAULT_TESTBED, load_topology
 
 TOPO = load_topology(DEFAULT_TESTBED)
@@ -59,3 +59,94 @@ def test_declared_expectations_override_and_say_so() -> None:
     topo = TOPO.model_copy(update={"expectations": {"network_down_global": "stay"}})
     e = expect(topo, Case("network_down_global", Target(network="service")), HOME)[0]
     assert e.outcome == "stay" and "declared" in e.why
+
+
+# -- user applications: where app_kill/app_hang find them, and what is left out of the plan --------
+
+USERAPP = load_topology(DEFAULT_TESTBED.parent / "local-userapp.yaml")
+
+
+def with_application(**app: object):  # type: ignore[no-untyped-def]
+    g = USERAPP.groups[0]
+    return USERAPP.model_copy(update={"groups": [g.model_copy(update={
+        "application": g.application.model_copy(update=app)})]})
+
+
+def test_a_user_application_is_planned_like_the_sample_one() -> None:
+    assert [c.id for c in plan(USERAPP)] == [c.id for c in plan(TOPO)]
+    assert excluded(USERAPP) == []
+
+
+@pytest.mark.parametrize("app", [{"pid_file": "/run/my.pid"}, {"process": "my-daemon"}])
+def test_a_detached_application_that_says_where_it_is_is_planned(app: dict) -> None:
+    topo = with_application(detached=True, **app)
+    assert excluded(topo) == []
+    assert {"app_kill-app", "app_hang-app"} <= {c.id for c in plan(topo)}
+
+
+def test_a_detached_application_leaves_app_kill_app_hang_and_their_trigger_out_with_a_reason() -> None:
+    topo = with_application(detached=True)
+    with pytest.warns(PlanExclusion) as warned:
+        ids = {c.id for c in plan(topo)}
+    left = {e.case.id: e for e in excluded(topo)}
+    assert set(left) == {"app_kill-app", "app_hang-app", "app_start_fail-node2-app"}
+    assert not set(left) & ids
+    assert ids == {c.id for c in plan(TOPO)} - set(left)
+    assert [str(w.message) for w in warned] == [str(e) for e in excluded(topo)]
+    for e in left.values():
+        line = str(e)
+        assert "\n" not in line and line.startswith(f"{e.case.id} left out of the plan: group app: ")
+        assert "detached" in line and "pid_file or process" in line
+    assert "its trigger app_kill cannot run" in str(left["app_start_fail-node2-app"])
+
+
+def test_only_the_requested_faults_are_left_out() -> None:
+    topo = with_application(detached=True)
+    assert [e.case.id for e in excluded(topo, ["app_hang", "node_power_off"])] == ["app_hang-app"]
+    assert excluded(topo, ["node_power_off"]) == []
+
+
+@pytest.mark.parametrize("app, error", [
+    ({"pid_file": "/run/x.pid"}, "pid_file needs your own start, stop and monitor commands"),
+    ({"detached": True}, "detached needs your own start, stop and monitor commands"),
+    ({"start": "a", "stop": "b", "monitor": "c", "pid_file": "x.pid"}, "pid_file must be an absolute path"),
+    ({"start": "a", "stop": "b", "monitor": "c", "process": "(oops"}, "process is not a regular expression"),
+    ({"start": "a", "stop": "b", "monitor": "c", "pid_file": "/x", "process": "y"}, "give one"),
+])
+def test_application_location_keys_are_checked_with_one_line_naming_the_field(tmp_path, app: dict,
+                                                                               error: str) -> None:
+    import yaml
+
+    from harness.errors import TopologyError
+
+    raw = yaml.safe_load(DEFAULT_TESTBED.read_text())
+    raw["groups"][0]["application"] = app
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(yaml.safe_dump(raw))
+    with pytest.raises(TopologyError) as e:
+        load_topology(bad)
+    assert str(e.value).startswith(f"{bad}: groups[0].application") and error in str(e.value)
+    assert "\n" not in str(e.value)
+
+
+def test_the_agent_gets_the_location_keys_and_the_topology_directory() -> None:
+    import xml.etree.ElementTree as ET
+
+    from harness.testbed.clusterconf import cib_xml
+    from harness.testbed.layout import Layout
+
+    empty = '<cib validate-with="pacemaker-3.0"><configuration><crm_config/><nodes/><resources/>' \
+            '<constraints/></configuration><status/></cib>'
+
+    def params(topo) -> dict[str, str]:  # type: ignore[no-untyped-def]
+        root = ET.fromstring(cib_xml(Layout(topo, instance="unit"), empty))
+        prim = root.find(".//primitive[@id='app-app']")
+        assert prim is not None
+        return {nv.get("name"): nv.get("value") for nv in prim.iter("nvpair")}  # type: ignore[misc]
+
+    p = params(USERAPP)
+    assert p["workdir"] == str(DEFAULT_TESTBED.parent) and p["start_cmd"] == "../examples/userapp/start.sh"
+    assert "pid_file" not in p and "process" not in p
+    assert params(with_application(process="my-daemon"))["process"] == "my-daemon"
+    assert params(with_application(pid_file="/run/my.pid"))["pid_file"] == "/run/my.pid"
+    assert "workdir" not in params(TOPO)  # the sample app needs none
