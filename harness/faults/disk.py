@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from typing import Any, ClassVar
+from typing import Any, ClassVar, NamedTuple
 
 from harness.errors import FalloverError, TransportError
-from harness.faults.base import Fault, Target, embedded
+from harness.faults.base import Fault, Target, embedded, look_until
 from harness.faults.ops import group_node
 from harness.testbed.base import Testbed
 
@@ -16,14 +16,27 @@ def _groups_on(testbed: Testbed, disk: str) -> list[str]:
     return [g.name for g in testbed.topology.groups if g.disk == disk]
 
 
-def _free_blocks(testbed: Testbed, node: str, mnt: str) -> tuple[int, int] | None:
-    """(free blocks, root's reserve included; total blocks) of the filesystem mounted at ``mnt`` on
-    ``node`` (`stat -f`); None when nothing is mounted there."""
-    r = testbed.node(node).run(f'mountpoint -q {mnt} && stat -f -c "%f %b" {mnt}', timeout=15, check=False)
+class Space(NamedTuple):
+    usable: int      # blocks root can still allocate
+    total: int
+    block_size: int
+
+
+def space_on(testbed: Testbed, node: str, mnt: str) -> Space | None:
+    """The space of the filesystem mounted at ``mnt`` on ``node``; None when nothing is mounted there.
+
+    `stat -f` %f counts root's reserve as free (root may use it) but also ext4's reserved
+    clusters (kept back for metadata: min(2 %, 4096 clusters), which nobody's writes get), so
+    those are subtracted, from /sys/fs/ext4/<device>/reserved_clusters (absent: not ext4, none).
+    """
+    r = testbed.node(node).run(
+        f'mountpoint -q {mnt} && dev=$(readlink -f "$(findmnt -n -o SOURCE {mnt})") && echo '
+        f'$(stat -f -c "%f %b %S" {mnt}) $(cat /sys/fs/ext4/${{dev##*/}}/reserved_clusters 2>/dev/null || echo 0)',
+        timeout=15, check=False)
     if not r.ok:
         return None
-    free, total = r.stdout.split()
-    return int(free), int(total)
+    free, total, block_size, kept_back = (int(x) for x in r.stdout.split())
+    return Space(max(0, free - kept_back), total, block_size)
 
 
 class DiskPull(Fault):
@@ -48,7 +61,8 @@ class DiskPull(Fault):
 
     def verify(self, testbed: Testbed, target: Target, undo: dict[str, Any]) -> None:
         """A direct read of the loop device (the cluster's own path to the disk) returns EIO."""
-        error = embedded(testbed).disk_read_error(target.need("disk"))
+        error = look_until(lambda: embedded(testbed).disk_read_error(target.need("disk")),
+                           lambda e: e is not None and "Input/output error" in e)
         if error is None:
             raise self.not_in_effect(target, "a direct read of its loop device still succeeds")
         if "Input/output error" not in error:
@@ -64,8 +78,11 @@ class DiskPull(Fault):
 
         disk = target.need("disk")
         embedded(testbed).set_disk_mode(disk, "ok")  # waits until the layer reports `ok`
-        if embedded(testbed).disk_mode(disk) is not None and (error := embedded(testbed).disk_read_error(disk)):
-            raise FalloverError(f"disk {disk} still fails a direct read after it was plugged back: {error}")
+        if embedded(testbed).disk_mode(disk) is not None:
+            # a request already under way when the mode changed may still fail (seen after ext4 aborted)
+            error = look_until(lambda: embedded(testbed).disk_read_error(disk), lambda e: e is None)
+            if error:
+                raise FalloverError(f"disk {disk} still fails a direct read after it was plugged back: {error}")
         driver = PacemakerDriver(testbed)
         for group in _groups_on(testbed, disk):
             state = driver.state()
@@ -80,7 +97,8 @@ class DiskFull(Fault):
     target_kind: ClassVar[str] = "disk"
     destructive: ClassVar[bool] = False
     summary: ClassVar[str] = "the shared filesystem is filled up (root's reserved blocks too)"
-    mechanism: ClassVar[str] = "fallocate of every free block in a hidden file on the mounted filesystem"
+    mechanism: ClassVar[str] = ("a hidden file on the mounted filesystem: fallocate of the blocks root may still "
+                                "allocate, then appends until ENOSPC")
 
     def precheck(self, testbed: Testbed, target: Target) -> None:
         groups = _groups_on(testbed, target.need("disk"))
@@ -91,32 +109,37 @@ class DiskFull(Fault):
         except FalloverError as e:
             raise self.refused(target, f"its filesystem is mounted nowhere: {e}") from None
         mnt = embedded(testbed).layout.mountpoint(groups[0])
-        seen = _free_blocks(testbed, node, str(mnt))
-        if seen is None:
+        space = space_on(testbed, node, str(mnt))
+        if space is None:
             raise self.refused(target, f"group {groups[0]} runs on {node}, but nothing is mounted at {mnt} there")
-        if seen[0] < FULL_BELOW * seen[1]:
+        if space.usable < FULL_BELOW * space.total:
             raise self.refused(target, f"the filesystem at {mnt} on {node} is full already "
-                                       f"({seen[0]} of {seen[1]} blocks free)")
+                                       f"({space.usable} of {space.total} blocks free)")
 
     def inject(self, testbed: Testbed, target: Target, undo: dict[str, Any]) -> None:
         group = _groups_on(testbed, target.need("disk"))[0]
         node = group_node(testbed, group)
         mnt = str(embedded(testbed).layout.mountpoint(group))
         undo.update(node=node, mnt=mnt, file=f"{mnt}/.fallover-fill-{undo['id']}")
-        # %f counts the blocks reserved for root as free: the app runs as root and may use them.
-        # dd ends in ENOSPC by design: whether the filesystem is full is verify's to judge.
+        # fallocate (fast: no data written) of all but 256 of the blocks root may allocate, then
+        # dd appends until ENOSPC, by design: its status says nothing, verify judges the result.
+        space = space_on(testbed, node, mnt)
+        if space is None:  # never fill the bare directory: it is the host's filesystem
+            raise FalloverError(f"nothing is mounted at {mnt} on {node}, where group {group} runs")
+        size = max(0, (space.usable - 256) * space.block_size)
         testbed.node(node).run(
-            f'f={undo["file"]}; free=$(stat -f -c "%f*%S" {mnt}) && '
-            f'{{ fallocate -l $(( $free )) "$f" || dd if=/dev/zero of="$f" bs=64k status=none 2>/dev/null || '
-            f'test -s "$f"; }} && sync -f {mnt}', timeout=60)
+            f'f={undo["file"]}; mountpoint -q {mnt} && {{ [ {size} -eq 0 ] || fallocate -l {size} "$f"; }} && '
+            f'{{ dd if=/dev/zero of="$f" bs=64k oflag=append conv=notrunc status=none 2>/dev/null; '
+            f'dd if=/dev/zero of="$f" bs=4k oflag=append conv=notrunc status=none 2>/dev/null; sync -f {mnt}; }}',
+            timeout=60)
 
     def verify(self, testbed: Testbed, target: Target, undo: dict[str, Any]) -> None:
-        """`stat -f` where the group runs: the filesystem mounted there has < 1 % of its blocks free."""
+        """`stat -f` where the group runs: root can allocate < 1 % of the filesystem's blocks there."""
         node, mnt = undo["node"], undo["mnt"]
-        seen = _free_blocks(testbed, node, mnt)
-        if seen is None:
+        space = space_on(testbed, node, mnt)
+        if space is None:
             raise self.not_in_effect(target, f"no filesystem is mounted at {mnt} on {node}")
-        free, total = seen
+        free, total = space.usable, space.total
         if free >= FULL_BELOW * total:
             raise self.not_in_effect(target, f"the fill left {100 * free / total:.1f} % free "
                                              f"({free} of {total} blocks) at {mnt} on {node}")

@@ -8,7 +8,9 @@ from collections.abc import Iterator
 import pytest
 
 from harness.drivers.pacemaker import PacemakerDriver
-from harness.faults import Nemesis
+from harness.faults import Nemesis, nfqueue
+from harness.faults.base import FaultNotApplicable
+from harness.faults.disk import space_on
 from harness.testbed import network, wire
 from harness.testbed.local import LocalTestbed
 from harness.wait import wait_until
@@ -61,6 +63,10 @@ def test_node_power_off_kills_every_process_and_heal_powers_it_on(testbed: Local
     with nemesis.inject("node_power_off", node="node3"):
         assert not testbed.running("node3")
         assert not testbed.layout.node_cgroup("node3").joinpath("cgroup.procs").read_text().strip()
+        # no silent no-op: a fault on the powered-off node is refused before it is journaled
+        with pytest.raises(FaultNotApplicable, match="node3 is powered off: its cable cannot be pulled"):
+            nemesis.start("adapter_down", node="node3", network="service")
+        assert [e.fault for e in nemesis.journal.entries()] == ["node_power_off"]
     assert testbed.running("node3")
     wait_until(lambda: pidof(testbed, "node3", "corosync"), timeout=30, what="corosync in the powered-on node3")
 
@@ -79,7 +85,7 @@ def test_node_stop_stops_the_stack_but_not_the_node(testbed: LocalTestbed, clust
 def test_node_hang_freezes_the_node_and_heal_thaws_or_powers_it_on(testbed: LocalTestbed,
                                                                    nemesis: Nemesis) -> None:
     with nemesis.inject("node_hang", node="node3"):
-        assert testbed.frozen("node3")
+        assert testbed.freezer_state("node3") == "FROZEN"
         # the kernel still answers for a frozen node (the dead-man-switch case)
         assert can_ping(testbed, "node1", ip(testbed, "node3", "service"))
     assert not testbed.frozen("node3") and testbed.running("node3")
@@ -99,6 +105,8 @@ def test_adapter_down_pulls_one_cable_only(testbed: LocalTestbed, nemesis: Nemes
     with nemesis.inject("adapter_down", node="node1", network="service"):
         now = links(testbed, "node1")
         assert now["service"] != "up" and now["standby"] == "up"
+        assert wire.carrier(testbed.layout, "node1", "service") is False  # what verify() saw
+        assert wire.carrier(testbed.layout, "node1", "standby") is True
         assert not can_ping(testbed, "node2", ip(testbed, "node1", "service"))
         assert can_ping(testbed, "node2", ip(testbed, "node1", "standby"))
     assert links(testbed, "node1") == before
@@ -115,6 +123,7 @@ def test_network_down_local_cuts_one_node_off_one_network(testbed: LocalTestbed,
 
 def test_network_down_global_stops_a_whole_network(testbed: LocalTestbed, nemesis: Nemesis) -> None:
     with nemesis.inject("network_down_global", network="standby"):
+        assert wire.bridge_up(testbed.layout, "standby") is False and wire.bridge_up(testbed.layout, "service")
         assert not can_ping(testbed, "node1", ip(testbed, "node2", "standby"))
         assert not can_ping(testbed, "node3", ip(testbed, "node1", "standby"))
         assert can_ping(testbed, "node1", ip(testbed, "node2", "service"))  # the other network lives
@@ -133,7 +142,8 @@ def test_partition_splits_corosync_membership(testbed: LocalTestbed, nemesis: Ne
                 break
             time.sleep(0.2)
         assert "node3" not in members and "node2" in members
-        assert len(wire.filters(testbed.layout)) == 1
+        (table,) = wire.filters(testbed.layout)
+        assert len(wire.filter_rules(testbed.layout, table) or []) == 2
     assert wire.filters(testbed.layout) == []
 
 
@@ -165,8 +175,12 @@ def rtt_ms(tb: LocalTestbed, dst: str) -> float:
 def test_packet_delay_adds_the_delay_each_way(testbed: LocalTestbed, nemesis: Nemesis) -> None:
     target = ip(testbed, "node2", "service")
     before = rtt_ms(testbed, target)
-    with nemesis.inject("packet_delay", node="node2", network="service", delay_ms=100):
+    with nemesis.inject("packet_delay", node="node2", network="service", delay_ms=100) as inj:
         during = rtt_ms(testbed, target)
+        assert nfqueue.missing(testbed.layout.net_ns, inj.entry.undo["table"]) == []
+        assert nfqueue.worker_alive(inj.entry.undo["pid"])
+    assert nfqueue.tables(testbed.layout.net_ns, inj.entry.undo["table"]) == []
+    assert not nfqueue.worker_alive(inj.entry.undo["pid"])
     after = rtt_ms(testbed, target)
     # the port is matched in both directions: a round trip crosses the delay twice
     assert 150 < during - before < 1000, (before, during)
@@ -188,17 +202,22 @@ def test_packet_corrupt_breaks_packets_and_heal_repairs(testbed: LocalTestbed, n
 def test_disk_pull_makes_writes_fail_and_heal_restores_the_disk(testbed: LocalTestbed,
                                                                 nemesis: Nemesis) -> None:
     with nemesis.inject("disk_pull", disk="shared"):
+        assert "Input/output error" in (testbed.disk_read_error("shared") or "")  # what verify() saw
         r = testbed.node("node1").run(["dd", "if=/dev/zero", f"of={mnt(testbed)}/pulled", "bs=4k", "count=1",
                                        "conv=fsync"], timeout=30, check=False)
         assert r.failed and ("Input/output error" in r.stderr or "Read-only file system" in r.stderr), r.stderr
     assert testbed.layout.disk_fuse_dir("shared").joinpath("control").read_text().strip() == "ok"
+    assert testbed.disk_read_error("shared") is None
 
 
 def test_disk_full_fills_the_filesystem_and_heal_frees_it(testbed: LocalTestbed, nemesis: Nemesis) -> None:
-    with nemesis.inject("disk_full", disk="shared"):
+    with nemesis.inject("disk_full", disk="shared") as inj:
+        space = space_on(testbed, "node1", mnt(testbed))
+        assert space is not None and space.usable < 0.01 * space.total  # what verify() saw
         r = testbed.node("node1").run(["dd", "if=/dev/zero", f"of={mnt(testbed)}/full", "bs=64k", "count=4",
                                        "conv=fsync"], timeout=30, check=False)
         assert r.failed and "No space left" in r.stderr, r.stderr
+    assert not testbed.node("node1").run(["test", "-e", inj.entry.undo["file"]], timeout=10, check=False).ok
     testbed.node("node1").run(["rm", "-f", f"{mnt(testbed)}/full"], timeout=10)
     r = testbed.node("node1").run(["dd", "if=/dev/zero", f"of={mnt(testbed)}/after", "bs=64k", "count=4",
                                    "conv=fsync"], timeout=30, check=False)

@@ -61,13 +61,14 @@ def test_inject_refuses_bad_faults_and_targets_with_exit_2(tmp_path: Path, args:
     assert not state_root.exists()  # nothing touched, not even a journal
 
 
+@pytest.mark.parametrize("dry_run", [[], ["--dry-run"]])
 def test_inject_on_a_testbed_whose_disk_is_not_mounted_fails_in_one_line_and_journals_nothing(
-        tmp_path: Path) -> None:
+        tmp_path: Path, dry_run: list[str]) -> None:
     """A built testbed (up.json) whose FUSE disk layer is gone: disk_pull would do nothing, so it is refused."""
     state = tmp_path / "state" / "fo-local-unit"
     state.mkdir(parents=True)
     (state / "up.json").write_text("{}")
-    r = run("inject", "disk_pull", "--disk", "shared",
+    r = run("inject", "disk_pull", "--disk", "shared", *dry_run,
             env={"FALLOVER_STATE_ROOT": str(tmp_path / "state"), "FALLOVER_INSTANCE": "unit"})
     assert r.returncode == 2, r.stderr
     assert r.stderr.strip().splitlines() == [

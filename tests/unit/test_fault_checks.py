@@ -283,11 +283,12 @@ def disk_on_node1(tb: FakeTestbed, monkeypatch: pytest.MonkeyPatch) -> dict[str,
     from harness.faults import disk
 
     monkeypatch.setattr(disk, "group_node", lambda testbed, group: "node1")
-    fs: dict[str, Any] = {"free": 50_000, "total": 100_000, "mounted": {"node1"}, "rm": 0}
+    fs: dict[str, Any] = {"free": 50_000, "total": 100_000, "kept_back": 0, "mounted": {"node1"}, "rm": 0}
 
     def shell(node: str, cmd: str) -> tuple[int, str]:
         if cmd.startswith("mountpoint -q") and "stat -f" in cmd:
-            return (0, f"{fs['free']} {fs['total']}") if node in fs["mounted"] else (1, "")
+            stat = f"{fs['free']} {fs['total']} 1024 {fs['kept_back']}"
+            return (0, stat) if node in fs["mounted"] else (1, "")
         if cmd.startswith("rm -f"):
             return fs["rm"], "0" if node in fs["mounted"] else "1"
         return 0, ""
@@ -307,6 +308,20 @@ def test_disk_full_that_left_ten_percent_free_is_reported_and_removed(tb: FakeTe
     msg = not_in_effect(tb, "disk_full", disk="shared")
     assert "the fill left 10.0 % free (10000 of 100000 blocks)" in msg
     assert [c for n, c in tb.commands if c.startswith("rm -f")]  # the heal removed the fill file
+
+
+def test_disk_full_counts_ext4s_reserved_clusters_as_used(tb: FakeTestbed, disk_on_node1: dict[str, Any]) -> None:
+    """ext4 keeps min(2 %, 4096 clusters) back from every writer: `stat -f` %f still counts them."""
+    def fill(node: str, cmd: str, shell: Shell = tb.shell) -> tuple[int, str]:
+        if "fallocate -l" in cmd:
+            assert "fallocate -l 25337856 " in cmd  # (50000 - 25000 kept back - 256) blocks of 1 KiB
+            disk_on_node1["free"] = 25_060
+        return shell(node, cmd)
+
+    disk_on_node1["kept_back"] = 25_000
+    tb.shell = fill
+    inj = Nemesis(tb).start("disk_full", disk="shared")  # type: ignore[arg-type]
+    assert inj.entry.state == "injected"
 
 
 def test_disk_full_of_a_full_filesystem_is_refused(tb: FakeTestbed, disk_on_node1: dict[str, Any]) -> None:
