@@ -228,5 +228,5 @@ class Fault:
             raise UsageError(f"{self.name}: the cut-off side must leave at least one node on the other side")
         if target.rate is not None and not 0 < target.rate <= 1:
             raise UsageError(f"{self.name}: --rate must be in (0, 1], got {target.rate}")
-        filled = {k: v for k, v in self.defaults.items() if getattr(target, k) is None}
+        filled: dict[str, Any] = {k: v for k, v in self.defaults.items() if getattr(target, k) is None}
         return dataclasses.replace(target, **filled) if filled else target

@@ -114,9 +114,9 @@ class _SwitchFilter(Fault):
             self.require_running(testbed, target, node, "the switch has no port of it to filter")
 
     def inject(self, testbed: Testbed, target: Target, undo: dict[str, Any]) -> None:
-        undo["table"] = _table(undo)
-        undo["rules"] = len(self.rules(testbed, target))
-        wire.add_filter(_layout(testbed), undo["table"], self.rules(testbed, target))
+        rules = self.rules(testbed, target)
+        undo.update(table=_table(undo), rules=len(rules))
+        wire.add_filter(_layout(testbed), undo["table"], rules)
 
     def verify(self, testbed: Testbed, target: Target, undo: dict[str, Any]) -> None:
         """The table, with every rule, is in the switch namespace's ruleset (as the kernel lists it)."""

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import os
 import subprocess
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -22,9 +22,11 @@ from harness.faults.nemesis import HealFailed, Nemesis
 from harness.faults.registry import FAULTS
 from harness.result import Result
 from harness.testbed import wire
+from harness.testbed.base import Progress, quiet
 from harness.testbed.layout import Layout
 from harness.testbed.local import LocalTestbed
 from harness.timeline import Timeline
+from harness.transport.base import Command
 from harness.topology import DEFAULT_TESTBED, load_topology
 
 Shell = Callable[[str, str], tuple[int, str]]
@@ -34,7 +36,8 @@ class FakeNode:
     def __init__(self, testbed: FakeTestbed, name: str) -> None:
         self.testbed, self.name = testbed, name
 
-    def run(self, cmd: str | list[str], *, timeout: float, check: bool = True, **_: Any) -> Result:
+    def run(self, cmd: Command, *, timeout: float, check: bool = True, env: Mapping[str, str] | None = None,
+            input: str | None = None) -> Result:
         line = cmd if isinstance(cmd, str) else " ".join(cmd)
         self.testbed.commands.append((self.name, line))
         status, out = self.testbed.shell(self.name, line)
@@ -46,9 +49,14 @@ class FakeNode:
             raise CommandFailed(r)
         return r
 
+    def alive(self) -> bool:
+        return self.name in self.testbed.powered
+
 
 class FakeTestbed:
     """The embedded testbed's interface with switches that do only what each test says."""
+
+    __test__ = False
 
     def __init__(self, state_root: Path) -> None:
         self.topology = load_topology(DEFAULT_TESTBED)
@@ -69,8 +77,26 @@ class FakeTestbed:
     def node(self, name: str) -> FakeNode:
         return FakeNode(self, name)
 
+    def client(self) -> FakeNode:
+        return FakeNode(self, "client")
+
+    def up(self, progress: Progress = quiet) -> None:
+        raise AssertionError("faults never bring a testbed up")
+
+    def down(self, progress: Progress = quiet) -> list[str]:
+        raise AssertionError("faults never tear a testbed down")
+
+    def leftovers(self) -> list[str]:
+        return []
+
     def power_off(self, node: str) -> None:
         self.switched.append(("power_off", node))
+
+    def power_on(self, node: str) -> None:
+        self.switched.append(("power_on", node))
+
+    def start_services(self, node: str) -> None:
+        self.switched.append(("start_services", node))
 
     def set_adapter(self, node: str, network: str, up: bool) -> bool:
         self.switched.append(("adapter", node, network, str(up)))
@@ -124,27 +150,29 @@ def switch(monkeypatch: pytest.MonkeyPatch) -> dict[str, Any]:
     return state
 
 
-def failed_start(tb: FakeTestbed, error: type[Exception], name: str, **kw: Any) -> tuple[Exception, Nemesis]:
-    nemesis = Nemesis(tb, Timeline())  # type: ignore[arg-type]
+def failed_start(tb: FakeTestbed, error: type[Exception], name: str,
+                 **kw: Any) -> tuple[Exception, Nemesis, Timeline]:
+    timeline = Timeline()
+    nemesis = Nemesis(tb, timeline)
     with pytest.raises(error) as caught:
         nemesis.start(name, **kw)
     assert len(str(caught.value).splitlines()) == 1
-    return caught.value, nemesis
+    return caught.value, nemesis, timeline
 
 
 def not_in_effect(tb: FakeTestbed, name: str, **kw: Any) -> str:
     """Start the fault, expect FaultNotInEffect; the nemesis must have healed it (journal empty)."""
-    err, nemesis = failed_start(tb, FaultNotInEffect, name, **kw)
+    err, nemesis, timeline = failed_start(tb, FaultNotInEffect, name, **kw)
     assert nemesis.journal.entries() == [] and nemesis.active == []
-    assert [e.kind for e in nemesis.timeline.events] == ["fault.injected", "fault.healed"]  # type: ignore[union-attr]
+    assert [e.kind for e in timeline.events] == ["fault.injected", "fault.healed"]
     return str(err)
 
 
 def refused(tb: FakeTestbed, name: str, **kw: Any) -> str:
     """Start the fault, expect FaultNotApplicable with nothing journaled, put on the timeline or switched."""
-    err, nemesis = failed_start(tb, FaultNotApplicable, name, **kw)
+    err, nemesis, timeline = failed_start(tb, FaultNotApplicable, name, **kw)
     assert not nemesis.journal.path.exists()
-    assert nemesis.timeline.events == []  # type: ignore[union-attr]
+    assert timeline.events == []
     assert tb.switched == []
     return str(err)
 
@@ -171,13 +199,13 @@ def test_adapter_down_that_leaves_the_carrier_is_reported_and_plugged_back(tb: F
 
 def test_adapter_heal_is_idempotent_when_the_port_is_gone(tb: FakeTestbed, switch: dict[str, Any]) -> None:
     tb.adapter_port = False
-    FAULTS["adapter_down"].heal(tb, Target(node="node1", network="service"), {})  # type: ignore[arg-type]
+    FAULTS["adapter_down"].heal(tb, Target(node="node1", network="service"), {})
 
 
 def test_adapter_heal_that_leaves_no_carrier_raises(tb: FakeTestbed, switch: dict[str, Any]) -> None:
     switch["carrier"] = False
     with pytest.raises(Exception, match="still has no carrier"):
-        FAULTS["adapter_down"].heal(tb, Target(node="node1", network="service"), {})  # type: ignore[arg-type]
+        FAULTS["adapter_down"].heal(tb, Target(node="node1", network="service"), {})
 
 
 def test_network_down_global_whose_bridge_stays_up_is_reported(tb: FakeTestbed, switch: dict[str, Any]) -> None:
@@ -192,7 +220,8 @@ def test_network_down_global_on_a_missing_bridge_is_refused(tb: FakeTestbed, swi
 @pytest.mark.parametrize("name, kw", [("partition", {"nodes": ("node3",)}), ("heartbeat_loss", {"node": "node2"}),
                                       ("packet_loss", {"node": "node2", "network": "service"})])
 def test_switch_filter_missing_from_the_ruleset_is_reported(tb: FakeTestbed, switch: dict[str, Any], name: str,
-                                                            kw: dict[str, Any], monkeypatch: pytest.MonkeyPatch) -> None:
+                                                            kw: dict[str, Any],
+                                                            monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(wire, "add_filter", lambda layout, table, rules: None)  # nft "succeeded", kept nothing
     assert "is not in the switch's ruleset" in not_in_effect(tb, name, **kw)
 
@@ -213,7 +242,8 @@ def test_switch_filter_heal_that_cannot_delete_raises(tb: FakeTestbed, switch: d
     monkeypatch.setattr(wire, "remove_filter", lambda layout, table: False)
     switch["tables"]["fallover_x"] = ["drop"]
     with pytest.raises(Exception, match="still in the switch's ruleset"):
-        FAULTS["partition"].heal(tb, Target(nodes=("node3",)), {"id": "x", "table": "fallover_x"})  # type: ignore[arg-type]
+        FAULTS["partition"].heal(tb, Target(nodes=("node3",)),
+                                 {"id": "x", "table": "fallover_x"})
 
 
 @pytest.fixture
@@ -320,7 +350,7 @@ def test_disk_full_counts_ext4s_reserved_clusters_as_used(tb: FakeTestbed, disk_
 
     disk_on_node1["kept_back"] = 25_000
     tb.shell = fill
-    inj = Nemesis(tb).start("disk_full", disk="shared")  # type: ignore[arg-type]
+    inj = Nemesis(tb).start("disk_full", disk="shared")
     assert inj.entry.state == "injected"
 
 
@@ -332,13 +362,13 @@ def test_disk_full_of_a_full_filesystem_is_refused(tb: FakeTestbed, disk_on_node
 def test_disk_full_heal_fails_loudly(tb: FakeTestbed, disk_on_node1: dict[str, Any]) -> None:
     fault, target = FAULTS["disk_full"], Target(disk="shared")
     undo = {"id": "x", "file": "/mnt/app/.fallover-fill-x", "mnt": "/mnt/app"}
-    fault.heal(tb, target, undo)  # type: ignore[arg-type]  # removed where it is mounted: fine
+    fault.heal(tb, target, undo)  # removed where it is mounted: fine
     disk_on_node1["mounted"] = set()
     with pytest.raises(Exception, match="mounted on no running node"):
-        fault.heal(tb, target, undo)  # type: ignore[arg-type]
+        fault.heal(tb, target, undo)
     disk_on_node1["mounted"], disk_on_node1["rm"] = {"node1"}, 1
     with pytest.raises(Exception, match="rm -f"):
-        fault.heal(tb, target, undo)  # type: ignore[arg-type]
+        fault.heal(tb, target, undo)
 
 
 def test_set_disk_mode_raises_for_a_pull_of_an_unmounted_disk_only(tmp_path: Path) -> None:
@@ -401,7 +431,8 @@ def test_daemon_kill_with_no_daemon_running_is_refused(tb: FakeTestbed) -> None:
 
 # -- the nemesis: undo on failure, collect every heal failure -------------------------------------
 
-def test_verify_failure_whose_undo_fails_too_says_both(tb: FakeTestbed, switch: dict[str, Any]) -> None:
+def test_verify_failure_whose_undo_fails_too_says_both(tb: FakeTestbed, switch: dict[str, Any],
+                                                       monkeypatch: pytest.MonkeyPatch) -> None:
     """The carrier stays (verify fails), and plugging the cable back raises (the undo fails)."""
 
     def set_adapter(node: str, network: str, up: bool) -> bool:
@@ -409,8 +440,8 @@ def test_verify_failure_whose_undo_fails_too_says_both(tb: FakeTestbed, switch: 
             raise TestbedError("netlink said no")
         return True
 
-    tb.set_adapter = set_adapter  # type: ignore[method-assign]
-    err, nemesis = failed_start(tb, HealFailed, "adapter_down", node="node1", network="service")
+    monkeypatch.setattr(tb, "set_adapter", set_adapter)
+    err, nemesis, _ = failed_start(tb, HealFailed, "adapter_down", node="node1", network="service")
     assert str(err).startswith("healing adapter_down on node1-service failed: adapter_down on node1-service did "
                                "not take effect: node1 still sees a carrier on service; undoing it failed too: "
                                "netlink said no")
@@ -445,7 +476,7 @@ def flaky(monkeypatch: pytest.MonkeyPatch) -> type[Flaky]:
 
 
 def test_heal_all_heals_past_failures_and_reports_them_all(tb: FakeTestbed, flaky: type[Flaky]) -> None:
-    nemesis = Nemesis(tb)  # type: ignore[arg-type]
+    nemesis = Nemesis(tb)
     for node in ("node1", "node2", "node3"):
         nemesis.start("flaky", node=node)
     flaky.broken = {"node3", "node1"}
@@ -457,7 +488,7 @@ def test_heal_all_heals_past_failures_and_reports_them_all(tb: FakeTestbed, flak
                             ("flaky on node1", "node1 would not come back second line")]  # each tried once
     assert err.healed == ["flaky on node2"]
     assert len(str(err).splitlines()) == 1 and str(err).startswith("2 faults could not be healed: flaky on node3")
-    assert sorted(Target.from_dict(e.target).node for e in nemesis.journal.entries()) == ["node1", "node3"]
+    assert sorted(e.target["node"] for e in nemesis.journal.entries()) == ["node1", "node3"]
     flaky.broken = set()
     assert sorted(nemesis.heal_all()) == ["flaky on node1", "flaky on node3"]
     assert nemesis.journal.entries() == []
@@ -466,13 +497,13 @@ def test_heal_all_heals_past_failures_and_reports_them_all(tb: FakeTestbed, flak
 def test_replay_heals_past_an_unknown_fault_and_a_failing_heal(tb: FakeTestbed, flaky: type[Flaky]) -> None:
     from harness.faults.journal import Entry
 
-    crashed = Nemesis(tb)  # type: ignore[arg-type]
+    crashed = Nemesis(tb)
     crashed.start("flaky", node="node1")
     crashed.start("flaky", node="node2")
     crashed.journal.record(Entry(fault="meteor_strike", target={"node": "node3"}))
     flaky.broken = {"node2"}
     with pytest.raises(HealFailed) as caught:
-        Nemesis(tb).replay()  # type: ignore[arg-type]  # a new process, from the journal alone
+        Nemesis(tb).replay()  # a new process, from the journal alone
     assert [label for label, _ in caught.value.failures] == ["meteor_strike on node3", "flaky on node2"]
     assert caught.value.healed == [f"flaky on node1 (injected by pid {os.getpid()})"]
 
