@@ -83,6 +83,11 @@ def pytest_configure_node(node) -> None:  # type: ignore[no-untyped-def]  # xdis
 
 def pytest_report_header(config: pytest.Config) -> list[str]:
     lines = [f"fallover: testbed {config.getoption('--testbed')}; evidence in {config.stash[run_dir_key]}"]
+    from harness.plan import excluded
+
+    names = config.getoption("--faults")
+    for e in excluded(_topology(config), [n.strip() for n in names.split(",")] if names else None):
+        lines.append(f"fallover: {e}")
     if config.getoption("--scenario") == "random":
         lines.append(f"fallover: random scenario, --repeat {config.getoption('--repeat')} "
                      f"--seed {config.getoption('--seed')} (replay with these two options)")
