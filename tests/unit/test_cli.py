@@ -75,3 +75,17 @@ def test_inject_on_a_testbed_whose_disk_is_not_mounted_fails_in_one_line_and_jou
         "fallover: error: disk_pull on shared: disk shared is not attached (its FUSE layer is not mounted; "
         "is the testbed up?)"]
     assert sorted(p.name for p in state.iterdir()) == ["up.json"]  # no journal, no lock, nothing else
+
+
+def test_heal_that_cannot_heal_an_entry_says_so_in_one_line_and_keeps_it(tmp_path: Path) -> None:
+    from harness.faults.journal import Entry, Journal
+
+    state = tmp_path / "state" / "fo-local-unit"
+    journal = Journal(state / "faults.journal")
+    journal.record(Entry(fault="meteor_strike", target={"node": "node3"}))
+    r = run("heal", env={"FALLOVER_STATE_ROOT": str(tmp_path / "state"), "FALLOVER_INSTANCE": "unit"})
+    assert r.returncode == 1, r.stderr
+    assert r.stderr.strip().splitlines() == [
+        f"fallover: heal failed: healing meteor_strike on node3 failed: unknown fault in journal {journal.path} "
+        "(written by another version?); the journal keeps it for `fallover heal`"]
+    assert [e.fault for e in journal.entries()] == ["meteor_strike"]
