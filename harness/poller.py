@@ -2,44 +2,119 @@
 
 A background thread polls `crm_mon` (through the driver) a few times a second and records
 only changes: nodes lost and joined, groups stopped, started and split, new failed actions,
-and the moments the cluster stops and starts being fully redundant. It also tails the
-notification log and the fence broker's events. It reads; it never steers the cluster.
+where each shared disk's filesystem is mounted, and the moments the cluster stops and starts
+being fully redundant. It also tails the notification log and the fence broker's events. It
+reads; it never steers the cluster.
 """
 
 from __future__ import annotations
 
+import os
 import threading
 import time
+from collections.abc import Callable
+from pathlib import Path
+
 from harness.drivers.pacemaker import PacemakerDriver
 from harness.drivers.state import ClusterState
-from harness.timeline import (CLUSTER_DEGRADED, CLUSTER_FAILED_ACTION, CLUSTER_GROUP_SPLIT, CLUSTER_GROUP_STARTED,
-                              CLUSTER_GROUP_STOPPED, CLUSTER_NODE_JOINED, CLUSTER_NODE_LOST, CLUSTER_REDUNDANT,
-                              CLUSTER_STATE, FAULT_HEALED, Timeline)
 from harness.notifications import JsonlTail
+from harness.timeline import (CLUSTER_ATTRIBUTE, CLUSTER_DEGRADED, CLUSTER_FAILED_ACTION, CLUSTER_GROUP_SPLIT,
+                              CLUSTER_GROUP_STARTED, CLUSTER_GROUP_STOPPED, CLUSTER_MOUNTS, CLUSTER_NODE_JOINED,
+                              CLUSTER_NODE_LOST, CLUSTER_REDUNDANT, CLUSTER_STATE, FAULT_HEALED, FAULT_INJECTED,
+                              Timeline)
 
 
-def degraded_reason(driver: PacemakerDriver, s: ClusterState, adapters_down: list[str]) -> str | None:
-    """Why the cluster is not fully redundant (None when it is): the recovery definition of DESIGN.md."""
-    topo = driver.topology
-    missing = [n for n in topo.node_names if n not in s.online]
-    if missing:
-        return f"nodes not online: {', '.join(missing)}"
-    if adapters_down:
-        return f"adapters down: {', '.join(adapters_down)}"
-    if s.failed_actions:
-        return f"failed action: {s.failed_actions[0]}"
-    for g in topo.groups:
-        node = s.group_node(g.name)
-        if node is None:
-            return f"group {g.name} not started"
-        if g.policy == "cascading" and node != driver.expected_node(g.name, s):
-            return f"group {g.name} on {node}, not on {driver.expected_node(g.name, s)}"
-    return None
+def degraded_reason(driver: PacemakerDriver, s: ClusterState, adapters_down: list[str] | None = None) -> str | None:
+    """Why the snapshot is not fully redundant (None when it looks so): the recovery definition of DESIGN.md.
+
+    Every declared node online (a powered-off one is missing redundancy), adapters up, no failed
+    action, groups where their policy puts them, nothing in flight: ``PacemakerDriver.snapshot_gap``.
+    Whether the cluster is also *settled* (nothing pending beyond the snapshot) is ``driver.busy``.
+    ``adapters_down`` is accepted for old callers; the driver reads the links itself.
+    """
+    return driver.snapshot_gap(s, placement=True, every_node=True)
+
+
+def shared_mounts(testbed: object, proc: Path = Path("/proc")) -> dict[str, list[str]] | None:
+    """Where each shared disk's filesystem is mounted: {disk: [nodes]}; None when the testbed cannot tell.
+
+    The embedded testbed mounts a shared disk in one node's mount namespace only, so the host sees
+    it in ``/proc/<node init pid>/mountinfo`` of that node: a mount whose device (major:minor) is
+    the disk's loop device, wherever it is mounted. Plain file reads on the host, no subprocess.
+    """
+    layout = getattr(testbed, "layout", None)
+    topology = getattr(testbed, "topology", None)
+    if layout is None or topology is None or not hasattr(layout, "disk_link"):
+        return None
+    from harness.testbed import nodes
+
+    devices: dict[int, str] = {}
+    for d in topology.disks:
+        try:
+            devices[os.stat(layout.disk_link(d.name)).st_rdev] = d.name
+        except OSError:  # not attached (yet): nothing can be mounted from it
+            continue
+    out: dict[str, list[str]] = {d.name: [] for d in topology.disks}
+    for node in topology.node_names:
+        pid = nodes.init_pid(layout, node)
+        if pid is None:
+            continue
+        for disk in _mounted(proc / str(pid) / "mountinfo", devices):
+            out[disk].append(node)
+    return out
+
+
+def _mounted(mountinfo: Path, devices: dict[int, str]) -> set[str]:
+    """Disks (by device number) mounted in the mount namespace that ``mountinfo`` describes."""
+    found: set[str] = set()
+    try:
+        text = mountinfo.read_text()
+    except OSError:  # the node went down between the pid and the read
+        return found
+    for line in text.splitlines():
+        fields = line.split()
+        if len(fields) < 3:
+            continue
+        major, _, minor = fields[2].partition(":")
+        try:
+            dev = os.makedev(int(major), int(minor))
+        except ValueError:
+            continue
+        if dev in devices:
+            found.add(devices[dev])
+    return found
+
+
+def confirmed_mounts(read: Callable[[], dict[str, list[str]] | None]) -> dict[str, list[str]] | None:
+    """``read()`` twice; a disk counts on a node only if both reads saw it there.
+
+    One read visits the nodes one after the other, so a handover between two visits (unmounted
+    on node1 just after node1 was read, mounted on node2 just before node2 is read) would look
+    like a double mount. A real double mount is in both reads; a handover is not.
+    """
+    first = read()
+    if first is None or all(len(v) <= 1 for v in first.values()):
+        return first
+    second = read()
+    if second is None:
+        return first
+    return {disk: [n for n in nodes if n in second.get(disk, [])] for disk, nodes in first.items()}
 
 
 class ClusterPoller:
+    """Polls the cluster every ``interval`` seconds and records what changed (see the module doc).
+
+    CLUSTER_REDUNDANT is recorded only for a *settled* cluster, with the driver's definition
+    (``PacemakerDriver.unsettled``: the snapshot whole and nothing pending), and only once it
+    has stayed settled until ``driver.quiet_s`` after the last fault change (a heal in the
+    timeline or the fault journal): results in flight across a heal land within that time. The
+    event is stamped with the first poll of that settled stretch (when redundancy really came
+    back) and carries ``confirmed`` (when the poller could tell). Counts: ``errors`` (polls
+    that observed nothing: an exception, or no node answered crm_mon).
+    """
+
     def __init__(self, driver: PacemakerDriver, timeline: Timeline, *, interval: float = 0.25,
-                 tails: list[JsonlTail] | None = None) -> None:
+                 tails: list[JsonlTail] | None = None, mounts: bool = True) -> None:
         self.driver = driver
         self.timeline = timeline
         self.interval = interval
@@ -47,11 +122,20 @@ class ClusterPoller:
         self._thread: threading.Thread | None = None
         self._last: ClusterState | None = None
         self._redundant: bool | None = None
+        self._stretch: float | None = None  # first poll of the current settled stretch (not yet confirmed)
         self._why: str | None = None
         self._failed_seen: set[str] = set()
-        self._heals_seen = 0
+        self._changes_seen = 0
+        self._change_at: float | None = None  # the last fault injected or healed, as the timeline has it
+        self._mounts: dict[str, list[str]] | None = None
+        self._read_mounts = mounts
         self.errors = 0
+        self.last_error: str | None = None
         self._tails = tails or []  # notification and fence logs, positioned where this recording starts
+
+    @property
+    def bad_notification_lines(self) -> int:
+        return sum(t.bad_lines for t in self._tails)
 
     def start(self) -> ClusterPoller:
         self._thread = threading.Thread(target=self._run, name="cluster-poller", daemon=True)
@@ -62,46 +146,91 @@ class ClusterPoller:
         self._stop.set()
         if self._thread is not None:
             self._thread.join(timeout=30)
-        self.poll_once()  # the final state, so the end of the recording is never stale
+        try:
+            self.poll_once()  # the final state, so the end of the recording is never stale
+        except Exception as e:
+            self._count_error(e)
+        if self._redundant is not True and self._stretch is not None:
+            # settled at the end, but not yet for long enough to tell: say so, rather than leave the
+            # last degradation reason standing as if it still held
+            self.timeline.add(CLUSTER_DEGRADED, None, why=f"settled since {self._stretch_desc()}, but the "
+                              f"recording ended before {self.driver.quiet_s:g} s had passed since the last "
+                              "fault change, so not confirmed")
 
     def _run(self) -> None:
         while not self._stop.is_set():
             t0 = time.monotonic()
             try:
                 self.poll_once()
-            except Exception:  # a poll failing is data (counted), not a reason to stop recording
-                self.errors += 1
-                self.timeline.dropped += 1
+            except Exception as e:  # a poll failing is data (counted), not a reason to stop recording
+                self._count_error(e)
             self._stop.wait(max(0.0, self.interval - (time.monotonic() - t0)))
+
+    def _count_error(self, e: Exception) -> None:
+        self.errors += 1
+        self.timeline.dropped += 1
+        self.last_error = f"{type(e).__name__}: {e}"
 
     def poll_once(self) -> None:
         for tail in self._tails:
             for ev in tail.poll():
                 self.timeline.add(ev.kind, ev.node, mono=ev.mono, wall=ev.wall, data=ev.data)
+        self._poll_mounts()
+        t_poll = time.monotonic()
         s = self.driver.state()
-        if s is None:
+        if s is None:  # blind: nothing observed (counted, so a verdict can say its data has a hole)
+            self.errors += 1
+            self.last_error = "no node answered crm_mon"
             return
         self._diff(self._last, s)
         self._last = s
-        heals = len(self.timeline.of(FAULT_HEALED))
-        if heals != self._heals_seen:  # after a heal, redundancy must be re-established to count
-            self._heals_seen = heals
+        self._judge_redundancy(s, t_poll)
+
+    def _judge_redundancy(self, s: ClusterState, t_poll: float) -> None:
+        heals = self.timeline.of(FAULT_HEALED)
+        if len(heals) != self._changes_seen:  # after a heal, redundancy must be re-established to count
+            self._changes_seen = len(heals)
             self._redundant = None
-        why = degraded_reason(self.driver, s, self._adapters_down())
+            self._stretch = None
+        changes = heals + self.timeline.of(FAULT_INJECTED)
+        self._change_at = max((e.mono for e in changes), default=None)
+        why = degraded_reason(self.driver, s)
         if why is None and self._redundant is not True:
-            self.timeline.add(CLUSTER_REDUNDANT, s.seen_from)
-        elif why is not None and (self._redundant is not False or why != self._why):
+            why = self.driver.busy(s)  # only while not (yet) redundant: one more query per poll
+        if why is None:
+            if self._redundant is True:
+                return
+            if self._stretch is None:
+                self._stretch = t_poll
+            since = max(filter(None, (self._change_at, self.driver.fault_changed_at())), default=None)
+            if self.driver.quiet_left(since) > 0:
+                return  # settled, but results may still be in flight: confirm later
+            self.timeline.add(CLUSTER_REDUNDANT, s.seen_from, mono=self._stretch,
+                              wall=time.time() - (time.monotonic() - self._stretch),
+                              confirmed=time.monotonic(), quiet_s=self.driver.quiet_s)
+            self._redundant, self._why, self._stretch = True, None, None
+            return
+        self._stretch = None
+        if self._redundant is not False or why != self._why:
             # every new reason is recorded: the last one says what kept the cluster from recovering
             self.timeline.add(CLUSTER_DEGRADED, s.seen_from, why=why)
-        self._redundant = why is None
+        self._redundant = False
         self._why = why
 
-    def _adapters_down(self) -> list[str]:
-        links = getattr(self.driver.testbed, "adapter_states", None)
-        if links is None:
-            return []
-        return [f"{node}/{net}" for (node, net), state in links().items()
-                if state != "up" and self.driver.testbed.running(node)]
+    def _stretch_desc(self) -> str:
+        assert self._stretch is not None
+        return f"{time.monotonic() - self._stretch:.1f} s"
+
+    def _poll_mounts(self) -> None:
+        if not self._read_mounts:
+            return
+        mounts = confirmed_mounts(lambda: shared_mounts(self.driver.testbed))
+        if mounts is None:
+            self._read_mounts = False  # this testbed cannot tell; the split-brain verdict says so
+            return
+        if mounts != self._mounts:
+            self._mounts = mounts
+            self.timeline.add(CLUSTER_MOUNTS, None, mounts={d: list(n) for d, n in mounts.items()})
 
     def _diff(self, old: ClusterState | None, new: ClusterState) -> None:
         tl = self.timeline
@@ -117,9 +246,17 @@ class ClusterPoller:
             if g.node is not None and (was is None or was.node != g.node):
                 tl.add(CLUSTER_GROUP_STARTED, g.node, group=name)
             elif g.node is None and was is not None and was.node is not None:
-                tl.add(CLUSTER_GROUP_STOPPED, was.node, group=name, now=list(g.nodes))
+                tl.add(CLUSTER_GROUP_STOPPED, was.node, group=name, now=list(g.nodes),
+                       failed=[r.id for r in g.resources if r.failed])
             if len(g.nodes) > 1 and (was is None or len(was.nodes) <= 1):
                 tl.add(CLUSTER_GROUP_SPLIT, None, group=name, nodes=list(g.nodes))
+        if old is not None:  # attributes: changes only (the first snapshot is the baseline)
+            for node in sorted(set(old.attributes) | set(new.attributes)):
+                was, now = old.attributes.get(node, {}), new.attributes.get(node, {})
+                for name in sorted(set(was) | set(now)):
+                    if was.get(name) != now.get(name):
+                        tl.add(CLUSTER_ATTRIBUTE, node, name=name, value=now.get(name), was=was.get(name),
+                               seen_from=new.seen_from)
         for f in new.failed_actions:
             key = str(f)
             if key not in self._failed_seen:

@@ -32,6 +32,8 @@ CLUSTER_REDUNDANT = "cluster.redundant"           # all nodes online, adapters u
 #                                                   data: confirmed (mono when the poller could tell), quiet_s
 CLUSTER_DEGRADED = "cluster.degraded"             # data: why (the first thing missing from redundancy)
 CLUSTER_MOUNTS = "cluster.mounts"                 # data: mounts {disk: [nodes with its filesystem mounted]}
+CLUSTER_ATTRIBUTE = "cluster.attribute"           # node; data: name, value, was (None: unset) — a node
+#                                                   attribute changed in the CIB (link monitor, reachability)
 NOTIFICATION = "notify.event"                     # node; data: the alert agent's fields
 FENCED = "cluster.fenced"                         # node; data: action, outcome
 ARP_GRATUITOUS = "arp.gratuitous"                 # data: ip, mac

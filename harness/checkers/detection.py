@@ -4,14 +4,14 @@ from __future__ import annotations
 
 from harness.checkers import notification
 from harness.checkers.base import NOTIFY, POLLER, UNKNOWN, Context, Verdict, fmt_s
-from harness.timeline import (CLUSTER_FAILED_ACTION, CLUSTER_GROUP_STOPPED, CLUSTER_NODE_LOST, FENCED, NOTIFICATION,
-                              Event)
+from harness.timeline import (CLUSTER_ATTRIBUTE, CLUSTER_FAILED_ACTION, CLUSTER_GROUP_STOPPED, CLUSTER_NODE_LOST,
+                              FENCED, NOTIFICATION, Event)
 
 NAME = "detection"
-KINDS = (CLUSTER_NODE_LOST, CLUSTER_FAILED_ACTION, NOTIFICATION, FENCED, CLUSTER_GROUP_STOPPED)
-"""What can show the cluster noticing: membership loss, a failed action, an alert reporting a failure
-(a lost node, a failed operation, a connectivity attribute dropping, fencing), fencing itself, and a
-group stopping with a failed member (see ``related``)."""
+KINDS = (CLUSTER_NODE_LOST, CLUSTER_FAILED_ACTION, CLUSTER_ATTRIBUTE, NOTIFICATION, FENCED, CLUSTER_GROUP_STOPPED)
+"""What can show the cluster noticing: membership loss, a failed action, a connectivity attribute
+dropping (the link monitor, the client reachability ping: how a dead network is noticed), an alert
+reporting a failure, fencing, and a group stopping with a failed member (see ``related``)."""
 
 
 def related(ctx: Context, ev: Event) -> bool:
@@ -20,6 +20,10 @@ def related(ctx: Context, ev: Event) -> bool:
     - notification: ``notification.relevant`` — reports of a failure only; a successful
       monitor, start or stop is never detection.
     - node lost, fencing: of a fault node (any node when the fault has none, e.g. a whole network).
+    - attribute (the poller's view of the CIB): a connectivity attribute (``ethmonitor-*``,
+      ``reach-*``) of a fault node dropping to 0 or unset — the cluster's own knowledge that a
+      link or the clients are gone, whether or not the alerts report attributes (Pacemaker's do
+      only with ``select_attributes``). Coming back after the heal is recovery, not detection.
     - failed action: of a group resource, or of any resource on a fault node.
     - group stopped: only when the poller saw a member *failed* (data "failed"). A group also
       stops when the cluster moves it on purpose — a planned move, the failback after the heal,
@@ -31,6 +35,10 @@ def related(ctx: Context, ev: Event) -> bool:
         return notification.relevant(ctx, ev)
     if ev.kind in (CLUSTER_NODE_LOST, FENCED):
         return ctx.on_fault_node(ev.node)
+    if ev.kind == CLUSTER_ATTRIBUTE:
+        name = str(ev.data.get("name", ""))
+        return notification.connectivity_lost(name, ev.data.get("value")) and \
+            not notification.connectivity_lost(name, ev.data.get("was")) and ctx.on_fault_node(ev.node)
     if ev.kind == CLUSTER_GROUP_STOPPED:
         return bool(ev.data.get("failed")) and (ctx.group is None or ev.data.get("group") == ctx.group)
     if ev.kind == CLUSTER_FAILED_ACTION:
@@ -50,11 +58,14 @@ def describe(ev: Event) -> str:
         return f"group {d.get('group', '?')} stopped ({failed} failed)"
     if ev.kind == FENCED:
         return f"{ev.node} fenced ({d.get('action', '?')})"
+    if ev.kind == CLUSTER_ATTRIBUTE:
+        return (f"attribute {d.get('name', '?')} on {ev.node} from {d.get('was') or 'unset'} "
+                f"to {d.get('value') or 'unset'}")
     return f"{ev.node} lost from the membership"
 
 
 def check_detection(ctx: Context) -> Verdict:
-    """Fault start → first related NODE_LOST / FAILED_ACTION / NOTIFICATION / FENCED / GROUP_STOPPED.
+    """Fault start → first related NODE_LOST / FAILED_ACTION / ATTRIBUTE / NOTIFICATION / FENCED / GROUP_STOPPED.
 
     Against max_detection_s. Not judged for a planned operation (nothing failed). Lost polls
     or unreadable alert lines above their limits make a late or missing detection "unknown"
@@ -76,7 +87,8 @@ def _judge(ctx: Context, limit: float) -> Verdict:
         until = f" (recording ends at {ctx.rel(ctx.end)})" if ctx.end is not None else ""
         return Verdict(NAME, False, None, limit, "s",
                        f"the cluster never reported {ctx.fault_desc} injected at {ctx.rel(ctx.t0)}{until}: "
-                       f"no node lost, failed action, fencing or notification of a failure")
+                       f"no node lost, failed action, connectivity attribute lost, fencing or notification "
+                       f"of a failure")
     first = hits[0]
     took = first.mono - ctx.t0
     ok = took <= limit

@@ -19,6 +19,16 @@ EXEC_DONE, EXEC_PENDING, EXEC_CANCELLED = 0, 1, 2
 FAIL_COUNT = re.compile(r"^fail-count-(?P<rsc>[^#]+)")
 
 
+CONNECTIVITY = ("ethmonitor-", "reach-")
+"""Node attributes that say a node can use a network: the link monitor's (1 = link up; deleted or 0 when
+the link dies) and the client reachability ping's (the number of client hosts it reaches × multiplier)."""
+
+
+def connectivity_lost(name: str, value: Any) -> bool:
+    """A connectivity attribute at "nothing reachable": 0, empty, or unset (None)."""
+    return name.startswith(CONNECTIVITY) and (value is None or str(value) in ("0", ""))
+
+
 def op_failed(d: Mapping[str, Any]) -> bool:
     """Whether a resource alert reports a *failed* operation, not merely an operation.
 
@@ -83,8 +93,8 @@ def relevant(ctx: Context, ev: Event) -> bool:
     node = ev.node or d.get("node")
     if kind == "attribute":
         name, value = str(d.get("attribute_name", "")), str(d.get("attribute_value", ""))
-        if name.startswith(("ethmonitor-", "reach-")):
-            return value in ("0", "") and ctx.on_fault_node(node)
+        if name.startswith(CONNECTIVITY):
+            return connectivity_lost(name, value) and ctx.on_fault_node(node)
         m = FAIL_COUNT.match(name)
         if m and value not in ("0", ""):
             return ctx.is_group_resource(m["rsc"]) or ctx.on_fault_node(node)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import re
 import time
 from collections.abc import Callable
 
@@ -13,6 +15,69 @@ from harness.wait import wait_until
 CRM_MON = ["crm_mon", "--one-shot", "--inactive", "--output-as=xml"]
 CRM_EX_DISCONNECT = 102  # pacemaker's exit code for "not connected" (the CIB or a daemon is not up yet)
 
+SETTLE_QUIET_S = 3.0
+"""How long after a fault change (inject or heal) wait_settled and the poller wait before they call the
+cluster settled. Some results are in flight across a heal and nothing shows them — not crm_mon, not the
+DC, not attrd — until they land: a ping monitor that sent its probes into the dead network returns up to
+attempts × timeout later (2 × 1 s on the embedded testbed), the link monitor within about 1 s; its
+attribute change then waits in attrd, where ``busy`` sees it. 3 s covers both with a margin."""
+
+SETTLE_QUERY = ('crmadmin --quiet --timeout=2000 --status="$1"; echo "@rc=$?"; shift; '
+                'for n in "$@"; do attrd_updater --query --all --name="$n"; echo "@rc=$?"; done')
+"""One shell on one node: the DC controller's state ($1), then attrd's value of every attribute named after."""
+_ATTRD_LINE = re.compile(r'name="(?P<name>[^"]*)"\s+host="(?P<host>[^"]*)"\s+value="(?P<value>[^"]*)"')
+
+
+def parse_settle_query(out: str, s: ClusterState, names: list[str], *, stderr: str = "") -> str | None:
+    r"""Why SETTLE_QUERY's output says the cluster is busy, or None when the DC is idle and attrd has written all.
+
+    >>> from harness.drivers.state import parse_crm_mon
+    >>> s = parse_crm_mon('<r><summary><current_dc present="true" name="node3"/></summary><nodes>'
+    ...     '<node name="node1" online="true"/></nodes><node_attributes><node name="node1">'
+    ...     '<attribute name="reach-service" value="1"/></node></node_attributes></r>', "node1")
+    >>> parse_settle_query('S_TRANSITION_ENGINE\n@rc=0\n', s, [])
+    'the DC (node3) is in S_TRANSITION_ENGINE'
+    >>> held = 'S_IDLE\n@rc=0\nname="reach-service" host="node1" value="0"\n@rc=0\n'
+    >>> parse_settle_query(held, s, ["reach-service"])
+    'reach-service on node1 is 0 in attrd, not yet written (CIB: 1)'
+    >>> parse_settle_query(held.replace('"0"', '"1"'), s, ["reach-service"]) is None
+    True
+    """
+    sections: list[tuple[list[str], int | None]] = []
+    lines: list[str] = []
+    for line in out.splitlines():
+        if line.startswith("@rc="):
+            try:
+                rc: int | None = int(line[4:])
+            except ValueError:
+                rc = None
+            sections.append((lines, rc))
+            lines = []
+        elif line.strip():
+            lines.append(line.strip())
+    if not sections:
+        return f"no answer about the DC's state{': ' + stderr.strip().splitlines()[-1] if stderr.strip() else ''}"
+    dc_lines, rc = sections[0]
+    state = dc_lines[-1] if dc_lines else ""
+    if rc != 0 or state != "S_IDLE":
+        said = state or (stderr.strip().splitlines()[-1] if stderr.strip() else f"no answer (exit {rc})")
+        return f"the DC ({s.dc}) is in {said}" if state else f"cannot read the DC's ({s.dc}) state: {said}"
+    online = set(s.online)
+    for name, (attr_lines, rc) in zip(names, sections[1:]):
+        if rc != 0:
+            return f"cannot read {name} from attrd (exit {rc})"
+        for line in attr_lines:
+            m = _ATTRD_LINE.search(line)
+            if m is None or m["host"] not in online:
+                continue
+            held, written = m["value"] or None, s.attributes.get(m["host"], {}).get(name) or None
+            if held != written:
+                return (f"{name} on {m['host']} is {held or 'unset'} in attrd, not yet written "
+                        f"(CIB: {written or 'unset'})")
+    if len(sections) < len(names) + 1:
+        return "the settle query was cut short"
+    return None
+
 
 class PacemakerDriver:
     """Talks to the cluster through any live node, preferring one that knows the DC.
@@ -21,10 +86,12 @@ class PacemakerDriver:
     is used only when no node has a better one.
     """
 
-    def __init__(self, testbed: Testbed, *, query_timeout: float = 8.0) -> None:
+    def __init__(self, testbed: Testbed, *, query_timeout: float = 8.0, quiet_s: float = SETTLE_QUIET_S) -> None:
         self.testbed = testbed
         self.topology = testbed.topology
         self.query_timeout = query_timeout
+        self.quiet_s = quiet_s
+        self._preferred: str | None = None
 
     # -- reading ------------------------------------------------------------------------------
 
@@ -46,12 +113,23 @@ class PacemakerDriver:
         return {n: self.view(n) for n in self.topology.node_names if self.testbed.running(n)}
 
     def state(self) -> ClusterState | None:
+        """The first view that knows a DC, asking first the node that gave the last good one.
+
+        Sticking to the last good node keeps a poll fast when another node cannot answer for a
+        while (a frozen node makes its crm_mon wait out ``query_timeout``); without a DC view
+        anywhere, the first view at all.
+        """
         fallback = None
-        for node in self._query_order():
+        order = self._query_order()
+        if self._preferred in order:
+            order.remove(self._preferred)
+            order.insert(0, self._preferred)
+        for node in order:
             s = self.view(node)
             if s is None:
                 continue
             if s.dc is not None:
+                self._preferred = node
                 return s
             fallback = fallback or s
         return fallback
@@ -88,24 +166,141 @@ class PacemakerDriver:
                 return n
         return None
 
-    def settled(self, s: ClusterState, placement: bool = True) -> bool:
-        """Every powered-on node online, every group started (where its policy puts it, if ``placement``)."""
-        running = [n for n in self.topology.node_names if self.testbed.running(n)]
-        if s.dc is None or sorted(running) != s.online:
-            return False
+    # -- settled: nothing missing, nothing pending ------------------------------------------------
+    #
+    # One definition for everyone who asks "is the cluster done?": the poller (CLUSTER_REDUNDANT),
+    # wait_settled (the runner's end of recovery, `fallover up`), and the redundancy verdict that
+    # reads the poller's events. A good-looking crm_mon snapshot is not enough: right after a heal
+    # the cluster may still be about to act (a DC transition running, an attribute change waiting
+    # out its dampening in attrd, a monitor result still in flight) and move the group 1-2 s later.
+
+    def snapshot_gap(self, s: ClusterState, placement: bool = True, *, every_node: bool = False) -> str | None:
+        """Why a crm_mon snapshot is not a settled, fully redundant cluster; None when it looks like one.
+
+        Nothing beyond the snapshot but the testbed's link states: a DC; every powered-on node
+        online (every declared node with ``every_node``: a powered-off node is missing redundancy);
+        every adapter of a running node up; no failed action; every group started, where its policy
+        puts it (``placement``); node attributes at the value crm_mon expects (a ping that reaches
+        its hosts); nothing in flight in the snapshot (a node joining, an operation recorded pending).
+        """
+        if s.dc is None:
+            return f"{s.seen_from} knows no DC"
+        want = self.topology.node_names if every_node else self._query_order()
+        missing = [n for n in want if n not in s.online]
+        if missing:
+            return f"nodes not online: {', '.join(missing)}"
+        down = self.adapters_down()
+        if down:
+            return f"adapters down: {', '.join(down)}"
+        if s.failed_actions:
+            return f"failed action: {s.failed_actions[0]}"
         for g in self.topology.groups:
             node = s.group_node(g.name)
             if node is None:
-                return False
+                return f"group {g.name} not started"
             if placement and g.policy == "cascading" and node != self.expected_node(g.name, s):
-                return False
-        return True
+                return f"group {g.name} on {node}, not on {self.expected_node(g.name, s)}"
+        off = s.attributes_off()
+        if off:
+            return off[0]
+        pending = s.pending_actions()
+        if pending:
+            return f"in flight: {', '.join(pending)}"
+        return None
+
+    def adapters_down(self) -> list[str]:
+        """Adapters (node/network) of running nodes whose link is not up, where the testbed can tell."""
+        links = getattr(self.testbed, "adapter_states", None)
+        if links is None:
+            return []
+        return [f"{node}/{net}" for (node, net), st in links().items() if st != "up" and self.testbed.running(node)]
+
+    def busy(self, s: ClusterState) -> str | None:
+        """What the cluster is still doing that a crm_mon snapshot does not show; None when idle.
+
+        One command on one node (see SETTLE_QUERY; ~20-40 ms): the DC's controller must be in
+        S_IDLE (not computing or running a transition, not electing, not integrating a node), and
+        every node attribute the CIB holds must have the value attrd holds — attrd keeps a change
+        back for the attribute's dampening (the ping's 1 s, the link monitor's 5 s) before it writes
+        it, and the cluster only reacts once it is written.
+        """
+        if s.dc is None:
+            return f"{s.seen_from} knows no DC"
+        names = sorted({name for attrs in s.attributes.values() for name in attrs})
+        order = self._query_order()
+        node = s.seen_from if s.seen_from in order else (order[0] if order else None)
+        if node is None:
+            return "no running node to ask whether the DC is idle"
+        try:
+            r = self.testbed.node(node).run(["sh", "-c", SETTLE_QUERY, "sh", s.dc, *names],
+                                            timeout=self.query_timeout, check=False)
+        except (TransportError, CommandFailed) as e:
+            return f"cannot ask {node} whether the DC is idle: {e}"
+        return parse_settle_query(r.stdout, s, names, stderr=r.stderr)
+
+    def unsettled(self, s: ClusterState, placement: bool = True, *, every_node: bool = False) -> str | None:
+        """Why the cluster is not settled right now (None when it is): ``snapshot_gap``, then ``busy``."""
+        return self.snapshot_gap(s, placement, every_node=every_node) or self.busy(s)
+
+    def settled(self, s: ClusterState, placement: bool = True) -> bool:
+        """Settled now: the snapshot is whole and nothing is pending (``unsettled``).
+
+        Fast: crm_mon is already read; only a whole-looking snapshot costs one more query (``busy``).
+        Instantaneous: results still in flight across a heal are ``wait_settled``'s business.
+        """
+        return self.unsettled(s, placement) is None
+
+    def fault_changed_at(self) -> float | None:
+        """When (monotonic) a fault was last injected or healed here: the fault journal's last write."""
+        layout = getattr(self.testbed, "layout", None)
+        journal = getattr(layout, "journal", None)
+        if journal is None:
+            return None
+        try:
+            mtime = os.stat(journal).st_mtime
+        except OSError:
+            return None
+        return time.monotonic() - (time.time() - mtime)
+
+    def quiet_left(self, since: float | None = None) -> float:
+        """Seconds until ``quiet_s`` have passed since the last fault change (``since``, else the journal)."""
+        changed = self.fault_changed_at() if since is None else since
+        if changed is None:
+            return 0.0
+        return max(0.0, changed + self.quiet_s - time.monotonic())
 
     def wait_settled(self, *, timeout: float = 90.0, progress: Progress = quiet,
                      placement: bool = True) -> ClusterState:
-        """All powered-on nodes online and every group started (where its policy puts it)."""
+        """Until the cluster is settled (``settled``) and ``quiet_s`` have passed since the last fault change.
+
+        All powered-on nodes online, adapters up, no failed action, every group started (where its
+        policy puts it, with ``placement``), nothing pending (DC idle, no attribute change waiting in
+        attrd, no operation in flight) — the poller's definition of CLUSTER_REDUNDANT. The quiet
+        period covers what nothing shows: a monitor that probed the network before the heal reports
+        after it (see SETTLE_QUIET_S). On timeout, WaitTimeout says what was still missing.
+        """
         what = "cluster settling" if placement else "cluster whole (groups anywhere)"
-        return self.wait_until(lambda s: self.settled(s, placement), timeout=timeout, what=what, progress=progress)
+        last: list[ClusterState | None] = [None]
+        why = ["no node answered crm_mon"]
+        shown = [""]
+
+        def check() -> ClusterState | None:
+            s = self.state()
+            last[0] = s
+            reason = "no node answers crm_mon" if s is None else self.unsettled(s, placement)
+            if reason is None and (left := self.quiet_left()) > 0:
+                reason = f"waiting {left:.1f} s more for results in flight since the last fault change"
+            why[0] = reason or ""
+            line = f"{s.summary() if s else 'no node answers'}" + (f" ({reason})" if reason else "")
+            if line != shown[0]:
+                progress(f"{what}: {line}")
+                shown[0] = line
+            return s if reason is None else None
+
+        def describe() -> str:
+            return f"{last[0].summary() if last[0] else 'no node answers crm_mon'}; not settled: {why[0]}"
+
+        return wait_until(check, timeout=timeout, what=what, interval=0.25, describe=describe)
 
     def recover(self, *, timeout: float = 90.0, progress: Progress = quiet, placement: bool = True) -> ClusterState:
         """The operator's step after a repair: forget failures, then wait for the cluster to settle.

@@ -35,6 +35,7 @@ class ResourceState:
     failed: bool
     managed: bool
     nodes: tuple[str, ...]
+    pending: str | None = None  # an operation in flight (crm_mon's pending="Starting", "Monitoring", …)
 
 
 @dataclass(frozen=True)
@@ -89,6 +90,28 @@ class ClusterState:
     resources: dict[str, ResourceState]
     failed_actions: tuple[FailedAction, ...] = ()
     stack_versions: dict[str, str] = field(default_factory=dict)
+    attributes: dict[str, dict[str, str]] = field(default_factory=dict)
+    """Transient node attributes as written in the CIB: node → name → value (crm_mon's node_attributes)."""
+    attribute_expected: dict[str, dict[str, str]] = field(default_factory=dict)
+    """The value crm_mon expects for an attribute, where it knows one (a ping resource's hosts × multiplier)."""
+
+    def pending_actions(self) -> list[str]:
+        """What crm_mon shows in flight: nodes still joining, resource operations recorded as pending."""
+        out = [f"{n} joining" for n, st in sorted(self.nodes.items()) if st.pending]
+        for r in self.resources.values():
+            if r.pending:
+                out.append(f"{r.id} {r.pending.lower()}{' on ' + ','.join(r.nodes) if r.nodes else ''}")
+        return out
+
+    def attributes_off(self) -> list[str]:
+        """Attributes below what crm_mon expects of them on an online node (a ping that does not reach)."""
+        out = []
+        for node in self.online:
+            for name, want in sorted(self.attribute_expected.get(node, {}).items()):
+                have = self.attributes.get(node, {}).get(name)
+                if have != want:
+                    out.append(f"{name} on {node} is {have if have is not None else 'unset'} (expected {want})")
+        return out
 
     @property
     def online(self) -> list[str]:
@@ -120,7 +143,7 @@ def _resource(el: ET.Element) -> ResourceState:
     return ResourceState(
         id=el.get("id", ""), agent=el.get("resource_agent", ""), role=el.get("role", "Stopped"),
         active=_bool(el, "active"), failed=_bool(el, "failed"), managed=el.get("managed", "true") == "true",
-        nodes=tuple(n.get("name", "") for n in el.findall("node")))
+        nodes=tuple(n.get("name", "") for n in el.findall("node")), pending=el.get("pending") or None)
 
 
 def parse_crm_mon(xml_text: str, seen_from: str) -> ClusterState:
@@ -151,7 +174,8 @@ def parse_crm_mon(xml_text: str, seen_from: str) -> ClusterState:
                         id=el.get("id", ""), agent=inst[0].agent,
                         role="Started" if any(i.role == "Started" for i in inst) else inst[0].role,
                         active=any(i.active for i in inst), failed=any(i.failed for i in inst),
-                        managed=all(i.managed for i in inst), nodes=tuple(n for i in inst for n in i.nodes))
+                        managed=all(i.managed for i in inst), nodes=tuple(n for i in inst for n in i.nodes),
+                        pending=next((i.pending for i in inst if i.pending), None))
             elif el.tag == "group":
                 members = tuple(_resource(r) for r in el.findall("resource"))
                 groups[el.get("id", "")] = GroupState(name=el.get("id", ""), resources=members)
@@ -164,5 +188,13 @@ def parse_crm_mon(xml_text: str, seen_from: str) -> ClusterState:
     versions = {}
     if dc_el is not None and dc_el.get("version"):
         versions["pacemaker"] = dc_el.get("version", "").split("-")[0]
+    attributes: dict[str, dict[str, str]] = {}
+    expected: dict[str, dict[str, str]] = {}
+    for n in root.findall("node_attributes/node"):
+        for a in n.findall("attribute"):
+            attributes.setdefault(n.get("name", ""), {})[a.get("name", "")] = a.get("value", "")
+            if a.get("expected") is not None:
+                expected.setdefault(n.get("name", ""), {})[a.get("name", "")] = a.get("expected", "")
     return ClusterState(seen_from=seen_from, dc=dc, quorate=quorate, nodes=nodes, groups=groups,
-                        resources=resources, failed_actions=failed, stack_versions=versions)
+                        resources=resources, failed_actions=failed, stack_versions=versions,
+                        attributes=attributes, attribute_expected=expected)

@@ -35,6 +35,26 @@ def test_successful_monitor_is_neither_detection_nor_notification() -> None:
     assert "monitor" not in d.explanation and "monitor" not in n.explanation
 
 
+def test_a_connectivity_attribute_lost_in_the_cib_is_detection_without_any_alert() -> None:
+    """Pacemaker alerts report attributes only with select_attributes: the poller's view of the CIB
+    is how a dead network is detected then (the notification verdict still needs an alert)."""
+    from harness.timeline import CLUSTER_ATTRIBUTE
+    seen = [ev(0.5, CLUSTER_ATTRIBUTE, "node1", name="reach-service", value="1", was="1"),   # no drop
+            ev(2.4, CLUSTER_ATTRIBUTE, "node2", name="reach-service", value="0", was="1"),
+            ev(2.6, CLUSTER_ATTRIBUTE, "node1", name="reach-service", value="0", was="1")]
+    tl = history(replace={"fault": GLOBAL, "detect": seen, "notify": [_ok_monitor(0.5)], "takeover": []})
+    v = check_detection(ctx(tl))
+    assert v.valid is True and v.measured == pytest.approx(2.4)
+    assert "attribute reach-service on node2 from 1 to 0" in v.explanation
+    adapter = {"fault": [ev(0, FAULT_INJECTED, "node1", fault="adapter_down", target="node1-service")],
+               "detect": [ev(1.0, CLUSTER_ATTRIBUTE, "node3", name="ethmonitor-service", value=None, was="1"),
+                          ev(1.9, CLUSTER_ATTRIBUTE, "node1", name="ethmonitor-service", value=None, was="1"),
+                          ev(12, CLUSTER_ATTRIBUTE, "node1", name="ethmonitor-service", value="1", was=None)],
+               "notify": [], "takeover": []}
+    v = check_detection(ctx(history(replace=adapter)))
+    assert v.measured == pytest.approx(1.9) and "from 1 to unset" in v.explanation
+
+
 def test_only_successes_after_the_fault_is_no_detection_and_no_notification() -> None:
     oks = [_ok_monitor(0.5),
            ev(0.7, NOTIFICATION, "node1", kind="resource", rsc="app-ip", task="monitor", interval=0, rc=7,
