@@ -143,6 +143,11 @@ def test_connectivity_attribute_counts_on_the_fault_node_only_and_only_going_dow
     assert not relevant(c, ev(1, NOTIFICATION, "node1", kind="mystery", desc="lost"))
 
 
+def test_fault_nodes_come_from_the_fault_events_nodes_when_it_names_no_single_node() -> None:
+    part = [ev(0, FAULT_INJECTED, fault="partition", target="majority", nodes=["node2", "node3"])]
+    assert ctx(history(replace={"fault": part})).fault_nodes == {"node2", "node3"}
+
+
 def test_planned_operation_is_not_judged_for_detection_or_notification() -> None:
     move = {"fault": [ev(0, FAULT_INJECTED, fault="move_group", target="app", family="planned")],
             "detect": [], "notify": []}
