@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any, ClassVar
 
-from harness.faults.base import Fault, Target
+from harness.faults.base import Fault, Target, look_until
 from harness.faults.ops import make_whole
 from harness.testbed.base import Testbed
 
@@ -15,10 +15,28 @@ def _driver(testbed: Testbed):  # type: ignore[no-untyped-def]
     return PacemakerDriver(testbed)
 
 
+def _node_flag(fault: Fault, testbed: Testbed, target: Target, flag: str) -> None:
+    """verify: the cluster itself reports the node in standby / maintenance (not just the attribute written)."""
+    node = str(target.node)
+
+    def look() -> bool | None:
+        s = _driver(testbed).state()
+        return getattr(s.nodes[node], flag) if s is not None and node in s.nodes else None
+
+    seen = look_until(look, lambda v: v is True, timeout=10)
+    if seen is not True:
+        raise fault.not_in_effect(target, f"crm_mon does not show {node} in {flag} "
+                                          f"({'no node answers' if seen is None else 'it is not'})")
+
+
 def _node_attr(testbed: Testbed, node: str, name: str, value: str | None) -> None:
     argv = ["crm_attribute", "--node", node, "--name", name]
     argv += ["--update", value] if value is not None else ["--delete"]
     _driver(testbed)._crm(argv)
+
+
+def _any_running(testbed: Testbed) -> str:
+    return next((n for n in testbed.topology.node_names if testbed.running(n)), testbed.topology.node_names[0])
 
 
 class GroupMove(Fault):
@@ -36,6 +54,12 @@ class GroupMove(Fault):
     def inject(self, testbed: Testbed, target: Target, undo: dict[str, Any]) -> None:
         _driver(testbed)._crm(["crm_resource", "--resource", target.group, "--move", "--node", target.node])
 
+    def verify(self, testbed: Testbed, target: Target, undo: dict[str, Any]) -> None:
+        """The move constraint crm_resource writes (cli-prefer-<group>) is in the CIB."""
+        r = testbed.node(_any_running(testbed)).run(["cibadmin", "--query", "--scope", "constraints"], timeout=15)
+        if f'id="cli-prefer-{target.group}"' not in r.stdout:
+            raise self.not_in_effect(target, f"no cli-prefer-{target.group} constraint in the CIB")
+
     def heal(self, testbed: Testbed, target: Target, undo: dict[str, Any]) -> None:
         _driver(testbed).clear_move(target.group)  # type: ignore[arg-type]
 
@@ -52,6 +76,9 @@ class NodeStandby(Fault):
     def inject(self, testbed: Testbed, target: Target, undo: dict[str, Any]) -> None:
         _node_attr(testbed, target.node, "standby", "on")  # type: ignore[arg-type]
 
+    def verify(self, testbed: Testbed, target: Target, undo: dict[str, Any]) -> None:
+        _node_flag(self, testbed, target, "standby")
+
     def heal(self, testbed: Testbed, target: Target, undo: dict[str, Any]) -> None:
         _node_attr(testbed, target.node, "standby", None)  # type: ignore[arg-type]
 
@@ -67,6 +94,9 @@ class NodeMaintenance(Fault):
 
     def inject(self, testbed: Testbed, target: Target, undo: dict[str, Any]) -> None:
         _node_attr(testbed, target.node, "maintenance", "on")  # type: ignore[arg-type]
+
+    def verify(self, testbed: Testbed, target: Target, undo: dict[str, Any]) -> None:
+        _node_flag(self, testbed, target, "maintenance")
 
     def heal(self, testbed: Testbed, target: Target, undo: dict[str, Any]) -> None:
         _node_attr(testbed, target.node, "maintenance", None)  # type: ignore[arg-type]
@@ -91,6 +121,12 @@ class RollingRestart(Fault):
             driver.start_services(node)
             driver.wait_settled(timeout=90)
             undo.setdefault("done", []).append(node)
+
+    def verify(self, testbed: Testbed, target: Target, undo: dict[str, Any]) -> None:
+        """Every node went through its stop and start (inject waits for each; this says if one was skipped)."""
+        skipped = [n for n in testbed.topology.node_names if n not in undo.get("done", [])]
+        if skipped:
+            raise self.not_in_effect(target, f"not restarted: {', '.join(skipped)}")
 
     def heal(self, testbed: Testbed, target: Target, undo: dict[str, Any]) -> None:
         for node in testbed.topology.node_names:

@@ -80,7 +80,7 @@ def _group(resources: ET.Element, layout: Layout, g: Group) -> None:
         "device": str(layout.disk_link(g.disk)), "directory": str(layout.mountpoint(g.name)),
         "fstype": topo.disks[[d.name for d in topo.disks].index(g.disk)].fstype,
         "options": "errors=remount-ro",
-    }, [("start", "0s", "60s"), ("stop", "0s", "60s"), ("monitor", "5s", "20s")], provider="heartbeat",
+    }, [("start", "0s", "60s"), ("stop", "0s", "60s"), ("monitor", "2s", "20s")], provider="heartbeat",  # 2 s: detection of a pulled disk must fit the default 5 s SLA with room to spare
         check_level=20)  # level 20 writes to the disk: a pulled disk is noticed, not just an unmounted one
     _primitive(grp, f"{g.name}-ip", "ocf", "IPaddr2", {
         "ip": str(g.service_ip), "cidr_netmask": str(net.subnet.prefixlen), "nic": g.network,
