@@ -62,8 +62,8 @@ class CaseResult:
         lines = [f"{self.status}: {self.case.fault} on {self.case.target.label} under load; expected: {expected}"]
         lines += [f"  [  ERROR] {e}" for e in self.errors]
         for name, v in self.verdicts.items():
-            mark = ("FAIL" if v.valid is False else "UNKNOWN" if v.valid == UNKNOWN else "ok") \
-                if name in self.asserted else "info"
+            mark = ("FAIL" if v.valid is False else "UNKNOWN" if v.valid == UNKNOWN
+                    else "ok" if v.judged else "n/a") if name in self.asserted else "info"
             lines.append(f"  [{mark:>7}] {name}: {v.explanation}")
         lines += [f"  [   FAIL] {f}" for f in self.extra_findings]
         for step, why in self.diagnosis.items():

@@ -138,7 +138,10 @@ def cib_xml(layout: Layout, empty_cib: str) -> str:
         _nvset(clone, "meta_attributes", f"reach-{net}-clone-meta", {"interleave": "true"})
         _primitive(clone, f"reach-{net}", "ocf", "ping",
                    {"host_list": str(topo.address(topo.client.name, net)), "name": f"reach-{net}", "multiplier": "1",
-                    "attempts": "2", "timeout": "1", "dampen": "1s"},
+                    # three pings 0.2 s apart, 1 s for the last answer: a dead network is seen in ~1.4 s
+                    # (two pings 1 s apart took ~2 s and pushed detection past a 5 s SLA), while a
+                    # 10 % packet loss still needs three losses in a row (0.1 %) to look like one
+                    "attempts": "3", "timeout": "1", "options": "-i 0.2", "dampen": "1s"},
                    [("start", "0s", "20s"), ("stop", "0s", "20s"), ("monitor", "1s", "20s")], provider="pacemaker")
     for g in topo.groups:
         _group(resources, layout, g)
@@ -166,6 +169,16 @@ def cib_xml(layout: Layout, empty_cib: str) -> str:
     alert = ET.SubElement(alerts, "alert", id="fallover-notify", path=str(layout.agents_dir / "fallover-alert"))
     _nvset(alert, "meta_attributes", "fallover-notify-meta",
            {"timestamp-format": "%Y-%m-%dT%H:%M:%S.%06N%z", "timeout": "10s"})
+    # Attribute alerts are the one kind Pacemaker does not send unless selected: without them a dead
+    # network (the link and reachability attributes dropping) is never notified to anyone.
+    select = ET.SubElement(alert, "select")
+    for kind in ("select_nodes", "select_fencing", "select_resources"):
+        ET.SubElement(select, kind)
+    attrs = ET.SubElement(select, "select_attributes")
+    for net in sorted({g.network for g in topo.groups}):
+        names = [f"ethmonitor-{net}"] + ([f"reach-{net}"] if net == topo.client.network else [])
+        for name in names:
+            ET.SubElement(attrs, "attribute", id=f"fallover-notify-attr-{name}", name=name)
     ET.SubElement(alert, "recipient", id="fallover-notify-log", value=str(layout.notification_log))
     return ET.tostring(root, encoding="unicode")
 
