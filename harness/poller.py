@@ -194,6 +194,10 @@ class ClusterPoller:
             self._stretch = None
         changes = heals + self.timeline.of(FAULT_INJECTED)
         self._change_at = max((e.mono for e in changes), default=None)
+        if self._change_at is not None and t_poll < self._change_at:
+            # the snapshot was asked for before the last fault change (a heal landed while crm_mon ran):
+            # it says nothing about the cluster after it, and must not start a settled stretch before it
+            return
         why = degraded_reason(self.driver, s)
         if why is None and self._redundant is not True:
             why = self.driver.busy(s)  # only while not (yet) redundant: one more query per poll

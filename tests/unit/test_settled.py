@@ -377,3 +377,27 @@ def test_poller_records_mount_changes_only(tmp_path: Path, monkeypatch: pytest.M
     seq.poll(poller)
     assert [e.data["mounts"] for e in tl.of(CLUSTER_MOUNTS)] == [{"shared": ["node1"]},
                                                                  {"shared": ["node1", "node2"]}]
+
+
+def test_a_snapshot_asked_for_before_a_heal_does_not_start_the_settled_stretch() -> None:
+    """Measured under -n 2: a poll began, the heal landed while crm_mon ran, and the REDUNDANT event was
+    stamped 0.02 s *before* the heal, so the redundancy verdict never found one after it. A snapshot
+    older than the last fault change says nothing about the cluster after it."""
+    seq = Seq([(SETTLED, IDLE + ATTRD_OK)] * 3)
+    tl = Timeline()
+    poller = ClusterPoller(seq.driver, tl, mounts=False)
+    real_state = seq.driver.state
+
+    def state_while_healing() -> ClusterState | None:
+        s = real_state()
+        tl.add(FAULT_HEALED, "node1", fault="cpu_overload")  # lands between t_poll and the judgement
+        seq.driver.state = real_state  # type: ignore[method-assign]
+        return s
+
+    seq.driver.state = state_while_healing  # type: ignore[method-assign]
+    seq.poll(poller)
+    heal = tl.of(FAULT_HEALED)[0].mono
+    assert [e for e in tl.of(CLUSTER_REDUNDANT) if e.mono < heal] == []
+    seq.poll(poller)
+    after = tl.of(CLUSTER_REDUNDANT)
+    assert len(after) == 1 and after[0].mono >= heal
