@@ -239,6 +239,7 @@ def attach(result) -> None:  # type: ignore[no-untyped-def]
 
 def assert_case(result, message: str = "") -> None:  # type: ignore[no-untyped-def]
     """Attach the evidence, then PASS, FAIL (AssertionError) or ERROR (CaseError) as the case ended."""
+    __tracebackhide__ = True  # the report is the message; this function's source is noise
     attach(result)
     text = (message + "\n" if message else "") + result.report()
     if result.status == "ERROR":
