@@ -170,6 +170,8 @@ IGNORE_SAMPLES = [
     "(cib_file_verify_digest) \twarning: No on-disk digest present at /var/lib/pacemaker/cib/cib.xml.sig",
     "(do_log) \twarning: Input I_DC_TIMEOUT received in state S_PENDING from crm_timer_popped",
     "warning: Fencing and resource management disabled due to lack of quorum",
+    "Nov 29 15:11:49.623 node1 pacemaker-controld  [41] (qb_ipcs_dispatch_connection_request) \terror: error "
+    "receiving from setup sock (/dev/shm/qb-41-18397-13-X8Y7na/qb): Transport endpoint is not connected (107)",
 ]
 
 
