@@ -64,12 +64,27 @@ def start(layout: Layout, node: str) -> int:
         cgroup.kill_all(group)  # stragglers of a previous incarnation
     proc = cgroup.spawn(group, ["unshare", "--net", "--mount", "--uts", "--ipc", "--pid", "--fork", "--kill-child",
                                 "--mount-proc", "--propagation", "private", str(ASSETS / "node-init.sh"), node,
-                                str(d)], log=d / "init.log")
+                                str(d), *filter(None, [under_tmp(layout.topology.source)])], log=d / "init.log")
     pid = _child_of(proc)
     layout.node_pidfile(node).write_text(str(pid))
     network.attach_node(layout, node, pid)
     (d / "go").touch()
     return pid
+
+
+def under_tmp(topology_file: Path | None) -> str | None:
+    """The tree under the host's /tmp that holds the topology file, which a node's private /tmp would hide.
+
+    The user's application commands run in the topology file's directory and may reach files
+    beside it (`../examples/userapp/start.sh`). A checkout under /tmp (CI clones often are)
+    would vanish in the nodes, the commands would fail, and the cluster would fence node after
+    node; so node-init.sh keeps this one tree visible at the same path. None when the file is
+    elsewhere (or directly in /tmp: all of /tmp is not kept).
+    """
+    if topology_file is None:
+        return None
+    parts = Path(topology_file).resolve().parts
+    return str(Path("/tmp", parts[2])) if len(parts) > 3 and parts[1] == "tmp" else None
 
 
 def _child_of(proc: subprocess.Popen[bytes], timeout: float = 10.0) -> int:

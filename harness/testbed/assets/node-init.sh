@@ -1,10 +1,13 @@
 #!/bin/bash
 # PID 1 of an embedded cluster node (runs inside fresh net/mount/uts/ipc/pid namespaces).
 # Why a shell script: it must reap re-parented orphans (bash `wait` does) and stay tiny.
-# Usage: node-init.sh NODE NODE_STATE_DIR
+# Usage: node-init.sh NODE NODE_STATE_DIR [HOST_DIR_UNDER_TMP]
+# HOST_DIR_UNDER_TMP (nodes.under_tmp): the tree holding the topology file, kept visible at its path
+# although the node gets a private /tmp (the user's commands may live there).
 set -eu
 NODE=$1
 S=$2
+KEEP=${3:-}
 hostname "$NODE"
 # Private state for this node; /var/log is replaced whole so no log dir is made on the host.
 for d in /etc/corosync /var/lib/pacemaker /var/lib/corosync /var/log; do
@@ -13,7 +16,9 @@ done
 mount -t sysfs fallover-sys /sys                       # per-netns /sys/class/net
 mount -t tmpfs -o mode=755,size=64m fallover-run /run
 mount -t tmpfs -o mode=1777,size=256m fallover-shm /dev/shm   # libqb IPC ring buffers
+if [ -n "$KEEP" ]; then mkdir -p /run/fallover-keep && mount --bind "$KEEP" /run/fallover-keep; fi
 mount -t tmpfs -o mode=1777,size=64m fallover-tmp /tmp
+if [ -n "$KEEP" ]; then mkdir -p "$KEEP" && mount --move /run/fallover-keep "$KEEP" && rmdir /run/fallover-keep; fi
 mkdir -p /run/lock /run/resource-agents
 # The harness configures our network from outside, then creates "go".
 while [ ! -e "$S/go" ]; do sleep 0.02; done
