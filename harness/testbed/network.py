@@ -85,6 +85,21 @@ def attach_node(layout: Layout, node: str, pid: int) -> None:
             nns.link("set", index=nic, state="up")
 
 
+def detach_node(layout: Layout, node: str) -> None:
+    """Unplug every cable of a node at once: its bridge-side ports are deleted, so the pair goes too.
+
+    A SIGKILLed node's network namespace is freed by the kernel asynchronously (seconds on a
+    loaded machine), and until then its interfaces still answer ARP for the service IP: a
+    powered-off node that keeps answering is a split brain that real hardware cannot have.
+    """
+    with _ns(layout.net_ns) as ns:
+        for net in layout.topology.networks:
+            try:
+                ns.link("del", index=_index(ns, layout.veth(node, net.name)))
+            except (LookupError, NetlinkError):
+                pass  # already gone with its namespace
+
+
 def _remove_stale(ns: NetNS, ifname: str, timeout: float = 10.0) -> None:
     """A previous incarnation's port: the kernel removes it with the dead netns, asynchronously,
     so it may vanish between our lookup and our delete. Either way it must be gone before the add."""

@@ -105,7 +105,11 @@ def _child_of(proc: subprocess.Popen[bytes], timeout: float = 10.0) -> int:
 
 
 def power_off(layout: Layout, node: str) -> None:
-    """Hard power off: every task dies, the namespaces (and the VIP, the mount) vanish with them."""
+    """Hard power off: the cables go dead, every task dies, the namespaces (VIP, mount) vanish with them."""
+    try:
+        network.detach_node(layout, node)  # first: a dying namespace must not answer on the wire
+    except Exception:  # noqa: BLE001 - no switch any more (a torn-down or half-built testbed): nothing to unplug
+        pass
     cgroup.kill_all(layout.node_cgroup(node))
     layout.node_pidfile(node).unlink(missing_ok=True)
 

@@ -63,6 +63,9 @@ def test_node_power_off_kills_every_process_and_heal_powers_it_on(testbed: Local
     with nemesis.inject("node_power_off", node="node3"):
         assert not testbed.running("node3")
         assert not testbed.layout.node_cgroup("node3").joinpath("cgroup.procs").read_text().strip()
+        # its cables died with it, at once: a namespace the kernel frees later must not answer ARP meanwhile
+        states = testbed.adapter_states()
+        assert [states[("node3", n.name)] for n in testbed.topology.networks] == ["absent", "absent"]
         # no silent no-op: a fault on the powered-off node is refused before it is journaled
         with pytest.raises(FaultNotApplicable, match="node3 is powered off: its cable cannot be pulled"):
             nemesis.start("adapter_down", node="node3", network="service")
