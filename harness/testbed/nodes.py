@@ -105,12 +105,17 @@ def _child_of(proc: subprocess.Popen[bytes], timeout: float = 10.0) -> int:
 
 
 def power_off(layout: Layout, node: str) -> None:
-    """Hard power off: the cables go dead, every task dies, the namespaces (VIP, mount) vanish with them."""
+    """Hard power off: every task dies, the cables go dead, the namespaces (VIP, mount) vanish with them.
+
+    The cables are unplugged right after the last task is gone (kill_all waits for that), not before:
+    a process still alive would log the network vanishing under it ("Network is unreachable"), which
+    no powered-off machine does. Unplugged at all, because the kernel frees the dead namespace late.
+    """
+    cgroup.kill_all(layout.node_cgroup(node))
     try:
-        network.detach_node(layout, node)  # first: a dying namespace must not answer on the wire
+        network.detach_node(layout, node)  # a dying namespace must not answer ARP for the VIP meanwhile
     except Exception:  # noqa: BLE001 - no switch any more (a torn-down or half-built testbed): nothing to unplug
         pass
-    cgroup.kill_all(layout.node_cgroup(node))
     layout.node_pidfile(node).unlink(missing_ok=True)
 
 
