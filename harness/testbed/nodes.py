@@ -133,7 +133,8 @@ def install_agents(layout: Layout) -> None:
     for src, dst in targets.items():
         if not dst.exists() or dst.read_bytes() != src.read_bytes():
             dst.parent.mkdir(parents=True, exist_ok=True)
-            tmp = dst.with_name(dst.name + ".tmp")
+            # per process: two testbeds (xdist workers) install the same agents at the same moment
+            tmp = dst.with_name(f"{dst.name}.tmp.{os.getpid()}")
             shutil.copyfile(src, tmp)
             tmp.chmod(0o755)
             os.replace(tmp, dst)
