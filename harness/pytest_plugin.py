@@ -173,10 +173,10 @@ def testbed(topology: Topology, pytestconfig: pytest.Config) -> Iterator[Testbed
         if reporter is not None and pytestconfig.getoption("verbose") > 0:
             reporter.write_line(f"[testbed] {msg}")
 
-    tb.up(progress=progress)
     try:
+        tb.up(progress=progress)
         yield tb
-    finally:
+    finally:  # a bring-up that failed half-way is taken down too: nothing of it is left on the machine
         if not pytestconfig.getoption("--keep-testbed"):
             tb.down()
 
