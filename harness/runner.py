@@ -97,7 +97,6 @@ class Runner:
         c = _Case(case, run_dir, Steps(run_dir / "harness-error.txt"), t_start=time.monotonic(),
                   timeline=Timeline(meta={"case": case.id, "fault": case.fault, "target": case.target.to_dict(),
                                           "started_wall": time.time()}))
-        result: CaseResult | None = None
         try:
             self._record_and_break(c)
         finally:
@@ -266,7 +265,7 @@ class Runner:
         """What the recorders lost or could not read: shown in the report, judged by the checkers."""
         counts = {"poller_errors": c.poller.errors if c.poller is not None else 0,
                   "timeline_dropped": c.timeline.dropped,
-                  "bad_notification_lines": sum(getattr(t, "bad", 0) for t in (c.poller._tails if c.poller else []))}
+                  "bad_notification_lines": c.poller.bad_notification_lines if c.poller is not None else 0}
         if len(samples) > 1:  # the probe sends on a fixed 100 Hz schedule: a gap is a slot it skipped
             span = samples[-1].mono - samples[0].mono
             counts["probe_skipped"] = max(0, int(round(span * PROBE_HZ)) + 1 - len(samples))
