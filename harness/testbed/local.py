@@ -239,11 +239,8 @@ class LocalTestbed:
         nodes.start(self.layout, node)
 
     def start_services(self, node: str) -> None:
-        """Start corosync + pacemakerd again inside a running node, in the node's cgroup."""
-        self._in_node_cgroup(node, (
-            "corosync >/var/log/cluster/corosync.stdout 2>&1; "
-            "for i in $(seq 200); do corosync-cfgtool -s >/dev/null 2>&1 && break; sleep 0.05; done; "
-            "setsid -f pacemakerd >>/var/log/pacemaker/pacemakerd.stdout 2>&1 </dev/null"))
+        """Start the node's services again (`nodes.services_script`) inside it, in the node's cgroup."""
+        self._in_node_cgroup(node, f"/bin/sh {shlex.quote(str(self.layout.node_dir(node) / 'services.sh'))}")
 
     def freeze(self, node: str) -> None:
         cgroup.set_state(self.layout.node_cgroup(node), "FROZEN")

@@ -46,11 +46,22 @@ def prepare(layout: Layout, node: str, corosync_conf: str, seed_cib: str, authke
     key = d / "etc/corosync/authkey"
     key.write_bytes(authkey)
     key.chmod(0o400)
+    (d / "services.sh").write_text(services_script(layout))
     cib = d / "var/lib/pacemaker/cib/cib.xml"
     if not cib.exists():
         cib.write_text(seed_cib)
         os.chown(cib, hac.pw_uid, hac.pw_gid)
         cib.chmod(0o600)
+
+
+def services_script(layout: Layout) -> str:
+    """What starts a node's services, run by its init at power-on and by `start_services` after a stop.
+
+    It runs inside the node and returns once the services are started (they detach themselves).
+    """
+    return ("corosync >/var/log/cluster/corosync.stdout 2>&1\n"
+            "for i in $(seq 200); do corosync-cfgtool -s >/dev/null 2>&1 && break; sleep 0.05; done\n"
+            "setsid -f pacemakerd >>/var/log/pacemaker/pacemakerd.stdout 2>&1 </dev/null\n")
 
 
 def start(layout: Layout, node: str) -> int:

@@ -23,7 +23,6 @@ mkdir -p /run/lock /run/resource-agents
 # The harness configures our network from outside, then creates "go".
 while [ ! -e "$S/go" ]; do sleep 0.02; done
 set +e
-corosync -f >/var/log/cluster/corosync.stdout 2>&1 &
-for _ in $(seq 200); do corosync-cfgtool -s >/dev/null 2>&1 && break; sleep 0.05; done
-pacemakerd >/var/log/pacemaker/pacemakerd.stdout 2>&1 &
+# The node's services (the cluster stack, and sshd on an SSH lab): nodes.services_script writes it.
+/bin/sh "$S/services.sh"
 while :; do wait; sleep 1; done
