@@ -3,7 +3,7 @@
 SHELL := /bin/bash
 VENV  ?= .venv
 PY    := $(VENV)/bin/python
-APT_PACKAGES := pacemaker corosync crmsh resource-agents fence-agents kmod curl iproute2 util-linux \
+APT_PACKAGES := pacemaker corosync keepalived crmsh resource-agents fence-agents kmod curl iproute2 util-linux \
 	e2fsprogs psmisc procps iputils-arping stress-ng nftables iptables fuse3 tcpdump python3 python3-venv python3-dev gcc \
 	libnetfilter-queue-dev
 STAMP := $(VENV)/.installed

@@ -86,12 +86,16 @@ class Application(Model):
 
 
 class Group(Model):
-    """A resource group: service IP + filesystem on a shared disk + application."""
+    """A resource group: service IP + filesystem on a shared disk + application.
+
+    ``disk`` None: no shared disk; the application keeps its data on the node it runs on
+    (a keepalived group), so what it acknowledged before a failover stays behind.
+    """
 
     name: str = Field(pattern=NAME)
     service_ip: ipaddress.IPv4Address
     network: str
-    disk: str
+    disk: str | None = None
     mount: str | None = None
     application: Application = Application()
     nodes: list[str] = Field(min_length=1)
@@ -99,7 +103,7 @@ class Group(Model):
 
 
 class Cluster(Model):
-    stack: Literal["pacemaker"] = "pacemaker"
+    stack: Literal["pacemaker", "keepalived"] = "pacemaker"
     token_ms: int = Field(default=1000, ge=200, le=60000)
     token_coefficient_ms: int = Field(default=0, ge=0, le=5000)
     dc_deadtime_s: int = Field(default=2, ge=1, le=120)
@@ -173,7 +177,7 @@ class Topology(Model):
                 raise ValueError(f"{where}.service_ip: {g.service_ip} is not in {nets[g.network].subnet}")
             if g.service_ip in self.reserved_addresses(g.network):
                 raise ValueError(f"{where}.service_ip: {g.service_ip} is a node's or the client's address")
-            if g.disk not in {d.name for d in self.disks}:
+            if g.disk is not None and g.disk not in {d.name for d in self.disks}:
                 raise ValueError(f"{where}.disk: unknown disk {g.disk!r}")
             for n in g.nodes:
                 if n not in nodes:

@@ -9,6 +9,7 @@ from harness.testbed.base import Testbed
 
 STACKS = {
     "pacemaker": "harness.drivers.pacemaker:PacemakerDriver",
+    "keepalived": "harness.drivers.keepalived:KeepalivedDriver",
 }
 
 

@@ -76,18 +76,15 @@ def _group(resources: ET.Element, layout: Layout, g: Group) -> None:
     if g.policy == "rotating":  # cascading groups inherit rsc_defaults' stickiness 0, and so fail back
         _nvset(grp, "meta_attributes", f"{g.name}-meta", {"resource-stickiness": str(ROTATING_STICKINESS)})
     net = topo.network(g.network)
-    _primitive(grp, f"{g.name}-fs", "ocf", "Filesystem", {
-        "device": str(layout.disk_link(g.disk)), "directory": str(layout.mountpoint(g.name)),
-        "fstype": topo.disks[[d.name for d in topo.disks].index(g.disk)].fstype,
-        "options": "errors=remount-ro",
-    }, [("start", "0s", "60s"), ("stop", "0s", "60s"), ("monitor", "2s", "20s")], provider="heartbeat",  # 2 s: detection of a pulled disk must fit the default 5 s SLA with room to spare
-        check_level=20)  # level 20 writes to the disk: a pulled disk is noticed, not just an unmounted one
+    if g.disk is not None:
+        _filesystem(grp, layout, g)
     _primitive(grp, f"{g.name}-ip", "ocf", "IPaddr2", {
         "ip": str(g.service_ip), "cidr_netmask": str(net.subnet.prefixlen), "nic": g.network,
     }, [("start", "0s", "20s"), ("stop", "0s", "20s"), ("monitor", "2s", "10s")], provider="heartbeat")
     app = g.application
     params = {
-        "data_dir": str(layout.mountpoint(g.name)), "port": str(app.port), "kvapp": str(layout.agents_dir / "kvapp.py"),
+        "data_dir": str(layout.mountpoint(g.name)) if g.disk is not None else local_data_dir(g.name),
+        "port": str(app.port), "kvapp": str(layout.agents_dir / "kvapp.py"),
         "state_dir": f"/run/fallover-app-{g.name}", "logfile": f"/var/log/cluster/{g.name}-app.log",
         "fail_start_marker": str(layout.state / "faults" / f"app_start_fail.{g.name}"),
     }
@@ -98,6 +95,22 @@ def _group(resources: ET.Element, layout: Layout, g: Group) -> None:
         params |= {k: v for k, v in (("pid_file", app.pid_file), ("process", app.process)) if v}
     _primitive(grp, f"{g.name}-app", "ocf", "fallover-app", params,
                [("start", "0s", "20s"), ("stop", "0s", "20s"), ("monitor", "2s", "10s")], provider="fallover")
+
+
+def local_data_dir(group: str) -> str:
+    """Where a group without a shared disk keeps its data: a directory private to each node (nodes.prepare)."""
+    return f"/var/lib/pacemaker/fallover-{group}"
+
+
+def _filesystem(grp: ET.Element, layout: Layout, g: Group) -> None:
+    topo = layout.topology
+    assert g.disk is not None
+    _primitive(grp, f"{g.name}-fs", "ocf", "Filesystem", {
+        "device": str(layout.disk_link(g.disk)), "directory": str(layout.mountpoint(g.name)),
+        "fstype": topo.disks[[d.name for d in topo.disks].index(g.disk)].fstype,
+        "options": "errors=remount-ro",
+    }, [("start", "0s", "60s"), ("stop", "0s", "60s"), ("monitor", "2s", "20s")], provider="heartbeat",  # 2 s: detection of a pulled disk must fit the default 5 s SLA with room to spare
+        check_level=20)  # level 20 writes to the disk: a pulled disk is noticed, not just an unmounted one
 
 
 def cib_xml(layout: Layout, empty_cib: str) -> str:

@@ -14,7 +14,7 @@ import time
 from pathlib import Path
 
 from harness.errors import TestbedError
-from harness.testbed import cgroup, clusterconf, network
+from harness.testbed import cgroup, clusterconf, network, vrrp
 from harness.testbed.layout import ASSETS, Layout
 
 PRIVATE_DIRS = ("etc/corosync", "var/lib/pacemaker/cib", "var/lib/pacemaker/pengine",
@@ -47,6 +47,11 @@ def prepare(layout: Layout, node: str, corosync_conf: str, seed_cib: str, authke
     key.write_bytes(authkey)
     key.chmod(0o400)
     (d / "services.sh").write_text(services_script(layout))
+    if layout.topology.cluster.stack == "keepalived":
+        vrrp.prepare(layout, node)
+    else:  # a Pacemaker group without a shared disk keeps its data on each node
+        for g in (g for g in layout.topology.groups if g.disk is None):
+            (d / clusterconf.local_data_dir(g.name).lstrip("/")).mkdir(parents=True, exist_ok=True)
     cib = d / "var/lib/pacemaker/cib/cib.xml"
     if not cib.exists():
         cib.write_text(seed_cib)
@@ -59,6 +64,8 @@ def services_script(layout: Layout) -> str:
 
     It runs inside the node and returns once the services are started (they detach themselves).
     """
+    if layout.topology.cluster.stack == "keepalived":
+        return vrrp.services_lines()
     return ("corosync >/var/log/cluster/corosync.stdout 2>&1\n"
             "for i in $(seq 200); do corosync-cfgtool -s >/dev/null 2>&1 && break; sleep 0.05; done\n"
             "setsid -f pacemakerd >>/var/log/pacemaker/pacemakerd.stdout 2>&1 </dev/null\n")
@@ -138,6 +145,7 @@ def install_agents(layout: Layout) -> None:
         ASSETS / "fence_fallover": Path("/usr/sbin/fence_fallover"),
         AGENTS / "fallover-app": Path("/usr/lib/ocf/resource.d/fallover/fallover-app"),
         ASSETS / "fallover-alert": layout.agents_dir / "fallover-alert",
+        ASSETS / "fallover-keepalived": layout.agents_dir / "fallover-keepalived",  # keepalived's notify/check
         # nodes have a private /tmp: the repository may live there, so they get their own copy
         AGENTS / "kvapp.py": layout.agents_dir / "kvapp.py",
     }
