@@ -31,7 +31,7 @@ import sys
 from pathlib import Path
 from types import FrameType
 
-from harness.faults import nfqueue
+from harness.testbed import nfqueue
 
 PREFIX = f"fo-nfqtest-bench{os.getpid()}"
 BR, A, B = f"{PREFIX}-br", f"{PREFIX}-a", f"{PREFIX}-b"

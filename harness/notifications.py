@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 from harness.timeline import FENCED, NOTIFICATION, Event, now
 
 if TYPE_CHECKING:
-    from harness.testbed.local import LocalTestbed
+    from harness.testbed.base import Testbed
 
 Clock = tuple[float, float]  # (mono, wall) sampled together
 Parser = Callable[[dict[str, Any], Clock], Event]
@@ -108,10 +108,10 @@ class FenceTail(JsonlTail):
         super().__init__(path, fence_event, offset)
 
 
-def testbed_tails(testbed: LocalTestbed, *, from_end: bool = True) -> list[JsonlTail]:
-    """Tails of an embedded testbed's notification and fence logs; from_end skips what earlier tests wrote."""
-    paths = [(NotificationTail, testbed.layout.notification_log),
-             (FenceTail, testbed.layout.state / "fence-events.jsonl")]
+def testbed_tails(testbed: Testbed, *, from_end: bool = True) -> list[JsonlTail]:
+    """Tails of the testbed's notification and fence logs; from_end skips what earlier tests wrote."""
+    logs = testbed.event_logs()
+    paths: list[tuple[Callable[[Path, int], JsonlTail], Path]] = [(NotificationTail, logs["notifications"]), (FenceTail, logs["fences"])]
     tails: list[JsonlTail] = []
     for cls, path in paths:
         tails.append(cls(path, _end_of_last_line(path) if from_end else 0))

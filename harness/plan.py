@@ -8,6 +8,7 @@ so a test can say what was expected as well as what was measured.
 from __future__ import annotations
 
 import warnings
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Literal
 
@@ -72,42 +73,73 @@ class PlanExclusion(UserWarning):
     """Raised as a warning by `plan`, so that pytest prints every left-out case in its summary."""
 
 
-def plan(topology: Topology, faults: list[str] | None = None) -> list[Case]:
+def capabilities_of(topology: Topology) -> dict[str, str | None]:
+    """What the topology's testbed and cluster stack can do: capability → None, or why not.
+
+    Decided from the provider and the driver without bringing anything up (a provider answers
+    from what it knows, or says why it cannot tell).
+    """
+    from harness.drivers import open_driver
+    from harness.testbed import open_testbed
+
+    testbed = open_testbed(topology)
+    return {**testbed.capabilities(), **open_driver(testbed).capabilities()}
+
+
+def plan(topology: Topology, faults: list[str] | None = None,
+         capabilities: Mapping[str, str | None] | None = None) -> list[Case]:
     """Every applicable (fault, target) of the topology, in catalogue order.
 
-    A case with no mechanism on this topology (see `excluded`) is left out, with a warning
-    that names it and says why.
+    A case with no mechanism on this topology or testbed (see `excluded`) is left out, with a
+    warning that names it and says why.
     """
-    cases, left_out = _walk(topology, faults)
+    cases, left_out = _walk(topology, faults, capabilities)
     for e in left_out:
         warnings.warn(PlanExclusion(str(e)), stacklevel=2)
     return cases
 
 
-def excluded(topology: Topology, faults: list[str] | None = None) -> list[Excluded]:
+def excluded(topology: Topology, faults: list[str] | None = None,
+             capabilities: Mapping[str, str | None] | None = None) -> list[Excluded]:
     """The cases `plan` leaves out, each with its reason."""
-    return _walk(topology, faults)[1]
+    return _walk(topology, faults, capabilities)[1]
 
 
-def _walk(topology: Topology, faults: list[str] | None) -> tuple[list[Case], list[Excluded]]:
+def _walk(topology: Topology, faults: list[str] | None,
+          capabilities: Mapping[str, str | None] | None) -> tuple[list[Case], list[Excluded]]:
+    caps = capabilities_of(topology) if capabilities is None else capabilities
     cases, left_out = [], []
     for name, fault in FAULTS.items():
         if faults is not None and name not in faults:
             continue
         for target in fault.targets(topology):
             if name == "app_start_fail":
-                g = topology.group(target.group)  # type: ignore[arg-type]
+                g = topology.group(target.need("group"))
                 if len(g.nodes) < 2 or target.node != g.nodes[1]:
                     continue  # only the takeover node's start failure changes anything
                 case = Case(name, target, trigger="app_kill")
             else:
                 case = Case(name, target)
-            why = _no_mechanism(topology, case)
+            why = _lacking(caps, fault.needs, case) or _no_mechanism(topology, case)
             if why:
                 left_out.append(Excluded(case, why))
             else:
                 cases.append(case)
     return cases, left_out
+
+
+def _lacking(caps: Mapping[str, str | None], needs: tuple[str, ...], case: Case) -> str | None:
+    """Why the testbed or the stack cannot run the fault (or its trigger): the first capability it lacks."""
+    from harness.drivers.base import DRIVER_CAPABILITIES
+    from harness.testbed.base import CAPABILITIES
+
+    trigger = FAULTS[case.trigger].needs if case.trigger else ()
+    for need in (*needs, *trigger):
+        why = caps.get(need, "nothing declares it")
+        if why is not None:
+            meaning = {**CAPABILITIES, **DRIVER_CAPABILITIES}.get(need, need)
+            return f"it needs {need} ({meaning}): {why}"
+    return None
 
 
 def _no_mechanism(topology: Topology, case: Case) -> str | None:
@@ -163,7 +195,7 @@ def _outcome(topology: Topology, case: Case, group: str, home: str) -> tuple[Out
     if f in APP_LOSS:
         return "fallover", "the application's monitor fails and it may run on a node once", {home}
     if f == "app_start_fail":
-        return "fallover", f"the start fails on {t.node}, so the takeover skips it", {home, t.node}  # type: ignore[arg-type]
+        return "fallover", f"the start fails on {t.node}, so the takeover skips it", {home, t.need("node")}
     if f in ("adapter_down", "network_down_local"):
         if t.network == g.network and t.node == home:
             return "fallover", f"{home} can no longer reach clients on {g.network}", {home}
@@ -187,7 +219,7 @@ def _outcome(topology: Topology, case: Case, group: str, home: str) -> tuple[Out
     if f == "group_move":
         if t.node == home:
             return "stay", f"{group} already runs on {home}", set()
-        return "fallover", f"a planned move to {t.node}", set(topology.node_names) - {t.node}  # type: ignore[arg-type]
+        return "fallover", f"a planned move to {t.node}", set(topology.node_names) - {t.need("node")}
     if f == "node_standby":
         if t.node == home:
             return "fallover", f"{home} in standby hands its groups over", {home}

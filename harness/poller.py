@@ -9,13 +9,11 @@ reads; it never steers the cluster.
 
 from __future__ import annotations
 
-import os
 import threading
 import time
 from collections.abc import Callable
-from pathlib import Path
 
-from harness.drivers.pacemaker import PacemakerDriver
+from harness.drivers.base import Driver
 from harness.drivers.state import ClusterState
 from harness.notifications import JsonlTail
 from harness.timeline import (CLUSTER_ATTRIBUTE, CLUSTER_DEGRADED, CLUSTER_FAILED_ACTION, CLUSTER_GROUP_SPLIT,
@@ -24,65 +22,21 @@ from harness.timeline import (CLUSTER_ATTRIBUTE, CLUSTER_DEGRADED, CLUSTER_FAILE
                               Timeline)
 
 
-def degraded_reason(driver: PacemakerDriver, s: ClusterState, adapters_down: list[str] | None = None) -> str | None:
+def degraded_reason(driver: Driver, s: ClusterState, adapters_down: list[str] | None = None) -> str | None:
     """Why the snapshot is not fully redundant (None when it looks so): the recovery definition of DESIGN.md.
 
     Every declared node online (a powered-off one is missing redundancy), adapters up, no failed
-    action, groups where their policy puts them, nothing in flight: ``PacemakerDriver.snapshot_gap``.
+    action, groups where their policy puts them, nothing in flight: ``Driver.snapshot_gap``.
     Whether the cluster is also *settled* (nothing pending beyond the snapshot) is ``driver.busy``.
     ``adapters_down`` is accepted for old callers; the driver reads the links itself.
     """
     return driver.snapshot_gap(s, placement=True, every_node=True)
 
 
-def shared_mounts(testbed: object, proc: Path = Path("/proc")) -> dict[str, list[str]] | None:
-    """Where each shared disk's filesystem is mounted: {disk: [nodes]}; None when the testbed cannot tell.
-
-    The embedded testbed mounts a shared disk in one node's mount namespace only, so the host sees
-    it in ``/proc/<node init pid>/mountinfo`` of that node: a mount whose device (major:minor) is
-    the disk's loop device, wherever it is mounted. Plain file reads on the host, no subprocess.
-    """
-    layout = getattr(testbed, "layout", None)
-    topology = getattr(testbed, "topology", None)
-    if layout is None or topology is None or not hasattr(layout, "disk_link"):
-        return None
-    from harness.testbed import nodes
-
-    devices: dict[int, str] = {}
-    for d in topology.disks:
-        try:
-            devices[os.stat(layout.disk_link(d.name)).st_rdev] = d.name
-        except OSError:  # not attached (yet): nothing can be mounted from it
-            continue
-    out: dict[str, list[str]] = {d.name: [] for d in topology.disks}
-    for node in topology.node_names:
-        pid = nodes.init_pid(layout, node)
-        if pid is None:
-            continue
-        for disk in _mounted(proc / str(pid) / "mountinfo", devices):
-            out[disk].append(node)
-    return out
-
-
-def _mounted(mountinfo: Path, devices: dict[int, str]) -> set[str]:
-    """Disks (by device number) mounted in the mount namespace that ``mountinfo`` describes."""
-    found: set[str] = set()
-    try:
-        text = mountinfo.read_text()
-    except OSError:  # the node went down between the pid and the read
-        return found
-    for line in text.splitlines():
-        fields = line.split()
-        if len(fields) < 3:
-            continue
-        major, _, minor = fields[2].partition(":")
-        try:
-            dev = os.makedev(int(major), int(minor))
-        except ValueError:
-            continue
-        if dev in devices:
-            found.add(devices[dev])
-    return found
+def shared_mounts(testbed: object) -> dict[str, list[str]] | None:
+    """Where each shared disk's filesystem is mounted (`Testbed.mounts`); None when the testbed cannot tell."""
+    mounts = getattr(testbed, "mounts", None)
+    return mounts() if callable(mounts) else None
 
 
 def confirmed_mounts(read: Callable[[], dict[str, list[str]] | None]) -> dict[str, list[str]] | None:
@@ -105,7 +59,7 @@ class ClusterPoller:
     """Polls the cluster every ``interval`` seconds and records what changed (see the module doc).
 
     CLUSTER_REDUNDANT is recorded only for a *settled* cluster, with the driver's definition
-    (``PacemakerDriver.unsettled``: the snapshot whole and nothing pending), and only once it
+    (``Driver.unsettled``: the snapshot whole and nothing pending), and only once it
     has stayed settled until ``driver.quiet_s`` after the last fault change (a heal in the
     timeline or the fault journal): results in flight across a heal land within that time. The
     event is stamped with the first poll of that settled stretch (when redundancy really came
@@ -113,7 +67,7 @@ class ClusterPoller:
     that observed nothing: an exception, or no node answered crm_mon).
     """
 
-    def __init__(self, driver: PacemakerDriver, timeline: Timeline, *, interval: float = 0.25,
+    def __init__(self, driver: Driver, timeline: Timeline, *, interval: float = 0.25,
                  tails: list[JsonlTail] | None = None, mounts: bool = True) -> None:
         self.driver = driver
         self.timeline = timeline

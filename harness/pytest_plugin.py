@@ -11,7 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from harness.drivers.pacemaker import PacemakerDriver
+from harness.drivers import open_driver
+from harness.drivers.base import Driver
 from harness.errors import UsageError
 from harness.faults import FAULTS, Nemesis
 from harness.plan import Case, plan
@@ -182,10 +183,10 @@ def testbed(topology: Topology, pytestconfig: pytest.Config) -> Iterator[Testbed
 
 
 @pytest.fixture
-def cluster(testbed: Testbed) -> PacemakerDriver:
+def cluster(testbed: Testbed) -> Driver:
     """The cluster driver, on a cluster that is whole again (nodes powered on, groups where they belong)."""
     testbed.up()
-    return PacemakerDriver(testbed)
+    return open_driver(testbed)
 
 
 @pytest.fixture

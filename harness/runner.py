@@ -28,7 +28,7 @@ from harness.case_result import CaseResult
 from harness.checkers import CHECKERS, Context, Verdict, check_safe
 from harness.checkers.detection import check_detection
 from harness.diagnosis import diagnose
-from harness.drivers.pacemaker import PacemakerDriver
+from harness.drivers import open_driver
 from harness.errors import FalloverError, WaitTimeout
 from harness.faults import FAULTS, Nemesis
 from harness.load import Load, verify
@@ -81,7 +81,7 @@ class Runner:
                  log: Callable[[str], None] = lambda _: None) -> None:
         self.testbed = testbed
         self.topology = testbed.topology
-        self.driver = PacemakerDriver(testbed)
+        self.driver = open_driver(testbed)
         self.run_root = run_root
         self.load = load
         self.users = users
@@ -129,7 +129,7 @@ class Runner:
             c.load = Load(tb, log=c.run_dir / "load.jsonl", host=base, users=self.users,
                           run_id=c.run_dir.name) if self.load else None
             c.macs = self._macs(group.network)
-            c.audit = LogAudit(tb)  # type: ignore[arg-type]
+            c.audit = LogAudit(tb)
             c.audit.mark()
             c.poller.start()
             for proc in (c.probe, c.arp, c.load):
@@ -352,7 +352,7 @@ class Runner:
         node = state.group_node(group) if state else None
         if node is None:
             return
-        mnt = self.testbed.layout.mountpoint(group)  # type: ignore[attr-defined]
+        mnt = self.testbed.mountpoint(group)
         self.testbed.node(node).run(["find", f"{mnt}/kv", "-maxdepth", "1", "-name", f"{prefix}-*", "-delete"],
                                     timeout=60, check=False)
 

@@ -23,15 +23,14 @@ def service_answer(testbed: Testbed, group: str, timeout: float = 1.0) -> str | 
 
 
 def collect(testbed: Testbed) -> dict[str, Any]:
-    from harness.drivers.pacemaker import PacemakerDriver
-    from harness.testbed import network
+    from harness.drivers import open_driver
 
     topo = testbed.topology
     built = bool(getattr(testbed, "is_built", True))
     report: dict[str, Any] = {"testbed": topo.name, "built": built, "nodes": {}, "groups": {}, "versions": {}}
     if not built:
         return report
-    driver = PacemakerDriver(testbed)
+    driver = open_driver(testbed)
     state = driver.state()
     report["dc"] = state.dc if state else None
     report["quorate"] = state.quorate if state else False
@@ -41,12 +40,8 @@ def collect(testbed: Testbed) -> dict[str, Any]:
         ns = state.nodes.get(n) if state else None
         adapters = {}
         if running:
-            pid = testbed.node(n).target()  # type: ignore[attr-defined]
-            try:
-                links = network.links(f"/proc/{pid}/ns/net")
-            except Exception:
-                links = {}
-            adapters = {net.name: links.get(net.name, "absent") for net in topo.networks}
+            carriers = {net.name: testbed.carrier(n, net.name) for net in topo.networks}
+            adapters = {name: {True: "up", False: "no-carrier", None: "absent"}[c] for name, c in carriers.items()}
         report["nodes"][n] = {"powered": running, "cluster": ns.status if ns else ("unknown" if running else "off"),
                               "dc": bool(ns and ns.is_dc), "adapters": adapters,
                               "addresses": {net.name: str(topo.address(n, net.name)) for net in topo.networks}}

@@ -9,16 +9,16 @@ makes the audit unknown, never ok: a wrong path must not audit clean.
 
 from __future__ import annotations
 
-import os
 import re
 import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal, Protocol
+from typing import Literal
 
 from harness.audits.noise import Disruption, disruptions_from, explain
 from harness.checkers.base import UNKNOWN, Verdict
+from harness.testbed.base import LogFile, Testbed
 
 __all__ = ["BAD_NEWS", "CONSEQUENCES", "IGNORE", "AuditResult", "Disruption", "IgnoreRule", "LogAudit", "LogLine",
            "Rule", "consequences_for", "disruptions_from", "expected_for", "ignored_by", "is_bad"]
@@ -150,11 +150,6 @@ def expected_for(*faults: str) -> tuple[re.Pattern[str], ...]:
     return tuple(r.regex for _, r in consequences_for(*faults))
 
 
-class _HasLayout(Protocol):
-    topology: Any
-    layout: Any
-
-
 def is_bad(line: str) -> bool:
     return any(p.search(line) for p in BAD_NEWS)
 
@@ -231,60 +226,44 @@ class LogAudit:
     >>> audit.result(disruptions_from(timeline, topology), faults=["node_power_off"]).status  # doctest: +SKIP
     'ok'
 
-    Files are read on the host (the node's state directory), so the logs of a fenced or
-    powered-off node are still audited.
+    The testbed reads the files (`Testbed.log_files`, `read_log`): the embedded one on the host, so
+    the logs of a fenced or powered-off node are still audited; a remote one over its transport.
     """
 
-    def __init__(self, testbed: _HasLayout) -> None:
+    def __init__(self, testbed: Testbed) -> None:
         self.testbed = testbed
-        self._offsets: dict[Path, tuple[int, int]] = {}  # path → (inode, size) at the mark
+        self._offsets: dict[LogFile, tuple[int, int]] = {}  # log → (identity, size) at the mark
         self.mark_wall: float | None = None
-        self.unreadable: list[str] = []  # of the last read: "path: why"
-
-    def files(self) -> list[tuple[str, Path, bool]]:
-        """(node, path, required) of every log audited: pacemaker.log and corosync.log of every node must
-        exist (a node whose log is missing was never audited); `*-app.log` is globbed: a node where no
-        application ever ran has none."""
-        out = []
-        for node in self.testbed.topology.node_names:
-            log = Path(self.testbed.layout.node_dir(node)) / "var" / "log"
-            out.append((node, log / "pacemaker" / "pacemaker.log", True))
-            out.append((node, log / "cluster" / "corosync.log", True))
-            out += [(node, p, False) for p in sorted((log / "cluster").glob("*-app.log"))]
-        return out
+        self.unreadable: list[str] = []  # of the last read: "node:path: why"
 
     def mark(self) -> None:
         """From now on: only lines written after this call are findings."""
         self.mark_wall = time.time()
-        self._offsets = {path: _stat(path) for _, path, _ in self.files()}
+        self._offsets = {log: self.testbed.log_size(log) for log in self.testbed.log_files()}
 
     def read(self) -> _Read:
         """Every complete line written since :meth:`mark` (a file that appeared since is read whole), and the
         logs that could not be read: a required one missing, an app log gone since the mark, any read error."""
         out = _Read()
-        listed = self.files()
-        seen = {path for _, path, _ in listed}
-        gone = [p for p, (inode, _) in self._offsets.items() if inode and p not in seen]
-        out.unreadable += [f"{p}: present at the mark, gone at the end" for p in gone]
-        for node, path, required in listed:
-            inode, start = self._offsets.get(path, (0, 0))
+        listed = self.testbed.log_files()
+        gone = [log for log, (inode, _) in self._offsets.items() if inode and log not in listed]
+        out.unreadable += [f"{_name(log)}: present at the mark, gone at the end" for log in gone]
+        for log in listed:
+            inode, start = self._offsets.get(log, (0, 0))
             try:
-                with open(path, "rb") as f:
-                    st = _fstat(f.fileno())
-                    if st[0] != inode or st[1] < start:  # re-created (testbed rebuilt) or truncated: all is new
-                        start = 0
-                    f.seek(start)
-                    data = f.read()
+                identity, data = self.testbed.read_log(log, start)
+                if identity != inode:  # re-created (testbed rebuilt): all of it is new
+                    _, data = self.testbed.read_log(log, 0)
             except FileNotFoundError:
-                out.unreadable += [f"{path}: missing"] if required or inode else []
+                out.unreadable += [f"{_name(log)}: missing"] if log.required or inode else []
                 continue
             except OSError as e:
-                out.unreadable.append(f"{path}: {e.strerror or e}")
+                out.unreadable.append(f"{_name(log)}: {e.strerror or e}")
                 continue
             out.files += 1
             # a line still being written has no newline yet; it belongs to the next look
             data = data[: data.rfind(b"\n") + 1]
-            out.lines += [LogLine(node, path.name, raw)
+            out.lines += [LogLine(log.node, log.path.rsplit("/", 1)[-1], raw)
                           for raw in data.decode("utf-8", errors="replace").splitlines()]
         self.unreadable = out.unreadable
         return out
@@ -333,14 +312,5 @@ def _why(ln: LogLine, disruptions: Sequence[Disruption], consequences: Sequence[
     return explain(ln.node, ln.line, disruptions, near=near)
 
 
-def _stat(path: Path) -> tuple[int, int]:
-    try:
-        st = path.stat()
-    except OSError:
-        return 0, 0
-    return st.st_ino, st.st_size
-
-
-def _fstat(fd: int) -> tuple[int, int]:
-    st = os.fstat(fd)
-    return st.st_ino, st.st_size
+def _name(log: LogFile) -> str:
+    return f"{log.node}:{log.path}"

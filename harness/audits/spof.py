@@ -7,7 +7,7 @@ from collections.abc import Collection
 from dataclasses import dataclass
 from typing import Literal
 
-from harness.drivers.pacemaker import PacemakerDriver
+from harness.drivers.base import Driver
 from harness.errors import CommandFailed, CommandTimedOut, TransportError
 from harness.result import Result
 from harness.testbed.base import Testbed
@@ -136,7 +136,7 @@ def audit_declared(topology: Topology) -> list[Finding]:
 
 # -- live -----------------------------------------------------------------------------------------
 
-def audit_live(testbed: Testbed, driver: PacemakerDriver, checks: Collection[str] | None = None) -> list[Finding]:
+def audit_live(testbed: Testbed, driver: Driver, checks: Collection[str] | None = None) -> list[Finding]:
     """Single points of failure of the running cluster; ``checks`` limits it to some of LIVE_CHECKS.
 
     Read-only but for app-agent-idempotent: it runs the agent with a temporary data dir and port on
@@ -185,7 +185,7 @@ def parse_cfgtool(text: str) -> dict[int, set[int]]:
 class _Live:
     """One method per live check, each returning its findings."""
 
-    def __init__(self, testbed: Testbed, driver: PacemakerDriver) -> None:
+    def __init__(self, testbed: Testbed, driver: Driver) -> None:
         self.tb = testbed
         self.topo = testbed.topology
         self.driver = driver

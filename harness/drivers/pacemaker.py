@@ -9,7 +9,7 @@ from collections.abc import Callable
 
 from harness.drivers.state import ClusterState, parse_crm_mon
 from harness.errors import CommandFailed, TransportError, WaitTimeout
-from harness.testbed.base import Progress, Testbed, quiet
+from harness.testbed.base import Capabilities, Progress, Testbed, quiet
 from harness.wait import wait_until
 
 CRM_MON = ["crm_mon", "--one-shot", "--inactive", "--output-as=xml"]
@@ -77,6 +77,11 @@ def parse_settle_query(out: str, s: ClusterState, names: list[str], *, stderr: s
     if len(sections) < len(names) + 1:
         return "the settle query was cut short"
     return None
+
+
+STACK_PROCESSES = ("corosync", "pacemakerd", "pacemaker-controld", "pacemaker-based", "pacemaker-fenced",
+                   "pacemaker-execd", "pacemaker-attrd", "pacemaker-schedulerd")
+"""Every process of the stack on a node; the first three must run for the node to be whole."""
 
 
 class PacemakerDriver:
@@ -210,10 +215,12 @@ class PacemakerDriver:
 
     def adapters_down(self) -> list[str]:
         """Adapters (node/network) of running nodes whose link is not up, where the testbed can tell."""
-        links = getattr(self.testbed, "adapter_states", None)
-        if links is None:
-            return []
-        return [f"{node}/{net}" for (node, net), st in links().items() if st != "up" and self.testbed.running(node)]
+        links = getattr(self.testbed, "adapter_states", None)  # one netlink dump, where the testbed has it
+        if links is not None:
+            return [f"{node}/{net}" for (node, net), st in links().items()
+                    if st != "up" and self.testbed.running(node)]
+        return [f"{node}/{net.name}" for node in self._query_order() for net in self.topology.networks
+                if self.testbed.carrier(node, net.name) is False]
 
     def busy(self, s: ClusterState) -> str | None:
         """What the cluster is still doing that a crm_mon snapshot does not show; None when idle.
@@ -252,12 +259,8 @@ class PacemakerDriver:
 
     def fault_changed_at(self) -> float | None:
         """When (monotonic) a fault was last injected or healed here: the fault journal's last write."""
-        layout = getattr(self.testbed, "layout", None)
-        journal = getattr(layout, "journal", None)
-        if journal is None:
-            return None
         try:
-            mtime = os.stat(journal).st_mtime
+            mtime = os.stat(self.testbed.journal_path).st_mtime
         except OSError:
             return None
         return time.monotonic() - (time.time() - mtime)
@@ -321,7 +324,7 @@ class PacemakerDriver:
 
     # -- steering -------------------------------------------------------------------------------
 
-    def _crm(self, argv: list[str], timeout: float = 30.0, *, connect_timeout: float = 60.0) -> None:
+    def admin(self, argv: list[str], timeout: float = 30.0, *, connect_timeout: float = 60.0) -> None:
         """Run a cluster command on the first node that can take it.
 
         A node that was just powered on answers 102 (CRM_EX_DISCONNECT: "Could not connect to
@@ -349,7 +352,7 @@ class PacemakerDriver:
     def move_group(self, group: str, node: str, *, timeout: float = 60.0,
                    progress: Progress = quiet) -> ClusterState:
         """Planned move (rg_move): ban-free move constraint, wait until started there, then clear it."""
-        self._crm(["crm_resource", "--resource", group, "--move", "--node", node])
+        self.admin(["crm_resource", "--resource", group, "--move", "--node", node])
         try:
             return self.wait_until(lambda s: s.group_node(group) == node, timeout=timeout,
                                    what=f"{group} started on {node}", progress=progress)
@@ -358,15 +361,15 @@ class PacemakerDriver:
 
     def restart_group(self, group: str, *, timeout: float = 120.0) -> None:
         """Stop and start a group where it is (crm_resource waits for both)."""
-        self._crm(["crm_resource", "--resource", group, "--restart", f"--timeout={int(timeout * 1000)}"],
+        self.admin(["crm_resource", "--resource", group, "--restart", f"--timeout={int(timeout * 1000)}"],
                   timeout=timeout + 10)
 
     def clear_move(self, group: str) -> None:
-        self._crm(["crm_resource", "--resource", group, "--clear"])
+        self.admin(["crm_resource", "--resource", group, "--clear"])
 
     def cleanup(self, resource: str | None = None) -> None:
         """Forget failed actions (the operator's step after repairing a failure)."""
-        self._crm(["crm_resource", "--cleanup", *(["--resource", resource] if resource else [])])
+        self.admin(["crm_resource", "--cleanup", *(["--resource", resource] if resource else [])])
 
     def stop_services(self, node: str, *, timeout: float = 60.0) -> None:
         """Graceful stop of the cluster software on a node: pacemaker hands its groups over first."""
@@ -386,6 +389,16 @@ class PacemakerDriver:
 
     def start_services(self, node: str) -> None:
         self.testbed.start_services(node)
+
+    def stack_processes(self) -> tuple[str, ...]:
+        return STACK_PROCESSES
+
+    def capabilities(self) -> Capabilities:
+        """Pacemaker has all of them; a shared disk only where the topology declares a group on one."""
+        no_disk = None if any(getattr(g, "disk", None) for g in self.topology.groups) else \
+            "no group of the topology has a shared disk"
+        return {"fencing": None if self.topology.cluster.stonith else "the topology disables stonith",
+                "resource_manager": None, "pacemaker": None, "shared_disk": no_disk}
 
     def versions(self, node: str) -> dict[str, str]:
         out = {}

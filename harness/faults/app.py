@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-from pathlib import Path
 from typing import Any, ClassVar
 
 from harness.errors import CommandFailed, FalloverError, HealError, TransportError
@@ -155,27 +154,46 @@ class AppStartFail(Fault):
     destructive: ClassVar[bool] = False
     summary: ClassVar[str] = "the application's start fails on the chosen node (--group, --node)"
     mechanism: ClassVar[str] = "a marker file the OCF agent reads before every start; heal: remove it"
+    needs: ClassVar[tuple[str, ...]] = ("resource_manager",)
+
+    def precheck(self, testbed: Testbed, target: Target) -> None:
+        self.require_running(testbed, target, target.need("node"), "no start can be made to fail there")
 
     def inject(self, testbed: Testbed, target: Target, undo: dict[str, Any]) -> None:
-        marker = Path(testbed.layout.state) / "faults" / f"app_start_fail.{target.group}"  # type: ignore[attr-defined]
-        marker.parent.mkdir(parents=True, exist_ok=True)
-        lines = set(marker.read_text().split()) if marker.exists() else set()
-        marker.write_text("\n".join(sorted(lines | {target.node})) + "\n")  # type: ignore[operator]
-        undo["marker"] = str(marker)
+        node = target.need("node")
+        marker = _marker(testbed, node, target.need("group"))
+        undo["marker"] = marker
+        testbed.node(node).run(f'mkdir -p "$(dirname {marker})" && touch {marker} && '
+                               f'{{ grep -qx {node} {marker} || echo {node} >> {marker}; }}', timeout=15)
 
     def verify(self, testbed: Testbed, target: Target, undo: dict[str, Any]) -> None:
-        marker = Path(undo["marker"])
-        listed = marker.read_text().split() if marker.exists() else []
-        if target.node not in listed:
-            raise self.not_in_effect(target, f"{marker} does not list {target.node} (it lists {listed or 'nothing'})")
+        """The node itself reads its name in the marker its agent consults before every start."""
+        node = target.need("node")
+        r = testbed.node(node).run(["cat", undo["marker"]], timeout=15, check=False)
+        listed = r.stdout.split() if r.ok else []
+        if node not in listed:
+            raise self.not_in_effect(target, f"{undo['marker']} on {node} does not list {node} "
+                                             f"(it lists {listed or 'nothing'})")
 
     def heal(self, testbed: Testbed, target: Target, undo: dict[str, Any]) -> None:
-        marker = Path(undo.get("marker") or Path(testbed.layout.state) / "faults"  # type: ignore[attr-defined]
-                      / f"app_start_fail.{target.group}")
-        if not marker.exists():
-            return
-        rest = set(marker.read_text().split()) - {target.node}
-        if rest:
-            marker.write_text("\n".join(sorted(rest)) + "\n")
-        else:
-            marker.unlink()
+        """Strike the node's name from the marker, from the node or (powered off) any node that sees it."""
+        node, marker = target.need("node"), undo.get("marker")
+        if not marker:
+            return  # inject failed before it wrote anything
+        on = [n for n in [node, *testbed.topology.node_names] if testbed.running(n)]
+        if not on:
+            raise HealError(f"app_start_fail on {target.label}: no node is running to clear {marker} on")
+        testbed.node(on[0]).run(f'[ ! -e {marker} ] || {{ grep -vx {node} {marker} > {marker}.new; '
+                                f'if [ -s {marker}.new ]; then mv {marker}.new {marker}; '
+                                f'else rm -f {marker}.new {marker}; fi; }}', timeout=15)
+
+
+def _marker(testbed: Testbed, node: str, group: str) -> str:
+    """The marker file the group's agent reads before a start: its `fail_start_marker` parameter."""
+    r = testbed.node(node).run(["crm_resource", "--resource", f"{group}-app", "--get-parameter",
+                                "fail_start_marker", "--quiet"], timeout=20, check=False)
+    marker = r.stdout.strip()
+    if not r.ok or not marker.startswith("/"):
+        raise FalloverError(f"group {group}: its application resource has no fail_start_marker parameter "
+                            f"(crm_resource on {node}: {(r.stderr or r.stdout).strip() or 'empty'})")
+    return marker

@@ -6,11 +6,10 @@ import dataclasses
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, ClassVar, Protocol, TypeVar, cast
+from typing import Any, ClassVar, TypeVar
 
 from harness.errors import FalloverError, UsageError
 from harness.testbed.base import Testbed
-from harness.testbed.layout import Layout
 from harness.topology import Topology
 
 T = TypeVar("T")
@@ -36,33 +35,6 @@ class FaultNotInEffect(FalloverError):
     def __init__(self, fault: str, target: str, observed: str) -> None:
         self.fault, self.target, self.observed = fault, target, observed
         super().__init__(one_line(f"{fault} on {target} did not take effect: {observed}"))
-
-
-class Embedded(Testbed, Protocol):
-    """What faults use beyond `Testbed`: the embedded testbed's switch, disk layer and freezer."""
-
-    layout: Layout
-
-    def set_adapter(self, node: str, network: str, up: bool) -> bool: ...
-
-    def set_network(self, network: str, up: bool) -> bool: ...
-
-    def set_disk_mode(self, disk_name: str, mode: str) -> None: ...
-
-    def disk_mode(self, disk_name: str) -> str | None: ...
-
-    def disk_read_error(self, disk_name: str) -> str | None: ...
-
-    def freeze(self, node: str) -> None: ...
-
-    def freezer_state(self, node: str) -> str: ...
-
-    def spawn(self, node: str, argv: list[str], *, pidfile: str) -> None: ...
-
-
-def embedded(testbed: Testbed) -> Embedded:
-    """The testbed as the faults use it (only the embedded provider exists; fakes in tests mimic it)."""
-    return cast(Embedded, testbed)
 
 
 SETTLE_S = 5.0  # how long a verification waits for an effect to show (tests shorten it)
@@ -144,6 +116,7 @@ class Fault:
     destructive: ClassVar[bool] = True
     summary: ClassVar[str] = ""
     mechanism: ClassVar[str] = ""  # how, on the embedded testbed
+    needs: ClassVar[tuple[str, ...]] = ()  # capabilities of the testbed (CAPABILITIES) and the stack it needs
     defaults: ClassVar[dict[str, float]] = {}
     params: dict[str, float] = field(default_factory=dict)
 

@@ -14,6 +14,7 @@ class _KillDaemon(Fault):
     family: ClassVar[str] = "cluster"
     event: ClassVar[str] = "clstrmgr_kill"
     target_kind: ClassVar[str] = "node"
+    needs: ClassVar[tuple[str, ...]] = ("pacemaker",)
     processes: ClassVar[tuple[str, ...]] = ()
 
     def precheck(self, testbed: Testbed, target: Target) -> None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any, ClassVar, NamedTuple
 
 from harness.errors import FalloverError, TransportError
-from harness.faults.base import Fault, Target, embedded, look_until
+from harness.faults.base import Fault, Target, look_until
 from harness.faults.ops import group_node
 from harness.testbed.base import Testbed
 
@@ -47,9 +47,10 @@ class DiskPull(Fault):
     summary: ClassVar[str] = "the shared disk is pulled: every read and write returns EIO"
     mechanism: ClassVar[str] = ("the FUSE layer under the loop device switched to `eio`; the Filesystem "
                                 "monitor (OCF_CHECK_LEVEL=20) notices; heal: back to `ok`")
+    needs: ClassVar[tuple[str, ...]] = ("disk", "shared_disk")
 
     def precheck(self, testbed: Testbed, target: Target) -> None:
-        mode = embedded(testbed).disk_mode(target.need("disk"))
+        mode = testbed.disk_mode(target.need("disk"))
         if mode is None:
             raise self.refused(target, f"disk {target.disk} is not attached (its FUSE layer is not mounted; "
                                        f"is the testbed up?)")
@@ -57,11 +58,11 @@ class DiskPull(Fault):
             raise self.refused(target, f"disk {target.disk} is already in mode {mode!r}")
 
     def inject(self, testbed: Testbed, target: Target, undo: dict[str, Any]) -> None:
-        embedded(testbed).set_disk_mode(target.need("disk"), "eio")
+        testbed.set_disk_mode(target.need("disk"), "eio")
 
     def verify(self, testbed: Testbed, target: Target, undo: dict[str, Any]) -> None:
         """A direct read of the loop device (the cluster's own path to the disk) returns EIO."""
-        error = look_until(lambda: embedded(testbed).disk_read_error(target.need("disk")),
+        error = look_until(lambda: testbed.disk_read_error(target.need("disk")),
                            lambda e: e is not None and "Input/output error" in e)
         if error is None:
             raise self.not_in_effect(target, "a direct read of its loop device still succeeds")
@@ -74,16 +75,16 @@ class DiskPull(Fault):
         ext4 aborted its journal on the I/O errors (and may already be read-only); only a fresh
         mount (the cluster's stop + start of the group) gives the pre-fault, writable state.
         """
-        from harness.drivers.pacemaker import PacemakerDriver
+        from harness.drivers import open_driver
 
         disk = target.need("disk")
-        embedded(testbed).set_disk_mode(disk, "ok")  # waits until the layer reports `ok`
-        if embedded(testbed).disk_mode(disk) is not None:
+        testbed.set_disk_mode(disk, "ok")  # waits until the layer reports `ok`
+        if testbed.disk_mode(disk) is not None:
             # a request already under way when the mode changed may still fail (seen after ext4 aborted)
-            error = look_until(lambda: embedded(testbed).disk_read_error(disk), lambda e: e is None)
+            error = look_until(lambda: testbed.disk_read_error(disk), lambda e: e is None)
             if error:
                 raise FalloverError(f"disk {disk} still fails a direct read after it was plugged back: {error}")
-        driver = PacemakerDriver(testbed)
+        driver = open_driver(testbed)
         for group in _groups_on(testbed, disk):
             state = driver.state()
             if state is not None and state.groups.get(group) and state.groups[group].nodes:
@@ -99,6 +100,7 @@ class DiskFull(Fault):
     summary: ClassVar[str] = "the shared filesystem is filled up (root's reserved blocks too)"
     mechanism: ClassVar[str] = ("a hidden file on the mounted filesystem: fallocate of the blocks root may still "
                                 "allocate, then appends until ENOSPC")
+    needs: ClassVar[tuple[str, ...]] = ("shared_disk",)
 
     def precheck(self, testbed: Testbed, target: Target) -> None:
         groups = _groups_on(testbed, target.need("disk"))
@@ -108,7 +110,7 @@ class DiskFull(Fault):
             node = group_node(testbed, groups[0])
         except FalloverError as e:
             raise self.refused(target, f"its filesystem is mounted nowhere: {e}") from None
-        mnt = embedded(testbed).layout.mountpoint(groups[0])
+        mnt = testbed.mountpoint(groups[0])
         space = space_on(testbed, node, str(mnt))
         if space is None:
             raise self.refused(target, f"group {groups[0]} runs on {node}, but nothing is mounted at {mnt} there")
@@ -119,7 +121,7 @@ class DiskFull(Fault):
     def inject(self, testbed: Testbed, target: Target, undo: dict[str, Any]) -> None:
         group = _groups_on(testbed, target.need("disk"))[0]
         node = group_node(testbed, group)
-        mnt = str(embedded(testbed).layout.mountpoint(group))
+        mnt = testbed.mountpoint(group)
         undo.update(node=node, mnt=mnt, file=f"{mnt}/.fallover-fill-{undo['id']}")
         # fallocate (fast: no data written) of all but 256 of the blocks root may allocate, then
         # dd appends until ENOSPC, by design: its status says nothing, verify judges the result.

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from harness.errors import HealError, UsageError
-from harness.faults.base import Fault, Target, embedded, one_line
+from harness.faults.base import Fault, Target, one_line
 from harness.faults.journal import Entry, Journal
 from harness.faults.registry import FAULTS
 from harness.testbed.base import Testbed
@@ -72,7 +72,7 @@ class Nemesis:
         self.testbed = testbed
         self.timeline = timeline
         self.log = log or (lambda _: None)
-        self.journal = Journal(embedded(testbed).layout.journal)
+        self.journal = Journal(testbed.journal_path)
         self.active: list[Injected] = []
 
     def target(self, name: str, **kw: Any) -> tuple[Fault, Target]:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any, ClassVar
 
-from harness.faults.base import Fault, Target, embedded, look_until
+from harness.faults.base import Fault, Target, look_until
 from harness.faults.ops import make_whole, pids
 from harness.testbed.base import Testbed
 
@@ -28,6 +28,7 @@ class NodePowerOff(_NodeFault):
     event: ClassVar[str] = "node_down"
     when_off: ClassVar[str] = "it cannot be powered off again"
     summary: ClassVar[str] = "hard power off, no clean shutdown"
+    needs: ClassVar[tuple[str, ...]] = ("power",)
     mechanism: ClassVar[str] = "SIGKILL every task of the node's cgroup, then thaw (namespaces vanish)"
 
     def inject(self, testbed: Testbed, target: Target, undo: dict[str, Any]) -> None:
@@ -48,20 +49,24 @@ class NodeStop(_NodeFault):
 
     def precheck(self, testbed: Testbed, target: Target) -> None:
         super().precheck(testbed, target)
-        if not pids(testbed, target.need("node"), "pacemakerd") and not pids(testbed, target.need("node"), "corosync"):
+        from harness.drivers import open_driver
+
+        if not any(pids(testbed, target.need("node"), comm) for comm in open_driver(testbed).stack_processes()[:2]):
             raise self.refused(target, f"the cluster services of {target.node} are not running: nothing to stop")
 
     def inject(self, testbed: Testbed, target: Target, undo: dict[str, Any]) -> None:
-        from harness.drivers.pacemaker import PacemakerDriver
+        from harness.drivers import open_driver
 
-        PacemakerDriver(testbed).stop_services(target.need("node"))
+        open_driver(testbed).stop_services(target.need("node"))
 
     def verify(self, testbed: Testbed, target: Target, undo: dict[str, Any]) -> None:
-        """Neither pacemakerd nor corosync runs in the node, which itself stays powered on."""
+        """No process of the cluster stack runs in the node, which itself stays powered on."""
         node = target.need("node")
         if not testbed.running(node):
             raise self.not_in_effect(target, f"{node} was powered off instead")
-        left = [comm for comm in ("pacemakerd", "corosync") if pids(testbed, node, comm)]
+        from harness.drivers import open_driver
+
+        left = [comm for comm in open_driver(testbed).stack_processes() if pids(testbed, node, comm)]
         if left:
             raise self.not_in_effect(target, f"{' and '.join(left)} still running on {node}")
 
@@ -70,21 +75,22 @@ class NodeHang(_NodeFault):
     name: ClassVar[str] = "node_hang"
     event: ClassVar[str] = "false_takeover"
     when_off: ClassVar[str] = "it has no processes to freeze"
+    needs: ClassVar[tuple[str, ...]] = ("freeze",)
     summary: ClassVar[str] = "every process of the node frozen; the kernel still answers ARP and ping"
     mechanism: ClassVar[str] = "cgroup-v1 freezer FROZEN; heal: THAWED (or power on if it was fenced)"
 
     def precheck(self, testbed: Testbed, target: Target) -> None:
         super().precheck(testbed, target)
-        state = embedded(testbed).freezer_state(target.need("node"))
+        state = testbed.freezer_state(target.need("node"))
         if state != "THAWED":
             raise self.refused(target, f"the freezer of {target.node} reads {state} already")
 
     def inject(self, testbed: Testbed, target: Target, undo: dict[str, Any]) -> None:
-        embedded(testbed).freeze(target.need("node"))
+        testbed.freeze(target.need("node"))
 
     def verify(self, testbed: Testbed, target: Target, undo: dict[str, Any]) -> None:
         """The node's freezer cgroup reads FROZEN (FREEZING passes in a moment, unless a task cannot stop)."""
-        state = look_until(lambda: embedded(testbed).freezer_state(target.need("node")), lambda s: s == "FROZEN")
+        state = look_until(lambda: testbed.freezer_state(target.need("node")), lambda s: s == "FROZEN")
         if state != "FROZEN":
             raise self.not_in_effect(target, f"the freezer of {target.node} reads {state}, not FROZEN")
 
@@ -94,6 +100,7 @@ class CpuOverload(_NodeFault):
     event: ClassVar[str] = "false_takeover_risk"
     destructive: ClassVar[bool] = False
     when_off: ClassVar[str] = "no CPU hog can run on it"
+    needs: ClassVar[tuple[str, ...]] = ("spawn",)
     summary: ClassVar[str] = "CPU hogs on the node (on the embedded testbed all nodes share the host's cores)"
     mechanism: ClassVar[str] = "stress-ng --cpu N in the node's cgroup; heal: SIGKILL its process group"
     defaults: ClassVar[dict[str, float]] = {"rate": 1.0}  # load fraction per worker
@@ -103,7 +110,7 @@ class CpuOverload(_NodeFault):
         pidfile = f"/run/fallover-stress-{undo['id']}.pid"
         undo["pidfile"] = pidfile
         # --timeout bounds the damage if every heal path were lost
-        embedded(testbed).spawn(target.need("node"), ["stress-ng", "--cpu", "0", "--cpu-load", str(load),
+        testbed.spawn(target.need("node"), ["stress-ng", "--cpu", "0", "--cpu-load", str(load),
                                                       "--timeout", "3600", "--quiet"], pidfile=pidfile)
 
     def verify(self, testbed: Testbed, target: Target, undo: dict[str, Any]) -> None:

@@ -10,9 +10,9 @@ from harness.testbed.base import Testbed
 
 def group_node(testbed: Testbed, group: str) -> str:
     """The node a group runs on right now (a fault on "the application" strikes there)."""
-    from harness.drivers.pacemaker import PacemakerDriver
+    from harness.drivers import open_driver
 
-    state = PacemakerDriver(testbed).state()
+    state = open_driver(testbed).state()
     node = state.group_node(group) if state else None
     if node is None:
         raise FalloverError(f"group {group} is not running anywhere: "
@@ -54,15 +54,13 @@ def _make_whole_once(testbed: Testbed, node: str) -> None:
         testbed.power_on(node)
         _check_whole(testbed, node, stack=False)  # its init starts the stack, in its own time
         return
-    thaw = getattr(testbed, "thaw", None)
-    if thaw is not None:
-        thaw(node)
-    running = pids(testbed, node, "corosync") and pids(testbed, node, "pacemakerd") \
-        and pids(testbed, node, "pacemaker-controld")
-    if not running:
-        # a half-dead stack (corosync gone, pacemaker lingering) is restarted as a whole
-        for comm in ("pacemakerd", "pacemaker-controld", "pacemaker-based", "pacemaker-fenced",
-                     "pacemaker-execd", "pacemaker-attrd", "pacemaker-schedulerd", "corosync"):
+    from harness.drivers import open_driver
+
+    testbed.thaw(node)
+    stack = open_driver(testbed).stack_processes()
+    if not all(pids(testbed, node, comm) for comm in stack[:3]):
+        # a half-dead stack (corosync gone, pacemaker lingering) is restarted as a whole, members first
+        for comm in (*stack[1:], stack[0]):
             signal_processes(testbed, node, comm, "KILL")
         testbed.start_services(node)
     _check_whole(testbed, node)
@@ -70,16 +68,17 @@ def _make_whole_once(testbed: Testbed, node: str) -> None:
 
 def _check_whole(testbed: Testbed, node: str, stack: bool = True, timeout: float = 5.0) -> None:
     """The node runs, is not frozen, and (``stack``) its cluster stack has started; TestbedError if not."""
-    freezer_state = getattr(testbed, "freezer_state", None)
+    from harness.drivers import open_driver
+
+    stack_names = open_driver(testbed).stack_processes()[:2]
     deadline = time.monotonic() + timeout
     while True:
         if not testbed.running(node):
             wrong = ["its init is not running"]
-        elif freezer_state is not None and freezer_state(node) not in ("THAWED", "ABSENT"):
-            wrong = [f"its freezer reads {freezer_state(node)}"]
+        elif testbed.freezer_state(node) not in ("THAWED", "ABSENT"):
+            wrong = [f"its freezer reads {testbed.freezer_state(node)}"]
         else:
-            wrong = [f"{comm} is not running" for comm in ("corosync", "pacemakerd")
-                     if stack and not pids(testbed, node, comm)]
+            wrong = [f"{comm} is not running" for comm in stack_names if stack and not pids(testbed, node, comm)]
         if not wrong:
             return
         if time.monotonic() > deadline:

@@ -2,17 +2,21 @@
 
 from __future__ import annotations
 
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from harness.faults.base import Fault, Target, look_until
 from harness.faults.ops import make_whole
 from harness.testbed.base import Testbed
+from harness.topology import Topology
+
+if TYPE_CHECKING:
+    from harness.drivers.base import Driver
 
 
-def _driver(testbed: Testbed):  # type: ignore[no-untyped-def]
-    from harness.drivers.pacemaker import PacemakerDriver
+def _driver(testbed: Testbed) -> Driver:
+    from harness.drivers import open_driver
 
-    return PacemakerDriver(testbed)
+    return open_driver(testbed)
 
 
 def _node_flag(fault: Fault, testbed: Testbed, target: Target, flag: str) -> None:
@@ -32,7 +36,7 @@ def _node_flag(fault: Fault, testbed: Testbed, target: Target, flag: str) -> Non
 def _node_attr(testbed: Testbed, node: str, name: str, value: str | None) -> None:
     argv = ["crm_attribute", "--node", node, "--name", name]
     argv += ["--update", value] if value is not None else ["--delete"]
-    _driver(testbed)._crm(argv)
+    _driver(testbed).admin(argv)
 
 
 def _any_running(testbed: Testbed) -> str:
@@ -40,6 +44,7 @@ def _any_running(testbed: Testbed) -> str:
 
 
 class GroupMove(Fault):
+    needs: ClassVar[tuple[str, ...]] = ("resource_manager",)
     name: ClassVar[str] = "group_move"
     family: ClassVar[str] = "planned"
     event: ClassVar[str] = "rg_move"
@@ -48,11 +53,12 @@ class GroupMove(Fault):
     summary: ClassVar[str] = "planned move of a group to another node of its list"
     mechanism: ClassVar[str] = "crm_resource --move --node; heal: --clear (a cascading group then goes home)"
 
-    def targets(self, topology):  # type: ignore[no-untyped-def]
+    def targets(self, topology: Topology) -> list[Target]:
         return [Target(group=g.name, node=n) for g in topology.groups for n in g.nodes[1:]]
 
     def inject(self, testbed: Testbed, target: Target, undo: dict[str, Any]) -> None:
-        _driver(testbed)._crm(["crm_resource", "--resource", target.group, "--move", "--node", target.node])
+        _driver(testbed).admin(["crm_resource", "--resource", target.need("group"), "--move", "--node",
+                               target.need("node")])
 
     def verify(self, testbed: Testbed, target: Target, undo: dict[str, Any]) -> None:
         """The move constraint crm_resource writes (cli-prefer-<group>) is in the CIB."""
@@ -61,10 +67,11 @@ class GroupMove(Fault):
             raise self.not_in_effect(target, f"no cli-prefer-{target.group} constraint in the CIB")
 
     def heal(self, testbed: Testbed, target: Target, undo: dict[str, Any]) -> None:
-        _driver(testbed).clear_move(target.group)  # type: ignore[arg-type]
+        _driver(testbed).clear_move(target.need("group"))
 
 
 class NodeStandby(Fault):
+    needs: ClassVar[tuple[str, ...]] = ("resource_manager",)
     name: ClassVar[str] = "node_standby"
     family: ClassVar[str] = "planned"
     event: ClassVar[str] = "node standby (maintenance with takeover)"
@@ -74,16 +81,17 @@ class NodeStandby(Fault):
     mechanism: ClassVar[str] = "node attribute standby=on; heal: delete it"
 
     def inject(self, testbed: Testbed, target: Target, undo: dict[str, Any]) -> None:
-        _node_attr(testbed, target.node, "standby", "on")  # type: ignore[arg-type]
+        _node_attr(testbed, target.need("node"), "standby", "on")
 
     def verify(self, testbed: Testbed, target: Target, undo: dict[str, Any]) -> None:
         _node_flag(self, testbed, target, "standby")
 
     def heal(self, testbed: Testbed, target: Target, undo: dict[str, Any]) -> None:
-        _node_attr(testbed, target.node, "standby", None)  # type: ignore[arg-type]
+        _node_attr(testbed, target.need("node"), "standby", None)
 
 
 class NodeMaintenance(Fault):
+    needs: ClassVar[tuple[str, ...]] = ("resource_manager",)
     name: ClassVar[str] = "node_maintenance"
     family: ClassVar[str] = "planned"
     event: ClassVar[str] = "node maintenance (resources unmanaged, left running)"
@@ -93,13 +101,13 @@ class NodeMaintenance(Fault):
     mechanism: ClassVar[str] = "node attribute maintenance=on; heal: delete it"
 
     def inject(self, testbed: Testbed, target: Target, undo: dict[str, Any]) -> None:
-        _node_attr(testbed, target.node, "maintenance", "on")  # type: ignore[arg-type]
+        _node_attr(testbed, target.need("node"), "maintenance", "on")
 
     def verify(self, testbed: Testbed, target: Target, undo: dict[str, Any]) -> None:
         _node_flag(self, testbed, target, "maintenance")
 
     def heal(self, testbed: Testbed, target: Target, undo: dict[str, Any]) -> None:
-        _node_attr(testbed, target.node, "maintenance", None)  # type: ignore[arg-type]
+        _node_attr(testbed, target.need("node"), "maintenance", None)
 
 
 class RollingRestart(Fault):

@@ -39,6 +39,10 @@ Capabilities = Mapping[str, str | None]
 """capability → None when the testbed has it, else why not (one clause, e.g. "the kernel has no netem")."""
 
 
+HEARTBEAT_PORTS = "5405-5412"
+"""corosync's UDP ports (knet: 5405 for link 0, one port more per further link): what `heartbeat` drops."""
+
+
 @dataclass(frozen=True)
 class Rule:
     """Traffic a network fault drops, by meaning rather than by mechanism (a switch port, a node's nft).
@@ -77,8 +81,6 @@ class LogFile:
 
 
 class Testbed(Protocol):
-    __test__ = False  # a name pytest would otherwise try to collect
-
     topology: Topology
 
     # -- lifecycle ------------------------------------------------------------------------------
@@ -182,15 +184,22 @@ class Testbed(Protocol):
     def log_files(self) -> list[LogFile]:
         """The cluster logs of every node, for the log audit."""
 
+    def log_size(self, log: LogFile) -> tuple[int, int]:
+        """(file identity, size) now; (0, 0) when it is missing or cannot be read (the audit's mark)."""
+
     def read_log(self, log: LogFile, start: int) -> tuple[int, bytes]:
-        """(file identity, bytes from ``start``); identity changes when the file is replaced.
-        Raises FileNotFoundError when the file is missing, OSError when it cannot be read."""
+        """(file identity, bytes from ``start``, or all of it when the file is shorter: it was replaced);
+        identity changes when the file is replaced. FileNotFoundError when the file is missing,
+        OSError when it cannot be read."""
 
     def event_logs(self) -> dict[str, Path]:
         """`notifications` (the alert hook's lines) and `fences` (fence events), on the harness's side."""
 
     def mounts(self) -> dict[str, list[str]] | None:
         """Where each shared disk is mounted: {disk: [nodes]}; None when the testbed cannot tell."""
+
+
+setattr(Testbed, "__test__", False)  # a name pytest would otherwise try to collect (not a protocol member)
 
 
 def lacking(testbed: Testbed, needs: tuple[str, ...]) -> str | None:

@@ -11,11 +11,13 @@ import shutil
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 from harness.errors import FalloverError, HealError, TestbedError
-from harness.testbed import cgroup, disk, network, nodes, wire
-from harness.testbed.base import Progress, quiet
+from harness.testbed import cgroup, disk, hostlogs, impair, network, nodes, wire
+from harness.testbed.base import CAPABILITIES, Capabilities, Impairment, LogFile, Progress, Rule, quiet
 from harness.testbed.layout import AGENTS, FREEZER_ROOT, Layout, default_instance
 from harness.topology import Topology
 from harness.transport import HostTransport, NamespaceTransport, NetnsTransport
@@ -41,7 +43,7 @@ class LocalTestbed:
 
     # -- transports -------------------------------------------------------------------------
 
-    def _pid_getter(self, node: str):  # type: ignore[no-untyped-def]
+    def _pid_getter(self, node: str) -> Callable[[], int | None]:
         return lambda: nodes.init_pid(self.layout, node)
 
     def node(self, name: str) -> Transport:
@@ -182,23 +184,23 @@ class LocalTestbed:
             time.sleep(0.02)
 
     def wait_settled(self, progress: Progress = quiet, timeout: float = 90.0, placement: bool = True) -> None:
-        from harness.drivers.pacemaker import PacemakerDriver
+        from harness.drivers import open_driver
 
-        PacemakerDriver(self).recover(timeout=timeout, progress=progress, placement=placement)
+        open_driver(self).recover(timeout=timeout, progress=progress, placement=placement)
 
     def _apply_extra_config(self, progress: Progress) -> None:
         """The user's own crmsh configuration (`cluster.extra_config`), loaded over the generated one."""
-        from harness.drivers.pacemaker import PacemakerDriver
+        from harness.drivers import open_driver
 
         extra = self.topology.cluster.extra_config
         if extra is None:
             return
-        driver = PacemakerDriver(self)
+        driver = open_driver(self)
         driver.wait_until(lambda s: s.dc is not None, timeout=90, what="a DC to load the extra configuration")
         progress(f"loading {extra} with crm configure load update")
         copy = self.layout.agents_dir / "extra_config.crm"  # visible in the nodes wherever the topology lives
         shutil.copyfile(extra, copy)
-        driver._crm(["crm", "configure", "load", "update", str(copy)], timeout=60)
+        driver.admin(["crm", "configure", "load", "update", str(copy)], timeout=60)
 
     def down(self, progress: Progress = quiet) -> list[str]:
         """Remove everything, in the order that keeps each step possible; safe after any crash."""
@@ -276,11 +278,53 @@ class LocalTestbed:
         return {(n, net.name): ports.get(self.layout.veth(n, net.name), "absent")
                 for n in self.topology.node_names for net in self.topology.networks}
 
+    def capabilities(self) -> Capabilities:
+        """The embedded testbed has every capability: it owns the switch, the disk layer and the freezer."""
+        return {name: None for name in CAPABILITIES}
+
+    @property
+    def journal_path(self) -> Path:
+        return self.layout.journal
+
+    def carrier(self, node: str, network: str) -> bool | None:
+        return wire.carrier(self.layout, node, network)
+
     def set_adapter(self, node: str, network: str, up: bool) -> bool:
         return wire.set_adapter(self.layout, node, network, up)
 
+    def network_up(self, network: str) -> bool | None:
+        return wire.bridge_up(self.layout, network)
+
     def set_network(self, network: str, up: bool) -> bool:
         return wire.set_network(self.layout, network, up)
+
+    def add_rule(self, rule_id: str, rule: Rule) -> int:
+        """nft bridge-family rules on the switch, in a table named after the journal entry."""
+        rules = wire.rule_lines(self.layout, rule)
+        wire.add_filter(self.layout, wire.rule_table(rule_id), rules)
+        return len(rules)
+
+    def rule_count(self, rule_id: str) -> int | None:
+        found = wire.filter_rules(self.layout, wire.rule_table(rule_id))
+        return None if found is None else len(found)
+
+    def remove_rule(self, rule_id: str) -> None:
+        table = wire.rule_table(rule_id)
+        wire.remove_filter(self.layout, table)  # False: gone already (idempotent)
+        if wire.filter_rules(self.layout, table) is not None:
+            raise FalloverError(f"table bridge {table} is still in the switch's ruleset after its delete")
+
+    def impair(self, impairment_id: str, impairment: Impairment) -> dict[str, Any]:
+        return impair.start(self.layout, impairment_id, impairment)
+
+    def impairment_missing(self, undo: dict[str, Any]) -> str | None:
+        return impair.missing(self.layout, undo)
+
+    def unimpair(self, undo: dict[str, Any]) -> None:
+        impair.stop(self.layout, undo)
+
+    def mountpoint(self, group: str) -> str:
+        return str(self.layout.mountpoint(group))
 
     def freezer_state(self, node: str) -> str:
         """FROZEN, FREEZING, THAWED, or ABSENT (no cgroup: the node was never started here)."""
@@ -327,6 +371,25 @@ class LocalTestbed:
         except subprocess.TimeoutExpired:
             return f"a read of {dev} got no answer within {timeout:g}s"
         return None if r.returncode == 0 else (r.stderr.strip() or f"dd exited {r.returncode}")
+
+    # -- evidence -------------------------------------------------------------------------------
+
+    def log_files(self) -> list[LogFile]:
+        return hostlogs.log_files(self.topology, self.layout.state / "nodes")
+
+    def log_size(self, log: LogFile) -> tuple[int, int]:
+        return hostlogs.log_size(self.layout.state / "nodes", log)
+
+    def read_log(self, log: LogFile, start: int) -> tuple[int, bytes]:
+        return hostlogs.read_log(self.layout.state / "nodes", log, start)
+
+    def event_logs(self) -> dict[str, Path]:
+        return {"notifications": self.layout.notification_log, "fences": self.layout.state / "fence-events.jsonl"}
+
+    def mounts(self) -> dict[str, list[str]] | None:
+        from harness.testbed.mounts import shared_mounts
+
+        return shared_mounts(self)
 
     def heal_journal(self, progress: Progress = quiet) -> list[str]:
         """Undo what a crashed run left in the fault journal (the `fallover heal` of every start)."""

@@ -15,6 +15,7 @@ from pyroute2 import NetNS
 
 from harness.errors import TestbedError
 from harness.testbed import network, nodes
+from harness.testbed.base import HEARTBEAT_PORTS, Rule
 from harness.testbed.layout import Layout
 
 
@@ -111,3 +112,24 @@ def ports(layout: Layout, nodes: list[str], nets: list[str] | None = None) -> li
 def nft_set(names: list[str]) -> str:
     return "{ " + ", ".join(f'"{n}"' for n in names) + " }"
 
+
+
+def rule_table(rule_id: str) -> str:
+    return f"fallover_{rule_id}"
+
+
+def rule_lines(layout: Layout, rule: Rule) -> list[str]:
+    """A `Rule` as nft bridge-family rule bodies between the switch's ports."""
+    names = layout.topology.node_names
+    if rule.kind == "partition":
+        rest = [n for n in names if n not in rule.nodes]
+        a, b = nft_set(ports(layout, list(rule.nodes))), nft_set(ports(layout, rest))
+        return [f"iifname {a} oifname {b} drop", f"iifname {b} oifname {a} drop"]
+    nodes = [rule.node] if rule.node else names
+    nets = [rule.network] if rule.network else None
+    port_set = nft_set(ports(layout, [n for n in nodes if n], nets))
+    if rule.kind == "loss":
+        n = int(round((rule.rate or 0.0) * 10000))
+        return [f"iifname {port_set} numgen random mod 10000 < {n} drop",
+                f"oifname {port_set} numgen random mod 10000 < {n} drop"]
+    return [f"{d}ifname {port_set} udp {p}port {HEARTBEAT_PORTS} drop" for d in ("i", "o") for p in ("d", "s")]

@@ -8,7 +8,8 @@ from collections.abc import Iterator
 import pytest
 
 from harness.drivers.pacemaker import PacemakerDriver
-from harness.faults import Nemesis, nfqueue
+from harness.faults import Nemesis
+from harness.testbed import nfqueue
 from harness.faults.base import FaultNotApplicable
 from harness.faults.disk import space_on
 from harness.testbed import network, wire

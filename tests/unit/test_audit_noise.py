@@ -8,10 +8,11 @@ from __future__ import annotations
 
 import time
 from pathlib import Path
-from types import SimpleNamespace
 from typing import Any
 
 import pytest
+
+from host_logs import HostLogs
 
 from harness.audits.logs import LogAudit, LogLine
 from harness.audits.noise import (DISRUPTS, END_MARGIN_S, NOISE, START_MARGIN_S, WHOLE_NODE, Disruption, daemon_of,
@@ -277,15 +278,7 @@ def test_the_measured_corosync_kill_noise_is_all_expected() -> None:
 
 # -- the audit over files ---------------------------------------------------------------------------
 
-class Layout:
-    def __init__(self, root: Path) -> None:
-        self.root = root
-
-    def node_dir(self, node: str) -> Path:
-        return self.root / node
-
-
-def write(tb: SimpleNamespace, node: str, rel: str, text: str) -> Path:
+def write(tb: HostLogs, node: str, rel: str, text: str) -> Path:
     path = tb.layout.node_dir(node) / "var" / "log" / rel
     path.parent.mkdir(parents=True, exist_ok=True)
     with open(path, "a") as f:
@@ -294,15 +287,15 @@ def write(tb: SimpleNamespace, node: str, rel: str, text: str) -> Path:
 
 
 @pytest.fixture
-def tb(tmp_path: Path) -> SimpleNamespace:
-    tb = SimpleNamespace(topology=TOPO, layout=Layout(tmp_path))
+def tb(tmp_path: Path) -> HostLogs:
+    tb = HostLogs(TOPO, tmp_path)
     for node in TOPO.node_names:
         write(tb, node, "pacemaker/pacemaker.log", "")
         write(tb, node, "cluster/corosync.log", "")
     return tb
 
 
-def test_result_sorts_every_bad_line_into_findings_or_expected_with_a_reason(tb: SimpleNamespace,
+def test_result_sorts_every_bad_line_into_findings_or_expected_with_a_reason(tb: HostLogs,
                                                                               tmp_path: Path) -> None:
     audit = LogAudit(tb)
     audit.mark()
@@ -325,7 +318,7 @@ def test_result_sorts_every_bad_line_into_findings_or_expected_with_a_reason(tb:
     assert "because corosync_kill injected on node1" in (tmp_path / "log-expected.txt").read_text()
 
 
-def test_a_fault_consequence_is_expected_only_for_its_fault(tb: SimpleNamespace) -> None:
+def test_a_fault_consequence_is_expected_only_for_its_fault(tb: HostLogs) -> None:
     audit = LogAudit(tb)
     audit.mark()
     eio = f"{syslog(T0, ms=False)}  Filesystem(app-fs)[259]:    ERROR: Failed to write status file /mnt/x: EIO"
@@ -335,7 +328,7 @@ def test_a_fault_consequence_is_expected_only_for_its_fault(tb: SimpleNamespace)
     assert audit.result([], faults=["app_kill"]).findings == [LogLine("node2", "pacemaker.log", eio)]
 
 
-def test_quiet_logs_are_ok(tb: SimpleNamespace) -> None:
+def test_quiet_logs_are_ok(tb: HostLogs) -> None:
     audit = LogAudit(tb)
     audit.mark()
     write(tb, "node3", "cluster/app-app.log", "2026-11-25T15:40:04 fallover-app[404] node3 monitor: not running\n")
@@ -344,43 +337,44 @@ def test_quiet_logs_are_ok(tb: SimpleNamespace) -> None:
     assert res.verdict().valid is True
 
 
-def test_a_missing_pacemaker_log_is_unknown_and_named(tb: SimpleNamespace) -> None:
+def test_a_missing_pacemaker_log_is_unknown_and_named(tb: HostLogs) -> None:
     audit = LogAudit(tb)
     audit.mark()
     log = tb.layout.node_dir("node2") / "var/log/pacemaker/pacemaker.log"
     log.unlink()
     res = audit.result()
     assert res.status == "unknown"
-    assert res.unreadable == [f"{log}: missing"]
-    assert str(log) in res.explanation
+    assert res.unreadable == ["node2:/var/log/pacemaker/pacemaker.log: missing"]
+    assert "node2:/var/log/pacemaker/pacemaker.log" in res.explanation
     assert res.verdict().valid == UNKNOWN
 
 
 def test_a_wrong_path_never_audits_clean(tmp_path: Path) -> None:
-    audit = LogAudit(SimpleNamespace(topology=TOPO, layout=Layout(tmp_path / "nowhere")))
+    audit = LogAudit(HostLogs(TOPO, tmp_path / "nowhere"))
     audit.mark()
     res = audit.result()
     assert res.status == "unknown" and len(res.unreadable) == 2 * len(TOPO.node_names)
 
 
-def test_an_app_log_gone_since_the_mark_is_unknown_one_never_written_is_not(tb: SimpleNamespace) -> None:
+def test_an_app_log_gone_since_the_mark_is_unknown_one_never_written_is_not(tb: HostLogs) -> None:
     app = write(tb, "node1", "cluster/app-app.log", "x\n")
     audit = LogAudit(tb)
     audit.mark()
     assert audit.result().status == "ok"  # node2 and node3 have no app log: legitimately absent
     app.unlink()
     res = audit.result()
-    assert res.unreadable == [f"{app}: present at the mark, gone at the end"]
+    assert res.unreadable == ["node1:/var/log/cluster/app-app.log: present at the mark, gone at the end"]
 
 
-def test_an_unreadable_log_is_unknown_and_findings_still_win(tb: SimpleNamespace) -> None:
+def test_an_unreadable_log_is_unknown_and_findings_still_win(tb: HostLogs) -> None:
     audit = LogAudit(tb)
     audit.mark()
     log = tb.layout.node_dir("node3") / "var/log/cluster/corosync.log"
     log.unlink()
     log.mkdir()  # a directory where the log should be: open() fails with EISDIR
     res = audit.result()
-    assert res.status == "unknown" and res.unreadable == [f"{log}: Is a directory"]
+    name = "node3:/var/log/cluster/corosync.log"
+    assert res.status == "unknown" and res.unreadable == [f"{name}: Is a directory"]
     write(tb, "node1", "pacemaker/pacemaker.log", active_twice(T0) + "\n")
     res = audit.result()
-    assert res.status == "findings" and f"also could not read {log}" in res.explanation
+    assert res.status == "findings" and f"also could not read {name}" in res.explanation

@@ -5,11 +5,12 @@ from __future__ import annotations
 import re
 from collections.abc import Callable
 from pathlib import Path
-from types import SimpleNamespace
 from typing import Any
 
 import pytest
 import yaml
+
+from host_logs import HostLogs
 
 from harness.audits import logs
 from harness.audits.logs import CONSEQUENCES, IGNORE, LogAudit, LogLine, expected_for
@@ -193,31 +194,23 @@ def test_consequences_name_real_faults_and_say_why() -> None:
         expected_for("no_such_fault")
 
 
-class FakeLayout:
-    def __init__(self, root: Path) -> None:
-        self.root = root
-
-    def node_dir(self, node: str) -> Path:
-        return self.root / node
-
-
 @pytest.fixture
-def fake_testbed(tmp_path: Path) -> SimpleNamespace:
-    tb = SimpleNamespace(topology=load_topology(DEFAULT_TESTBED), layout=FakeLayout(tmp_path))
+def fake_testbed(tmp_path: Path) -> HostLogs:
+    tb = HostLogs(load_topology(DEFAULT_TESTBED), tmp_path)
     for node in tb.topology.node_names:
         write(tb, node, "pacemaker/pacemaker.log", PCMK_ERROR + "\n")  # old news: before the mark
         write(tb, node, "cluster/corosync.log", COROSYNC_ERROR + "\n")
     return tb
 
 
-def write(tb: SimpleNamespace, node: str, rel: str, text: str) -> None:
+def write(tb: HostLogs, node: str, rel: str, text: str) -> None:
     path = tb.layout.node_dir(node) / "var" / "log" / rel
     path.parent.mkdir(parents=True, exist_ok=True)
     with open(path, "a") as f:
         f.write(text)
 
 
-def test_findings_are_only_new_unexpected_error_lines(fake_testbed: SimpleNamespace) -> None:
+def test_findings_are_only_new_unexpected_error_lines(fake_testbed: HostLogs) -> None:
     audit = LogAudit(fake_testbed)
     audit.mark()
     assert audit.findings() == []
@@ -228,7 +221,7 @@ def test_findings_are_only_new_unexpected_error_lines(fake_testbed: SimpleNamesp
                                 LogLine("node2", "pacemaker.log", AGENT_ERROR)]
 
 
-def test_expected_patterns_and_ignore_rules_remove_lines(fake_testbed: SimpleNamespace) -> None:
+def test_expected_patterns_and_ignore_rules_remove_lines(fake_testbed: HostLogs) -> None:
     audit = LogAudit(fake_testbed)
     audit.mark()
     denied = "Nov 25 15:40:05.000 [14] node2 corosync error   [QB    ] Denied connection, is not ready (14-57-36)"
@@ -238,7 +231,7 @@ def test_expected_patterns_and_ignore_rules_remove_lines(fake_testbed: SimpleNam
     assert [f.line for f in audit.findings([r"Failed to write status file", re.compile("could not decrypt")])] == []
 
 
-def test_a_line_still_being_written_waits_for_its_newline(fake_testbed: SimpleNamespace) -> None:
+def test_a_line_still_being_written_waits_for_its_newline(fake_testbed: HostLogs) -> None:
     audit = LogAudit(fake_testbed)
     audit.mark()
     write(fake_testbed, "node1", "pacemaker/pacemaker.log", PCMK_ERROR[:40])
@@ -247,7 +240,7 @@ def test_a_line_still_being_written_waits_for_its_newline(fake_testbed: SimpleNa
     assert audit.findings() == [LogLine("node1", "pacemaker.log", PCMK_ERROR)]
 
 
-def test_a_truncated_or_recreated_file_is_read_from_its_start(fake_testbed: SimpleNamespace) -> None:
+def test_a_truncated_or_recreated_file_is_read_from_its_start(fake_testbed: HostLogs) -> None:
     audit = LogAudit(fake_testbed)
     audit.mark()
     log = fake_testbed.layout.node_dir("node3") / "var/log/pacemaker/pacemaker.log"

@@ -15,116 +15,18 @@ from typing import Any
 
 import pytest
 
-from harness.errors import HealError, TestbedError
-from harness.faults import base, nfqueue
+from fake_testbed import FakeTestbed
+
+from harness.errors import FalloverError, HealError, TestbedError
+from harness.faults import base
 from harness.faults.base import Fault, FaultNotApplicable, FaultNotInEffect, Target
 from harness.faults.nemesis import HealFailed, Nemesis
 from harness.faults.registry import FAULTS
-from harness.result import Result
-from harness.testbed import wire
-from harness.testbed.base import Progress, quiet
-from harness.testbed.layout import Layout
+from harness.testbed import nfqueue
+from harness.testbed.base import Testbed
 from harness.testbed.local import LocalTestbed
 from harness.timeline import Timeline
-from harness.transport.base import Command
 from harness.topology import DEFAULT_TESTBED, load_topology
-
-Shell = Callable[[str, str], tuple[int, str]]
-
-
-class FakeNode:
-    def __init__(self, testbed: FakeTestbed, name: str) -> None:
-        self.testbed, self.name = testbed, name
-
-    def run(self, cmd: Command, *, timeout: float, check: bool = True, env: Mapping[str, str] | None = None,
-            input: str | None = None) -> Result:
-        line = cmd if isinstance(cmd, str) else " ".join(cmd)
-        self.testbed.commands.append((self.name, line))
-        status, out = self.testbed.shell(self.name, line)
-        r = Result(node=self.name, argv=("/bin/sh", "-c", line), exit_status=status, stdout=out, stderr="",
-                   duration_s=0.0)
-        if check and status != 0:
-            from harness.errors import CommandFailed
-
-            raise CommandFailed(r)
-        return r
-
-    def alive(self) -> bool:
-        return self.name in self.testbed.powered
-
-
-class FakeTestbed:
-    """The embedded testbed's interface with switches that do only what each test says."""
-
-    __test__ = False
-
-    def __init__(self, state_root: Path) -> None:
-        self.topology = load_topology(DEFAULT_TESTBED)
-        self.layout = Layout(self.topology, instance="unit", state_root=state_root)
-        self.powered = set(self.topology.node_names)
-        self.adapter_port = True   # what set_adapter returns: does the port exist?
-        self.bridge = True         # what set_network returns
-        self.mode: str | None = "ok"
-        self.read_error: str | None = None   # what a direct read of the disk returns
-        self.freezer = "THAWED"
-        self.commands: list[tuple[str, str]] = []
-        self.switched: list[tuple[str, ...]] = []
-        self.shell: Shell = lambda node, cmd: (0, "")
-
-    def running(self, node: str) -> bool:
-        return node in self.powered
-
-    def node(self, name: str) -> FakeNode:
-        return FakeNode(self, name)
-
-    def client(self) -> FakeNode:
-        return FakeNode(self, "client")
-
-    def up(self, progress: Progress = quiet) -> None:
-        raise AssertionError("faults never bring a testbed up")
-
-    def down(self, progress: Progress = quiet) -> list[str]:
-        raise AssertionError("faults never tear a testbed down")
-
-    def leftovers(self) -> list[str]:
-        return []
-
-    def power_off(self, node: str) -> None:
-        self.switched.append(("power_off", node))
-
-    def power_on(self, node: str) -> None:
-        self.switched.append(("power_on", node))
-
-    def start_services(self, node: str) -> None:
-        self.switched.append(("start_services", node))
-
-    def set_adapter(self, node: str, network: str, up: bool) -> bool:
-        self.switched.append(("adapter", node, network, str(up)))
-        return self.adapter_port
-
-    def set_network(self, network: str, up: bool) -> bool:
-        self.switched.append(("network", network, str(up)))
-        return self.bridge
-
-    def disk_mode(self, disk: str) -> str | None:
-        return self.mode
-
-    def set_disk_mode(self, disk: str, mode: str) -> None:
-        self.switched.append(("disk", disk, mode))
-        if mode == "ok":
-            self.read_error = None  # plugged back: it reads
-
-    def disk_read_error(self, disk: str) -> str | None:
-        return self.read_error
-
-    def freeze(self, node: str) -> None:
-        self.switched.append(("freeze", node))
-
-    def freezer_state(self, node: str) -> str:
-        return self.freezer
-
-    def spawn(self, node: str, argv: list[str], *, pidfile: str) -> None:
-        self.switched.append(("spawn", node, *argv))
 
 
 @pytest.fixture(autouse=True)
@@ -139,18 +41,12 @@ def tb(tmp_path: Path) -> FakeTestbed:
 
 
 @pytest.fixture
-def switch(monkeypatch: pytest.MonkeyPatch) -> dict[str, Any]:
-    """The switch as the network faults see it: carrier per adapter, bridges, filter tables."""
-    state: dict[str, Any] = {"carrier": True, "bridge_up": True, "tables": {}}
-    monkeypatch.setattr(wire, "carrier", lambda layout, node, net: state["carrier"])
-    monkeypatch.setattr(wire, "bridge_up", lambda layout, net: state["bridge_up"])
-    monkeypatch.setattr(wire, "add_filter", lambda layout, table, rules: state["tables"].__setitem__(table, rules))
-    monkeypatch.setattr(wire, "remove_filter", lambda layout, table: state["tables"].pop(table, None) is not None)
-    monkeypatch.setattr(wire, "filter_rules", lambda layout, table, family="bridge": state["tables"].get(table))
-    return state
+def switch(tb: FakeTestbed) -> dict[str, Any]:
+    """The switch as the network faults see it: carrier per adapter, networks, rule tables."""
+    return tb.net
 
 
-def failed_start(tb: FakeTestbed, error: type[Exception], name: str,
+def failed_start(tb: Testbed, error: type[Exception], name: str,
                  **kw: Any) -> tuple[Exception, Nemesis, Timeline]:
     timeline = Timeline()
     nemesis = Nemesis(tb, timeline)
@@ -160,7 +56,7 @@ def failed_start(tb: FakeTestbed, error: type[Exception], name: str,
     return caught.value, nemesis, timeline
 
 
-def not_in_effect(tb: FakeTestbed, name: str, **kw: Any) -> str:
+def not_in_effect(tb: Testbed, name: str, **kw: Any) -> str:
     """Start the fault, expect FaultNotInEffect; the nemesis must have healed it (journal empty)."""
     err, nemesis, timeline = failed_start(tb, FaultNotInEffect, name, **kw)
     assert nemesis.journal.entries() == [] and nemesis.active == []
@@ -187,7 +83,7 @@ def test_adapter_down_on_a_powered_off_node_is_refused(tb: FakeTestbed, switch: 
 
 def test_adapter_down_whose_port_is_gone_is_reported(tb: FakeTestbed, switch: dict[str, Any]) -> None:
     tb.adapter_port = False  # set_adapter returns False: the port vanished with the node
-    assert "no port v1-service" in not_in_effect(tb, "adapter_down", node="node1", network="service")
+    assert "node1 has no adapter on service" in not_in_effect(tb, "adapter_down", node="node1", network="service")
 
 
 def test_adapter_down_that_leaves_the_carrier_is_reported_and_plugged_back(tb: FakeTestbed,
@@ -209,12 +105,12 @@ def test_adapter_heal_that_leaves_no_carrier_raises(tb: FakeTestbed, switch: dic
 
 
 def test_network_down_global_whose_bridge_stays_up_is_reported(tb: FakeTestbed, switch: dict[str, Any]) -> None:
-    assert "bridge is still up" in not_in_effect(tb, "network_down_global", network="standby")
+    assert "standby network is still up" in not_in_effect(tb, "network_down_global", network="standby")
 
 
 def test_network_down_global_on_a_missing_bridge_is_refused(tb: FakeTestbed, switch: dict[str, Any]) -> None:
     switch["bridge_up"] = None
-    assert "no standby bridge" in refused(tb, "network_down_global", network="standby")
+    assert "the testbed has no standby network" in refused(tb, "network_down_global", network="standby")
 
 
 @pytest.mark.parametrize("name, kw", [("partition", {"nodes": ("node3",)}), ("heartbeat_loss", {"node": "node2"}),
@@ -222,13 +118,17 @@ def test_network_down_global_on_a_missing_bridge_is_refused(tb: FakeTestbed, swi
 def test_switch_filter_missing_from_the_ruleset_is_reported(tb: FakeTestbed, switch: dict[str, Any], name: str,
                                                             kw: dict[str, Any],
                                                             monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(wire, "add_filter", lambda layout, table, rules: None)  # nft "succeeded", kept nothing
-    assert "is not in the switch's ruleset" in not_in_effect(tb, name, **kw)
+    monkeypatch.setattr(tb, "add_rule", lambda rule_id, rule: 2)  # nft "succeeded", kept nothing
+    assert "is not installed" in not_in_effect(tb, name, **kw)
 
 
 def test_switch_filter_with_a_rule_missing_is_reported(tb: FakeTestbed, switch: dict[str, Any],
                                                        monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(wire, "add_filter", lambda layout, table, rules: switch["tables"].__setitem__(table, rules[:1]))
+    def keeps_one(rule_id: str, rule: Any) -> int:
+        switch["tables"][rule_id] = [rule]
+        return 2
+
+    monkeypatch.setattr(tb, "add_rule", keeps_one)
     assert "holds 1 rules, not 2" in not_in_effect(tb, "partition", nodes=("node3",))
 
 
@@ -237,13 +137,22 @@ def test_partition_of_powered_off_nodes_is_refused(tb: FakeTestbed, switch: dict
     assert "every node of the cut-off side (node3) is powered off" in refused(tb, "partition", nodes=("node3",))
 
 
-def test_switch_filter_heal_that_cannot_delete_raises(tb: FakeTestbed, switch: dict[str, Any],
-                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+def test_rule_heal_that_cannot_delete_raises(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from harness.testbed import wire
+
+    local = LocalTestbed(load_topology(DEFAULT_TESTBED), instance="unit", state_root=str(tmp_path))
     monkeypatch.setattr(wire, "remove_filter", lambda layout, table: False)
-    switch["tables"]["fallover_x"] = ["drop"]
-    with pytest.raises(Exception, match="still in the switch's ruleset"):
-        FAULTS["partition"].heal(tb, Target(nodes=("node3",)),
-                                 {"id": "x", "table": "fallover_x"})
+    monkeypatch.setattr(wire, "filter_rules", lambda layout, table: ["drop"])
+    with pytest.raises(FalloverError, match="still in the switch's ruleset"):
+        FAULTS["partition"].heal(local, Target(nodes=("node3",)), {"id": "x"})
+
+
+@pytest.fixture
+def local(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> LocalTestbed:
+    """The embedded testbed with every node "running" and nothing built: for its own mechanisms' checks."""
+    testbed = LocalTestbed(load_topology(DEFAULT_TESTBED), instance="unit", state_root=str(tmp_path))
+    monkeypatch.setattr(testbed, "running", lambda node: True)
+    return testbed
 
 
 @pytest.fixture
@@ -263,12 +172,12 @@ def dead_worker(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 @pytest.mark.parametrize("name", ["packet_delay", "packet_corrupt"])
-def test_queued_fault_whose_worker_died_is_reported(tb: FakeTestbed, dead_worker: None, name: str) -> None:
-    assert "the NFQUEUE worker (pid" in not_in_effect(tb, name, node="node2", network="service")
+def test_impairment_whose_worker_died_is_reported(local: LocalTestbed, dead_worker: None, name: str) -> None:
+    assert "the NFQUEUE worker (pid" in not_in_effect(local, name, node="node2", network="service")
 
 
-def test_queued_fault_whose_tables_are_missing_is_reported(tb: FakeTestbed, dead_worker: None,
-                                                           monkeypatch: pytest.MonkeyPatch) -> None:
+def test_impairment_whose_tables_are_missing_is_reported(local: LocalTestbed, dead_worker: None,
+                                                         monkeypatch: pytest.MonkeyPatch) -> None:
     from harness.testbed import cgroup
 
     alive = subprocess.Popen(["sleep", "30"])  # a worker that runs, in its cgroup
@@ -277,10 +186,16 @@ def test_queued_fault_whose_tables_are_missing_is_reported(tb: FakeTestbed, dead
     monkeypatch.setattr(nfqueue, "missing", lambda ns, table: [f"table inet {table}"])
     try:
         assert "missing from the switch's ruleset: table inet fallover_q" in \
-            not_in_effect(tb, "packet_delay", node="node2", network="service")
+            not_in_effect(local, "packet_delay", node="node2", network="service")
     finally:
         alive.kill()
         alive.wait()
+
+
+def test_an_impairment_is_healed_from_its_entry_id_alone(tb: FakeTestbed) -> None:
+    tb.impaired = "the worker is gone"
+    assert "the worker is gone" in not_in_effect(tb, "packet_delay", node="node2", network="service")
+    assert tb.switched[-1][0] == "unimpair"
 
 
 # -- disk -------------------------------------------------------------------------------------------

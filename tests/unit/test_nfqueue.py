@@ -23,7 +23,7 @@ from pathlib import Path
 
 import pytest
 
-from harness.faults import nfqueue
+from harness.testbed import nfqueue
 
 pytestmark = [
     pytest.mark.skipif(os.geteuid() != 0 or not all(shutil.which(t) for t in ("nft", "nsenter", "ping", "ip")),
@@ -209,7 +209,7 @@ def test_remove_is_idempotent_and_install_replaces(net: Net) -> None:
 def test_worker_cli_silent_and_sigterm_releases_held_packets(net: Net) -> None:
     """Run by hand: nothing printed, exit 0 on SIGTERM, and what it held goes out at once."""
     proc = subprocess.Popen(["nsenter", f"--net=/run/netns/{net.br}", "--", sys.executable, "-m",
-                             "harness.faults.nfqueue", "--queue", "9", "--mode", "delay", "--delay-ms", "3000"],
+                             "harness.testbed.nfqueue", "--queue", "9", "--mode", "delay", "--delay-ms", "3000"],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True)
     net.workers.append(proc)
     deadline = time.monotonic() + 15

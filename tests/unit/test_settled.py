@@ -18,6 +18,7 @@ from harness.drivers.pacemaker import PacemakerDriver, parse_settle_query
 from harness.drivers.state import ClusterState, parse_crm_mon
 from harness.errors import CommandTimedOut
 from harness.poller import ClusterPoller, confirmed_mounts, shared_mounts
+from harness.testbed.mounts import shared_mounts as local_mounts
 from harness.result import Result
 from harness.timeline import (CLUSTER_DEGRADED, CLUSTER_GROUP_STOPPED, CLUSTER_MOUNTS, CLUSTER_REDUNDANT,
                               FAULT_HEALED, Timeline)
@@ -51,7 +52,8 @@ def fake_tb(script: Script, *, journal: Path | None = None, links: dict[tuple[st
             running: tuple[str, ...] = ("node1", "node2", "node3")) -> SimpleNamespace:
     topo = load_topology(DEFAULT_TESTBED)
     tb = SimpleNamespace(topology=topo, node=script.node, running=lambda n: n in running,
-                         layout=SimpleNamespace(journal=journal) if journal else None)
+                         journal_path=journal or Path("/nonexistent/faults.journal"),
+                         carrier=lambda node, net: True)
     if links is not None:
         tb.adapter_states = lambda: links
     return tb
@@ -349,13 +351,13 @@ def mount_tb(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, mounted: dict[str,
 
 def test_shared_mounts_reads_each_running_nodes_mountinfo(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     tb, proc = mount_tb(tmp_path, monkeypatch, {"node1": True, "node2": False})  # node3 powered off
-    assert shared_mounts(tb, proc) == {"shared": ["node1"]}
+    assert local_mounts(tb, proc) == {"shared": ["node1"]}
     assert shared_mounts(SimpleNamespace(topology=tb.topology)) is None  # a testbed that cannot tell
 
 
 def test_double_mount_is_seen(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     tb, proc = mount_tb(tmp_path, monkeypatch, {"node1": True, "node2": True, "node3": False})
-    assert confirmed_mounts(lambda: shared_mounts(tb, proc)) == {"shared": ["node1", "node2"]}
+    assert confirmed_mounts(lambda: local_mounts(tb, proc)) == {"shared": ["node1", "node2"]}
 
 
 def test_a_handover_between_two_reads_is_not_a_double_mount() -> None:
@@ -366,7 +368,7 @@ def test_a_handover_between_two_reads_is_not_a_double_mount() -> None:
 def test_poller_records_mount_changes_only(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     tb, proc = mount_tb(tmp_path, monkeypatch, {"node1": True, "node2": False, "node3": False})
     import harness.poller as poller_mod
-    monkeypatch.setattr(poller_mod, "shared_mounts", lambda testbed: shared_mounts(tb, proc))
+    monkeypatch.setattr(poller_mod, "shared_mounts", lambda testbed: local_mounts(tb, proc))
     seq = Seq([(SETTLED, IDLE + ATTRD_OK)] * 3)
     tl = Timeline()
     poller = ClusterPoller(seq.driver, tl)

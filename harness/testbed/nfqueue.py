@@ -185,7 +185,7 @@ def start_worker(ns_spec: str, queue: int, mode: str, *, preexec_fn: Callable[[]
     params: delay_ms, jitter_ms, rate, seed, fix_checksum=True. nsenter execs: Popen.pid is the
     worker's. Ready comes over a pipe (/proc's queue list cannot tell whose queue N is).
     """
-    cmd = ["nsenter", f"--net={ns_path(ns_spec)}", "--", sys.executable, "-m", "harness.faults.nfqueue",
+    cmd = ["nsenter", f"--net={ns_path(ns_spec)}", "--", sys.executable, "-m", "harness.testbed.nfqueue",
            "--queue", str(queue), "--mode", mode]
     for k, v in params.items():
         if v is not None and v is not False:
@@ -365,7 +365,7 @@ class Worker:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m harness.faults.nfqueue", description=__doc__.split("\n")[0])
+    p = argparse.ArgumentParser(prog="python -m harness.testbed.nfqueue", description=__doc__.split("\n")[0])
     p.add_argument("--queue", type=int, required=True)
     p.add_argument("--mode", choices=("delay", "corrupt"), required=True)
     p.add_argument("--delay-ms", type=float, default=0.0)
