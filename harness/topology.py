@@ -11,6 +11,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from harness.errors import TopologyError
+from harness.inventory import SshInventory
 
 NAME = r"^[a-z][a-z0-9]{0,11}$"
 """Node, network, disk and group names: short, because they become Linux interface names."""
@@ -135,7 +136,7 @@ class Topology(Model):
     """A whole declared cluster. Load it with :func:`load_topology`."""
 
     name: str = Field(pattern=r"^[a-z][a-z0-9-]{0,15}$")
-    provider: Literal["local"] = "local"
+    provider: Literal["local", "ssh"] = "local"
     cluster: Cluster = Cluster()
     nodes: list[Node] = Field(min_length=2)
     networks: list[Network] = Field(min_length=1)
@@ -147,11 +148,19 @@ class Topology(Model):
     expectations: dict[str, Literal["fallover", "stay", "outage"]] = {}
     """Declared outcome of faults whose correct result depends on configuration: keys are a fault
     name (`network_down_global`) or a fault and target (`partition:node1`)."""
+    ssh: SshInventory | None = None
+    """How to reach each node over SSH and power it off out of band (`provider: ssh`)."""
     source: Path | None = Field(default=None, exclude=True)
 
     @model_validator(mode="after")
     def _references(self) -> Topology:
         nodes = [n.name for n in self.nodes]
+        if (self.provider == "ssh") != (self.ssh is not None):
+            raise ValueError("ssh: required with provider ssh (and only there)" if self.ssh is None
+                             else "provider: an ssh inventory needs provider: ssh")
+        if self.ssh is not None:
+            self.ssh.check_against(nodes, [n.name for n in self.networks], [d.name for d in self.disks],
+                                   [n.subnet for n in self.networks])
         nets = {n.name: n for n in self.networks}
         for kind, names in (("nodes", nodes), ("networks", list(nets)), ("disks", [d.name for d in self.disks]),
                             ("groups", [g.name for g in self.groups])):

@@ -9,6 +9,7 @@ from harness.topology import Topology
 
 PROVIDERS = {
     "local": "harness.testbed.local:LocalTestbed",
+    "ssh": "harness.testbed.ssh:SshTestbed",
 }
 
 

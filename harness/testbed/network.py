@@ -19,6 +19,7 @@ from pyroute2.netlink.exceptions import NetlinkError
 config.disable_mp_signal = True
 
 from harness.errors import TestbedError
+from harness.testbed import sshlab
 from harness.testbed.layout import Layout
 
 
@@ -60,6 +61,7 @@ def create_fabric(layout: Layout) -> None:
             ns.link("add", ifname=cveth, kind="veth",
                     peer={"ifname": topo.client.network, "net_ns_fd": f"/run/netns/{layout.client_ns}"})
         ns.link("set", index=_index(ns, cveth), master=_index(ns, topo.client.network), state="up")
+    _create_mgmt(layout)
     with _ns(layout.client_ns) as cns:
         nic = _index(cns, topo.client.network)
         _add_address(cns, nic, str(topo.address(client, topo.client.network)),
@@ -83,6 +85,34 @@ def attach_node(layout: Layout, node: str, pid: int) -> None:
             nic = _index(nns, net.name)
             _add_address(nns, nic, str(topo.address(node, net.name)), net.subnet.prefixlen)
             nns.link("set", index=nic, state="up")
+    _attach_mgmt(layout, node, pid)
+
+
+def _create_mgmt(layout: Layout) -> None:
+    """An SSH lab's management bridge (SSH only, no fault touches it), the harness's address on it."""
+    plan = sshlab.mgmt_plan(layout)
+    if plan is None:
+        return
+    with _ns(layout.net_ns) as ns:
+        if not ns.link_lookup(ifname=sshlab.MGMT):
+            ns.link("add", ifname=sshlab.MGMT, kind="bridge")
+        _add_address(ns, _index(ns, sshlab.MGMT), plan[0], plan[1])
+        ns.link("set", index=_index(ns, sshlab.MGMT), state="up")
+
+
+def _attach_mgmt(layout: Layout, node: str, pid: int) -> None:
+    plan = sshlab.mgmt_plan(layout)
+    if plan is None:
+        return
+    veth = layout.veth(node, sshlab.MGMT)
+    with _ns(layout.net_ns) as ns:
+        _remove_stale(ns, veth)
+        ns.link("add", ifname=veth, kind="veth", peer={"ifname": sshlab.MGMT, "net_ns_pid": pid})
+        ns.link("set", index=_index(ns, veth), master=_index(ns, sshlab.MGMT), state="up")
+    with _ns(f"/proc/{pid}/ns/net") as nns:
+        nic = _index(nns, sshlab.MGMT)
+        _add_address(nns, nic, plan[2][node], plan[1])
+        nns.link("set", index=nic, state="up")
 
 
 def detach_node(layout: Layout, node: str) -> None:
@@ -93,9 +123,10 @@ def detach_node(layout: Layout, node: str) -> None:
     powered-off node that keeps answering is a split brain that real hardware cannot have.
     """
     with _ns(layout.net_ns) as ns:
-        for net in layout.topology.networks:
+        mgmt = [sshlab.MGMT] if sshlab.mgmt_plan(layout) else []
+        for net in [n.name for n in layout.topology.networks] + mgmt:
             try:
-                ns.link("del", index=_index(ns, layout.veth(node, net.name)))
+                ns.link("del", index=_index(ns, layout.veth(node, net)))
             except (LookupError, NetlinkError):
                 pass  # already gone with its namespace
 

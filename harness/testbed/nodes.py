@@ -14,7 +14,7 @@ import time
 from pathlib import Path
 
 from harness.errors import TestbedError
-from harness.testbed import cgroup, clusterconf, network, vrrp
+from harness.testbed import cgroup, clusterconf, network, sshlab, vrrp
 from harness.testbed.layout import ASSETS, Layout
 
 PRIVATE_DIRS = ("etc/corosync", "var/lib/pacemaker/cib", "var/lib/pacemaker/pengine",
@@ -46,6 +46,8 @@ def prepare(layout: Layout, node: str, corosync_conf: str, seed_cib: str, authke
     key = d / "etc/corosync/authkey"
     key.write_bytes(authkey)
     key.chmod(0o400)
+    if sshlab.is_lab(layout):
+        sshlab.ensure_keys(layout)  # before the script that starts sshd with them
     (d / "services.sh").write_text(services_script(layout))
     if layout.topology.cluster.stack == "keepalived":
         vrrp.prepare(layout, node)
@@ -63,10 +65,12 @@ def services_script(layout: Layout) -> str:
     """What starts a node's services, run by its init at power-on and by `start_services` after a stop.
 
     It runs inside the node and returns once the services are started (they detach themselves).
+    On an SSH lab, sshd comes first: the harness reaches the node as early as it can.
     """
+    lab = sshlab.services_lines(layout)
     if layout.topology.cluster.stack == "keepalived":
-        return vrrp.services_lines()
-    return ("corosync >/var/log/cluster/corosync.stdout 2>&1\n"
+        return lab + vrrp.services_lines()
+    return lab + ("corosync >/var/log/cluster/corosync.stdout 2>&1\n"
             "for i in $(seq 200); do corosync-cfgtool -s >/dev/null 2>&1 && break; sleep 0.05; done\n"
             "setsid -f pacemakerd >>/var/log/pacemaker/pacemakerd.stdout 2>&1 </dev/null\n")
 

@@ -1,0 +1,487 @@
+"""The SSH provider: fault injection on a cluster fallover reaches only over SSH (`provider: ssh`).
+
+Every command goes to a host of the inventory (`ssh.hosts`), over one reused connection per node;
+power and disk pulls go through the out-of-band commands the inventory declares (IPMI, virsh, a
+SAN CLI), run on the harness host. Faults inside a node are made to heal themselves (a pulled
+cable comes back after `sshnet.SELF_HEAL_S`), and every fault is journaled on the harness's side,
+so a crashed harness never strands a node. `ssh.lab: embedded` makes fallover build the hosts
+itself (the embedded cluster with sshd in each node, `sshlab`); nothing else differs.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import logging
+import re
+import shlex
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from harness.errors import CommandFailed, FalloverError, TestbedError, TransportError, UsageError
+from harness.testbed import sshnet
+from harness.testbed.base import CAPABILITIES, Capabilities, Impairment, LogFile, Progress, Rule, quiet
+from harness.testbed.layout import STATE_ROOT, default_instance
+from harness.result import Result
+from harness.topology import Topology
+from harness.transport import HostTransport
+from harness.transport.base import Transport
+from harness.transport.ssh import SshTransport
+
+log = logging.getLogger("fallover.ssh")
+POWER_TTL_S = 2.0
+"""How long a power status read out of band is trusted (the poller asks every node many times a second)."""
+
+
+class InventoryError(UsageError):
+    """A host of the inventory cannot be used (unreachable, bad key, no sudo): exit 2, nothing touched."""
+
+
+class SshTestbed:
+    """A cluster reached over SSH; see the module docstring."""
+
+    def __init__(self, topology: Topology, instance: str | None = None) -> None:
+        if topology.ssh is None:
+            raise UsageError(f"{topology.source}: ssh: the ssh provider needs an ssh inventory")
+        self.topology = topology
+        self.inventory = topology.ssh
+        self.instance = default_instance() if instance is None else instance
+        self.state = STATE_ROOT / (f"ssh-{topology.name}" + (f"-{self.instance}" if self.instance else ""))
+        self._power: dict[str, tuple[float, bool]] = {}
+        self._probe: dict[str, str] | None = None
+        self.lab = None
+        known, key, sock = self.inventory.known_hosts, None, None
+        if self.inventory.lab == "embedded":
+            from harness.testbed import sshlab
+            from harness.testbed.local import LocalTestbed
+
+            self.lab = LocalTestbed(topology, instance=self.instance)
+            known, key, sock = (sshlab.known_hosts(self.lab.layout), sshlab.client_key(self.lab.layout),
+                                sshlab.socket_factory(self.lab.layout))
+        self._nodes = {}
+        for n in topology.node_names:
+            ep = self.inventory.hosts[n]
+            if key is not None:
+                ep = ep.model_copy(update={"key_file": key})
+            self._nodes[n] = SshTransport(n, ep, known_hosts=known, strict=self.inventory.strict_host_key_checking,
+                                          connect_timeout=self.inventory.connect_timeout_s, sock_factory=sock)
+
+    def __repr__(self) -> str:
+        return f"<SshTestbed {self.topology.name} state={self.state}>"
+
+    @property
+    def connections_opened(self) -> int:
+        """SSH connections this process opened (every node): about one per node plus one per restart."""
+        return SshTransport.connections_opened
+
+    @property
+    def journal_path(self) -> Path:
+        return self.state / "faults.journal"
+
+    @property
+    def is_built(self) -> bool:
+        return self.lab.is_built if self.lab is not None else True
+
+    # -- commands -------------------------------------------------------------------------------
+
+    def node(self, name: str) -> Transport:
+        if name not in self._nodes:  # the only way to a host: no command ever leaves the inventory
+            raise UsageError(f"{self.topology.source}: {name!r} is not a host of the inventory "
+                             f"({', '.join(self._nodes)})")
+        return self._nodes[name]
+
+    def client(self) -> Transport:
+        """The lab's client namespace; on a real inventory the harness host itself (it must reach the VIP)."""
+        return self.lab.client() if self.lab is not None else LocalClient()
+
+    def _sh(self, node: str, script: str, *, timeout: float = 30, check: bool = True) -> str:
+        """A script through stdin: a `pgrep -f PATTERN` in it must not find the script's own shell."""
+        return self.node(node).run(["sh", "-s"], input=script, timeout=timeout, check=check).stdout
+
+    def spawn(self, node: str, argv: list[str], *, pidfile: str) -> None:
+        self._sh(node, f"setsid -f sh -c 'echo $$ > {shlex.quote(pidfile)}; exec \"$@\"' _ "
+                       + shlex.join(argv) + " >/dev/null 2>&1 </dev/null")
+
+    # -- lifecycle ------------------------------------------------------------------------------
+
+    def up(self, progress: Progress = quiet, placement: bool = True) -> None:
+        """Lab: build it first. Then every host: connect, check root or sudo; heal the journal; settle."""
+        if self.lab is not None:
+            self.lab.up(progress, placement=placement)
+        self.state.mkdir(parents=True, exist_ok=True)
+        self.check_hosts(progress)
+        if self.journal_path.exists():
+            from harness.faults import Nemesis
+
+            for u in Nemesis(self).replay():
+                progress(f"healed {u}")
+        for n in self.topology.node_names:
+            if self.inventory.oob.power_on and not self.running(n):
+                progress(f"powering on {n} (out of band)")
+                self.power_on(n)
+        from harness.drivers import open_driver
+
+        open_driver(self).recover(timeout=120, progress=progress, placement=placement)
+        log.info("%s: up; %d SSH connections opened so far", self.topology.name, self.connections_opened)
+
+    def check_hosts(self, progress: Progress = quiet) -> None:
+        """One line naming the first host that cannot be used: before anything is done to any of them."""
+        for n, t in self._nodes.items():
+            progress(f"connecting to {n}")
+            ep, where = t.endpoint, f"{self.topology.source}: ssh.hosts.{n}"
+            if self.lab is not None and not self.running(n):
+                continue  # a lab node that is off (the lab brings it back below)
+            try:
+                t.connect()
+                if ep.user != "root" and not ep.sudo:
+                    raise InventoryError(f"{where}: user {ep.user} is not root and sudo is false; "
+                                         "fallover needs root on the nodes")
+                r = t.run(["true"], timeout=15, check=False)  # through sudo -n when configured
+            except TransportError as e:
+                raise InventoryError(f"{where}: {e.cause}") from None
+            if r.failed:
+                raise InventoryError(f"{where}: sudo -n true failed on {ep.host} ({r.tail() or r.exit_status}): "
+                                     "fallover needs passwordless sudo there")
+
+    def down(self, progress: Progress = quiet) -> list[str]:
+        """Lab: tear it all down. Real inventory: heal what the journal holds, close; nothing of yours goes."""
+        gone: list[str] = []
+        if self.lab is None and self.journal_path.exists():
+            from harness.faults import Nemesis
+
+            gone += [f"healed {u}" for u in Nemesis(self).replay()]
+        for t in self._nodes.values():
+            t.close()
+        log.info("%s: %d SSH connections opened in this process", self.topology.name, self.connections_opened)
+        if self.state.exists():
+            shutil.rmtree(self.state)
+            gone.append(f"state {self.state}")
+        if self.lab is not None:
+            gone += self.lab.down(progress)
+        return gone
+
+    def leftovers(self) -> list[str]:
+        left = [f"state directory {self.state}"] if self.state.exists() else []
+        return left + (self.lab.leftovers() if self.lab is not None else [])
+
+    def capabilities(self) -> Capabilities:
+        oob = self.inventory.oob
+        caps: dict[str, str | None] = {k: None for k in CAPABILITIES}
+        if not oob.power_off:
+            caps["power"] = "the inventory declares no out-of-band power commands (ssh.oob.power_off/on/status)"
+        if not oob.disk_pull and not all(d.name in h.disks for d in self.topology.disks
+                                         for h in self.inventory.hosts.values()):
+            caps["disk"] = ("the inventory declares neither ssh.oob.disk_pull/restore/status nor each disk's "
+                            "device on every host (ssh.hosts.NODE.disks)")
+        probe, first = self.probe(), self.topology.node_names[0]
+        if "error" in probe:
+            caps["rules"] = caps["impair"] = f"could not probe {first}: {probe['error']}"
+            return caps
+        if probe.get("rules") != "nft":
+            caps["rules"] = (f"{first} has no nft ({'only iptables, which fallover does not drive' if probe.get('rules') == 'iptables' else 'nor iptables'})")
+        if probe.get("netem") != "yes":
+            caps["impair"] = f"the kernel of {first} has no sch_netem (tc qdisc add … netem: {probe.get('netem')})"
+        return caps
+
+    def probe(self) -> dict[str, str]:
+        """What the first node can do (nft, netem), asked once; a lab asks this host, whose kernel it shares."""
+        if self._probe is None:
+            try:
+                if self.lab is not None:
+                    out = HostTransport().run(["sh", "-c", sshnet.PROBE], timeout=20).stdout
+                else:
+                    out = self._sh(self.topology.node_names[0], sshnet.PROBE, timeout=20)
+                self._probe = dict(ln.split("=", 1) for ln in out.splitlines() if "=" in ln)
+            except FalloverError as e:
+                return {"error": str(e)}
+        return self._probe
+
+    # -- power and hang -------------------------------------------------------------------------
+
+    def _oob(self, template: str | None, timeout: float | None = None, **subst: str) -> str:
+        if template is None:
+            raise TestbedError("the inventory declares no out-of-band command for this (ssh.oob)")
+        values = {"python": sys.executable, "topology": str(self.topology.source), **subst}
+        line = template.format(**{k: shlex.quote(v) for k, v in values.items()})
+        r = subprocess.run(["/bin/sh", "-c", line], capture_output=True, text=True,
+                           timeout=timeout or self.inventory.oob.timeout_s, cwd=Path(self.topology.source or ".").parent)
+        if r.returncode != 0:
+            raise TestbedError(f"out-of-band `{template}` for {subst} exited {r.returncode}: "
+                               f"{(r.stderr or r.stdout).strip()[-300:]}")
+        return r.stdout.strip()
+
+    def running(self, node: str) -> bool:
+        if node not in self._nodes:
+            raise KeyError(node)
+        seen = self._power.get(node)
+        if seen is not None and time.monotonic() - seen[0] < POWER_TTL_S:
+            return seen[1]
+        oob = self.inventory.oob
+        if oob.power_status:
+            on = re.search(oob.power_on_pattern, self._oob(oob.power_status, node=node)) is not None
+        else:
+            on = self._nodes[node].alive()
+        self._power[node] = (time.monotonic(), on)
+        return on
+
+    def power_off(self, node: str) -> None:
+        self._oob(self.inventory.oob.power_off, node=node)
+        self._nodes[node].close()  # a powered-off peer sends no FIN: do not wait for keepalive to notice
+        self._power[node] = (time.monotonic(), False)
+
+    def power_on(self, node: str) -> None:
+        self._nodes[node].close()
+        self._oob(self.inventory.oob.power_on, node=node)
+        self._power.pop(node, None)
+
+    def start_services(self, node: str) -> None:
+        """Lab: the node's own services script; a real node: its systemd units."""
+        if self.lab is not None:
+            script = f"/bin/sh {shlex.quote(str(self.lab.layout.node_dir(node) / 'services.sh'))}"
+        elif self.topology.cluster.stack == "keepalived":
+            script = "systemctl start keepalived"
+        else:
+            script = "systemctl start corosync pacemaker"
+        self._sh(node, script, timeout=120)
+
+    def _app(self) -> tuple[str | None, str | None]:
+        apps = [g.application for g in self.topology.groups]
+        pattern = "|".join(a.process for a in apps if a.process) or \
+            ("kvapp.py" if any(a.start is None for a in apps) else None)
+        return pattern, next((a.pid_file for a in apps if a.pid_file), None)
+
+    def freeze(self, node: str) -> None:
+        self._sh(node, sshnet.signal_script(*self._app(), "STOP"))
+
+    def thaw(self, node: str) -> None:
+        if self.running(node):
+            self._sh(node, sshnet.signal_script(*self._app(), "CONT"))
+
+    def freezer_state(self, node: str) -> str:
+        if not self.running(node):
+            return "ABSENT"
+        out = self._sh(node, f"pids=$({sshnet.stack_pids_script(*self._app()).strip()})\n" + sshnet.STATES)
+        return sshnet.freezer_state(out.split())
+
+    # -- network --------------------------------------------------------------------------------
+
+    def _pidfile(self, dev: str) -> str:
+        return f"/run/fallover-selfheal-{dev}.pid"
+
+    def carrier(self, node: str, network: str) -> bool | None:
+        if not self.running(node):
+            return None
+        dev = sshnet.interface(self.topology, node, network)
+        try:
+            out = self._sh(node, sshnet.carrier_script(dev), timeout=10).split()
+        except (TransportError, CommandFailed):
+            return None if not self.running(node) else False
+        return out[:1] == ["up"] or (out[:1] == ["unknown"] and out[1:2] == ["1"])
+
+    def set_adapter(self, node: str, network: str, up: bool) -> bool:
+        if not self.running(node):
+            return False
+        dev = sshnet.interface(self.topology, node, network)
+        script = (sshnet.link_up_script if up else sshnet.link_down_script)(dev, self._pidfile(dev))
+        r = self.node(node).run(["sh", "-s"], input=script, timeout=20, check=False)
+        if r.exit_status == 3:
+            return False
+        if r.failed:
+            raise CommandFailed(r)
+        return True
+
+    def network_up(self, network: str) -> bool | None:
+        seen = [self.carrier(n, network) for n in self.topology.node_names if self.running(n)]
+        seen = [c for c in seen if c is not None]
+        return None if not seen else any(seen)
+
+    def set_network(self, network: str, up: bool) -> bool:
+        done = [self.set_adapter(n, network, up) for n in self.topology.node_names]
+        return any(done)
+
+    def add_rule(self, rule_id: str, rule: Rule) -> int:
+        table = sshnet.table_name(rule_id)
+        for n in self.topology.node_names:
+            bodies = sshnet.rule_bodies(self.topology, rule, n)
+            if bodies and self.running(n):
+                self.node(n).run(["nft", "-f", "-"], timeout=20, input=sshnet.nft_script(table, bodies))
+        return self.rule_count(rule_id) or 0
+
+    def _tables(self, table: str) -> dict[str, int]:
+        found = {}
+        for n in self.topology.node_names:
+            if not self.running(n):
+                continue
+            r = self._on_live(n, ["nft", "-j", "list", "table", "inet", table])
+            if r is None:
+                continue
+            if r.ok:
+                found[n] = sum(1 for item in json.loads(r.stdout)["nftables"] if "rule" in item)
+        return found
+
+    def _on_live(self, node: str, argv: list[str]) -> Result | None:
+        """A command on a node, or None when the node went down meanwhile (fenced: its rules went too)."""
+        try:
+            return self.node(node).run(argv, timeout=15, check=False)
+        except TransportError:
+            self._power.pop(node, None)
+            if self.running(node):
+                raise
+            return None
+
+    def rule_count(self, rule_id: str) -> int | None:
+        found = self._tables(sshnet.table_name(rule_id))
+        return sum(found.values()) if found else None
+
+    def remove_rule(self, rule_id: str) -> None:
+        table = sshnet.table_name(rule_id)
+        for n in self._tables(table):
+            self._on_live(n, ["nft", "delete", "table", "inet", table])
+        left = self._tables(table)
+        if left:
+            raise TestbedError(f"nft table {table} is still on {', '.join(left)} after delete")
+
+    def impair(self, impairment_id: str, impairment: Impairment) -> dict[str, Any]:
+        dev = sshnet.interface(self.topology, impairment.node, impairment.network)
+        if impairment.mode == "delay":
+            args = ["delay", f"{impairment.delay_ms or 0:g}ms"] + \
+                ([f"{impairment.jitter_ms:g}ms"] if impairment.jitter_ms else [])
+        else:
+            args = ["corrupt", f"{(impairment.rate or 0) * 100:g}%"]
+        undo = {"node": impairment.node, "dev": dev, "id": impairment_id}
+        self.node(impairment.node).run(["tc", "qdisc", "replace", "dev", dev, "root", "netem", *args], timeout=15)
+        return undo
+
+    def impairment_missing(self, undo: dict[str, Any]) -> str | None:
+        if not self.running(undo["node"]):
+            return f"{undo['node']} is powered off"
+        r = self.node(undo["node"]).run(["tc", "qdisc", "show", "dev", undo["dev"]], timeout=15, check=False)
+        return None if "netem" in r.stdout else f"no netem qdisc on {undo['node']}'s {undo['dev']}"
+
+    def unimpair(self, undo: dict[str, Any]) -> None:
+        if not self.running(undo["node"]):
+            return  # powered off: its qdisc went with it
+        self.node(undo["node"]).run(["tc", "qdisc", "del", "dev", undo["dev"], "root"], timeout=15, check=False)
+        missing = self.impairment_missing(undo)
+        if missing is None:
+            raise TestbedError(f"netem still on {undo['node']}'s {undo['dev']} after tc qdisc del")
+
+    # -- shared disk ----------------------------------------------------------------------------
+
+    def _device(self, disk: str, node: str) -> str | None:
+        if self.lab is not None:
+            return str(self.lab.layout.disk_link(disk))
+        return self.inventory.hosts[node].disks.get(disk)
+
+    def _sysfs_state(self, disk: str, node: str) -> str:
+        dev = shlex.quote(self._device(disk, node) or "/nonexistent")
+        return f"/sys/block/$(basename $(readlink -f {dev}))/device/state"
+
+    def disk_mode(self, disk: str) -> str | None:
+        oob = self.inventory.oob
+        if oob.disk_status:
+            words = self._oob(oob.disk_status, disk=disk).split()
+            return words[0] if words else None
+        for n in (n for n in self.topology.node_names if self.running(n)):
+            state = self._sh(n, f"cat {self._sysfs_state(disk, n)} 2>/dev/null", check=False).strip()
+            return {"running": "ok", "offline": "eio"}.get(state, state or None)
+        return None
+
+    def set_disk_mode(self, disk: str, mode: str) -> None:
+        oob = self.inventory.oob
+        if mode not in ("ok", "eio"):
+            raise TestbedError(f"disk {disk}: mode {mode!r} is beyond the SSH provider (ok and eio only)")
+        if oob.disk_pull:
+            self._oob(oob.disk_pull if mode == "eio" else oob.disk_restore, disk=disk)
+            return
+        state = "offline" if mode == "eio" else "running"
+        for n in (n for n in self.topology.node_names if self.running(n)):
+            self._sh(n, f"echo {state} > {self._sysfs_state(disk, n)}")
+
+    def disk_read_error(self, disk: str) -> str | None:
+        for n in (n for n in self.topology.node_names if self.running(n)):
+            dev = self._device(disk, n)
+            if dev is None:
+                continue
+            try:
+                r = self.node(n).run(["dd", f"if={dev}", "of=/dev/null", "bs=4096", "count=1", "iflag=direct",
+                                      "status=none"], timeout=10, check=False)
+            except CommandFailed:  # timed out
+                return f"a read of {dev} on {n} got no answer within 10s"
+            return None if r.ok else (r.stderr.strip() or f"dd exited {r.exit_status}")
+        return f"no running node has a device for disk {disk}"
+
+    def mountpoint(self, group: str) -> str:
+        g = self.topology.group(group)
+        if self.lab is not None:
+            return str(self.lab.layout.mountpoint(group))
+        return g.mount or f"/mnt/{group}"
+
+    # -- evidence -------------------------------------------------------------------------------
+
+    def log_files(self) -> list[LogFile]:
+        if self.lab is not None:
+            return list(self.lab.log_files())
+        out = []
+        for n in self.topology.node_names:
+            out += [LogFile(n, "/var/log/pacemaker/pacemaker.log"),
+                    LogFile(n, "/var/log/corosync/corosync.log", required=False)]
+        return out
+
+    def log_size(self, log_file: LogFile) -> tuple[int, int]:
+        try:
+            out = self._sh(log_file.node, f"stat -c '%i %s' {shlex.quote(log_file.path)}", timeout=15).split()
+            return int(out[0]), int(out[1])
+        except (FalloverError, ValueError, IndexError):
+            return 0, 0
+
+    def read_log(self, log_file: LogFile, start: int) -> tuple[int, bytes]:
+        p = shlex.quote(log_file.path)
+        try:
+            r = self.node(log_file.node).run(
+                ["sh", "-c", f"test -e {p} || exit 3; stat -c '%i %s' {p} && "
+                             f"s=$(stat -c %s {p}); o={start}; [ $s -lt $o ] && o=0; tail -c +$((o+1)) {p} | base64 -w0"],
+                timeout=60, check=False)
+        except TransportError as e:
+            raise OSError(str(e)) from None
+        if r.exit_status == 3:
+            raise FileNotFoundError(f"{log_file.node}:{log_file.path}")
+        if r.failed:
+            raise OSError(f"{log_file.node}:{log_file.path}: {r.tail() or r.exit_status}")
+        head, _, data = r.stdout.partition("\n")
+        return int(head.split()[0]), base64.b64decode(data.strip())
+
+    def event_logs(self) -> dict[str, Path]:
+        """The lab's alert agent and fence broker write here; a real inventory has no harness-side log."""
+        if self.lab is not None:
+            return dict(self.lab.event_logs())
+        return {}
+
+    def mounts(self) -> dict[str, list[str]] | None:
+        where: dict[str, list[str]] = {d.name: [] for d in self.topology.disks}
+        for n in self.topology.node_names:
+            if not self.running(n):
+                continue
+            try:
+                targets = set(self._sh(n, "findmnt -rn -o TARGET", timeout=15).split())
+            except FalloverError:
+                return None
+            for g in self.topology.groups:
+                if g.disk is not None and self.mountpoint(g.name) in targets and n not in where[g.disk]:
+                    where[g.disk].append(n)
+        return where
+
+
+class LocalClient(HostTransport):
+    """The client of a real inventory: the harness host (load and probe reach the service IP from here)."""
+
+    def __init__(self) -> None:
+        super().__init__(name="client")
+
+    def wrap(self, argv: list[str]) -> list[str]:
+        return list(argv)
+
