@@ -98,7 +98,8 @@ def build_state(topology: Topology, reports: dict[str, NodeReport | None]) -> Cl
     """The cluster as the nodes' own reports add up (None: the node is off or did not answer).
 
     Per group two resources: ``<g>-ip`` (the VRRP address, on whichever nodes hold it) and
-    ``<g>-app`` (wherever the application runs, with a notify in flight as ``pending``). A set
+    ``<g>-app`` (where the application runs on a node holding the VIP; a notify in flight, or the
+    application still running where the VIP has gone, is ``pending``). A set
     failure mark is a failed action of ``<g>-app`` on that node. The VRRP state of each node is
     given as a node attribute ``vrrp-<g>``.
     """
@@ -114,8 +115,13 @@ def build_state(topology: Topology, reports: dict[str, NodeReport | None]) -> Cl
     for g in topology.groups:
         holders = tuple(n for n in topology.node_names if n in reports and reports[n] is not None
                         and (g.network, str(g.service_ip)) in reports[n].addresses)  # type: ignore[union-attr]
-        apps = tuple(n for n, r in live.items() if g.name in r.groups and r.groups[g.name].app)
-        busy = [n for n, r in live.items() if g.name in r.groups and r.groups[g.name].busy]
+        running = [n for n, r in live.items() if g.name in r.groups and r.groups[g.name].app]
+        # The group's application is where the VIP is: clients reach it only there. On a node that lost the
+        # VIP it runs on until the notify there has stopped it (~0.2 s after a preemption): pending, not a
+        # second active copy (no shared disk for two copies to corrupt, no address to reach this one).
+        apps = tuple(n for n in running if n in holders)
+        busy = sorted({n for n, r in live.items() if g.name in r.groups and r.groups[g.name].busy}
+                      | {n for n in running if n not in holders})
         ip = ResourceState(id=f"{g.name}-ip", agent="keepalived:vrrp", role="Started" if holders else "Stopped",
                            active=bool(holders), failed=False, managed=True, nodes=holders)
         app = ResourceState(id=f"{g.name}-app", agent="ocf:fallover:fallover-app",

@@ -98,6 +98,13 @@ def test_what_keeps_a_snapshot_from_being_whole(topo: Topology, reports: dict[st
     assert (driver.snapshot_gap(build_state(topo, reports)) or "").startswith(gap)
 
 
+def test_the_app_left_running_where_the_vip_has_gone_is_stopping_not_a_second_copy(topo: Topology) -> None:
+    s = build_state(topo, {"node1": node("MASTER", vip=True, app=True), "node2": node("BACKUP", app=True),
+                           "node3": node("BACKUP")})
+    assert s.groups["app"].nodes == ("node1",) and s.group_node("app") == "node1"
+    assert s.pending_actions() == ["app-app notifying on node2 on node1"]
+
+
 def test_capabilities_say_what_keepalived_lacks(topo: Topology) -> None:
     caps = KeepalivedDriver(FakeTestbed(topo)).capabilities()  # type: ignore[arg-type]
     assert caps == {"fencing": "keepalived has no fencing",
