@@ -1,0 +1,111 @@
+"""The SSH transport's pure parts: the command a node runs (sudo, timeout, env), errors without secrets."""
+
+from __future__ import annotations
+
+import shlex
+from typing import Any
+
+import paramiko
+import pytest
+
+from harness.errors import CommandFailed, CommandTimedOut
+from harness.inventory import SshHost
+from harness.transport.ssh import SshTransport, describe, wrap
+
+
+def test_root_runs_the_command_under_a_group_killing_timeout() -> None:
+    line = wrap(["echo", "a b"], timeout=5, user="root", sudo=True)
+    assert shlex.split(line) == ["timeout", "-s", "KILL", "5", "echo", "a b"]  # root needs no sudo
+
+
+def test_a_user_with_sudo_goes_through_sudo_n_which_never_asks() -> None:
+    line = wrap(["crm_mon", "-1"], timeout=2.5, user="ops", sudo=True, env={"LC_ALL": "C"})
+    assert shlex.split(line) == ["sudo", "-n", "--", "timeout", "-s", "KILL", "2.5", "env", "LC_ALL=C", "crm_mon", "-1"]
+    assert shlex.split(wrap(["id"], timeout=1, user="ops", sudo=False))[0] == "timeout"
+
+
+def test_connect_failures_are_one_clause_without_key_material() -> None:
+    assert "authentication failed" in describe(paramiko.AuthenticationException("Authentication failed."))
+    leaked = ValueError("bad key -----BEGIN OPENSSH PRIVATE KEY-----\nb3BlbnNzaC1rZXktdjEAAAAA")
+    text = describe(leaked)
+    assert "b3Blbn" not in text and "BEGIN" not in text and "\n" not in text
+    assert describe(TimeoutError()) == "connection timed out"
+
+
+class FakeChannel:
+    """Just enough of paramiko.Channel for `run`: scripted output and exit status."""
+
+    def __init__(self, out: bytes, err: bytes, status: int) -> None:
+        self.out, self.err, self.status = out, err, status
+        self.command = ""
+        self.sent = b""
+        self.closed = False
+        self.eof_received = True
+
+    def exec_command(self, command: str) -> None:
+        self.command = command
+
+    def sendall(self, data: bytes) -> None:
+        self.sent += data
+
+    def shutdown_write(self) -> None: ...
+
+    def fileno(self) -> int:
+        import os
+
+        r, _ = os.pipe()
+        return r
+
+    def recv_ready(self) -> bool:
+        return bool(self.out)
+
+    def recv_stderr_ready(self) -> bool:
+        return bool(self.err)
+
+    def recv(self, n: int) -> bytes:
+        data, self.out = self.out, b""
+        return data
+
+    def recv_stderr(self, n: int) -> bytes:
+        data, self.err = self.err, b""
+        return data
+
+    def exit_status_ready(self) -> bool:
+        return True
+
+    def recv_exit_status(self) -> int:
+        return self.status
+
+    def close(self) -> None:
+        self.closed = True
+
+
+def fake(monkeypatch: pytest.MonkeyPatch, chan: FakeChannel, **host: Any) -> SshTransport:
+    t = SshTransport("node1", SshHost(host="db1", **host), known_hosts=None, strict=True, connect_timeout=1)
+
+    class Conn:
+        def open_session(self, timeout: float) -> FakeChannel:
+            return chan
+
+    monkeypatch.setattr(t, "connect", lambda: Conn())
+    return t
+
+
+def test_result_shows_the_callers_argv_never_the_wrapper_or_env(monkeypatch: pytest.MonkeyPatch) -> None:
+    chan = FakeChannel(b"out\n", b"denied\n", 3)
+    t = fake(monkeypatch, chan, user="ops", sudo=True)
+    with pytest.raises(CommandFailed) as e:
+        t.run(["curl", "-H", "x"], timeout=5, env={"API_TOKEN": "s3cr3t"}, input="payload")
+    r = e.value.result
+    assert r.argv == ("curl", "-H", "x") and r.exit_status == 3 and r.stderr == "denied\n"
+    assert "s3cr3t" in chan.command and chan.sent == b"payload"  # it reached the node...
+    assert "s3cr3t" not in str(e.value) and "s3cr3t" not in repr(r)  # ...and nothing that is reported
+    assert "sudo" not in str(e.value)
+
+
+def test_a_kill_at_the_deadline_is_a_timeout(monkeypatch: pytest.MonkeyPatch) -> None:
+    t = fake(monkeypatch, FakeChannel(b"", b"", 137))
+    with pytest.raises(CommandTimedOut) as e:
+        t.run(["sleep", "9"], timeout=0)
+    assert e.value.result.exit_status is None and e.value.timeout == 0
+    assert fake(monkeypatch, FakeChannel(b"", b"", 137)).run(["x"], timeout=60, check=False).exit_status == 137
