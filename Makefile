@@ -5,7 +5,7 @@ VENV  ?= .venv
 PY    := $(VENV)/bin/python
 APT_PACKAGES := pacemaker corosync keepalived crmsh resource-agents fence-agents kmod curl iproute2 util-linux \
 	e2fsprogs psmisc procps iputils-arping stress-ng nftables iptables fuse3 tcpdump python3 python3-venv python3-dev gcc \
-	libnetfilter-queue-dev
+	libnetfilter-queue-dev openssh-server
 STAMP := $(VENV)/.installed
 
 .PHONY: setup apt venv run test unit bench down clean
