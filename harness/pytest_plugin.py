@@ -75,7 +75,15 @@ def pytest_configure(config: pytest.Config) -> None:
     run_id = worker["fallover_run_id"] if worker else time.strftime("%Y%m%d-%H%M%S")
     run_dir = Path(config.getoption("--run-dir") or REPORTS / run_id)
     config.stash[run_dir_key] = run_dir
-    _topology(config)  # a bad topology file stops the run here, before anything is touched
+    topo = _topology(config)  # a bad topology file stops the run here, before anything is touched
+    if _disruptive(topo) and not config.getoption("--allow-disruptive"):
+        pytest.exit(f"fallover: error: {topo.source}: provider {topo.provider!r} reaches a cluster fallover did not "
+                    "build; pass --allow-disruptive to inject faults into it", returncode=2)
+
+
+def _disruptive(topo: Topology) -> bool:
+    """Faults on a cluster of the user's (not one fallover builds itself: the embedded or an SSH lab)."""
+    return topo.provider != "local" and not (topo.ssh is not None and topo.ssh.lab is not None)
 
 
 def pytest_configure_node(node) -> None:  # type: ignore[no-untyped-def]  # xdist: one run id for all workers
@@ -144,7 +152,7 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
 def topology(pytestconfig: pytest.Config) -> Topology:
     """The declared cluster under test (with any --sla-* overrides applied)."""
     topo = _topology(pytestconfig)
-    if topo.provider != "local" and not pytestconfig.getoption("--allow-disruptive"):
+    if _disruptive(topo) and not pytestconfig.getoption("--allow-disruptive"):
         raise pytest.UsageError(f"{topo.source}: provider {topo.provider!r} is a real cluster; "
                                 "pass --allow-disruptive to inject faults into it")
     return topo
