@@ -10,7 +10,6 @@ itself (the embedded cluster with sshd in each node, `sshlab`); nothing else dif
 
 from __future__ import annotations
 
-import base64
 import json
 import logging
 import re
@@ -24,8 +23,9 @@ from typing import Any
 
 from harness.errors import CommandFailed, FalloverError, TestbedError, TransportError, UsageError
 from harness.testbed import sshnet
-from harness.testbed.base import CAPABILITIES, Capabilities, Impairment, LogFile, Progress, Rule, quiet
+from harness.testbed.base import CAPABILITIES, Capabilities, Impairment, Progress, Rule, quiet
 from harness.testbed.layout import STATE_ROOT, default_instance
+from harness.testbed.sshstorage import SshStorage
 from harness.result import Result
 from harness.topology import Topology
 from harness.transport import HostTransport
@@ -41,7 +41,7 @@ class InventoryError(UsageError):
     """A host of the inventory cannot be used (unreachable, bad key, no sudo): exit 2, nothing touched."""
 
 
-class SshTestbed:
+class SshTestbed(SshStorage):
     """A cluster reached over SSH; see the module docstring."""
 
     def __init__(self, topology: Topology, instance: str | None = None) -> None:
@@ -112,8 +112,8 @@ class SshTestbed:
         """Lab: build it first. Then every host: connect, check root or sudo; heal the journal; settle."""
         if self.lab is not None:
             self.lab.up(progress, placement=placement)
+        self.check_hosts(progress)  # before anything of ours exists, even a state directory
         self.state.mkdir(parents=True, exist_ok=True)
-        self.check_hosts(progress)
         if self.journal_path.exists():
             from harness.faults import Nemesis
 
@@ -369,111 +369,6 @@ class SshTestbed:
         missing = self.impairment_missing(undo)
         if missing is None:
             raise TestbedError(f"netem still on {undo['node']}'s {undo['dev']} after tc qdisc del")
-
-    # -- shared disk ----------------------------------------------------------------------------
-
-    def _device(self, disk: str, node: str) -> str | None:
-        if self.lab is not None:
-            return str(self.lab.layout.disk_link(disk))
-        return self.inventory.hosts[node].disks.get(disk)
-
-    def _sysfs_state(self, disk: str, node: str) -> str:
-        dev = shlex.quote(self._device(disk, node) or "/nonexistent")
-        return f"/sys/block/$(basename $(readlink -f {dev}))/device/state"
-
-    def disk_mode(self, disk: str) -> str | None:
-        oob = self.inventory.oob
-        if oob.disk_status:
-            words = self._oob(oob.disk_status, disk=disk).split()
-            return words[0] if words else None
-        for n in (n for n in self.topology.node_names if self.running(n)):
-            state = self._sh(n, f"cat {self._sysfs_state(disk, n)} 2>/dev/null", check=False).strip()
-            return {"running": "ok", "offline": "eio"}.get(state, state or None)
-        return None
-
-    def set_disk_mode(self, disk: str, mode: str) -> None:
-        oob = self.inventory.oob
-        if mode not in ("ok", "eio"):
-            raise TestbedError(f"disk {disk}: mode {mode!r} is beyond the SSH provider (ok and eio only)")
-        if oob.disk_pull:
-            self._oob(oob.disk_pull if mode == "eio" else oob.disk_restore, disk=disk)
-            return
-        state = "offline" if mode == "eio" else "running"
-        for n in (n for n in self.topology.node_names if self.running(n)):
-            self._sh(n, f"echo {state} > {self._sysfs_state(disk, n)}")
-
-    def disk_read_error(self, disk: str) -> str | None:
-        for n in (n for n in self.topology.node_names if self.running(n)):
-            dev = self._device(disk, n)
-            if dev is None:
-                continue
-            try:
-                r = self.node(n).run(["dd", f"if={dev}", "of=/dev/null", "bs=4096", "count=1", "iflag=direct",
-                                      "status=none"], timeout=10, check=False)
-            except CommandFailed:  # timed out
-                return f"a read of {dev} on {n} got no answer within 10s"
-            return None if r.ok else (r.stderr.strip() or f"dd exited {r.exit_status}")
-        return f"no running node has a device for disk {disk}"
-
-    def mountpoint(self, group: str) -> str:
-        g = self.topology.group(group)
-        if self.lab is not None:
-            return str(self.lab.layout.mountpoint(group))
-        return g.mount or f"/mnt/{group}"
-
-    # -- evidence -------------------------------------------------------------------------------
-
-    def log_files(self) -> list[LogFile]:
-        if self.lab is not None:
-            return list(self.lab.log_files())
-        out = []
-        for n in self.topology.node_names:
-            out += [LogFile(n, "/var/log/pacemaker/pacemaker.log"),
-                    LogFile(n, "/var/log/corosync/corosync.log", required=False)]
-        return out
-
-    def log_size(self, log_file: LogFile) -> tuple[int, int]:
-        try:
-            out = self._sh(log_file.node, f"stat -c '%i %s' {shlex.quote(log_file.path)}", timeout=15).split()
-            return int(out[0]), int(out[1])
-        except (FalloverError, ValueError, IndexError):
-            return 0, 0
-
-    def read_log(self, log_file: LogFile, start: int) -> tuple[int, bytes]:
-        p = shlex.quote(log_file.path)
-        try:
-            r = self.node(log_file.node).run(
-                ["sh", "-c", f"test -e {p} || exit 3; stat -c '%i %s' {p} && "
-                             f"s=$(stat -c %s {p}); o={start}; [ $s -lt $o ] && o=0; tail -c +$((o+1)) {p} | base64 -w0"],
-                timeout=60, check=False)
-        except TransportError as e:
-            raise OSError(str(e)) from None
-        if r.exit_status == 3:
-            raise FileNotFoundError(f"{log_file.node}:{log_file.path}")
-        if r.failed:
-            raise OSError(f"{log_file.node}:{log_file.path}: {r.tail() or r.exit_status}")
-        head, _, data = r.stdout.partition("\n")
-        return int(head.split()[0]), base64.b64decode(data.strip())
-
-    def event_logs(self) -> dict[str, Path]:
-        """The lab's alert agent and fence broker write here; a real inventory has no harness-side log."""
-        if self.lab is not None:
-            return dict(self.lab.event_logs())
-        return {}
-
-    def mounts(self) -> dict[str, list[str]] | None:
-        where: dict[str, list[str]] = {d.name: [] for d in self.topology.disks}
-        for n in self.topology.node_names:
-            if not self.running(n):
-                continue
-            try:
-                targets = set(self._sh(n, "findmnt -rn -o TARGET", timeout=15).split())
-            except FalloverError:
-                return None
-            for g in self.topology.groups:
-                if g.disk is not None and self.mountpoint(g.name) in targets and n not in where[g.disk]:
-                    where[g.disk].append(n)
-        return where
 
 
 class LocalClient(HostTransport):
