@@ -69,6 +69,8 @@ def describe(exc: BaseException) -> str:
         return "host key not in known_hosts (add it with ssh-keyscan, or set strict_host_key_checking: false)"
     if isinstance(exc, (socket.timeout, TimeoutError)):
         return "connection timed out"
+    if isinstance(exc, FileNotFoundError):
+        return str(exc)
     text = str(exc).splitlines()[0] if str(exc) else ""
     if "PRIVATE KEY" in text or "BEGIN" in text:
         text = "unreadable private key"
@@ -120,22 +122,21 @@ class SshTransport:
         e = self.endpoint
         where = f"{e.user}@{e.host}:{e.port}"
         client = paramiko.SSHClient()
-        if self.strict:
-            known = self.known_hosts or Path.home() / ".ssh" / "known_hosts"
-            try:
-                client.load_host_keys(str(known))
-            except FileNotFoundError:
-                raise TransportError(self.name, f"{where}: known_hosts file {known} does not exist") from None
-            client.set_missing_host_key_policy(paramiko.RejectPolicy())
-        else:
-            client.set_missing_host_key_policy(paramiko.AutoAddPolicy())
         sock = None
-        try:
+        try:  # reach the host first: an unreachable host is reported as such, whatever known_hosts says
             if self.sock_factory is not None:
                 sock = self.sock_factory(e.host, e.port, self.connect_timeout)
             else:
                 sock = socket.create_connection((e.host, e.port), timeout=self.connect_timeout)
             _keepalive(sock)
+            if self.strict:
+                known = self.known_hosts or Path.home() / ".ssh" / "known_hosts"
+                if not known.is_file():
+                    raise FileNotFoundError(f"known_hosts file {known} does not exist")
+                client.load_host_keys(str(known))
+                client.set_missing_host_key_policy(paramiko.RejectPolicy())
+            else:
+                client.set_missing_host_key_policy(paramiko.AutoAddPolicy())
             client.connect(e.host, port=e.port, username=e.user, sock=sock, timeout=self.connect_timeout,
                            banner_timeout=self.connect_timeout, auth_timeout=self.connect_timeout,
                            key_filename=str(e.key_file) if e.key_file else None,
