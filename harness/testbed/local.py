@@ -331,46 +331,13 @@ class LocalTestbed:
         return cgroup.state(self.layout.node_cgroup(node))
 
     def disk_mode(self, disk_name: str) -> str | None:
-        """What the FUSE layer under a shared disk does now (`ok`, `eio`, …); None when it is not mounted."""
-        from harness.testbed import faultdisk
-
-        mnt = self.layout.disk_fuse_dir(disk_name)
-        return faultdisk.get_mode(mnt) if faultdisk.is_mounted(mnt) else None
+        return disk.mode(self.layout, disk_name)
 
     def set_disk_mode(self, disk_name: str, mode: str) -> None:
-        """Switch the FUSE layer under a shared disk (`ok`, `eio`, `hang`, …): the disk-pull fault.
-
-        Breaking a disk that is not there raises (a pull that did nothing must not pass for one);
-        mending it (`ok`) is a no-op then: the testbed is gone, and nothing is left to heal.
-        """
-        from harness.testbed import faultdisk
-
-        mnt = self.layout.disk_fuse_dir(disk_name)
-        if not faultdisk.is_mounted(mnt):
-            if mode == "ok":
-                return
-            raise TestbedError(f"disk {disk_name}: its FUSE layer {mnt} is not mounted (is the testbed up?)")
-        if mode == "ok":
-            # a signal works even when every FUSE thread is held by a `hang`
-            faultdisk.force_ok(int(self.layout.pidfile(f"fuse-{disk_name}").read_text()), mnt)
-        else:
-            faultdisk.set_mode(mnt, mode)
+        disk.set_mode(self.layout, disk_name, mode)
 
     def disk_read_error(self, disk_name: str, timeout: float = 10.0) -> str | None:
-        """Read one block of the disk's loop device with O_DIRECT (no cache answers it): None when it
-        reads, else what the read got (`dd: error reading '/dev/loop3': Input/output error`).
-
-        This is the path the cluster's ext4 uses: loop device → FUSE layer → image.
-        """
-        dev = self.layout.disk_link(disk_name)
-        if not dev.exists():
-            return f"no loop device behind {dev}"
-        try:
-            r = subprocess.run(["dd", f"if={dev}", "of=/dev/null", "bs=4096", "count=1", "iflag=direct",
-                                "status=none"], capture_output=True, text=True, timeout=timeout)
-        except subprocess.TimeoutExpired:
-            return f"a read of {dev} got no answer within {timeout:g}s"
-        return None if r.returncode == 0 else (r.stderr.strip() or f"dd exited {r.returncode}")
+        return disk.read_error(self.layout, disk_name, timeout)
 
     # -- evidence -------------------------------------------------------------------------------
 

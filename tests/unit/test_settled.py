@@ -14,7 +14,8 @@ from typing import Any
 
 import pytest
 
-from harness.drivers.pacemaker import PacemakerDriver, parse_settle_query
+from harness.drivers.pacemaker import PacemakerDriver
+from harness.drivers.settle import parse_settle_query
 from harness.drivers.state import ClusterState, parse_crm_mon
 from harness.errors import CommandTimedOut
 from harness.poller import ClusterPoller, confirmed_mounts, shared_mounts
