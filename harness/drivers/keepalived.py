@@ -41,7 +41,7 @@ for g in "$@"; do
   s=$(cat {run}/$g.state 2>/dev/null || echo -); f=$(cat {run}/$g.failed 2>/dev/null || echo -)
   app=no; set -- $(cat /run/fallover-app-$g/$g-app.pid 2>/dev/null) ""
   if [ -n "$1" ] && [ -e "/proc/$1" ]; then app=yes; elif [ -e /run/fallover-app-$g/$g-app.track ]; then app=yes; fi
-  busy=no; [ -e {run}/$g.lock ] && ! flock -n {run}/$g.lock true 2>/dev/null && busy=yes
+  busy=no; [ -e {run}/$g.lock ] && ! flock -s -n {run}/$g.lock true 2>/dev/null && busy=yes
   echo "@group $g state=$s failed=$f app=$app busy=$busy"
 done
 """.replace("{pid}", vrrp.PID_FILE).replace("{run}", vrrp.RUN_DIR)
