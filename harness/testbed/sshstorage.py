@@ -29,6 +29,7 @@ class SshStorage:
     topology: Topology
     inventory: SshInventory
     lab: LocalTestbed | None
+    state: Path
 
     if TYPE_CHECKING:
         def node(self, name: str) -> Transport: ...
@@ -125,10 +126,11 @@ class SshStorage:
         return int(head.split()[0]), base64.b64decode(data.strip())
 
     def event_logs(self) -> dict[str, Path]:
-        """The lab's alert agent and fence broker write here; a real inventory has no harness-side log."""
+        """The lab's alert agent and fence broker write here. A real inventory has no harness-side log:
+        two files that stay empty (in our state directory), so the verdicts that read them find no event."""
         if self.lab is not None:
             return dict(self.lab.event_logs())
-        return {}
+        return {"notifications": self.state / "notifications.log", "fences": self.state / "fence-events.jsonl"}
 
     def mounts(self) -> dict[str, list[str]] | None:
         where: dict[str, list[str]] = {d.name: [] for d in self.topology.disks}
