@@ -1,4 +1,4 @@
-"""Fault commands of the CLI: `faults` (the catalogue), `inject`, `heal`."""
+"""Fault commands of the CLI: `faults` (the catalogue), `inject`, `heal`, `plan`."""
 
 from __future__ import annotations
 
@@ -34,6 +34,8 @@ def add_fault_commands(sub: Any, testbed_arg: Callable[[argparse.ArgumentParser]
     i.add_argument("--dry-run", action="store_true", help="validate and show what would be done; touch nothing")
     h = sub.add_parser("heal", help="undo every fault in the journal (after a crash, or an inject without --duration)")
     testbed_arg(h)
+    pl = sub.add_parser("plan", help="the test plan of a testbed: every case, its expected outcome, what is left out")
+    testbed_arg(pl)
 
 
 def cmd_faults(args: argparse.Namespace) -> int:
@@ -116,6 +118,30 @@ def cmd_heal(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_plan(args: argparse.Namespace) -> int:
+    """The cases `pytest suites/fallover` runs on this testbed, with what a correct cluster does, and
+    every case left out with its reason (the provider's and the stack's capabilities decide)."""
+    from harness.plan import capabilities_of, excluded, expect, plan
+
+    topo = load_topology(args.testbed)
+    caps = capabilities_of(topo)
+    home = {g.name: g.nodes[0] for g in topo.groups}
+    table = Table(title=f"test plan of {args.testbed} (groups at home: "
+                        f"{', '.join(f'{g} on {n}' for g, n in home.items()) or 'no group'})")
+    for col in ("case", "expected"):
+        table.add_column(col)
+    cases = plan(topo, capabilities=caps)
+    for case in cases:
+        table.add_row(case.id, "; ".join(e.describe() for e in expect(topo, case, home)))
+    out = Console(highlight=False)
+    out.print(table)
+    left_out = excluded(topo, capabilities=caps)
+    for e in left_out:
+        out.print(str(e))
+    out.print(f"{len(cases)} cases, {len(left_out)} left out")
+    return 0
+
+
 FAULT_COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {
-    "faults": cmd_faults, "inject": cmd_inject, "heal": cmd_heal,
+    "faults": cmd_faults, "inject": cmd_inject, "heal": cmd_heal, "plan": cmd_plan,
 }

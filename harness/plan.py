@@ -120,7 +120,7 @@ def _walk(topology: Topology, faults: list[str] | None,
                 case = Case(name, target, trigger="app_kill")
             else:
                 case = Case(name, target)
-            why = _lacking(caps, fault.needs, case) or _no_mechanism(topology, case)
+            why = _lacking(caps, fault.needs_for(target, topology), case) or _no_mechanism(topology, case)
             if why:
                 left_out.append(Excluded(case, why))
             else:

@@ -29,6 +29,7 @@ from harness.checkers import CHECKERS, Context, Verdict, check_safe
 from harness.checkers.detection import check_detection
 from harness.diagnosis import diagnose
 from harness.drivers import open_driver
+from harness.drivers.state import ClusterState
 from harness.errors import FalloverError, WaitTimeout
 from harness.faults import FAULTS, Nemesis
 from harness.load import Load, verify
@@ -274,8 +275,12 @@ class Runner:
     def _diagnose(self, c: _Case, step: str, group: str | None) -> None:
         """The cluster's own account of why, at the moment ``step`` ran out; never raises."""
         try:
-            d = diagnose(self.testbed, group)
-            lines = d.lines + [f"(could not read: {e})" for e in d.errors]
+            if self.driver.capabilities().get("pacemaker") is None:
+                d = diagnose(self.testbed, group)
+                lines = d.lines + [f"(could not read: {e})" for e in d.errors]
+            else:  # the diagnosis reads Pacemaker's own account; other stacks: what the driver sees
+                state = self.driver.state()
+                lines = [f"the cluster as the driver sees it: {state.summary() if state else 'no node answers'}"]
         except Exception as e:  # a diagnosis is evidence, never a reason to lose the case
             lines = [f"the cluster could not be asked why: {type(e).__name__}: {e}"]
         c.diagnosis[step] = lines
@@ -283,7 +288,7 @@ class Runner:
 
     # -- steps ----------------------------------------------------------------------------------
 
-    def _reset(self):  # type: ignore[no-untyped-def]
+    def _reset(self) -> ClusterState:
         """A whole cluster with every group on its first node, whatever the previous case left."""
         self.testbed.up(placement=False)  # powers fenced nodes on, heals a crashed run's journal, cleans up
         state = self.driver.recover(timeout=self.topology.sla.max_recovery_s + 60, placement=False)
@@ -334,7 +339,9 @@ class Runner:
         return {"group": e.group, "expect_fallover": e.outcome == "fallover",
                 "expected_node": e.takeover if e.outcome == "fallover" else e.home,
                 "fault_node": c.case.target.node, "load": self.load,
-                "planned": FAULTS[c.case.fault].family == "planned"}
+                "planned": FAULTS[c.case.fault].family == "planned",
+                "shared_storage": self.topology.group(e.group).disk is not None,
+                "membership": self.driver.membership}
 
     def _seen_now(self, group: str) -> str:
         try:

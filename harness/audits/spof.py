@@ -278,6 +278,8 @@ class _Live:
     def shared_disk_device(self) -> list[Finding]:
         out = []
         for g in self.topo.groups:
+            if g.disk is None:
+                continue  # no shared disk declared: nothing to check the device of
             r = self._any(["crm_resource", "--resource", f"{g.name}-fs", "--get-parameter", "device"])
             device = r.stdout.strip()
             if r.exit_status not in (0, CRM_EX_NOSUCH):

@@ -19,7 +19,8 @@ def related(ctx: Context, ev: Event) -> bool:
 
     - notification: ``notification.relevant`` — reports of a failure only; a successful
       monitor, start or stop is never detection.
-    - node lost, fencing: of a fault node (any node when the fault has none, e.g. a whole network).
+    - node lost, fencing: of a fault node (any node when the fault has none, e.g. a whole network);
+      node lost only where it is the cluster's membership (expectation ``membership``; keepalived has none).
     - attribute (the poller's view of the CIB): a connectivity attribute (``ethmonitor-*``,
       ``reach-*``) of a fault node dropping to 0 or unset — the cluster's own knowledge that a
       link or the clients are gone, whether or not the alerts report attributes (Pacemaker's do
@@ -33,6 +34,8 @@ def related(ctx: Context, ev: Event) -> bool:
     """
     if ev.kind == NOTIFICATION:
         return notification.relevant(ctx, ev)
+    if ev.kind == CLUSTER_NODE_LOST and ctx.expectation.get("membership", True) is False:
+        return False  # the harness saw the node's daemon gone; a stack without membership noticed nothing
     if ev.kind in (CLUSTER_NODE_LOST, FENCED):
         return ctx.on_fault_node(ev.node)
     if ev.kind == CLUSTER_ATTRIBUTE:

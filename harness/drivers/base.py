@@ -18,8 +18,9 @@ from harness.topology import Topology
 DRIVER_CAPABILITIES: dict[str, str] = {
     "fencing": "fence a lost node (STONITH) before its resources move",
     "resource_manager": "planned moves, standby and maintenance mode through the resource manager",
-    "pacemaker": "the Pacemaker/Corosync daemons (corosync_kill, pacemaker_kill)",
+    "pacemaker": "the Pacemaker/Corosync daemons and corosync's heartbeat",
     "shared_disk": "a filesystem on a shared disk that moves with the group",
+    "quorum": "membership and quorum: a node cut off from the majority, or hung, gives its resources up",
 }
 
 
@@ -27,6 +28,9 @@ class Driver(Protocol):
     testbed: Testbed
     topology: Topology
     quiet_s: float
+    membership: bool
+    """Whether a node lost in `state()` is the cluster's own view (Pacemaker's membership), rather than
+    the harness seeing the node's daemon gone (keepalived has no membership): detection credits only the former."""
 
     def capabilities(self) -> Capabilities:
         """Every name of `DRIVER_CAPABILITIES` → None (the stack has it) or why not."""

@@ -146,6 +146,8 @@ def build_state(topology: Topology, reports: dict[str, NodeReport | None]) -> Cl
 class KeepalivedDriver:
     """Reads every running node (in parallel) and steers keepalived through the testbed."""
 
+    membership = False  # a node "lost" is keepalived seen gone by the harness: VRRP has no membership
+
     def __init__(self, testbed: Testbed, *, query_timeout: float = 5.0, quiet_s: float = SETTLE_QUIET_S) -> None:
         self.testbed = testbed
         self.topology = testbed.topology
@@ -156,7 +158,9 @@ class KeepalivedDriver:
         disk = None if any(g.disk for g in self.topology.groups) else "a keepalived group has no shared disk"
         return {"fencing": "keepalived has no fencing",
                 "resource_manager": "keepalived has no resource manager (no planned moves, standby or maintenance)",
-                "pacemaker": "the stack is keepalived", "shared_disk": disk}
+                "pacemaker": "the stack is keepalived", "shared_disk": disk,
+                "quorum": "keepalived has no membership or quorum: a cut-off or hung master keeps its VIP "
+                          "while another node takes it too"}
 
     # -- reading ------------------------------------------------------------------------------
 

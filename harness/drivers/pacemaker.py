@@ -34,6 +34,8 @@ class PacemakerDriver:
     is used only when no node has a better one.
     """
 
+    membership = True
+
     def __init__(self, testbed: Testbed, *, query_timeout: float = 8.0, quiet_s: float = SETTLE_QUIET_S) -> None:
         self.testbed = testbed
         self.topology = testbed.topology
@@ -341,7 +343,7 @@ class PacemakerDriver:
         no_disk = None if any(getattr(g, "disk", None) for g in self.topology.groups) else \
             "no group of the topology has a shared disk"
         return {"fencing": None if self.topology.cluster.stonith else "the topology disables stonith",
-                "resource_manager": None, "pacemaker": None, "shared_disk": no_disk}
+                "resource_manager": None, "pacemaker": None, "shared_disk": no_disk, "quorum": None}
 
     def versions(self, node: str) -> dict[str, str]:
         out = {}

@@ -141,6 +141,10 @@ class Fault:
     def precheck(self, testbed: Testbed, target: Target) -> None:
         """Refuse (`refused(...)`) a fault that cannot take effect now; must touch nothing."""
 
+    def needs_for(self, target: Target, topology: Topology) -> tuple[str, ...]:
+        """The capabilities this case needs (`needs`, or more for some targets): the plan checks them."""
+        return self.needs
+
     # -- helpers for precheck and verify -----------------------------------------------------------
 
     def refused(self, target: Target, why: str) -> FaultNotApplicable:

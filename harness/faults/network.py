@@ -8,6 +8,7 @@ from typing import Any, ClassVar
 from harness.errors import FalloverError
 from harness.faults.base import Fault, Target, look_until
 from harness.testbed.base import HEARTBEAT_PORTS, Impairment, Rule, Testbed
+from harness.topology import Topology
 
 
 class AdapterDown(Fault):
@@ -65,6 +66,11 @@ class NetworkDownGlobal(Fault):
     summary: ClassVar[str] = "a network fails for every node (and the client, if it is on it)"
     mechanism: ClassVar[str] = "the network's bridge set down: it stops forwarding on every port"
     needs: ClassVar[tuple[str, ...]] = ("network",)
+
+    def needs_for(self, target: Target, topology: Topology) -> tuple[str, ...]:
+        """A group's own network failing everywhere: only membership and quorum keep every node from taking it."""
+        carries = any(g.network == target.network for g in topology.groups)
+        return (*self.needs, "quorum") if carries else self.needs
 
     def precheck(self, testbed: Testbed, target: Target) -> None:
         net = target.need("network")
@@ -125,6 +131,7 @@ class Partition(_Dropping):
     target_kind: ClassVar[str] = "partition"
     summary: ClassVar[str] = "the cluster splits in two; --node names the side that is cut off"
     mechanism: ClassVar[str] = "nft bridge-family drops between the two sides' ports on every network"
+    needs: ClassVar[tuple[str, ...]] = ("rules", "quorum")
 
     def precheck(self, testbed: Testbed, target: Target) -> None:
         """Both sides need a running node, or nothing is cut off from anything."""
@@ -155,6 +162,7 @@ class HeartbeatLoss(_Dropping):
     event: ClassVar[str] = "false_takeover"
     target_kind: ClassVar[str] = "node"
     summary: ClassVar[str] = "the node's heartbeat (corosync) traffic is lost on every network; client traffic flows"
+    needs: ClassVar[tuple[str, ...]] = ("rules", "pacemaker")  # the heartbeat it drops is corosync's
     mechanism: ClassVar[str] = f"nft bridge-family drop of UDP {HEARTBEAT_PORTS} to and from the node's ports"
 
     def rule(self, target: Target) -> Rule:

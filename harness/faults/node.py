@@ -75,7 +75,7 @@ class NodeHang(_NodeFault):
     name: ClassVar[str] = "node_hang"
     event: ClassVar[str] = "false_takeover"
     when_off: ClassVar[str] = "it has no processes to freeze"
-    needs: ClassVar[tuple[str, ...]] = ("freeze",)
+    needs: ClassVar[tuple[str, ...]] = ("freeze", "quorum")  # without membership nobody takes a hung node's place
     summary: ClassVar[str] = "every process of the node frozen; the kernel still answers ARP and ping"
     mechanism: ClassVar[str] = "cgroup-v1 freezer FROZEN; heal: THAWED (or power on if it was fenced)"
 

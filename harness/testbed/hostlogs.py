@@ -11,14 +11,16 @@ from pathlib import Path
 from harness.testbed.base import LogFile
 from harness.topology import Topology
 
-REQUIRED = ("/var/log/pacemaker/pacemaker.log", "/var/log/cluster/corosync.log")
+REQUIRED = {"pacemaker": ("/var/log/pacemaker/pacemaker.log", "/var/log/cluster/corosync.log"),
+            "keepalived": ("/var/log/cluster/keepalived.log",)}
+"""The logs of each stack that every node must have (a node whose log is missing was never audited)."""
 
 
 def log_files(topology: Topology, node_dir: Path) -> list[LogFile]:
-    """pacemaker.log and corosync.log of every node must exist; `*-app.log` only where an application ran."""
+    """The stack's logs of every node must exist; `*-app.log` only where an application ran."""
     out = []
     for node in topology.node_names:
-        out += [LogFile(node, path) for path in REQUIRED]
+        out += [LogFile(node, path) for path in REQUIRED[topology.cluster.stack]]
         out += [LogFile(node, f"/var/log/cluster/{p.name}", required=False)
                 for p in sorted((node_dir / node / "var/log/cluster").glob("*-app.log"))]
     return out

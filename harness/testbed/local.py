@@ -324,6 +324,11 @@ class LocalTestbed:
         impair.stop(self.layout, undo)
 
     def mountpoint(self, group: str) -> str:
+        """Where the group's data lives in the nodes: its shared filesystem, or each node's own directory."""
+        from harness.testbed.clusterconf import local_data_dir
+
+        if self.topology.group(group).disk is None:
+            return local_data_dir(group)
         return str(self.layout.mountpoint(group))
 
     def freezer_state(self, node: str) -> str:

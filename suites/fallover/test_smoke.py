@@ -6,7 +6,7 @@ import uuid
 
 import pytest
 
-from harness.drivers.pacemaker import PacemakerDriver
+from harness.drivers.base import Driver
 from harness.status import service_answer
 from harness.testbed.base import Testbed
 
@@ -18,11 +18,18 @@ def _put(testbed: Testbed, ip: str, port: int, key: str, value: str) -> None:
                           f"http://{ip}:{port}/kv/{key}"], timeout=10)
 
 
+def _needs(cluster: Driver, capability: str) -> None:
+    """A check of something the stack does not have is left out with the stack's reason, never silently."""
+    why = cluster.capabilities().get(capability)
+    if why is not None:
+        pytest.skip(f"needs {capability}: {why}")
+
+
 def _get(testbed: Testbed, ip: str, port: int, key: str) -> str:
     return testbed.client().run(["curl", "-sf", "-m", "5", f"http://{ip}:{port}/kv/{key}"], timeout=10).stdout
 
 
-def test_all_nodes_online_and_groups_on_their_first_node(cluster: PacemakerDriver, testbed: Testbed) -> None:
+def test_all_nodes_online_and_groups_on_their_first_node(cluster: Driver, testbed: Testbed) -> None:
     state = cluster.state()
     assert state is not None, "no node answered crm_mon"
     assert state.online == sorted(testbed.topology.node_names), f"expected every node online: {state.summary()}"
@@ -32,13 +39,15 @@ def test_all_nodes_online_and_groups_on_their_first_node(cluster: PacemakerDrive
     assert not state.failed_actions, f"failed actions on a fresh cluster: {state.failed_actions}"
 
 
-def test_service_answers_from_the_first_priority_node(cluster: PacemakerDriver, testbed: Testbed) -> None:
+def test_service_answers_from_the_first_priority_node(cluster: Driver, testbed: Testbed) -> None:
     for g in testbed.topology.groups:
         assert service_answer(testbed, g.name, timeout=3) == g.nodes[0]
 
 
-def test_a_write_survives_a_move_because_data_is_on_the_shared_disk(cluster: PacemakerDriver,
+def test_a_write_survives_a_move_because_data_is_on_the_shared_disk(cluster: Driver,
                                                                      testbed: Testbed) -> None:
+    _needs(cluster, "resource_manager")
+    _needs(cluster, "shared_disk")
     g = testbed.topology.groups[0]
     key, value = f"smoke-{uuid.uuid4().hex[:8]}", uuid.uuid4().hex
     _put(testbed, str(g.service_ip), g.application.port, key, value)
@@ -52,7 +61,8 @@ def test_a_write_survives_a_move_because_data_is_on_the_shared_disk(cluster: Pac
 
 
 def test_stonith_is_enabled_and_a_fenced_node_is_powered_off_then_returns_with_up(
-        cluster: PacemakerDriver, testbed: Testbed) -> None:
+        cluster: Driver, testbed: Testbed) -> None:
+    _needs(cluster, "fencing")
     props = testbed.node("node1").run(["crm_attribute", "--type", "crm_config", "--name", "stonith-enabled",
                                        "--query", "--quiet"], timeout=10).stdout.strip()
     assert props == "true"

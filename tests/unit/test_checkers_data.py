@@ -163,3 +163,13 @@ def test_a_dropped_connectivity_attribute_is_a_notification_but_a_zero_fail_coun
     cleared = [ev(3.2, NOTIFICATION, "node1", kind="attribute", attribute_name="fail-count-app-app",
                   attribute_value="0")]
     assert check_notification(ctx(history(replace={"notify": cleared}))).valid is False
+
+
+def test_lost_writes_on_a_takeover_without_shared_storage_are_not_judged_but_counted() -> None:
+    rs = [req(1, key="a", value="1"), req(2, key="b", value="2"), req(30, "verify", key="a", value="1"),
+          req(31, "verify", ok=False, key="b", status=404, error="HTTP 404: no such key")]
+    v = check_lost_writes(ctx(requests=rs, shared_storage=False, expect_fallover=True))
+    assert v.valid is True and v.judged is False
+    assert "no shared disk" in v.explanation and "1 of 2 lost" in v.explanation
+    stayed = check_lost_writes(ctx(requests=rs, shared_storage=False, expect_fallover=False))
+    assert stayed.valid is False and stayed.measured == 1  # no takeover: nothing excuses a lost write

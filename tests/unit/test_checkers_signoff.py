@@ -309,3 +309,12 @@ def test_notification_tail_counts_its_bad_lines(tmp_path: Path) -> None:
     tail = NotificationTail(log)
     assert [e.node for e in tail.poll()] == ["node1", "node2"]
     assert tail.bad_lines == 2 and tail.bad == 2
+
+
+def test_a_node_lost_is_detection_only_where_it_is_the_clusters_own_membership() -> None:
+    from harness.timeline import CLUSTER_NODE_LOST
+    fault = {"fault": [ev(0, FAULT_INJECTED, "node1", fault="node_power_off", target="node1")],
+             "detect": [ev(0.2, CLUSTER_NODE_LOST, "node1")], "notify": [], "takeover": []}
+    assert check_detection(ctx(history(replace=fault))).measured == pytest.approx(0.2)
+    v = check_detection(ctx(history(replace=fault), membership=False))  # keepalived: the harness saw it, not VRRP
+    assert v.valid is False and "never reported" in v.explanation

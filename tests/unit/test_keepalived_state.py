@@ -109,7 +109,12 @@ def test_capabilities_say_what_keepalived_lacks(topo: Topology) -> None:
     caps = KeepalivedDriver(FakeTestbed(topo)).capabilities()  # type: ignore[arg-type]
     assert caps == {"fencing": "keepalived has no fencing",
                     "resource_manager": "keepalived has no resource manager (no planned moves, standby or maintenance)",
-                    "pacemaker": "the stack is keepalived", "shared_disk": "a keepalived group has no shared disk"}
+                    "pacemaker": "the stack is keepalived", "shared_disk": "a keepalived group has no shared disk",
+                    "quorum": "keepalived has no membership or quorum: a cut-off or hung master keeps its VIP "
+                              "while another node takes it too"}
+    from harness.drivers.base import DRIVER_CAPABILITIES
+
+    assert set(caps) == set(DRIVER_CAPABILITIES)
 
 
 def _script() -> ModuleType:

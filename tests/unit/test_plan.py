@@ -150,3 +150,29 @@ def test_the_agent_gets_the_location_keys_and_the_topology_directory() -> None:
     assert params(with_application(process="my-daemon"))["process"] == "my-daemon"
     assert params(with_application(pid_file="/run/my.pid"))["pid_file"] == "/run/my.pid"
     assert "workdir" not in params(TOPO)  # the sample app needs none
+
+
+def test_a_stack_without_quorum_or_a_resource_manager_leaves_out_what_it_cannot_do() -> None:
+    ka = load_topology("testbeds/local-keepalived.yaml")
+    why = {e.case.id: e.why for e in excluded(ka)}
+    assert "it needs quorum" in why["partition-node1"] and "keepalived has no membership" in why["partition-node1"]
+    assert "it needs quorum" in why["node_hang-node1"]
+    assert "it needs quorum" in why["network_down_global-service"]
+    assert "network_down_global-standby" not in why  # not the group's network: nobody takes anything
+    assert "it needs resource_manager" in why["group_move-node2-app"]
+    assert "it needs pacemaker" in why["heartbeat_loss-node1"] and "it needs pacemaker" in why["corosync_kill-node1"]
+    with pytest.warns(PlanExclusion):
+        planned = {c.id for c in plan(ka)}
+    assert {"node_power_off-node1", "adapter_down-node1-service", "app_kill-app"} <= planned
+
+
+def test_a_missing_capability_of_the_testbed_leaves_the_fault_out_with_the_reason() -> None:
+    from harness.plan import capabilities_of
+
+    caps = {**capabilities_of(TOPO), "impair": "the kernel has no sch_netem"}
+    why = {e.case.id: e.why for e in excluded(TOPO, capabilities=caps)}
+    assert why["packet_delay-node1-service"] == ("it needs impair (delay or corrupt an adapter's packets): "
+                                                 "the kernel has no sch_netem")
+    with pytest.warns(PlanExclusion, match="packet_delay-node1-service left out"):
+        cases = plan(TOPO, capabilities=caps)
+    assert not any(c.fault in ("packet_delay", "packet_corrupt") for c in cases)
