@@ -182,7 +182,8 @@ class SshTestbed(SshStorage):
             caps["rules"] = caps["impair"] = f"could not probe {first}: {probe['error']}"
             return caps
         if probe.get("rules") != "nft":
-            caps["rules"] = (f"{first} has no nft ({'only iptables, which fallover does not drive' if probe.get('rules') == 'iptables' else 'nor iptables'})")
+            other = "only iptables, which fallover does not drive" if probe.get("rules") == "iptables" else "nor iptables"
+            caps["rules"] = f"{first} has no nft ({other})"
         if probe.get("netem") != "yes":
             caps["impair"] = f"the kernel of {first} has no sch_netem (tc qdisc add … netem: {probe.get('netem')})"
         return caps
@@ -202,16 +203,22 @@ class SshTestbed(SshStorage):
 
     # -- power and hang -------------------------------------------------------------------------
 
-    def _oob(self, template: str | None, timeout: float | None = None, **subst: str) -> str:
+    def _oob(self, key: str, **subst: str) -> str:
+        """Run the inventory's out-of-band command ``key`` (e.g. `power_off`) here. Errors name the key,
+        never the command line: it may carry a password (`ipmitool -P …`)."""
+        template = getattr(self.inventory.oob, key)
         if template is None:
-            raise TestbedError("the inventory declares no out-of-band command for this (ssh.oob)")
+            raise TestbedError(f"the inventory declares no ssh.oob.{key}")
         values = {"python": sys.executable, "topology": str(self.topology.source), **subst}
         line = template.format(**{k: shlex.quote(v) for k, v in values.items()})
-        r = subprocess.run(["/bin/sh", "-c", line], capture_output=True, text=True,
-                           timeout=timeout or self.inventory.oob.timeout_s, cwd=Path(self.topology.source or ".").parent)
+        what = f"ssh.oob.{key} for {' '.join(subst.values())}"
+        try:
+            r = subprocess.run(["/bin/sh", "-c", line], capture_output=True, text=True,
+                               timeout=self.inventory.oob.timeout_s, cwd=Path(self.topology.source or ".").parent)
+        except subprocess.TimeoutExpired:
+            raise TestbedError(f"{what} did not finish within {self.inventory.oob.timeout_s:g}s") from None
         if r.returncode != 0:
-            raise TestbedError(f"out-of-band `{template}` for {subst} exited {r.returncode}: "
-                               f"{(r.stderr or r.stdout).strip()[-300:]}")
+            raise TestbedError(f"{what} exited {r.returncode}: {(r.stderr or r.stdout).strip()[-300:]}")
         return r.stdout.strip()
 
     def running(self, node: str) -> bool:
@@ -222,20 +229,20 @@ class SshTestbed(SshStorage):
             return seen[1]
         oob = self.inventory.oob
         if oob.power_status:
-            on = re.search(oob.power_on_pattern, self._oob(oob.power_status, node=node)) is not None
+            on = re.search(oob.power_on_pattern, self._oob("power_status", node=node)) is not None
         else:
             on = self._nodes[node].alive()
         self._power[node] = (time.monotonic(), on)
         return on
 
     def power_off(self, node: str) -> None:
-        self._oob(self.inventory.oob.power_off, node=node)
+        self._oob("power_off", node=node)
         self._nodes[node].close()  # a powered-off peer sends no FIN: do not wait for keepalive to notice
         self._power[node] = (time.monotonic(), False)
 
     def power_on(self, node: str) -> None:
         self._nodes[node].close()
-        self._oob(self.inventory.oob.power_on, node=node)
+        self._oob("power_on", node=node)
         self._power.pop(node, None)
 
     def start_services(self, node: str) -> None:

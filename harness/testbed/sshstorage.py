@@ -38,7 +38,7 @@ class SshStorage:
 
         def _sh(self, node: str, script: str, *, timeout: float = 30, check: bool = True) -> str: ...
 
-        def _oob(self, template: str | None, timeout: float | None = None, **subst: str) -> str: ...
+        def _oob(self, key: str, **subst: str) -> str: ...
 
     # -- shared disk ----------------------------------------------------------------------------
 
@@ -54,7 +54,7 @@ class SshStorage:
     def disk_mode(self, disk: str) -> str | None:
         oob = self.inventory.oob
         if oob.disk_status:
-            words = self._oob(oob.disk_status, disk=disk).split()
+            words = self._oob("disk_status", disk=disk).split()
             return words[0] if words else None
         for n in (n for n in self.topology.node_names if self.running(n)):
             state = self._sh(n, f"cat {self._sysfs_state(disk, n)} 2>/dev/null", check=False).strip()
@@ -66,7 +66,7 @@ class SshStorage:
         if mode not in ("ok", "eio"):
             raise TestbedError(f"disk {disk}: mode {mode!r} is beyond the SSH provider (ok and eio only)")
         if oob.disk_pull:
-            self._oob(oob.disk_pull if mode == "eio" else oob.disk_restore, disk=disk)
+            self._oob("disk_pull" if mode == "eio" else "disk_restore", disk=disk)
             return
         state = "offline" if mode == "eio" else "running"
         for n in (n for n in self.topology.node_names if self.running(n)):
@@ -114,7 +114,8 @@ class SshStorage:
         try:
             r = self.node(log_file.node).run(
                 ["sh", "-c", f"test -e {p} || exit 3; stat -c '%i %s' {p} && "
-                             f"s=$(stat -c %s {p}); o={start}; [ $s -lt $o ] && o=0; tail -c +$((o+1)) {p} | base64 -w0"],
+                             f"s=$(stat -c %s {p}); o={start}; [ $s -lt $o ] && o=0; "
+                             f"tail -c +$((o+1)) {p} | base64 -w0"],
                 timeout=60, check=False)
         except TransportError as e:
             raise OSError(str(e)) from None

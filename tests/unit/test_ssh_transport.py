@@ -109,3 +109,22 @@ def test_a_kill_at_the_deadline_is_a_timeout(monkeypatch: pytest.MonkeyPatch) ->
         t.run(["sleep", "9"], timeout=0)
     assert e.value.result.exit_status is None and e.value.timeout == 0
     assert fake(monkeypatch, FakeChannel(b"", b"", 137)).run(["x"], timeout=60, check=False).exit_status == 137
+
+
+def test_an_out_of_band_failure_names_the_key_never_the_command_line(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    import yaml
+
+    from harness.errors import TestbedError
+    from harness.testbed.ssh import SshTestbed
+    from harness.topology import load_topology
+    from tests.unit.test_ssh_inventory import real_inventory
+
+    raw = real_inventory()
+    raw["ssh"]["oob"] = {"power_off": "echo failed >&2; exit 4 # -P hunter2", "power_on": "true",
+                         "power_status": "echo on"}
+    (tmp_path / "t.yaml").write_text(yaml.safe_dump(raw))
+    tb = SshTestbed(load_topology(tmp_path / "t.yaml"), instance="unit")
+    assert tb.running("node2") is True
+    with pytest.raises(TestbedError) as e:
+        tb.power_off("node2")
+    assert str(e.value) == "ssh.oob.power_off for node2 exited 4: failed" and "hunter2" not in str(e.value)
