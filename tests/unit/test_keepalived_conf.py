@@ -80,6 +80,14 @@ def test_services_script_starts_keepalived_and_not_the_pacemaker_stack(layout: L
     assert "corosync" not in script and "pacemakerd" not in script
 
 
+def test_peers_are_resolved_again_soon_after_a_link_comes_back(layout: Layout) -> None:
+    """Unicast adverts wait for ARP: a failback after a link failure must not wait out the kernel's 1 s retry."""
+    script = nodes.services_script(layout)
+    assert f"echo {vrrp.NEIGH_RETRANS_MS} >" in script and "/proc/sys/net/ipv4/neigh/*/retrans_time_ms" in script
+    assert script.index("retrans_time_ms") < script.index("keepalived --dont-fork")
+    assert vrrp.NEIGH_RETRANS_MS * 3 < vrrp.ADVERT_INT_S * 3 * 1000  # well inside the master-down interval
+
+
 def test_prepare_writes_the_files_and_the_data_dir(layout: Layout) -> None:
     vrrp.prepare(layout, "node1")
     assert vrrp.conf_path(layout, "node1").read_text() == vrrp.keepalived_conf(layout, "node1")
