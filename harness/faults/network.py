@@ -90,9 +90,14 @@ class NetworkDownGlobal(Fault):
             raise self.not_in_effect(target, f"the {target.network} network is still up (or gone)")
 
     def heal(self, testbed: Testbed, target: Target, undo: dict[str, Any]) -> None:
-        """Bring the network up again; no network means no testbed: nothing to heal."""
+        """Bring the network up again; no network means no testbed: nothing to heal.
+
+        A bridge reports itself up only once the kernel's link watch has run (up to a second after
+        it was set up, with its ports forwarding already): look again until it does, as for a cable.
+        """
         net = target.need("network")
-        if testbed.set_network(net, True) and testbed.network_up(net) is False:
+        if testbed.set_network(net, True) and look_until(lambda: testbed.network_up(net),
+                                                         lambda up: up is not False) is False:
             raise FalloverError(f"the {net} network stays down after it was set up")
 
 

@@ -108,6 +108,17 @@ def test_network_down_global_whose_bridge_stays_up_is_reported(tb: FakeTestbed, 
     assert "standby network is still up" in not_in_effect(tb, "network_down_global", network="standby")
 
 
+def test_network_down_global_heal_waits_for_the_bridge_to_report_itself_up(tb: FakeTestbed,
+                                                                           monkeypatch: pytest.MonkeyPatch) -> None:
+    """The kernel's link watch may report a bridge up a moment after it was set up: not a failed heal."""
+    looks = iter([False, False])
+    monkeypatch.setattr(tb, "network_up", lambda network: next(looks, True))
+    FAULTS["network_down_global"].heal(tb, Target(network="standby"), {})
+    monkeypatch.setattr(tb, "network_up", lambda network: False)
+    with pytest.raises(FalloverError, match="standby network stays down"):
+        FAULTS["network_down_global"].heal(tb, Target(network="standby"), {})
+
+
 def test_network_down_global_on_a_missing_bridge_is_refused(tb: FakeTestbed, switch: dict[str, Any]) -> None:
     switch["bridge_up"] = None
     assert "the testbed has no standby network" in refused(tb, "network_down_global", network="standby")
