@@ -30,9 +30,9 @@ from harness.testbed.base import Capabilities, Progress, Testbed, quiet
 from harness.topology import Topology
 from harness.wait import wait_until
 
-SETTLE_QUIET_S = 1.0
-"""After a fault change: a backup takes over after 3 adverts + skew (~0.7 s at advert_int 0.2 s);
-a snapshot taken inside that window can look whole while a takeover is about to happen."""
+SETTLE_QUIET_S = round(vrrp.MASTER_DOWN_S + 0.4, 1)
+"""After a fault change: a backup takes over only after the master-down interval (vrrp.MASTER_DOWN_S,
+~1.2 s); a snapshot taken inside that window can look whole while a takeover is about to happen."""
 STACK_PROCESSES = ("keepalived",)
 NODE_QUERY = r"""
 p=$(cat {pid} 2>/dev/null); if [ -n "$p" ] && kill -0 "$p" 2>/dev/null; then echo "@keepalived $p"; else echo "@keepalived -"; fi

@@ -20,9 +20,18 @@ from harness.testbed.layout import Layout
 from harness.topology import Group
 
 ADVERT_INT_S = 0.2
-"""VRRPv3 advert interval. A backup takes over after 3 adverts + skew (~0.7 s); 0.2 s rather than
-0.1 s leaves room for a node's scheduling hiccups on a loaded 2-core machine (cpu_overload must not
-look like a dead master)."""
+"""VRRPv3 advert interval: 0.2 s rather than 0.1 s leaves room for a node's scheduling hiccups on a
+loaded 2-core machine (cpu_overload must not look like a dead master)."""
+DOWN_TIMER_ADVERTS = 6
+"""Adverts a backup misses before it takes over (keepalived's ``down_timer_adverts``; the RFC's 3).
+With 3, a master whose link only loses or corrupts a share of its packets (packet_loss and
+packet_corrupt: 10 %, both directions) was taken for dead whenever three adverts in a row were lost
+(about once in 30 such cases), and it kept its VIP beside the backup that took over: a split brain
+on a link that still works. Six in a row is 1000 times rarer, and an advert has to be missing for
+1.2 s instead of 0.6 s. Every node of an instance has the same value, as keepalived requires."""
+MASTER_DOWN_S = ADVERT_INT_S * (DOWN_TIMER_ADVERTS + 1)
+"""Upper bound of the master-down interval (the adverts plus the skew, which is under one advert):
+how long after its master goes silent a backup takes over (~1.2 s)."""
 PRIORITY_TOP, PRIORITY_STEP = 250, 20
 """The group's first node gets 250, the next 230, …: below 255 (the address owner, which tracking
 cannot lower) and above 0 (resigning)."""
@@ -40,7 +49,7 @@ the kernel queues them behind an ARP request the dead link drops, and retries on
 ``retrans_time_ms``. When the link comes back, a cascading home node preempts ~0.5 s later; with
 the default, its first adverts as MASTER could still be queued then, so the old master kept the VIP
 for up to a second beside it (a split brain on every failback after a short link failure). 100 ms
-resolves the peers well before the master-down interval (3 adverts + skew) ends."""
+resolves the peers well before the master-down interval (MASTER_DOWN_S) ends."""
 
 
 def priority(group: Group, node: str) -> int:
@@ -128,6 +137,7 @@ def _instance(layout: Layout, node: str, g: Group) -> list[str]:
         f"    virtual_router_id {vrid(layout, g.name)}",
         f"    priority {priority(g, node)}",
         f"    advert_int {ADVERT_INT_S}",
+        f"    down_timer_adverts {DOWN_TIMER_ADVERTS}",
         *(["    nopreempt"] if g.policy == "rotating" else []),
         f"    unicast_src_ip {topo.address(node, g.network)}",
         "    unicast_peer {", *(f"        {p}" for p in peers), "    }",
@@ -155,7 +165,11 @@ def keepalived_conf(layout: Layout, node: str) -> str:
         lines += [
             f"vrrp_script {g.name}_app {{",
             f'    script "{script} check {gfile}"',
-            "    interval 1", "    timeout 4", "    fall 1", "    rise 1",
+            "    interval 1",
+            # a check that keepalived had to kill (slow to start on a loaded node) is no verdict on the
+            # application: only two in a row put the node in FAULT. A failed monitor sets the failure mark,
+            # which puts it there at once.
+            "    timeout 8", "    fall 2", "    rise 1",
             "}",
             f"track_file {g.name}_failed {{",
             f'    file "{failed_file(g.name)}"',

@@ -85,7 +85,15 @@ def test_peers_are_resolved_again_soon_after_a_link_comes_back(layout: Layout) -
     script = nodes.services_script(layout)
     assert f"echo {vrrp.NEIGH_RETRANS_MS} >" in script and "/proc/sys/net/ipv4/neigh/*/retrans_time_ms" in script
     assert script.index("retrans_time_ms") < script.index("keepalived --dont-fork")
-    assert vrrp.NEIGH_RETRANS_MS * 3 < vrrp.ADVERT_INT_S * 3 * 1000  # well inside the master-down interval
+    assert vrrp.NEIGH_RETRANS_MS * 3 < vrrp.MASTER_DOWN_S * 1000  # well inside the master-down interval
+
+
+def test_a_lossy_link_or_a_slow_check_does_not_make_a_second_master(layout: Layout) -> None:
+    """Every node misses the same number of adverts before it takes over; a killed check alone is no failure."""
+    confs = [vrrp.keepalived_conf(layout, n) for n in layout.topology.node_names]
+    assert all(f"down_timer_adverts {vrrp.DOWN_TIMER_ADVERTS}" in c for c in confs)
+    assert vrrp.DOWN_TIMER_ADVERTS >= 6 and vrrp.MASTER_DOWN_S < layout.topology.sla.max_detection_s
+    assert "fall 2" in confs[0] and "rise 1" in confs[0]
 
 
 def test_prepare_writes_the_files_and_the_data_dir(layout: Layout) -> None:
