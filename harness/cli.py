@@ -52,6 +52,9 @@ def build_parser() -> Parser:
     from harness.cli_faults import add_fault_commands
 
     add_fault_commands(sub, _testbed_arg)
+    from harness.cli_box import add_box_commands
+
+    add_box_commands(sub)
     return p
 
 
@@ -155,9 +158,10 @@ def _sigterm(signum: int, frame: object) -> None:
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     signal.signal(signal.SIGTERM, _sigterm)
+    from harness.cli_box import BOX_COMMANDS
     from harness.cli_faults import FAULT_COMMANDS
 
-    handler = {**COMMANDS, **FAULT_COMMANDS}[args.command]
+    handler = {**COMMANDS, **FAULT_COMMANDS, **BOX_COMMANDS}[args.command]
     try:
         return handler(args)
     except UsageError as e:

@@ -132,11 +132,36 @@ class Client(Model):
     network: str = "service"
 
 
+class Vagrant(Model):
+    """The VM testbed (`provider: vagrant`): libvirt VMs booted by vagrant inside a lab network namespace."""
+
+    memory_mb: int = Field(default=1024, ge=512, le=65536)
+    cpus: int = Field(default=1, ge=1, le=64)
+    accel: Literal["auto", "kvm", "tcg"] = "auto"
+    """`auto`: KVM where real hardware virtualisation works (vmx/svm and /dev/kvm), else qemu's TCG."""
+    tb_cache_mb: int = Field(default=256, ge=32, le=4096)
+    """TCG's translation cache per VM (libvirt's default 1 GiB becomes resident)."""
+    mgmt_subnet: ipaddress.IPv4Network = ipaddress.IPv4Network("192.168.123.0/24")
+    """The management network (libvirt, DHCP, no forwarding): vagrant's and fallover's SSH, never faulted."""
+    bridges: dict[str, str] = {}
+    """network → an existing bridge of the host (a real KVM host); the lab then runs in the host's
+    network namespace. Default: fallover makes each network's bridge inside the lab namespace."""
+    box: str | None = None
+    """A box vagrant already knows (e.g. a published one) instead of the box `fallover box build` makes."""
+
+    @field_validator("mgmt_subnet")
+    @classmethod
+    def _private_mgmt(cls, v: ipaddress.IPv4Network) -> ipaddress.IPv4Network:
+        if not v.is_private or v.prefixlen > 24:
+            raise ValueError("must be a private IPv4 subnet of /24 or larger")
+        return v
+
+
 class Topology(Model):
     """A whole declared cluster. Load it with :func:`load_topology`."""
 
     name: str = Field(pattern=r"^[a-z][a-z0-9-]{0,15}$")
-    provider: Literal["local", "ssh"] = "local"
+    provider: Literal["local", "ssh", "vagrant"] = "local"
     cluster: Cluster = Cluster()
     nodes: list[Node] = Field(min_length=2)
     networks: list[Network] = Field(min_length=1)
@@ -150,6 +175,8 @@ class Topology(Model):
     name (`network_down_global`) or a fault and target (`partition:node1`)."""
     ssh: SshInventory | None = None
     """How to reach each node over SSH and power it off out of band (`provider: ssh`)."""
+    vagrant: Vagrant | None = None
+    """The VMs' size, accelerator and management network (`provider: vagrant`; defaults when omitted)."""
     source: Path | None = Field(default=None, exclude=True)
 
     @model_validator(mode="after")
@@ -162,6 +189,15 @@ class Topology(Model):
             self.ssh.check_against(nodes, [n.name for n in self.networks], [d.name for d in self.disks],
                                    [n.subnet for n in self.networks])
         nets = {n.name: n for n in self.networks}
+        if self.vagrant is not None:
+            if self.provider != "vagrant":
+                raise ValueError("vagrant: only with provider: vagrant")
+            for net in self.vagrant.bridges:
+                if net not in nets:
+                    raise ValueError(f"vagrant.bridges: unknown network {net!r}")
+            for n in self.networks:
+                if n.subnet.overlaps(self.vagrant.mgmt_subnet):
+                    raise ValueError(f"vagrant.mgmt_subnet: overlaps network {n.name} ({n.subnet})")
         for kind, names in (("nodes", nodes), ("networks", list(nets)), ("disks", [d.name for d in self.disks]),
                             ("groups", [g.name for g in self.groups])):
             dup = {n for n in names if names.count(n) > 1}

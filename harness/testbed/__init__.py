@@ -10,6 +10,7 @@ from harness.topology import Topology
 PROVIDERS = {
     "local": "harness.testbed.local:LocalTestbed",
     "ssh": "harness.testbed.ssh:SshTestbed",
+    "vagrant": "harness.testbed.vagrant:VagrantTestbed",
 }
 
 

@@ -1,0 +1,416 @@
+"""The VM provider (`provider: vagrant`): libvirt VMs booted by vagrant, inside a lab fallover builds.
+
+The lab (`vagrantlab.Lab`): one network namespace and one mount namespace holding libvirtd, virtlogd,
+tgtd (the shared iSCSI disk), fence_virtd (stonith), the notification collector, vagrant and the VMs;
+the service and standby networks are Linux bridges there, every VM has a bridged NIC on each, and the
+client namespace sits on the service bridge as on the embedded testbed. The guests are provisioned by
+vagrant/Vagrantfile (+ provision.sh) with the configuration `vagrantconf` generates.
+
+Commands into the guests go over SSH exactly as on a real inventory: this class *is* an `SshTestbed`
+over an inventory it makes itself (each guest's management address, the box's key, interfaces eth1…,
+the disk's by-path link), with its TCP connections opened inside the lab namespace. So spawn, rules,
+netem, disk state, logs and mounts are the SSH provider's. What a VM adds is done to the VM:
+power = `virsh destroy`/`start`, hang = `virsh suspend`/`resume`, a cable = `virsh domif-setlink`
+(the guest sees its carrier go), a network = its bridge down in the lab.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from harness.errors import FalloverError, TestbedError
+from harness.inventory import SshHost, SshInventory
+from harness.testbed import vagrantbox, vagrantconf
+from harness.testbed.base import CAPABILITIES, Capabilities, LogFile, Progress, quiet
+from harness.testbed.layout import AGENTS, ASSETS, Layout, default_instance
+from harness.testbed.ssh import SshTestbed
+from harness.testbed.vagrantlab import EVENTS_PORT, ISCSI_PORT, Lab
+from harness.topology import Topology
+from harness.transport import NetnsTransport
+from harness.transport.base import Transport
+from harness.transport.ssh import SshTransport
+
+VAGRANT_DIR = Path(__file__).resolve().parents[2] / "vagrant"
+REQUIRED = ("vagrant", "virsh", "libvirtd", "virtlogd", "qemu-system-x86_64", "tgtd", "tgtadm", "fence_virtd",
+            "nsenter", "unshare", "mkfs.ext4")
+STATE_TTL_S = 1.0
+
+
+class VagrantTestbed(SshTestbed):
+    """VMs in a lab; see the module docstring."""
+
+    def __init__(self, topology: Topology, instance: str | None = None, accel: str | None = None) -> None:
+        self.layout = Layout(topology, instance=default_instance() if instance is None else instance)
+        self.labx = Lab(self.layout)
+        gl = vagrantconf.guest_layout(self.labx)
+        ifaces = vagrantconf.interfaces(self.labx)
+        key = vagrantbox.ssh_key()
+        hosts = {n: SshHost(host=str(self.labx.node_mgmt_address(n)), user="root", key_file=key,
+                            interfaces=ifaces, disks={d.name: str(gl.disk_link(d.name)) for d in topology.disks})
+                 for n in topology.node_names}
+        inventory = SshInventory(hosts=hosts, strict_host_key_checking=False, connect_timeout_s=10)
+        super().__init__(topology.model_copy(update={"ssh": inventory}), instance=self.layout.instance)
+        self.state = self.layout.state
+        self.accel = accel
+        self._dom: dict[str, tuple[float, str]] = {}
+        sock = self._socket_factory()
+        self._nodes = {n: SshTransport(n, hosts[n], known_hosts=None, strict=False, connect_timeout=10,
+                                       sock_factory=sock) for n in topology.node_names}
+        self._client = NetnsTransport(topology.client.name, f"/run/netns/{self.labx.client_ns}")
+
+    def __repr__(self) -> str:
+        return f"<VagrantTestbed {self.labx.prefix} state={self.state}>"
+
+    def _socket_factory(self):  # type: ignore[no-untyped-def]
+        """TCP from inside the lab namespace, to the management network only (never anywhere else)."""
+        import ipaddress
+        import socket
+
+        from harness.testbed.nfqueue import in_netns
+
+        subnet, lab = self.labx.settings.mgmt_subnet, self.labx
+
+        def connect(host: str, port: int, timeout: float) -> socket.socket:
+            if ipaddress.IPv4Address(host) not in subnet:
+                raise OSError(f"{host} is not on the lab's management network")
+            if lab.in_host_netns:
+                return socket.create_connection((host, port), timeout=timeout)
+            return in_netns(lab.netns, lambda: socket.create_connection((host, port), timeout=timeout))
+
+        return connect
+
+    @property
+    def is_built(self) -> bool:
+        return (self.state / "up.json").exists()
+
+    def client(self) -> Transport:
+        return self._client
+
+    # -- lifecycle ------------------------------------------------------------------------------
+
+    def check_host(self) -> None:
+        if os.geteuid() != 0:
+            raise TestbedError("the VM testbed needs root (namespaces, libvirtd, tgtd)")
+        missing = [t for t in REQUIRED if shutil.which(t) is None]
+        if missing:
+            raise TestbedError(f"missing tools: {' '.join(missing)}; run `make vm-setup` (installs the Debian packages)")
+
+    def up(self, progress: Progress = quiet, placement: bool = True) -> None:
+        self.check_host()
+        t0 = time.monotonic()
+        box = None if self.labx.settings.box else vagrantbox.build(progress)
+        if not self._lab_alive():
+            if self.leftovers():
+                progress("sweeping what an earlier run left behind")
+                self.down(quiet)
+            self._build_lab(progress)
+        lab_s = time.monotonic() - t0
+        defined = self._defined()
+        if set(defined) != set(self.topology.node_names):
+            self._vagrant_up(box, progress)
+        for n in self.topology.node_names:
+            st = self._domstate(n, fresh=True)
+            if st == "paused":
+                progress(f"resuming {n} (it was suspended)")
+                self.thaw(n)
+            elif st != "running":
+                progress(f"starting {n} (it was powered off)")
+                self.power_on(n)
+        booted_s = time.monotonic() - t0
+        self.check_hosts(progress)
+        if self.journal_path.exists():
+            from harness.faults import Nemesis
+
+            for u in Nemesis(self).replay():
+                progress(f"healed {u}")
+        from harness.drivers import open_driver
+
+        progress("waiting for the cluster to settle (nodes joining, group starting)")
+        open_driver(self).recover(timeout=600, progress=progress, placement=placement)
+        info = {"topology": str(self.topology.source), "instance": self.layout.instance, "prefix": self.labx.prefix,
+                "accel": vagrantconf.accel(self.labx, self.accel), "lab_s": round(lab_s, 1),
+                "booted_s": round(booted_s, 1), "settled_s": round(time.monotonic() - t0, 1)}
+        old = self._up_info()
+        (self.state / "up.json").write_text(json.dumps({**info, "first": old.get("first", info)}))
+
+    def _up_info(self) -> dict[str, Any]:
+        try:
+            data: dict[str, Any] = json.loads((self.state / "up.json").read_text())
+            return data
+        except (OSError, ValueError):
+            return {}
+
+    def _lab_alive(self) -> bool:
+        lab = self.labx
+        return all(lab.pid(d) is not None for d in ("virtlogd", "libvirtd", "tgtd", "fence_virtd", "events"))
+
+    def _build_lab(self, progress: Progress) -> None:
+        lab, t = self.labx, self.topology
+        self.state.mkdir(parents=True, exist_ok=True)
+        (self.state / "disks").mkdir(exist_ok=True)
+        progress("lab: network and mount namespaces, bridges, client")
+        lab.create_namespaces()
+        lab.create_bridges()
+        for d in t.disks:
+            img = lab.disk_image(d.name)
+            if not img.exists():
+                progress(f"shared disk {d.name}: {d.size_mb} MB ext4 image")
+                with open(img, "wb") as f:
+                    f.truncate(d.size_mb << 20)
+                subprocess.run(["mkfs.ext4", "-q", "-F", "-L", d.name, str(img)], check=True, capture_output=True,
+                               timeout=120)
+        lab.notifications.touch()
+        lab.fences.touch()
+        progress("lab: virtlogd and libvirtd")
+        lab.start_daemon("virtlogd", ["virtlogd", "-d", "-p", str(lab.pidfile("virtlogd"))])
+        lab.start_daemon("libvirtd", ["libvirtd", "-d", "-p", str(lab.pidfile("libvirtd"))],
+                         ready=Path("/run/libvirt/libvirt-sock"))
+        if lab.virsh("pool-info", "default", check=False).returncode != 0:
+            lab.virsh("pool-define-as", "default", "dir", "--target", "/var/lib/libvirt/images")
+            lab.virsh("pool-build", "default")
+            lab.virsh("pool-start", "default")
+        lab.define_mgmt_network()
+        progress("lab: tgtd (iSCSI target) and the shared LUN")
+        lab.start_daemon("tgtd", ["tgtd", "-f", "--iscsi", f"portal={lab.mgmt_address}:{ISCSI_PORT}"],
+                         foreground=True, ready=Path("/run/tgtd/socket.0"))
+        for argv in vagrantconf.tgt_commands(lab):
+            r = lab.run(argv, check=False)
+            if r.returncode != 0 and "exist" not in (r.stderr + r.stdout):
+                raise TestbedError(f"{' '.join(argv[:6])}: {(r.stderr or r.stdout).strip()}")
+        progress("lab: fence_virtd (listening on the service bridge) and the notification collector")
+        if not lab.fence_key.exists():
+            lab.fence_key.write_bytes(os.urandom(512))
+            lab.fence_key.chmod(0o600)
+        conf = self.state / "fence_virtd.conf"
+        conf.write_text(vagrantconf.fence_virtd_conf(lab, lab.fence_key))
+        lab.start_daemon("fence_virtd", ["fence_virtd", "-F", "-f", str(conf)], foreground=True)
+        lab.start_daemon("events", [sys.executable, "-m", "harness.testbed.vagrantevents",
+                                    "--listen", f"{lab.mgmt_address}:{EVENTS_PORT}",
+                                    "--notifications", str(lab.notifications), "--fences", str(lab.fences)],
+                         foreground=True)
+
+    def _payload(self) -> Path:
+        """Each node's provisioning files (vagrant's file provisioner copies the directory in)."""
+        lab = self.labx
+        root = self.state / "payload"
+        key = self.state / "authkey"
+        if not key.exists():
+            key.write_bytes(os.urandom(256))
+            key.chmod(0o400)
+        from harness.testbed import clusterconf
+
+        cib = vagrantconf.guest_cib(lab, clusterconf.empty_cib())
+        coro = clusterconf.corosync_conf(self.topology)
+        for n in self.topology.node_names:
+            d = root / n
+            d.mkdir(parents=True, exist_ok=True)
+            (d / "env").write_text(vagrantconf.env_file(vagrantconf.node_env(lab, n)))
+            (d / "cib.xml").write_text(cib)
+            (d / "corosync.conf").write_text(coro)
+            shutil.copyfile(key, d / "authkey")
+            shutil.copyfile(lab.fence_key, d / "fence_xvm.key")
+            for src in (VAGRANT_DIR / "provision.sh", VAGRANT_DIR / "fallover-alert-forward", AGENTS / "fallover-app",
+                        AGENTS / "kvapp.py", ASSETS / "fallover-alert"):
+                shutil.copyfile(src, d / src.name)
+        return root
+
+    def _vagrant_env(self) -> dict[str, str]:
+        return {**vagrantbox.vagrant_env(), "VAGRANT_CWD": str(VAGRANT_DIR),
+                "VAGRANT_DOTFILE_PATH": str(self.labx.vagrant_dot),
+                "FALLOVER_VAGRANT_SPEC": str(self.state / "spec.json")}
+
+    def _vagrant_up(self, box: vagrantbox.Box | None, progress: Progress) -> None:
+        lab = self.labx
+        accel = vagrantconf.accel(lab, self.accel)
+        emulator = None
+        if accel == "tcg":
+            emulator = self.state / "qemu-tcg"
+            emulator.write_text(vagrantconf.qemu_wrapper(lab.settings.tb_cache_mb))
+            emulator.chmod(0o755)
+        spec = vagrantconf.spec(lab, box=box.name if box else str(lab.settings.box),
+                                kernel=str(box.kernel) if box else None, initrd=str(box.initrd) if box else None,
+                                ssh_key=str(vagrantbox.ssh_key()), payload=self._payload(), accelerator=accel,
+                                emulator=str(emulator) if emulator else None)
+        (self.state / "spec.json").write_text(vagrantconf.dump_spec(spec))
+        lab.define_mgmt_network()  # `vagrant destroy` undefines it
+        progress(f"vagrant up: {len(self.topology.nodes)} VMs under {accel.upper()} (boot, iSCSI, cluster join)")
+        log = open(self.state / "vagrant-up.log", "ab")
+        proc = subprocess.Popen(lab.argv(["vagrant", "up", "--parallel"]), env=self._vagrant_env(),
+                                stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True)
+        assert proc.stdout is not None
+        tail: list[str] = []
+        for raw in proc.stdout:
+            log.write(raw)
+            line = raw.decode(errors="replace").rstrip()
+            tail = (tail + [line])[-15:]
+            if line.startswith("==> ") or "provision " in line:
+                progress(f"vagrant: {line.removeprefix('==> ').strip()[:110]}")
+        if proc.wait() != 0:
+            raise TestbedError(f"vagrant up failed (log {self.state / 'vagrant-up.log'}):\n" + "\n".join(tail))
+
+    def down(self, progress: Progress = quiet) -> list[str]:
+        lab, gone = self.labx, []
+        for t in self._nodes.values():
+            t.close()
+        if lab.pid("libvirtd") is not None:
+            for n in self._defined():
+                lab.virsh("destroy", lab.domain(n), check=False)
+                lab.virsh("undefine", lab.domain(n), "--remove-all-storage", check=False)
+                gone.append(f"domain {lab.domain(n)}")
+            r = lab.virsh("vol-list", "default", check=False)
+            for line in r.stdout.splitlines():
+                if line.split():
+                    lab.virsh("vol-delete", line.split()[0], "--pool", "default", check=False)
+                    gone.append(f"volume {line.split()[0]}")
+            lab.virsh("net-destroy", lab.mgmt_network, check=False)
+            lab.virsh("net-undefine", lab.mgmt_network, check=False)
+        if lab.pid("tgtd") is not None:
+            for argv in vagrantconf.tgt_teardown(lab):
+                lab.run(argv, check=False)
+            gone.append("tgt targets")
+        for d in ("events", "fence_virtd", "tgtd", "libvirtd", "virtlogd"):
+            if lab.stop_daemon(d):
+                gone.append(f"daemon {d}")
+        gone += lab.remove_namespaces()
+        if self.state.exists():
+            shutil.rmtree(self.state)
+            gone.append(f"state {self.state}")
+        self._dom.clear()
+        return gone
+
+    def leftovers(self) -> list[str]:
+        lab = self.labx
+        left = lab.namespace_leftovers()
+        images = lab.libvirt_root / "lib" / "images"
+        left += [f"volume {p}" for p in sorted(images.glob("*"))] if images.is_dir() else []
+        left += [f"domain {p.stem}" for p in sorted((lab.libvirt_root / "etc" / "qemu").glob("*.xml"))]
+        if self.state.exists():
+            left.append(f"state directory {self.state}")
+        return left
+
+    def capabilities(self) -> Capabilities:
+        caps: dict[str, str | None] = {k: None for k in CAPABILITIES}
+        if not self.topology.disks:
+            caps["disk"] = "the topology declares no shared disk"
+        return caps
+
+    # -- power and hang: done to the VM ---------------------------------------------------------
+
+    def _defined(self) -> list[str]:
+        if self.labx.pid("libvirtd") is None:
+            return []
+        names = self.labx.virsh("list", "--all", "--name", check=False).stdout.split()
+        return [n for n in self.topology.node_names if self.labx.domain(n) in names]
+
+    def _domstate(self, node: str, fresh: bool = False) -> str:
+        """running, paused, shut off, … or `absent` (not defined, or no libvirtd)."""
+        seen = self._dom.get(node)
+        if seen is not None and not fresh and time.monotonic() - seen[0] < STATE_TTL_S:
+            return seen[1]
+        if self.labx.pid("libvirtd") is None:
+            state = "absent"
+        else:
+            r = self.labx.virsh("domstate", self.labx.domain(node), check=False, timeout=30)
+            state = r.stdout.strip() if r.returncode == 0 else "absent"
+        self._dom[node] = (time.monotonic(), state)
+        return state
+
+    def running(self, node: str) -> bool:
+        if node not in self._nodes:
+            raise KeyError(node)
+        return self._domstate(node) in ("running", "paused", "pmsuspended", "in shutdown")
+
+    def power_off(self, node: str) -> None:
+        self.labx.virsh("destroy", self.labx.domain(node))
+        self._nodes[node].close()
+        self._dom[node] = (time.monotonic(), "shut off")
+
+    def power_on(self, node: str) -> None:
+        self._nodes[node].close()
+        if self._domstate(node, fresh=True) != "running":
+            self.labx.virsh("start", self.labx.domain(node))
+        self._dom.pop(node, None)
+
+    def freeze(self, node: str) -> None:
+        self.labx.virsh("suspend", self.labx.domain(node))
+        self._dom.pop(node, None)
+
+    def thaw(self, node: str) -> None:
+        if self._domstate(node, fresh=True) == "paused":
+            self.labx.virsh("resume", self.labx.domain(node))
+        self._dom.pop(node, None)
+
+    def freezer_state(self, node: str) -> str:
+        state = self._domstate(node, fresh=True)
+        return {"paused": "FROZEN", "running": "THAWED"}.get(state, "ABSENT")
+
+    # -- network: cables and bridges ------------------------------------------------------------
+
+    def set_adapter(self, node: str, network: str, up: bool) -> bool:
+        """`virsh domif-setlink`: the guest sees its carrier go (a host-side tap down would be invisible)."""
+        if self._domstate(node, fresh=True) not in ("running", "paused"):
+            return False
+        idx = [n.name for n in self.topology.networks].index(network) + 1
+        r = self.labx.virsh("domif-setlink", self.labx.domain(node), self.labx.mac(node, idx),
+                            "up" if up else "down", check=False)
+        if r.returncode != 0:
+            raise TestbedError(f"virsh domif-setlink {node} {network}: {(r.stderr or r.stdout).strip()}")
+        return True
+
+    def network_up(self, network: str) -> bool | None:
+        br = self.labx.bridge(network)
+        r = subprocess.run(["ip", "-n", self.labx.netns, "-j", "link", "show", br], capture_output=True, text=True,
+                           timeout=15)
+        if r.returncode != 0:
+            return None
+        flags = json.loads(r.stdout)[0].get("flags", [])
+        return "UP" in flags
+
+    def set_network(self, network: str, up: bool) -> bool:
+        if self.network_up(network) is None:
+            return False
+        subprocess.run(["ip", "-n", self.labx.netns, "link", "set", self.labx.bridge(network),
+                        "up" if up else "down"], check=True, capture_output=True, timeout=15)
+        return True
+
+    # -- evidence -------------------------------------------------------------------------------
+
+    def mountpoint(self, group: str) -> str:
+        return str(vagrantconf.guest_layout(self.labx).mountpoint(group))
+
+    def log_files(self) -> list[LogFile]:
+        out = []
+        for n in self.topology.node_names:
+            out += [LogFile(n, "/var/log/pacemaker/pacemaker.log"), LogFile(n, "/var/log/cluster/corosync.log"),
+                    *(LogFile(n, f"/var/log/cluster/{g.name}-app.log", required=False) for g in self.topology.groups)]
+        return out
+
+    def event_logs(self) -> dict[str, Path]:
+        return {"notifications": self.labx.notifications, "fences": self.labx.fences}
+
+    def check_hosts(self, progress: Progress = quiet) -> None:
+        """Every running guest answers over SSH (a fault-free guest that does not is a broken build)."""
+        for n, t in self._nodes.items():
+            if not self.running(n):
+                continue
+            progress(f"connecting to {n} over SSH")
+            deadline = time.monotonic() + 180
+            while not t.alive():
+                if time.monotonic() > deadline:
+                    raise TestbedError(f"{n}: no SSH on {t.endpoint.host} within 180 s of its start")
+                time.sleep(2)
+
+
+def lab_of(topology: Topology) -> Lab:
+    """The lab of a topology (names only; nothing is touched)."""
+    return Lab(Layout(topology))
+
+
+__all__ = ["VagrantTestbed", "lab_of", "FalloverError"]

@@ -1,0 +1,228 @@
+"""What the VM testbed writes: the Vagrantfile's spec, the guests' cluster files, fence_virtd's and tgt's
+configuration. Pure text from the topology (unit-tested); `vagrant.py` and `vagrantlab.py` use it.
+
+The guests run the same generated configuration as the embedded testbed (`clusterconf`): corosync with
+one knet link per heartbeat network and the seed CIB (group = IPaddr2 + Filesystem monitored at
+OCF_CHECK_LEVEL=20 + the application through `ocf:fallover:fallover-app`), with two changes for VMs:
+stonith is one `fence_xvm` device per node (fence_virtd in the lab powers the domain off through
+libvirt), and the adapters are the guests' `ethN` (the management NIC is eth0).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shlex
+import xml.etree.ElementTree as ET
+from dataclasses import dataclass
+from pathlib import Path
+
+from harness.testbed import clusterconf
+from harness.testbed.layout import Layout
+from harness.testbed.vagrantlab import EVENTS_PORT, FENCE_MCAST, ISCSI_PORT, Lab
+
+GUEST_STATE_ROOT = Path("/var/lib/fallover")
+FENCE_KEY_GUEST = "/etc/cluster/fence_xvm.key"
+PAYLOAD_GUEST = "/tmp/fallover"
+"""Where vagrant's file provisioner puts the node's files before provision.sh runs."""
+
+
+@dataclass(frozen=True)
+class GuestLayout(Layout):
+    """The embedded testbed's names, as paths inside a guest: the disk is the iSCSI LUN's by-path link."""
+
+    portal: str = ""
+    iqns: tuple[tuple[str, str], ...] = ()
+
+    def disk_link(self, disk: str) -> Path:
+        iqn = dict(self.iqns)[disk]
+        return Path(f"/dev/disk/by-path/ip-{self.portal}:{ISCSI_PORT}-iscsi-{iqn}-lun-1")
+
+    @property
+    def notification_log(self) -> Path:
+        return Path("/var/log/cluster") / Path(self.topology.notification.log).name
+
+
+def guest_layout(lab: Lab) -> GuestLayout:
+    t = lab.topology
+    return GuestLayout(t, instance=lab.layout.instance, state_root=GUEST_STATE_ROOT, portal=str(lab.mgmt_address),
+                       iqns=tuple((d.name, lab.iqn(d.name)) for d in t.disks))
+
+
+def interfaces(lab: Lab) -> dict[str, str]:
+    """network → the guest's interface (eth0 is the management NIC; then the topology's order)."""
+    return {n.name: f"eth{i + 1}" for i, n in enumerate(lab.topology.networks)}
+
+
+# -- accelerator ------------------------------------------------------------------------------------
+
+
+def kvm_usable(cpuinfo: str | None = None, dev_kvm: bool | None = None) -> bool:
+    """Real hardware virtualisation: vmx/svm in the CPU flags and /dev/kvm. (A /dev/kvm alone proves
+    nothing: a PVM-only host kernel has one, and a stock guest kernel hangs on it.)"""
+    if cpuinfo is None:
+        try:
+            cpuinfo = Path("/proc/cpuinfo").read_text()
+        except OSError:
+            cpuinfo = ""
+    if dev_kvm is None:
+        dev_kvm = os.path.exists("/dev/kvm")
+    flags = {w for line in cpuinfo.splitlines() if line.startswith("flags") for w in line.split(":", 1)[1].split()}
+    return dev_kvm and bool(flags & {"vmx", "svm"})
+
+
+def accel(lab: Lab, forced: str | None = None) -> str:
+    """`kvm` or `tcg`: FALLOVER_ACCEL or the topology's `vagrant.accel`, `auto` probing the host."""
+    choice = forced or os.environ.get("FALLOVER_ACCEL") or lab.settings.accel
+    if choice == "auto":
+        return "kvm" if kvm_usable() else "tcg"
+    if choice not in ("kvm", "tcg"):
+        raise ValueError(f"accelerator {choice!r}: kvm, tcg or auto")
+    return choice
+
+
+def qemu_wrapper(tb_cache_mb: int, qemu: str = "/usr/bin/qemu-system-x86_64") -> str:
+    """The emulator libvirt runs under TCG: qemu with a small translation cache (libvirt's 1 GiB default
+    becomes resident; vagrant-libvirt has no knob for <tcg><tb-cache>, and a second -accel is ignored)."""
+    return ("#!/bin/bash\n# fallover: qemu with TCG's translation cache at " f"{tb_cache_mb} MiB\n"
+            "args=(); prev=\n"
+            "for a in \"$@\"; do\n"
+            f"  if [ \"$prev\" = -accel ] && [ \"$a\" = tcg ]; then a=tcg,tb-size={tb_cache_mb}; fi\n"
+            "  args+=(\"$a\"); prev=$a\n"
+            "done\n"
+            f"exec {qemu} \"${{args[@]}}\"\n")
+
+
+# -- the Vagrantfile's input ------------------------------------------------------------------------
+
+
+def spec(lab: Lab, *, box: str, kernel: str | None, initrd: str | None, ssh_key: str, payload: Path,
+         accelerator: str, emulator: str | None) -> dict[str, object]:
+    """Everything vagrant/Vagrantfile reads (FALLOVER_VAGRANT_SPEC): it holds no logic of its own."""
+    t, s = lab.topology, lab.settings
+    nodes = []
+    for n in t.node_names:
+        nics = [{"network": net.name, "bridge": lab.bridge(net.name), "mac": lab.mac(n, i + 1),
+                 "ip": str(t.address(n, net.name))} for i, net in enumerate(t.networks)]
+        nodes.append({"name": n, "domain": lab.domain(n), "mgmt_mac": lab.mac(n, 0),
+                      "mgmt_ip": str(lab.node_mgmt_address(n)), "nics": nics,
+                      "payload": str(payload / n)})
+    return {
+        "prefix": f"{lab.prefix}-", "box": box, "kernel": kernel, "initrd": initrd,
+        "cmd_line": "root=/dev/vda rw console=ttyS0 net.ifnames=0 biosdevname=0 quiet",
+        "driver": "kvm" if accelerator == "kvm" else "qemu", "accel": accelerator, "emulator": emulator,
+        "memory_mb": s.memory_mb, "cpus": s.cpus, "ssh_key": ssh_key,
+        "mgmt_network": lab.mgmt_network, "mgmt_subnet": str(s.mgmt_subnet),
+        "payload_guest": PAYLOAD_GUEST, "nodes": nodes,
+    }
+
+
+# -- the guests' cluster files ----------------------------------------------------------------------
+
+
+def guest_cib(lab: Lab, empty_cib: str) -> str:
+    """The embedded testbed's seed CIB, with fence_xvm per node and the guests' interface names."""
+    t = lab.topology
+    gl = guest_layout(lab)
+    root = ET.fromstring(clusterconf.cib_xml(gl, empty_cib))
+    resources = root.find("configuration/resources")
+    constraints = root.find("configuration/constraints")
+    assert resources is not None and constraints is not None
+    ifaces = interfaces(lab)
+    for nv in root.iter("nvpair"):
+        rid = nv.get("id", "")
+        if (rid.endswith("-params-nic") or rid.endswith("-params-interface")) and nv.get("value") in ifaces:
+            nv.set("value", ifaces[nv.get("value", "")])
+    old = resources.find("primitive[@id='fence']")
+    if old is not None:
+        at = list(resources).index(old)
+        resources.remove(old)
+        for i, n in enumerate(t.node_names):
+            prim = ET.Element("primitive", {"id": f"fence-{n}", "class": "stonith", "type": "fence_xvm"})
+            clusterconf._nvset(prim, "instance_attributes", f"fence-{n}-params", {
+                "port": lab.domain(n), "pcmk_host_list": n, "pcmk_host_check": "static-list",
+                "key_file": FENCE_KEY_GUEST, "multicast_address": FENCE_MCAST, "pcmk_off_action": "off",
+                "pcmk_reboot_action": "off", "timeout": "20"})
+            ops = ET.SubElement(prim, "operations")
+            ET.SubElement(ops, "op", id=f"fence-{n}-monitor-60s", name="monitor", interval="60s", timeout="30s")
+            resources.insert(at + i, prim)
+            ET.SubElement(constraints, "rsc_location", id=f"fence-{n}-not-on-{n}", rsc=f"fence-{n}", node=n,
+                          score="-INFINITY")
+    # under emulation the resource agents are slow (fork-heavy shell): generous operation timeouts
+    for op in root.iter("op"):
+        if op.get("name") in ("start", "stop"):
+            op.set("timeout", "120s")
+        elif op.get("name") == "monitor":
+            op.set("timeout", "60s")
+    return ET.tostring(root, encoding="unicode")
+
+
+def fence_virtd_conf(lab: Lab, key: Path) -> str:
+    """Multicast listener on the service bridge (an isolated node cannot fence), libvirt backend."""
+    return f"""fence_virtd {{
+    listener = "multicast";
+    backend = "libvirt";
+    module_path = "/usr/lib/x86_64-linux-gnu/fence-virt";
+}}
+listeners {{
+    multicast {{
+        key_file = "{key}";
+        address = "{FENCE_MCAST}";
+        interface = "{lab.bridge(lab.topology.service_network.name)}";
+        family = "ipv4";
+        port = "1229";
+    }}
+}}
+backends {{
+    libvirt {{
+        uri = "qemu:///system";
+    }}
+}}
+"""
+
+
+def tgt_commands(lab: Lab) -> list[list[str]]:
+    """tgtadm calls that export every disk as LUN 1 of its own target, to every initiator."""
+    out = []
+    for d in lab.topology.disks:
+        tid = str(lab.tid(d.name))
+        out += [["tgtadm", "--lld", "iscsi", "--op", "new", "--mode", "target", "--tid", tid, "-T", lab.iqn(d.name)],
+                ["tgtadm", "--lld", "iscsi", "--op", "new", "--mode", "logicalunit", "--tid", tid, "--lun", "1",
+                 "-b", str(lab.disk_image(d.name)), "--bstype", "rdwr"],
+                ["tgtadm", "--lld", "iscsi", "--op", "bind", "--mode", "target", "--tid", tid, "-I", "ALL"]]
+    return out
+
+
+def tgt_teardown(lab: Lab) -> list[list[str]]:
+    """tgtd ignores SIGTERM while targets exist: offline, delete every target, then the system."""
+    out = [["tgtadm", "--op", "update", "--mode", "sys", "--name", "State", "-v", "offline"]]
+    out += [["tgtadm", "--lld", "iscsi", "--op", "delete", "--mode", "target", "--tid", str(lab.tid(d.name)),
+             "--force"] for d in lab.topology.disks]
+    return out + [["tgtadm", "--op", "delete", "--mode", "system"]]
+
+
+def node_env(lab: Lab, node: str) -> dict[str, str]:
+    """The variables provision.sh reads (written as `env` in the node's payload)."""
+    t = lab.topology
+    gl = guest_layout(lab)
+    ifaces = interfaces(lab)
+    nics = " ".join(f"{lab.mac(node, i + 1)}={ifaces[n.name]}={t.address(node, n.name)}/{n.subnet.prefixlen}"
+                    for i, n in enumerate(t.networks))
+    hosts = " ".join(f"{t.address(n, t.service_network.name)}={n}" for n in t.node_names)
+    return {
+        "NODE": node, "NICS": nics, "HOSTS": hosts, "FENCE_IFACE": ifaces[t.service_network.name],
+        "INITIATOR": f"iqn.2026-11.net.fallover:{lab.prefix}.{node}", "PORTAL": str(lab.mgmt_address),
+        "IQNS": " ".join(lab.iqn(d.name) for d in t.disks),
+        "DISK_LINKS": " ".join(f"{gl.disk_link(d.name)}={gl.state / 'disks' / (d.name + '.dev')}" for d in t.disks),
+        "STATE": str(gl.state), "AGENTS": str(gl.agents_dir),
+        "MOUNTS": " ".join(str(gl.mountpoint(g.name)) for g in t.groups),
+        "COLLECTOR": f"{lab.mgmt_address}:{EVENTS_PORT}", "NOTIFY_LOG": str(gl.notification_log),
+    }
+
+
+def env_file(values: dict[str, str]) -> str:
+    return "".join(f"{k}={shlex.quote(v)}\n" for k, v in values.items())
+
+
+def dump_spec(data: dict[str, object]) -> str:
+    return json.dumps(data, indent=1, sort_keys=True)

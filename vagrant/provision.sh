@@ -1,0 +1,71 @@
+#!/bin/sh
+# Provisions one guest of the fallover VM testbed (run by vagrant's shell provisioner as root).
+# Its inputs come from the harness, in the node's payload directory (this script's directory):
+# `env` (variables, see harness/testbed/vagrantconf.py:node_env), corosync.conf, authkey, cib.xml,
+# fence_xvm.key and the agents. Idempotent: provisioning again changes nothing that is in place.
+set -eu
+P=$(dirname "$0")
+. "$P/env"
+log() { echo "provision $NODE: $*"; }
+
+log "hostname, hosts, adapters"
+hostnamectl set-hostname "$NODE" 2>/dev/null || echo "$NODE" > /etc/hostname
+hostname "$NODE"
+{ echo "127.0.0.1 localhost"; for h in $HOSTS; do echo "${h%%=*} ${h#*=}"; done; } > /etc/hosts
+for nic in $NICS; do   # MAC=IFACE=ADDRESS/PREFIX
+  mac=${nic%%=*}; rest=${nic#*=}; dev=${rest%%=*}; addr=${rest#*=}
+  {
+    printf '[Match]\nMACAddress=%s\n[Link]\nRequiredForOnline=no\n' "$mac"
+    printf '[Network]\nAddress=%s\nLinkLocalAddressing=no\nIPv6AcceptRA=no\nConfigureWithoutCarrier=yes\n' "$addr"
+    # fence_xvm multicasts its request on the service network (fence_virtd listens on that bridge)
+    if [ "$dev" = "$FENCE_IFACE" ]; then printf '[Route]\nDestination=224.0.0.0/4\n'; fi
+  } > /etc/systemd/network/20-fallover-$dev.network
+done
+networkctl reload
+for nic in $NICS; do rest=${nic#*=}; dev=${rest%%=*}; networkctl reconfigure "$dev" >/dev/null 2>&1 || true; done
+
+log "iSCSI: initiator, login to every LUN"
+mkdir -p /etc/iscsi
+echo "InitiatorName=$INITIATOR" > /etc/iscsi/initiatorname.iscsi
+sed -i 's/^node.session.timeo.replacement_timeout = .*/node.session.timeo.replacement_timeout = 10/' /etc/iscsi/iscsid.conf
+sed -i 's/^node.startup = .*/node.startup = automatic/' /etc/iscsi/iscsid.conf
+systemctl restart iscsid
+iscsiadm -m discovery -t st -p "$PORTAL" >/dev/null
+for iqn in $IQNS; do
+  iscsiadm -m node -T "$iqn" -p "$PORTAL" -o update -n node.startup -v automatic
+  iscsiadm -m node -T "$iqn" -p "$PORTAL" -o update -n node.session.timeo.replacement_timeout -v 10
+  iscsiadm -m session 2>/dev/null | grep -q "$iqn" || iscsiadm -m node -T "$iqn" -p "$PORTAL" --login >/dev/null
+done
+systemctl enable iscsid open-iscsi >/dev/null 2>&1
+mkdir -p "$STATE/disks" "$STATE/faults" "$AGENTS"
+for link in $DISK_LINKS; do   # by-path=stable name the Filesystem resource uses
+  dev=${link%%=*}; name=${link#*=}
+  for i in $(seq 100); do [ -e "$dev" ] && break; sleep 0.2; done
+  [ -e "$dev" ] || { echo "no $dev after the iSCSI login" >&2; exit 1; }
+  ln -sfn "$dev" "$name"
+done
+for m in $MOUNTS; do mkdir -p "$m"; done
+
+log "agents, alert forwarder, fence key"
+install -D -m 755 "$P/fallover-app" /usr/lib/ocf/resource.d/fallover/fallover-app
+install -m 755 "$P/kvapp.py" "$AGENTS/kvapp.py"
+install -m 755 "$P/fallover-alert" "$AGENTS/fallover-alert.real"
+install -m 755 "$P/fallover-alert-forward" "$AGENTS/fallover-alert"
+echo "$COLLECTOR" > "$AGENTS/collector"
+chmod 755 "$STATE" "$AGENTS"
+install -d -m 2775 -g haclient /var/log/cluster
+touch "$NOTIFY_LOG"; chown hacluster:haclient "$NOTIFY_LOG"
+install -D -m 600 "$P/fence_xvm.key" /etc/cluster/fence_xvm.key
+
+log "corosync and pacemaker"
+install -m 644 "$P/corosync.conf" /etc/corosync/corosync.conf
+install -m 400 "$P/authkey" /etc/corosync/authkey
+if [ ! -s /var/lib/pacemaker/cib/cib.xml ]; then
+  install -m 600 -o hacluster -g haclient "$P/cib.xml" /var/lib/pacemaker/cib/cib.xml
+fi
+mkdir -p /etc/systemd/system/corosync.service.d
+printf '[Unit]\nAfter=open-iscsi.service network-online.target\n' > /etc/systemd/system/corosync.service.d/fallover.conf
+systemctl daemon-reload
+systemctl enable corosync pacemaker >/dev/null 2>&1
+systemctl start corosync pacemaker
+log "done"
