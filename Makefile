@@ -7,8 +7,11 @@ APT_PACKAGES := pacemaker corosync keepalived crmsh resource-agents fence-agents
 	e2fsprogs psmisc procps iputils-arping stress-ng nftables iptables fuse3 tcpdump python3 python3-venv python3-dev gcc \
 	libnetfilter-queue-dev openssh-server
 STAMP := $(VENV)/.installed
+# The VM testbed only (testbeds/vagrant.yaml): not part of `setup`, so CI's `make test` never needs them.
+VM_PACKAGES := qemu-system-x86 qemu-utils libvirt-daemon-system libvirt-clients libvirt-daemon-driver-qemu \
+	dnsmasq-base vagrant vagrant-libvirt debootstrap tgt fence-virtd
 
-.PHONY: setup apt venv run test unit bench down clean
+.PHONY: setup apt venv run test unit bench down clean vm-setup
 
 setup: apt venv
 
@@ -24,6 +27,12 @@ apt:
 		fi; \
 		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null; \
 	fi
+
+# The VM testbed's packages (no daemon of theirs starts here: fallover runs libvirtd, tgtd and
+# fence_virtd itself, inside the lab's namespaces), then the box (cached; rebuilt when its inputs change).
+vm-setup: setup
+	@$(MAKE) --no-print-directory apt APT_PACKAGES="$(VM_PACKAGES)"
+	$(VENV)/bin/fallover box build
 
 venv: $(STAMP)
 

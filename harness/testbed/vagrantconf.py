@@ -109,7 +109,7 @@ def spec(lab: Lab, *, box: str, kernel: str | None, initrd: str | None, ssh_key:
                       "payload": str(payload / n)})
     return {
         "prefix": f"{lab.prefix}-", "box": box, "kernel": kernel, "initrd": initrd,
-        "cmd_line": "root=/dev/vda rw console=ttyS0 net.ifnames=0 biosdevname=0 quiet",
+        "cmd_line": "root=/dev/vda rw console=ttyS0 net.ifnames=0 biosdevname=0 systemd.firstboot=off quiet",
         "driver": "kvm" if accelerator == "kvm" else "qemu", "accel": accelerator, "emulator": emulator,
         "memory_mb": s.memory_mb, "cpus": s.cpus, "ssh_key": ssh_key,
         "mgmt_network": lab.mgmt_network, "mgmt_subnet": str(s.mgmt_subnet),
