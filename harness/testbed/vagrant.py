@@ -179,7 +179,7 @@ class VagrantTestbed(SshTestbed):
         lab.define_mgmt_network()
         progress("lab: tgtd (iSCSI target) and the shared LUN")
         lab.start_daemon("tgtd", ["tgtd", "-f", "--iscsi", f"portal={lab.mgmt_address}:{ISCSI_PORT}"],
-                         foreground=True, ready=Path("/run/tgtd/socket.0"))
+                         foreground=True, ready=lambda: lab.listening(ISCSI_PORT))
         for argv in vagrantconf.tgt_commands(lab):
             r = lab.run(argv, check=False)
             if r.returncode != 0 and "exist" not in (r.stderr + r.stdout):
@@ -194,7 +194,7 @@ class VagrantTestbed(SshTestbed):
         lab.start_daemon("events", [sys.executable, "-m", "harness.testbed.vagrantevents",
                                     "--listen", f"{lab.mgmt_address}:{EVENTS_PORT}",
                                     "--notifications", str(lab.notifications), "--fences", str(lab.fences)],
-                         foreground=True)
+                         foreground=True, ready=lambda: lab.listening(EVENTS_PORT))
 
     def _payload(self) -> Path:
         """Each node's provisioning files (vagrant's file provisioner copies the directory in)."""

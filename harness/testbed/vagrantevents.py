@@ -2,7 +2,8 @@
 
 Runs in the lab (network namespace), listening on the harness's management address. Each connection
 carries one or more JSON lines of `fallover-alert`; each line is appended whole (one write on an
-O_APPEND fd) to the testbed's notification log on the harness's side. A `fencing` alert is also
+O_APPEND fd) to the testbed's notification log on the harness's side, with `wall` set to the time it
+arrived (a TCG guest's clock drifts; the guest's own stamp is kept as `guest_wall`). A `fencing` alert is also
 written to the fence log in the fence broker's format, so the fence verdicts read VM fencing too
 (`wall` is when the alert was sent, i.e. when fencing completed: fence_virtd itself keeps no log).
 
@@ -15,6 +16,7 @@ import argparse
 import json
 import os
 import socketserver
+import time
 from pathlib import Path
 from typing import Any
 
@@ -41,9 +43,10 @@ def _append(path: Path, data: bytes) -> None:
         os.close(fd)
 
 
-def accept(data: bytes, notifications: Path, fences: Path) -> int:
-    """Append every complete, valid line; returns how many were taken."""
+def accept(data: bytes, notifications: Path, fences: Path, now: float | None = None) -> int:
+    """Append every complete, valid line, stamped with the harness's clock; returns how many were taken."""
     taken = 0
+    arrived = time.time() if now is None else now
     for line in data.splitlines():
         try:
             event = json.loads(line)
@@ -51,7 +54,10 @@ def accept(data: bytes, notifications: Path, fences: Path) -> int:
             continue
         if not isinstance(event, dict):
             continue
-        _append(notifications, line.strip() + b"\n")
+        if "wall" in event:
+            event["guest_wall"] = event["wall"]
+        event["wall"] = arrived
+        _append(notifications, (json.dumps(event, sort_keys=True) + "\n").encode())
         fl = fence_line(event)
         if fl is not None:
             _append(fences, fl)

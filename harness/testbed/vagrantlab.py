@@ -18,9 +18,11 @@ from __future__ import annotations
 import ipaddress
 import os
 import signal
+import socket
 import shutil
 import subprocess
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 from harness.errors import TestbedError
@@ -267,9 +269,10 @@ class Lab:
             return None
         return pid if pid in self.processes() else None
 
-    def start_daemon(self, daemon: str, argv: list[str], *, ready: Path | None = None, timeout: float = 30,
-                     foreground: bool = False) -> int:
-        """Start ``argv`` in the lab unless its pid file names a live lab process; wait for ``ready``."""
+    def start_daemon(self, daemon: str, argv: list[str], *, ready: Path | Callable[[], bool] | None = None,
+                     timeout: float = 30, foreground: bool = False) -> int:
+        """Start ``argv`` in the lab unless its pid file names a live lab process; wait for ``ready``
+        (a path in the lab, or a test)."""
         pid = self.pid(daemon)
         if pid is not None:
             return pid
@@ -284,12 +287,25 @@ class Lab:
         deadline = time.monotonic() + timeout
         while True:
             pid = self.pid(daemon)
-            if pid is not None and (ready is None or ready.exists() or _lab_path_exists(self, ready)):
+            if pid is not None and (ready is None or (ready() if callable(ready) else _lab_path_exists(self, ready))):
                 return pid
             if time.monotonic() > deadline:
                 tail = (self.state / f"{daemon}.log").read_text(errors="replace")[-400:]
                 raise TestbedError(f"{daemon} did not start in the lab within {timeout:g}s: {tail.strip()}")
             time.sleep(0.1)
+
+    def listening(self, port: int) -> bool:
+        """Something in the lab accepts TCP connections on the harness's management address and ``port``."""
+        from harness.testbed.nfqueue import in_netns
+
+        def probe() -> bool:
+            try:
+                socket.create_connection((str(self.mgmt_address), port), timeout=1).close()
+                return True
+            except OSError:
+                return False
+
+        return probe() if self.in_host_netns else in_netns(self.netns, probe)
 
     def stop_daemon(self, daemon: str, timeout: float = 15) -> bool:
         pid = self.pid(daemon)
