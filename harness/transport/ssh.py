@@ -186,6 +186,9 @@ class SshTransport:
             self.close()
             raise TransportError(self.name, f"connection lost: {describe(exc)}") from None
         duration = time.monotonic() - t0
+        if status == -1 and not transport.is_active():  # the peer vanished mid-command (powered off, fenced)
+            self.close()
+            raise TransportError(self.name, f"connection lost while running `{shlex.join(argv)[:80]}`")
         # `timeout -s KILL` kills its whole group, itself included: the shell reports 137, or sshd an exit
         # signal (paramiko: -1). Either, at the deadline, is our kill (not the command's own exit).
         timed_out = status is None or (status in (137, -1) and duration >= timeout * 0.98)
