@@ -264,11 +264,10 @@ class VagrantTestbed(SshTestbed):
                 lab.virsh("destroy", lab.domain(n), check=False)
                 lab.virsh("undefine", lab.domain(n), "--remove-all-storage", check=False)
                 gone.append(f"domain {lab.domain(n)}")
-            r = lab.virsh("vol-list", "default", check=False)
-            for line in r.stdout.splitlines():
-                if line.split():
-                    lab.virsh("vol-delete", line.split()[0], "--pool", "default", check=False)
-                    gone.append(f"volume {line.split()[0]}")
+            lab.virsh("pool-refresh", "default", check=False)
+            for vol in lab.own_volumes():  # the box's volume is the cache's: it stays
+                lab.virsh("vol-delete", vol.name, "--pool", "default", check=False)
+                gone.append(f"volume {vol.name}")
             lab.virsh("net-destroy", lab.mgmt_network, check=False)
             lab.virsh("net-undefine", lab.mgmt_network, check=False)
         if lab.pid("tgtd") is not None:
@@ -279,6 +278,9 @@ class VagrantTestbed(SshTestbed):
             if lab.stop_daemon(d):
                 gone.append(f"daemon {d}")
         gone += lab.remove_namespaces()
+        for vol in lab.own_volumes():
+            vol.unlink()
+            gone.append(f"volume {vol.name}")
         if self.state.exists():
             shutil.rmtree(self.state)
             gone.append(f"state {self.state}")
@@ -288,8 +290,7 @@ class VagrantTestbed(SshTestbed):
     def leftovers(self) -> list[str]:
         lab = self.labx
         left = lab.namespace_leftovers()
-        images = lab.libvirt_root / "lib" / "images"
-        left += [f"volume {p}" for p in sorted(images.glob("*"))] if images.is_dir() else []
+        left += [f"volume {p}" for p in lab.own_volumes()]
         left += [f"domain {p.stem}" for p in sorted((lab.libvirt_root / "etc" / "qemu").glob("*.xml"))]
         if self.state.exists():
             left.append(f"state directory {self.state}")

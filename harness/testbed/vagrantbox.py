@@ -229,9 +229,15 @@ def _prune(keep: Box, progress: Progress) -> None:
     if not BOX_ROOT.exists():
         return
     for d in BOX_ROOT.iterdir():
-        if d.is_dir() and d.name not in (keep.dir.name, "vagrant.d") and len(d.name.split(".")[0]) == 12:
+        if d.is_dir() and d.name not in (keep.dir.name, "vagrant.d", "pool") and len(d.name.split(".")[0]) == 12:
             shutil.rmtree(d, ignore_errors=True)
             progress(f"removed old box {d.name}")
+    pool = BOX_ROOT / "pool"
+    if pool.is_dir():  # the labs' storage pool keeps each box's uploaded volume
+        for vol in pool.glob(f"fallover-{SUITE}-*"):
+            if not vol.name.startswith(keep.name + "_"):
+                vol.unlink()
+                progress(f"removed old box volume {vol.name}")
     boxes = vagrant_home() / "boxes"
     if boxes.is_dir():
         for b in boxes.iterdir():

@@ -141,6 +141,18 @@ class Lab:
         return self.state / "libvirt"
 
     @property
+    def pool_dir(self) -> Path:
+        """libvirt's `default` pool of every lab (in the box cache): box volumes stay, domain volumes
+        are named after their domain (`<prefix>-<node>…`) and go with the lab."""
+        from harness.testbed.vagrantbox import BOX_ROOT
+
+        return BOX_ROOT / "pool"
+
+    def own_volumes(self) -> list[Path]:
+        return sorted(p for p in self.pool_dir.glob(f"{self.prefix}-*") if p.is_file()) \
+            if self.pool_dir.is_dir() else []
+
+    @property
     def vagrant_dot(self) -> Path:
         return self.state / "vagrant"
 
@@ -201,6 +213,10 @@ class Lab:
         subprocess.run(["mount", "--make-private", str(MNT_ROOT)], check=True, timeout=30)
         self.mnt_file.touch()
         binds = "\n".join(f"mount --bind {self.libvirt_root / k} {v}" for k, v in LIBVIRT_DIRS.items())
+        # the storage pool is the box cache's: the box's volume is uploaded once, not at every `up`
+        (self.libvirt_root / "lib" / "images").mkdir(exist_ok=True)
+        self.pool_dir.mkdir(parents=True, exist_ok=True)
+        binds += f"\nmount --bind {self.pool_dir} /var/lib/libvirt/images"
         script = ("set -e\n"
                   + ("" if self.in_host_netns else "umount -l /sys\nmount -t sysfs -o nosuid,nodev,noexec sysfs /sys\n")
                   + "mount -t tmpfs -o mode=755 tmpfs /run\nmkdir -p /run/libvirt /run/tgtd /run/lock\n"
