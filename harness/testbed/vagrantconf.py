@@ -24,6 +24,8 @@ from harness.testbed.vagrantlab import EVENTS_PORT, FENCE_MCAST, ISCSI_PORT, Lab
 GUEST_STATE_ROOT = Path("/var/lib/fallover")
 FENCE_KEY_GUEST = "/etc/cluster/fence_xvm.key"
 PAYLOAD_GUEST = "/tmp/fallover"
+MONITOR_MIN_S = 5
+"""The shortest monitor interval in the guests (the embedded testbed's 1-2 s cost too much CPU under TCG)."""
 """Where vagrant's file provisioner puts the node's files before provision.sh runs."""
 
 
@@ -148,12 +150,16 @@ def guest_cib(lab: Lab, empty_cib: str) -> str:
             resources.insert(at + i, prim)
             ET.SubElement(constraints, "rsc_location", id=f"fence-{n}-not-on-{n}", rsc=f"fence-{n}", node=n,
                           score="-INFINITY")
-    # under emulation the resource agents are slow (fork-heavy shell): generous operation timeouts
+    # under emulation the resource agents are slow (fork-heavy shell): generous operation timeouts, and
+    # monitors no more often than MONITOR_MIN_S (every 1-2 s on 3 TCG guests kept a whole core busy)
     for op in root.iter("op"):
         if op.get("name") in ("start", "stop"):
             op.set("timeout", "120s")
         elif op.get("name") == "monitor":
             op.set("timeout", "60s")
+            secs = int(op.get("interval", "0s").rstrip("s") or 0)
+            if 0 < secs < MONITOR_MIN_S:
+                op.set("interval", f"{MONITOR_MIN_S}s")
     return ET.tostring(root, encoding="unicode")
 
 

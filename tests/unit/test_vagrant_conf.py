@@ -110,6 +110,8 @@ def test_guest_cib_fences_through_fence_xvm_and_names_the_guest_adapters(lab: La
     assert values["app-fs-params-device"].startswith("/dev/disk/by-path/ip-10.81.9.1:3260-iscsi-")
     assert values["app-fs-params-directory"] == "/srv/app"
     assert values["app-fs-monitor-2s-params-OCF_CHECK_LEVEL"] == "20"  # a dead disk is noticed
+    monitors = [op for op in root.iter("op") if op.get("name") == "monitor"]
+    assert min(int(op.get("interval", "").rstrip("s")) for op in monitors) == vagrantconf.MONITOR_MIN_S
     recipient = next(r for r in root.iter("recipient"))
     assert recipient.get("value") == "/var/log/cluster/notifications.log"
     if shutil.which("crm_verify"):
