@@ -13,10 +13,10 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
+from harness.drivers.polling import Polling
 from harness.drivers.state import (
     ClusterState,
     FailedAction,
@@ -143,10 +143,11 @@ def build_state(topology: Topology, reports: dict[str, NodeReport | None]) -> Cl
                         failed_actions=tuple(failed), attributes=attributes)
 
 
-class KeepalivedDriver:
+class KeepalivedDriver(Polling):
     """Reads every running node (in parallel) and steers keepalived through the testbed."""
 
     membership = False  # a node "lost" is keepalived seen gone by the harness: VRRP has no membership
+    poll_interval = 0.2
 
     def __init__(self, testbed: Testbed, *, query_timeout: float = 5.0, quiet_s: float = SETTLE_QUIET_S) -> None:
         self.testbed = testbed
@@ -183,25 +184,6 @@ class KeepalivedDriver:
         if all(r is None for r in reports.values()):
             return None
         return build_state(self.topology, reports)
-
-    def wait_until(self, predicate: Callable[[ClusterState], bool], *, timeout: float, what: str,
-                   progress: Progress = quiet, interval: float = 0.2) -> ClusterState:
-        last: list[ClusterState | None] = [None]
-        shown = [""]
-
-        def check() -> ClusterState | None:
-            s = self.state()
-            last[0] = s
-            line = s.summary() if s else "no node answers"
-            if line != shown[0]:
-                progress(f"{what}: {line}")
-                shown[0] = line
-            return s if s is not None and predicate(s) else None
-
-        s = wait_until(check, timeout=timeout, what=what, interval=interval,
-                       describe=lambda: last[0].summary() if last[0] else "no node answers")
-        assert s is not None  # wait_until returns only a truthy answer
-        return s
 
     def expected_node(self, group: str, state: ClusterState) -> str | None:
         """The first node of the group's list whose keepalived runs (the highest VRRP priority)."""
@@ -260,17 +242,6 @@ class KeepalivedDriver:
 
     def settled(self, s: ClusterState, placement: bool = True) -> bool:
         return self.unsettled(s, placement) is None
-
-    def fault_changed_at(self) -> float | None:
-        try:
-            mtime = self.testbed.journal_path.stat().st_mtime
-        except OSError:
-            return None
-        return time.monotonic() - (time.time() - mtime)
-
-    def quiet_left(self, since: float | None = None) -> float:
-        changed = self.fault_changed_at() if since is None else since
-        return 0.0 if changed is None else max(0.0, changed + self.quiet_s - time.monotonic())
 
     def wait_settled(self, *, timeout: float = 90.0, progress: Progress = quiet,
                      placement: bool = True) -> ClusterState:

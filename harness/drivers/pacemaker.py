@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-import os
 import time
-from collections.abc import Callable
 
 from harness.drivers.settle import SETTLE_QUERY, parse_settle_query
+from harness.drivers.polling import Polling
 from harness.drivers.state import ClusterState, parse_crm_mon
 from harness.errors import CommandFailed, TransportError, WaitTimeout
 from harness.testbed.base import Capabilities, Progress, Testbed, quiet
@@ -27,7 +26,7 @@ STACK_PROCESSES = ("corosync", "pacemakerd", "pacemaker-controld", "pacemaker-ba
 """Every process of the stack on a node; the first three must run for the node to be whole."""
 
 
-class PacemakerDriver:
+class PacemakerDriver(Polling):
     """Talks to the cluster through any live node, preferring one that knows the DC.
 
     A just-rejoined node reports no DC and its peers as unclean, so a view without a DC
@@ -88,26 +87,6 @@ class PacemakerDriver:
         return [n for n in self.topology.node_names if self.testbed.running(n)]
 
     # -- waiting --------------------------------------------------------------------------------
-
-    def wait_until(self, predicate: Callable[[ClusterState], bool], *, timeout: float, what: str,
-                   progress: Progress = quiet, interval: float = 0.25) -> ClusterState:
-        """Poll the cluster until ``predicate(state)``; progress lines show what is still missing."""
-        last: list[ClusterState | None] = [None]
-        shown = [""]
-
-        def check() -> ClusterState | None:
-            s = self.state()
-            last[0] = s
-            line = s.summary() if s else "no node answers"
-            if line != shown[0]:
-                progress(f"{what}: {line}")
-                shown[0] = line
-            return s if s is not None and predicate(s) else None
-
-        def describe() -> str:
-            return last[0].summary() if last[0] else "no node answers crm_mon"
-
-        return wait_until(check, timeout=timeout, what=what, interval=interval, describe=describe)
 
     def expected_node(self, group: str, state: ClusterState) -> str | None:
         """Where the topology's priority list puts a group, given which nodes are online."""
@@ -201,21 +180,6 @@ class PacemakerDriver:
         Instantaneous: results still in flight across a heal are ``wait_settled``'s business.
         """
         return self.unsettled(s, placement) is None
-
-    def fault_changed_at(self) -> float | None:
-        """When (monotonic) a fault was last injected or healed here: the fault journal's last write."""
-        try:
-            mtime = os.stat(self.testbed.journal_path).st_mtime
-        except OSError:
-            return None
-        return time.monotonic() - (time.time() - mtime)
-
-    def quiet_left(self, since: float | None = None) -> float:
-        """Seconds until ``quiet_s`` have passed since the last fault change (``since``, else the journal)."""
-        changed = self.fault_changed_at() if since is None else since
-        if changed is None:
-            return 0.0
-        return max(0.0, changed + self.quiet_s - time.monotonic())
 
     def wait_settled(self, *, timeout: float = 90.0, progress: Progress = quiet,
                      placement: bool = True) -> ClusterState:

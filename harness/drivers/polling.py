@@ -1,0 +1,56 @@
+"""What every driver does the same way: poll its state until a predicate holds, and time the quiet
+period after a fault change (the fault journal's last write marks it)."""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Callable
+
+from harness.drivers.state import ClusterState
+from harness.testbed.base import Progress, Testbed, quiet
+from harness.wait import wait_until
+
+
+class Polling:
+    """Base of the drivers: needs ``testbed``, ``quiet_s`` and ``state()`` from the subclass."""
+
+    testbed: Testbed
+    quiet_s: float
+    poll_interval: float = 0.25
+
+    def state(self) -> ClusterState | None:
+        raise NotImplementedError
+
+    def wait_until(self, predicate: Callable[[ClusterState], bool], *, timeout: float, what: str,
+                   progress: Progress = quiet, interval: float | None = None) -> ClusterState:
+        """Poll the cluster until ``predicate(state)``; progress lines show what is still missing."""
+        last: list[ClusterState | None] = [None]
+        shown = [""]
+
+        def check() -> ClusterState | None:
+            s = self.state()
+            last[0] = s
+            line = s.summary() if s else "no node answers"
+            if line != shown[0]:
+                progress(f"{what}: {line}")
+                shown[0] = line
+            return s if s is not None and predicate(s) else None
+
+        s = wait_until(check, timeout=timeout, what=what, interval=interval or self.poll_interval,
+                       describe=lambda: last[0].summary() if last[0] else "no node answers")
+        assert s is not None  # wait_until returns only a truthy answer
+        return s
+
+    def fault_changed_at(self) -> float | None:
+        """When (monotonic) a fault was last injected or healed here: the fault journal's last write."""
+        try:
+            mtime = os.stat(self.testbed.journal_path).st_mtime
+        except OSError:
+            return None
+        return time.monotonic() - (time.time() - mtime)
+
+    def quiet_left(self, since: float | None = None) -> float:
+        """Seconds until ``quiet_s`` have passed since the last fault change (``since``, else the journal)."""
+        changed = self.fault_changed_at() if since is None else since
+        return 0.0 if changed is None else max(0.0, changed + self.quiet_s - time.monotonic())
