@@ -95,6 +95,10 @@ IGNORE: tuple[Rule, ...] = (
 
 _ETHMONITOR_DOWN = _rule(r"ethmonitor\(linkmon-\w+\)\[\d+\]:\s+ERROR: Monitoring of linkmon-\w+ failed",
                          "the link monitor reports the pulled service cable: that is its job")
+_UNREACHABLE = _rule(r"ping\(reach-\S+\)\[\d+\]:\s+ERROR: Unexpected result for 'ping [^']*' \d+: ping: "
+                     r"connect: Network is unreachable",
+                     "an adapter set administratively down (`ip link set … down`: the SSH provider's cable pull) "
+                     "takes its routes along, so the client reachability ping cannot even send")
 CONSEQUENCES: dict[str, tuple[Rule, ...]] = {
     # Pacemaker 2.1.5 logs a node loss, its fencing ("will be fenced: peer is no longer part of the
     # cluster", "Stonith/shutdown ... was not expected"), a failed monitor and a refused start at
@@ -108,10 +112,11 @@ CONSEQUENCES: dict[str, tuple[Rule, ...]] = {
     # planned operations are clean by definition: any error line during one, beyond noise, is news
     "group_move": (), "node_standby": (), "node_maintenance": (), "rolling_restart": (),
     # the service cable: the link monitor says so (a standby cable: nothing at error level)
-    "adapter_down": (_ETHMONITOR_DOWN,),
-    "network_down_local": (_ETHMONITOR_DOWN,),
-    # a dead switch leaves every node's link up: nothing notices it (see the SPOF audit)
-    "network_down_global": (),
+    "adapter_down": (_ETHMONITOR_DOWN, _UNREACHABLE),
+    "network_down_local": (_ETHMONITOR_DOWN, _UNREACHABLE),
+    # a dead switch leaves every node's link up: nothing notices it (see the SPOF audit); on real
+    # hosts the network fails as every node's adapter set down: no route left, as for one adapter
+    "network_down_global": (_UNREACHABLE,),
     "disk_pull": (
         _rule(r"Filesystem\(\S+-fs\)\[\d+\]:\s+ERROR: Failed to write status file",
               "the Filesystem monitor (OCF_CHECK_LEVEL=20) cannot write to the pulled disk: that is how it notices"),

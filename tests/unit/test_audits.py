@@ -194,6 +194,15 @@ def test_consequences_name_real_faults_and_say_why() -> None:
         expected_for("no_such_fault")
 
 
+def test_a_cable_pulled_as_admin_down_leaves_the_ping_without_a_route_and_that_is_expected() -> None:
+    """Seen on the SSH lab (`ip link set service down` in the node): the ping agent cannot even send."""
+    line = ("Nov 29 18:16:24  ping(reach-service)[73670]:    ERROR: Unexpected result for "
+            "'ping -n -q -W 1 -c 3 -i 0.2 10.78.1.50' 2: ping: connect: Network is unreachable")
+    for fault in ("adapter_down", "network_down_local", "network_down_global"):
+        assert any(p.search(line) for p in expected_for(fault)), fault
+    assert not any(p.search(line) for p in expected_for("node_power_off", "partition"))
+
+
 @pytest.fixture
 def fake_testbed(tmp_path: Path) -> HostLogs:
     tb = HostLogs(load_topology(DEFAULT_TESTBED), tmp_path)
