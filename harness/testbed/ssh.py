@@ -37,6 +37,10 @@ POWER_TTL_S = 2.0
 """How long a power status read out of band is trusted (the poller asks every node many times a second)."""
 
 
+BOOT_WAIT_S = 120.0
+"""How long `up` waits for SSH on a node that was powered on again (a lab node: seconds; a server: minutes)."""
+
+
 class InventoryError(UsageError):
     """A host of the inventory cannot be used (unreachable, bad key, no sudo): exit 2, nothing touched."""
 
@@ -52,6 +56,7 @@ class SshTestbed(SshStorage):
         self.instance = default_instance() if instance is None else instance
         self.state = STATE_ROOT / (f"ssh-{topology.name}" + (f"-{self.instance}" if self.instance else ""))
         self._power: dict[str, tuple[float, bool]] = {}
+        self._checked = False
         self._probe: dict[str, str] | None = None
         self.lab = None
         known, key, sock = self.inventory.known_hosts, None, None
@@ -129,23 +134,41 @@ class SshTestbed(SshStorage):
         log.info("%s: up; %d SSH connections opened so far", self.topology.name, self.connections_opened)
 
     def check_hosts(self, progress: Progress = quiet) -> None:
-        """One line naming the first host that cannot be used: before anything is done to any of them."""
+        """One line naming the first host that cannot be used: before anything is done to any of them.
+        Later (a node fenced and rebooting), a host that does not come back is a TransportError."""
+        first = not self._checked
         for n, t in self._nodes.items():
             progress(f"connecting to {n}")
             ep, where = t.endpoint, f"{self.topology.source}: ssh.hosts.{n}"
             if self.lab is not None and not self.running(n):
                 continue  # a lab node that is off (the lab brings it back below)
             try:
-                t.connect()
+                self._reach(n, first=first)
                 if ep.user != "root" and not ep.sudo:
                     raise InventoryError(f"{where}: user {ep.user} is not root and sudo is false; "
                                          "fallover needs root on the nodes")
                 r = t.run(["true"], timeout=15, check=False)  # through sudo -n when configured
             except TransportError as e:
+                if not first:
+                    raise
                 raise InventoryError(f"{where}: {e.cause}") from None
             if r.failed:
                 raise InventoryError(f"{where}: sudo -n true failed on {ep.host} ({r.tail() or r.exit_status}): "
                                      "fallover needs passwordless sudo there")
+        self._checked = True
+
+    def _reach(self, node: str, first: bool) -> None:
+        """Connect. A node checked before (fenced and rebooting since) or of the lab (ours, starting up)
+        gets `BOOT_WAIT_S` to answer; a first look at a user's host does not wait: it is refused now."""
+        deadline = time.monotonic() + (0 if first and self.lab is None else BOOT_WAIT_S)
+        while True:
+            try:
+                self._nodes[node].connect()
+                return
+            except TransportError:
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(1)
 
     def down(self, progress: Progress = quiet) -> list[str]:
         """Lab: tear it all down. Real inventory: heal what the journal holds, close; nothing of yours goes."""
@@ -290,7 +313,9 @@ class SshTestbed(SshStorage):
         dev = sshnet.interface(self.topology, node, network)
         try:
             out = self._sh(node, sshnet.carrier_script(dev), timeout=10).split()
-        except (TransportError, CommandFailed):
+        except TransportError:
+            return None  # no answer (rebooting after a fence): unknown, never a pulled cable
+        except CommandFailed:
             return None if not self.running(node) else False
         return out[:1] == ["up"] or (out[:1] == ["unknown"] and out[1:2] == ["1"])
 
