@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import re
 import shlex
 import shutil
@@ -236,8 +237,10 @@ class SshTestbed(SshStorage):
         line = template.format(**{k: shlex.quote(v) for k, v in values.items()})
         what = f"ssh.oob.{key} for {' '.join(subst.values())}"
         try:
+            # FALLOVER_INSTANCE: a lab's own commands must act on this testbed's instance, however it was chosen
             r = subprocess.run(["/bin/sh", "-c", line], capture_output=True, text=True,
-                               timeout=self.inventory.oob.timeout_s, cwd=Path(self.topology.source or ".").parent)
+                               timeout=self.inventory.oob.timeout_s, cwd=Path(self.topology.source or ".").parent,
+                               env={**os.environ, "FALLOVER_INSTANCE": self.instance})
         except subprocess.TimeoutExpired:
             raise TestbedError(f"{what} did not finish within {self.inventory.oob.timeout_s:g}s") from None
         if r.returncode != 0:
