@@ -267,9 +267,12 @@ class SshTestbed(SshStorage):
         self._power[node] = (time.monotonic(), False)
 
     def power_on(self, node: str) -> None:
+        """Power on out of band; returns once the node answers SSH (at most `BOOT_WAIT_S`): what comes
+        next (start its services, heal) goes over SSH."""
         self._nodes[node].close()
         self._oob("power_on", node=node)
         self._power.pop(node, None)
+        self._reach(node, first=False)
 
     def start_services(self, node: str) -> None:
         """Lab: the node's own services script; a real node: its systemd units."""
