@@ -21,6 +21,9 @@ DC, not attrd — until they land: a ping monitor that sent its probes into the 
 its last reply timeout later (~1.4 s on the embedded testbed: 3 pings 0.2 s apart, 1 s timeout), the link monitor within about 1 s; its
 attribute change then waits in attrd, where ``busy`` sees it. 3 s covers both with a margin."""
 
+RECOVER_ROUND_S = 20.0
+"""How long `recover` waits for the cluster to settle before it looks for failed actions to clean up again."""
+
 STACK_PROCESSES = ("corosync", "pacemakerd", "pacemaker-controld", "pacemaker-based", "pacemaker-fenced",
                    "pacemaker-execd", "pacemaker-attrd", "pacemaker-schedulerd")
 """Every process of the stack on a node; the first three must run for the node to be whole."""
@@ -220,15 +223,27 @@ class PacemakerDriver(Polling):
         Failed actions (and the fail counts behind them) keep a cascading group away from its
         home node for good; clearing them is what lets it fail back.
         """
-        s = self.state()
-        if s is not None and s.failed_actions:
-            progress(f"cleaning up {len(s.failed_actions)} failed action(s)")
-            self.cleanup()
-        state = self.wait_settled(timeout=timeout, progress=progress, placement=placement)
+        deadline = time.monotonic() + timeout
+        while True:
+            # Again after each round: a failure recorded just after a cleanup (a monitor that ran into a
+            # heal, a node whose state was not yet readable at the first look) would otherwise stay.
+            s = self.state()
+            if s is not None and s.failed_actions:
+                progress(f"cleaning up {len(s.failed_actions)} failed action(s)")
+                self.cleanup()
+            left = deadline - time.monotonic()
+            try:
+                state = self.wait_settled(timeout=max(1.0, min(left, RECOVER_ROUND_S)), progress=progress,
+                                          placement=placement)
+                break
+            except WaitTimeout:
+                if left <= RECOVER_ROUND_S:
+                    raise
+        left = max(1.0, deadline - time.monotonic())
         # A node killed and restarted within the token timeout still looks online to its peers
         # while its own stack is starting: whole means every running node answers for itself too.
         self.wait_until(lambda _: all(v is not None and v.dc is not None for v in self.views().values()),
-                        timeout=timeout, what="every running node answering crm_mon", progress=progress)
+                        timeout=left, what="every running node answering crm_mon", progress=progress)
         return state
 
     # -- steering -------------------------------------------------------------------------------

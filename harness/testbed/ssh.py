@@ -244,7 +244,8 @@ class SshTestbed(SshStorage):
         except subprocess.TimeoutExpired:
             raise TestbedError(f"{what} did not finish within {self.inventory.oob.timeout_s:g}s") from None
         if r.returncode != 0:
-            raise TestbedError(f"{what} exited {r.returncode}: {(r.stderr or r.stdout).strip()[-300:]}")
+            said = (r.stderr or r.stdout).strip().splitlines()  # a traceback's last line says what went wrong
+            raise TestbedError(f"{what} exited {r.returncode}: {said[-1][-300:] if said else 'no output'}")
         return r.stdout.strip()
 
     def running(self, node: str) -> bool:

@@ -18,6 +18,7 @@ from pathlib import Path
 import pytest
 
 from harness.errors import CommandFailed, CommandTimedOut
+from harness.faults import FAULTS, Target
 from harness.testbed import open_testbed
 from harness.testbed.base import CAPABILITIES, Rule, Testbed
 from harness.topology import load_topology
@@ -165,8 +166,8 @@ def test_the_disk_pulled_fails_reads_and_plugged_back_reads(provider: Testbed) -
     try:
         error = provider.disk_read_error(disk)
         assert provider.disk_mode(disk) == "eio" and error is not None and "Input/output error" in error
-    finally:
-        provider.set_disk_mode(disk, "ok")
+    finally:  # plugged back and remounted, as disk_pull heals (ext4 may have aborted on an error meanwhile)
+        FAULTS["disk_pull"].heal(provider, Target(disk=disk), {})
     assert provider.disk_mode(disk) == "ok" and provider.disk_read_error(disk) is None
 
 
