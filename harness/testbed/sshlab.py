@@ -75,7 +75,11 @@ def services_lines(layout: Layout) -> str:
     assert inv is not None
     cases = " ".join(f"{n}) A={a} P={inv.hosts[n].port};;" for n, a in plan[2].items())
     conf = shlex.quote(str(ssh_dir(layout) / "sshd_config"))
+    # A home of the node's own: sshd runs every command through root's login shell, and Debian's bash
+    # then reads ~/.bashrc, which is the host's here (a pyenv hook in it hung every command on a lock
+    # left by a node powered off mid-rehash, and wrote into the host's home). A real node has its own.
     return (f'case "$(hostname)" in {cases} esac\n'
+            "grep -q ' /root tmpfs ' /proc/self/mounts || mount -t tmpfs -o mode=700,size=16m fallover-root /root\n"
             "if ! { test -s /run/sshd.pid && kill -0 $(cat /run/sshd.pid) 2>/dev/null; }; then\n"
             f"  mkdir -p /run/sshd && /usr/sbin/sshd -f {conf} -o ListenAddress=$A -o Port=$P "
             ">>/var/log/sshd.stdout 2>&1 </dev/null\n"
