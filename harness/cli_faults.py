@@ -32,6 +32,8 @@ def add_fault_commands(sub: Any, testbed_arg: Callable[[argparse.ArgumentParser]
     i.add_argument("--jitter", type=float, dest="jitter_ms", help="delay jitter in ms (packet_delay)")
     i.add_argument("--duration", type=float, help="inject, wait this many seconds, then heal")
     i.add_argument("--dry-run", action="store_true", help="validate and show what would be done; touch nothing")
+    i.add_argument("--allow-disruptive", action="store_true",
+                   help="inject into a cluster fallover did not build (an SSH inventory of your own)")
     h = sub.add_parser("heal", help="undo every fault in the journal (after a crash, or an inject without --duration)")
     testbed_arg(h)
     pl = sub.add_parser("plan", help="the test plan of a testbed: every case, its expected outcome, what is left out")
@@ -64,6 +66,9 @@ def cmd_inject(args: argparse.Namespace) -> int:
 
     topo = load_topology(args.testbed)
     fault = resolve(args.fault)
+    if not topo.built_by_fallover and not args.allow_disruptive and not args.dry_run:
+        raise UsageError(f"{args.testbed}: provider {topo.provider!r} reaches a cluster fallover did not build; "
+                         "pass --allow-disruptive to inject faults into it")
     if args.duration is not None and args.duration < 0:
         raise UsageError("--duration must be ≥ 0")
     kw: dict[str, Any] = {k: getattr(args, k) for k in ("network", "disk", "group", "rate", "delay_ms", "jitter_ms")

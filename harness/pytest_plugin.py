@@ -83,7 +83,7 @@ def pytest_configure(config: pytest.Config) -> None:
 
 def _disruptive(topo: Topology) -> bool:
     """Faults on a cluster of the user's (not one fallover builds itself: the embedded, an SSH lab, the VMs)."""
-    return topo.provider not in ("local", "vagrant") and not (topo.ssh is not None and topo.ssh.lab is not None)
+    return not topo.built_by_fallover
 
 
 def pytest_configure_node(node) -> None:  # type: ignore[no-untyped-def]  # xdist: one run id for all workers

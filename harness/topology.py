@@ -256,6 +256,12 @@ class Topology(Model):
         raise KeyError(name)
 
     @property
+    def built_by_fallover(self) -> bool:
+        """A cluster fallover builds itself (embedded, an SSH lab, its VMs); faults on any other cluster, a
+        user's own, need --allow-disruptive."""
+        return self.provider in ("local", "vagrant") or (self.ssh is not None and self.ssh.lab is not None)
+
+    @property
     def node_names(self) -> list[str]:
         return [n.name for n in self.nodes]
 

@@ -100,3 +100,16 @@ def test_plan_lists_the_cases_and_what_the_stack_cannot_do_with_the_reason() -> 
     assert "group_move-node2-app left out of the plan: it needs resource_manager" in out
     assert "corosync_kill-node1 left out of the plan: it needs pacemaker" in out
     assert "keepalived has no resource manager" in out
+
+
+def test_inject_into_a_cluster_fallover_did_not_build_needs_allow_disruptive(tmp_path: Path) -> None:
+    import yaml
+
+    raw = yaml.safe_load(Path("testbeds/local-ssh.yaml").read_text())
+    raw["name"], raw["groups"][0]["mount"] = "theirs", "/srv/app"
+    raw["ssh"] = {"hosts": {n: {"host": f"10.78.9.{11 + i}"} for i, n in enumerate(("node1", "node2", "node3"))}}
+    theirs = tmp_path / "theirs.yaml"
+    theirs.write_text(yaml.safe_dump(raw))
+    r = run("inject", "node_power_off", "--node", "node1", "--testbed", str(theirs))
+    assert r.returncode == 2 and r.stderr.strip().splitlines() == [r.stderr.strip()]
+    assert "--allow-disruptive" in r.stderr and str(theirs) in r.stderr
