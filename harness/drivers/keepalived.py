@@ -201,14 +201,9 @@ class KeepalivedDriver(Polling):
         """
         want = self.topology.node_names if every_node else [n for n in self.topology.node_names
                                                                if self.testbed.running(n)]
-        missing = [n for n in want if n not in s.online]
-        if missing:
-            return f"keepalived not running on: {', '.join(missing)}"
-        down = self.adapters_down()
-        if down:
-            return f"adapters down: {', '.join(down)}"
-        if s.failed_actions:
-            return f"failed action: {s.failed_actions[0]}"
+        gap = self.members_gap(s, want, "keepalived not running on")
+        if gap:
+            return gap
         for g in self.topology.groups:
             gs = s.groups[g.name]
             ip, app = gs.resources

@@ -118,14 +118,9 @@ class PacemakerDriver(Polling):
         if s.dc is None:
             return f"{s.seen_from} knows no DC"
         want = self.topology.node_names if every_node else self._query_order()
-        missing = [n for n in want if n not in s.online]
-        if missing:
-            return f"nodes not online: {', '.join(missing)}"
-        down = self.adapters_down()
-        if down:
-            return f"adapters down: {', '.join(down)}"
-        if s.failed_actions:
-            return f"failed action: {s.failed_actions[0]}"
+        gap = self.members_gap(s, want, "nodes not online")
+        if gap:
+            return gap
         for g in self.topology.groups:
             node = s.group_node(g.name)
             if node is None:

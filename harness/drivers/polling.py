@@ -42,6 +42,22 @@ class Polling:
         assert s is not None  # wait_until returns only a truthy answer
         return s
 
+    def adapters_down(self) -> list[str]:
+        raise NotImplementedError
+
+    def members_gap(self, s: ClusterState, want: list[str], absent: str) -> str | None:
+        """The first gap every stack shares: a wanted node not in it (``absent`` says how that reads), an
+        adapter down, a failed action; None when there is none."""
+        missing = [n for n in want if n not in s.online]
+        if missing:
+            return f"{absent}: {', '.join(missing)}"
+        down = self.adapters_down()
+        if down:
+            return f"adapters down: {', '.join(down)}"
+        if s.failed_actions:
+            return f"failed action: {s.failed_actions[0]}"
+        return None
+
     def fault_changed_at(self) -> float | None:
         """When (monotonic) a fault was last injected or healed here: the fault journal's last write."""
         try:
