@@ -210,7 +210,9 @@ class PacemakerDriver(Polling):
         def describe() -> str:
             return f"{last[0].summary() if last[0] else 'no node answers crm_mon'}; not settled: {why[0]}"
 
-        return wait_until(check, timeout=timeout, what=what, interval=0.25, describe=describe)
+        settled = wait_until(check, timeout=timeout, what=what, interval=0.25, describe=describe)
+        assert settled is not None  # wait_until returns only a truthy answer
+        return settled
 
     def recover(self, *, timeout: float = 90.0, progress: Progress = quiet, placement: bool = True) -> ClusterState:
         """The operator's step after a repair: forget failures, then wait for the cluster to settle.
