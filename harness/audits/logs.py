@@ -115,8 +115,9 @@ CONSEQUENCES: dict[str, tuple[Rule, ...]] = {
     "adapter_down": (_ETHMONITOR_DOWN, _UNREACHABLE),
     "network_down_local": (_ETHMONITOR_DOWN, _UNREACHABLE),
     # a dead switch leaves every node's link up: nothing notices it (see the SPOF audit); on real
-    # hosts the network fails as every node's adapter set down: no route left, as for one adapter
-    "network_down_global": (_UNREACHABLE,),
+    # hosts the network fails as every node's adapter set down: the link monitors say so, and no
+    # route is left, as for one adapter
+    "network_down_global": (_ETHMONITOR_DOWN, _UNREACHABLE),
     "disk_pull": (
         _rule(r"Filesystem\(\S+-fs\)\[\d+\]:\s+ERROR: Failed to write status file",
               "the Filesystem monitor (OCF_CHECK_LEVEL=20) cannot write to the pulled disk: that is how it notices"),

@@ -201,6 +201,8 @@ def test_a_cable_pulled_as_admin_down_leaves_the_ping_without_a_route_and_that_i
     for fault in ("adapter_down", "network_down_local", "network_down_global"):
         assert any(p.search(line) for p in expected_for(fault)), fault
     assert not any(p.search(line) for p in expected_for("node_power_off", "partition"))
+    linkmon = "Nov 29 19:16:52  ethmonitor(linkmon-service)[39391]:    ERROR: Monitoring of linkmon-service failed."
+    assert any(p.search(linkmon) for p in expected_for("network_down_global"))  # every adapter down on real hosts
 
 
 @pytest.fixture
