@@ -77,11 +77,13 @@ class LocalTestbed:
         if not FREEZER_ROOT.parent.exists():
             raise TestbedError(f"{FREEZER_ROOT.parent} not found: the embedded testbed needs the cgroup-v1 freezer")
 
-    def up(self, progress: Progress = quiet, placement: bool = True) -> None:
+    def up(self, progress: Progress = quiet, placement: bool = True, settle: bool = True) -> None:
         """Build (or repair) the testbed and wait until the cluster has settled.
 
         ``placement=False`` accepts groups on any node (a cluster whose policy keeps them away
-        from home is for the checkers to judge, not for bring-up to wait out).
+        from home is for the checkers to judge, not for bring-up to wait out). ``settle=False``
+        builds, repairs and powers on, and leaves the waiting to the caller (an SSH lab waits
+        over SSH, the way it reaches the cluster).
         """
         self.check_host()
         if self.is_built and self._fabric_alive() and self._built_from() != self._config_digest():
@@ -103,6 +105,10 @@ class LocalTestbed:
                 self.down(progress=quiet)
             self._build(progress)
             self._apply_extra_config(progress)
+        if not settle:
+            if unhealed is not None:
+                raise unhealed
+            return
         try:
             self.wait_settled(progress, placement=placement)
         except FalloverError:

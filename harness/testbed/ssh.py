@@ -115,9 +115,10 @@ class SshTestbed(SshStorage):
     # -- lifecycle ------------------------------------------------------------------------------
 
     def up(self, progress: Progress = quiet, placement: bool = True) -> None:
-        """Lab: build it first. Then every host: connect, check root or sudo; heal the journal; settle."""
+        """Lab: build (or repair) its hosts first. Then every host: connect, check root or sudo; heal the
+        journal; settle, asking the cluster over SSH like any other command."""
         if self.lab is not None:
-            self.lab.up(progress, placement=placement)
+            self.lab.up(progress, placement=placement, settle=False)
         self.check_hosts(progress)  # before anything of ours exists, even a state directory
         self.state.mkdir(parents=True, exist_ok=True)
         if self.journal_path.exists():

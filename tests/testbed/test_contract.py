@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from harness.errors import CommandFailed, CommandTimedOut
+from harness.errors import CommandFailed, CommandTimedOut, TransportError
 from harness.faults import FAULTS, Target
 from harness.testbed import open_testbed
 from harness.testbed.base import CAPABILITIES, Rule, Testbed
@@ -179,7 +179,14 @@ def test_a_node_powered_off_is_off_and_powered_on_runs_again(provider: Testbed) 
     provider.power_on(node)
     assert _eventually(lambda: provider.running(node), timeout=30)
     provider.up(placement=False)  # heals what the checks above disturbed and waits until settled
-    assert provider.node(node).run("echo back", timeout=30).stdout.strip() == "back"
+
+    def answers() -> bool:  # the cluster may still fence the node it saw vanish: it reboots once more
+        try:
+            return provider.node(node).run("echo back", timeout=30).stdout.strip() == "back"
+        except TransportError:
+            return False
+
+    assert _eventually(answers, timeout=90)
 
 
 def _eventually(look: object, timeout: float = 10.0) -> bool:
