@@ -28,11 +28,13 @@ BOX_ROOT = Path(os.environ.get("FALLOVER_BOX_ROOT", "/var/cache/fallover/vagrant
 
 SUITE = "bookworm"
 PACKAGES = ("linux-image-amd64", "systemd-sysv", "udev", "dbus", "openssh-server", "sudo", "iproute2", "procps",
-            "psmisc", "e2fsprogs", "python3", "curl", "iputils-ping", "nftables", "kmod", "stress-ng",
+            "psmisc", "e2fsprogs", "python3", "curl", "iputils-ping", "iputils-arping", "bc", "nftables", "kmod",
+            "stress-ng",
             "pacemaker", "corosync", "crmsh", "resource-agents", "fence-agents", "fence-virt", "open-iscsi",
             "python3-cffi-backend")
 """What the guests need: the cluster stack, iSCSI, fence_xvm; psmisc (`fuser`: without it the Filesystem
-agent says "not installed"); nftables and stress-ng for the faults run over SSH."""
+agent says "not installed"); arping and bc (ethmonitor: "not installed" without them, and then the group
+never starts); nftables and stress-ng for the faults run over SSH."""
 
 IMAGE_GB = 4
 

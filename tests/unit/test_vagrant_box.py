@@ -17,7 +17,8 @@ def test_the_box_is_rebuilt_only_when_its_inputs_change() -> None:
 
 def test_the_build_script_has_the_clone_hygiene_and_the_packages_the_guests_need() -> None:
     s = vagrantbox.build_script(Path("/r"), Path("/o"), "ssh-ed25519 AAA k", "http://m/debian")
-    for pkg in ("psmisc", "open-iscsi", "fence-virt", "pacemaker", "nftables", "resource-agents"):
+    for pkg in ("psmisc", "open-iscsi", "fence-virt", "pacemaker", "nftables", "resource-agents", "iputils-arping",
+                "bc"):
         assert pkg in s
     assert ": > /r/etc/machine-id" in s and "rm -f /r/etc/ssh/ssh_host_*" in s
     assert "rm -f /r/etc/iscsi/initiatorname.iscsi" in s and ": > /r/etc/resolv.conf" in s
