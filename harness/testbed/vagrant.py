@@ -55,13 +55,13 @@ class VagrantTestbed(SshTestbed):
         hosts = {n: SshHost(host=str(self.labx.node_mgmt_address(n)), user="root", key_file=key,
                             interfaces=ifaces, disks={d.name: str(gl.disk_link(d.name)) for d in topology.disks})
                  for n in topology.node_names}
-        inventory = SshInventory(hosts=hosts, strict_host_key_checking=False, connect_timeout_s=10)
+        inventory = SshInventory(hosts=hosts, strict_host_key_checking=False, connect_timeout_s=30)
         super().__init__(topology.model_copy(update={"ssh": inventory}), instance=self.layout.instance)
         self.state = self.layout.state
         self.accel = accel
         self._dom: dict[str, tuple[float, str]] = {}
         sock = self._socket_factory()
-        self._nodes = {n: SshTransport(n, hosts[n], known_hosts=None, strict=False, connect_timeout=10,
+        self._nodes = {n: SshTransport(n, hosts[n], known_hosts=None, strict=False, connect_timeout=30,
                                        sock_factory=sock) for n in topology.node_names}
         self._client = NetnsTransport(topology.client.name, f"/run/netns/{self.labx.client_ns}")
 
