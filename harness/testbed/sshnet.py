@@ -13,14 +13,12 @@ import re
 import shlex
 from collections.abc import Iterable
 
-from harness.testbed.base import Rule
+from harness.testbed.base import HEARTBEAT_PORTS, Rule
 from harness.topology import Topology
 
 SELF_HEAL_S = 300
 """A pulled cable plugs itself back after this long, whatever happened to the harness."""
 
-HEARTBEAT_PORTS = "5405-5412"
-"""corosync's knet/udpu ports (5405 and up, one per link)."""
 
 
 def table_name(rule_id: str) -> str:
