@@ -23,6 +23,19 @@ DEFAULT_PROFILE = REPO / "loadprofiles" / "kv.py"
 DEFAULT_WAIT = "tput:20"  # cycles/s per user: 10 users -> ~400 req/s, leaving the cluster CPU to breathe
 
 
+def die_with_parent() -> None:
+    """In the child, before exec: SIGKILL it when the harness dies, even by SIGKILL.
+
+    A load generator started in its own session outlives a killed harness otherwise, and goes on
+    sending into a namespace that was torn down (one was found still running two hours later).
+    Linux ties this to the thread that started the child: start these from a long-lived thread.
+    """
+    import ctypes
+
+    PR_SET_PDEATHSIG = 1
+    ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
+
+
 def _tail(path: Path, lines: int = 15) -> str:
     try:
         return "\n".join(path.read_text(errors="replace").strip().splitlines()[-lines:])
@@ -34,8 +47,9 @@ class ClientProcess:
     """A long-lived process of ours in the client namespace (load, probe, ARP watch).
 
     Why one class: every such process must start in its own session (a Ctrl-C meant for
-    pytest must not hit it first), be seen to work before the test goes on, and be stopped
-    by its own PID group on every exit path, never by name (other testbeds share the box).
+    pytest must not hit it first), be seen to work before the test goes on, be stopped by its
+    own PID group on every exit path, never by name (other testbeds share the box), and die
+    with the harness even when the harness is SIGKILLed (`die_with_parent`).
     """
 
     def __init__(self, testbed: Testbed, argv: Sequence[str], *, out: Path, what: str,
@@ -67,7 +81,8 @@ class ClientProcess:
                **self.env}
         with open(self.stdout_log, "ab") as log:
             self.proc = subprocess.Popen(wrap(self.argv), stdin=subprocess.DEVNULL, stdout=log,
-                                         stderr=subprocess.STDOUT, env=env, cwd=REPO, start_new_session=True)
+                                         stderr=subprocess.STDOUT, env=env, cwd=REPO, start_new_session=True,
+                                         preexec_fn=die_with_parent)
         try:
             wait_until(self._ready, timeout=self.ready_timeout, interval=0.05, what=f"{self.what} to log its first line",
                        describe=lambda: f"{self.out} empty; output:\n{_tail(self.stdout_log)}")
