@@ -150,6 +150,9 @@ def guest_cib(lab: Lab, empty_cib: str) -> str:
             resources.insert(at + i, prim)
             ET.SubElement(constraints, "rsc_location", id=f"fence-{n}-not-on-{n}", rsc=f"fence-{n}", node=n,
                           score="-INFINITY")
+    for nv in root.iter("nvpair"):  # the alert agent (python) took over 10 s on a starved TCG guest
+        if nv.get("id") == "fallover-notify-meta-timeout":
+            nv.set("value", "30s")
     # under emulation the resource agents are slow (fork-heavy shell): generous operation timeouts, and
     # monitors no more often than MONITOR_MIN_S (every 1-2 s on 3 TCG guests kept a whole core busy)
     for op in root.iter("op"):
