@@ -188,6 +188,9 @@ def testbed(topology: Topology, pytestconfig: pytest.Config) -> Iterator[Testbed
     finally:  # a bring-up that failed half-way is taken down too: nothing of it is left on the machine
         if not pytestconfig.getoption("--keep-testbed"):
             tb.down()
+        opened = getattr(tb, "connections_opened", None)
+        if reporter is not None and opened is not None:  # the measure: ~one per node, plus one per restart
+            reporter.write_line(f"[testbed] {topology.name}: {opened} SSH connections opened in this session")
 
 
 @pytest.fixture
