@@ -143,6 +143,8 @@ def cmd_plan(args: argparse.Namespace) -> int:
     left_out = excluded(topo, capabilities=caps)
     for e in left_out:
         out.print(str(e))
+    if caps.get("notifications"):
+        out.print(f"notification: not judged in any case: {caps['notifications']}")
     out.print(f"{len(cases)} cases, {len(left_out)} left out")
     return 0
 

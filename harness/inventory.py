@@ -72,6 +72,9 @@ class SshInventory(_Model):
     """Default ~/.ssh/known_hosts; with `lab: embedded` the lab writes its own."""
     connect_timeout_s: float = Field(default=10.0, gt=0, le=300)
     oob: Oob = Oob()
+    alerts_log: str | None = None
+    """Where the cluster's `fallover-alert` agent appends its JSON lines on each node (README: "Your own
+    cluster"); fallover mirrors it to read notifications and fences. Unset: notification is not judged."""
     lab: Literal["embedded"] | None = None
     """`embedded`: fallover builds these hosts itself (the namespace cluster with sshd in each node)."""
     lab_subnet: ipaddress.IPv4Network | None = None
@@ -93,12 +96,16 @@ class SshInventory(_Model):
             for d in h.disks:
                 if d not in disks:
                     raise ValueError(f"{where}.disks: unknown disk {d!r}")
+        if self.alerts_log is not None and not self.alerts_log.startswith("/"):
+            raise ValueError(f"ssh.alerts_log: {self.alerts_log!r} must be an absolute path on the nodes")
         if self.lab is None:
             if self.lab_subnet is not None:
                 raise ValueError("ssh.lab_subnet: only for lab: embedded")
             return
         if self.lab_subnet is None:
             raise ValueError("ssh.lab_subnet: required with lab: embedded (the management network)")
+        if self.alerts_log is not None:
+            raise ValueError("ssh.alerts_log: not with lab: embedded (the lab's agent writes on the harness's side)")
         if not self.lab_subnet.is_private or self.lab_subnet.prefixlen > 28:
             raise ValueError("ssh.lab_subnet: must be a private IPv4 subnet of /28 or larger")
         if MGMT in networks:

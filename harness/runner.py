@@ -341,7 +341,8 @@ class Runner:
                 "fault_node": c.case.target.node, "load": self.load,
                 "planned": FAULTS[c.case.fault].family == "planned",
                 "shared_storage": self.topology.group(e.group).disk is not None,
-                "membership": self.driver.membership}
+                "membership": self.driver.membership,
+                "notifications_unseen": self.testbed.capabilities().get("notifications")}
 
     def _seen_now(self, group: str) -> str:
         try:

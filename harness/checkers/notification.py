@@ -131,7 +131,8 @@ def describe(ev: Event) -> str:
 def check_notification(ctx: Context) -> Verdict:
     """First relevant NOTIFICATION after the fault, within max_notification_s (default: max_detection_s).
 
-    Not judged for a planned operation (nothing failed). "unknown" when unreadable alert lines
+    Not judged for a planned operation (nothing failed), nor where the testbed cannot see notifications
+    (expectation notifications_unseen: why). "unknown" when unreadable alert lines
     exceed their limit and no relevant notification was found in time (one of them may be it).
     """
     limit = ctx.limit("max_notification_s", fallback="max_detection_s")
@@ -140,6 +141,9 @@ def check_notification(ctx: Context) -> Verdict:
     if ctx.planned:
         return ctx.not_judged(NAME, "s", f"{ctx.fault_desc} is a planned operation: nothing failed to notify about",
                               limit)
+    unseen = ctx.expectation.get("notifications_unseen")
+    if unseen:  # a silence fallover could not have heard is no verdict on the cluster
+        return ctx.not_judged(NAME, "s", f"this testbed cannot see the cluster's notifications: {unseen}", limit)
     return ctx.vouch(_judge(ctx, limit), NOTIFY, pass_holds=True)
 
 

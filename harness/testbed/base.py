@@ -32,6 +32,7 @@ CAPABILITIES: dict[str, str] = {
     "rules": "drop traffic between node sets, a share of an adapter's packets, or a node's heartbeat",
     "impair": "delay or corrupt an adapter's packets",
     "disk": "pull a shared disk (every I/O fails) and plug it back",
+    "notifications": "see the cluster's notifications and fences (what its alert agent records)",
 }
 """Every capability a provider may have, with what it means (the plan quotes the reason it lacks one)."""
 

@@ -10,7 +10,6 @@ itself (the embedded cluster with sshd in each node, `sshlab`); nothing else dif
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 import re
@@ -20,14 +19,14 @@ import subprocess
 import sys
 import time
 from pathlib import Path
-from typing import Any
 
-from harness.errors import CommandFailed, FalloverError, TestbedError, TransportError, UsageError
+from harness.errors import FalloverError, TestbedError, TransportError, UsageError
 from harness.testbed import sshnet
-from harness.testbed.base import CAPABILITIES, Capabilities, Impairment, Progress, Rule, quiet
+from harness.testbed.base import CAPABILITIES, Capabilities, LogFile, Progress, quiet
+from harness.testbed.sshevents import EventMirror
 from harness.testbed.layout import STATE_ROOT, default_instance
+from harness.testbed.sshnetwork import SshNetwork
 from harness.testbed.sshstorage import SshStorage
-from harness.result import Result
 from harness.topology import Topology
 from harness.transport import HostTransport
 from harness.transport.base import Transport
@@ -46,7 +45,7 @@ class InventoryError(UsageError):
     """A host of the inventory cannot be used (unreachable, bad key, no sudo): exit 2, nothing touched."""
 
 
-class SshTestbed(SshStorage):
+class SshTestbed(SshNetwork, SshStorage):
     """A cluster reached over SSH; see the module docstring."""
 
     def __init__(self, topology: Topology, instance: str | None = None) -> None:
@@ -59,6 +58,7 @@ class SshTestbed(SshStorage):
         self._power: dict[str, tuple[float, bool]] = {}
         self._checked = False
         self._probe: dict[str, str] | None = None
+        self._events: EventMirror | None = None
         self.lab = None
         known, key, sock = self.inventory.known_hosts, None, None
         if self.inventory.lab == "embedded":
@@ -133,7 +133,18 @@ class SshTestbed(SshStorage):
         from harness.drivers import open_driver
 
         open_driver(self).recover(timeout=120, progress=progress, placement=placement)
+        self._mirror_events()
         log.info("%s: up; %d SSH connections opened so far", self.topology.name, self.connections_opened)
+
+    def _mirror_events(self) -> None:
+        """A real inventory with an alert log: copy the nodes' alert lines to our notification log."""
+        if self.lab is not None or not self.inventory.alerts_log or self._events is not None:
+            return
+        logs = self.event_logs()
+        self._events = EventMirror(self.log_size, self.read_log,
+                                   [LogFile(n, self.inventory.alerts_log, required=False) for n in self.topology.node_names],
+                                   logs["notifications"], logs["fences"])
+        self._events.start()
 
     def check_hosts(self, progress: Progress = quiet) -> None:
         """One line naming the first host that cannot be used: before anything is done to any of them.
@@ -179,6 +190,9 @@ class SshTestbed(SshStorage):
             from harness.faults import Nemesis
 
             gone += [f"healed {u}" for u in Nemesis(self).replay()]
+        if self._events is not None:
+            self._events.stop()
+            self._events = None
         for t in self._nodes.values():
             t.close()
         log.info("%s: %d SSH connections opened in this process", self.topology.name, self.connections_opened)
@@ -196,6 +210,8 @@ class SshTestbed(SshStorage):
     def capabilities(self) -> Capabilities:
         oob = self.inventory.oob
         caps: dict[str, str | None] = {k: None for k in CAPABILITIES}
+        if self.lab is None and not self.inventory.alerts_log:
+            caps["notifications"] = "the inventory declares no alert log (ssh.alerts_log: where fallover-alert writes)"
         if not oob.power_off:
             caps["power"] = "the inventory declares no out-of-band power commands (ssh.oob.power_off/on/status)"
         if not oob.disk_pull and not all(d.name in h.disks for d in self.topology.disks
@@ -309,112 +325,6 @@ class SshTestbed(SshStorage):
             return "ABSENT"
         out = self._sh(node, f"pids=$({sshnet.stack_pids_script(*self._app()).strip()})\n" + sshnet.STATES)
         return sshnet.freezer_state(out.split())
-
-    # -- network --------------------------------------------------------------------------------
-
-    def _pidfile(self, dev: str) -> str:
-        return f"/run/fallover-selfheal-{dev}.pid"
-
-    def carrier(self, node: str, network: str) -> bool | None:
-        if not self.running(node):
-            return None
-        dev = sshnet.interface(self.topology, node, network)
-        try:
-            out = self._sh(node, sshnet.carrier_script(dev), timeout=10).split()
-        except TransportError:
-            return None  # no answer (rebooting after a fence): unknown, never a pulled cable
-        except CommandFailed:
-            return None if not self.running(node) else False
-        return out[:1] == ["up"] or (out[:1] == ["unknown"] and out[1:2] == ["1"])
-
-    def set_adapter(self, node: str, network: str, up: bool) -> bool:
-        if not self.running(node):
-            return False
-        dev = sshnet.interface(self.topology, node, network)
-        script = (sshnet.link_up_script if up else sshnet.link_down_script)(dev, self._pidfile(dev))
-        r = self.node(node).run(["sh", "-s"], input=script, timeout=20, check=False)
-        if r.exit_status == 3:
-            return False
-        if r.failed:
-            raise CommandFailed(r)
-        return True
-
-    def network_up(self, network: str) -> bool | None:
-        seen = [self.carrier(n, network) for n in self.topology.node_names if self.running(n)]
-        seen = [c for c in seen if c is not None]
-        return None if not seen else any(seen)
-
-    def set_network(self, network: str, up: bool) -> bool:
-        done = [self.set_adapter(n, network, up) for n in self.topology.node_names]
-        return any(done)
-
-    def add_rule(self, rule_id: str, rule: Rule) -> int:
-        table = sshnet.table_name(rule_id)
-        for n in self.topology.node_names:
-            bodies = sshnet.rule_bodies(self.topology, rule, n)
-            if bodies and self.running(n):
-                self.node(n).run(["nft", "-f", "-"], timeout=20, input=sshnet.nft_script(table, bodies))
-        return self.rule_count(rule_id) or 0
-
-    def _tables(self, table: str) -> dict[str, int]:
-        found = {}
-        for n in self.topology.node_names:
-            if not self.running(n):
-                continue
-            r = self._on_live(n, ["nft", "-j", "list", "table", "inet", table])
-            if r is None:
-                continue
-            if r.ok:
-                found[n] = sum(1 for item in json.loads(r.stdout)["nftables"] if "rule" in item)
-        return found
-
-    def _on_live(self, node: str, argv: list[str]) -> Result | None:
-        """A command on a node, or None when the node went down meanwhile (fenced: its rules went too)."""
-        try:
-            return self.node(node).run(argv, timeout=15, check=False)
-        except TransportError:
-            self._power.pop(node, None)
-            if self.running(node):
-                raise
-            return None
-
-    def rule_count(self, rule_id: str) -> int | None:
-        found = self._tables(sshnet.table_name(rule_id))
-        return sum(found.values()) if found else None
-
-    def remove_rule(self, rule_id: str) -> None:
-        table = sshnet.table_name(rule_id)
-        for n in self._tables(table):
-            self._on_live(n, ["nft", "delete", "table", "inet", table])
-        left = self._tables(table)
-        if left:
-            raise TestbedError(f"nft table {table} is still on {', '.join(left)} after delete")
-
-    def impair(self, impairment_id: str, impairment: Impairment) -> dict[str, Any]:
-        dev = sshnet.interface(self.topology, impairment.node, impairment.network)
-        if impairment.mode == "delay":
-            args = ["delay", f"{impairment.delay_ms or 0:g}ms"] + \
-                ([f"{impairment.jitter_ms:g}ms"] if impairment.jitter_ms else [])
-        else:
-            args = ["corrupt", f"{(impairment.rate or 0) * 100:g}%"]
-        undo = {"node": impairment.node, "dev": dev, "id": impairment_id}
-        self.node(impairment.node).run(["tc", "qdisc", "replace", "dev", dev, "root", "netem", *args], timeout=15)
-        return undo
-
-    def impairment_missing(self, undo: dict[str, Any]) -> str | None:
-        if not self.running(undo["node"]):
-            return f"{undo['node']} is powered off"
-        r = self.node(undo["node"]).run(["tc", "qdisc", "show", "dev", undo["dev"]], timeout=15, check=False)
-        return None if "netem" in r.stdout else f"no netem qdisc on {undo['node']}'s {undo['dev']}"
-
-    def unimpair(self, undo: dict[str, Any]) -> None:
-        if not self.running(undo["node"]):
-            return  # powered off: its qdisc went with it
-        self.node(undo["node"]).run(["tc", "qdisc", "del", "dev", undo["dev"], "root"], timeout=15, check=False)
-        missing = self.impairment_missing(undo)
-        if missing is None:
-            raise TestbedError(f"netem still on {undo['node']}'s {undo['dev']} after tc qdisc del")
-
 
 class LocalClient(HostTransport):
     """The client of a real inventory: the harness host (load and probe reach the service IP from here)."""
