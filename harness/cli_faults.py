@@ -30,6 +30,7 @@ def add_fault_commands(sub: Any, testbed_arg: Callable[[argparse.ArgumentParser]
     i.add_argument("--rate", type=float, help="loss/corruption probability, or CPU load fraction (0-1]")
     i.add_argument("--delay", type=float, dest="delay_ms", help="added delay in ms (packet_delay)")
     i.add_argument("--jitter", type=float, dest="jitter_ms", help="delay jitter in ms (packet_delay)")
+    i.add_argument("--device", help="one fence device (level) of cluster.fencing_topology (fence_fail, fence_hang)")
     i.add_argument("--duration", type=float, help="inject, wait this many seconds, then heal")
     i.add_argument("--dry-run", action="store_true", help="validate and show what would be done; touch nothing")
     i.add_argument("--allow-disruptive", action="store_true",
@@ -71,7 +72,8 @@ def cmd_inject(args: argparse.Namespace) -> int:
                          "pass --allow-disruptive to inject faults into it")
     if args.duration is not None and args.duration < 0:
         raise UsageError("--duration must be ≥ 0")
-    kw: dict[str, Any] = {k: getattr(args, k) for k in ("network", "disk", "group", "rate", "delay_ms", "jitter_ms")
+    kw: dict[str, Any] = {k: getattr(args, k) for k in ("network", "disk", "group", "rate", "delay_ms", "jitter_ms",
+                                                             "device")
                           if getattr(args, k) is not None}
     if fault.target_kind == "partition":
         kw["nodes"] = tuple(args.node)

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import warnings
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Literal
 
 from harness.faults import FAULTS, Target
@@ -24,6 +24,10 @@ NODE_LOSS = {"node_power_off", "node_stop", "node_hang", "corosync_kill", "pacem
 APP_LOSS = {"app_kill", "app_hang"}
 # Faults a cluster must ride out without moving anything.
 RIDE_OUT = {"cpu_overload", "packet_loss", "packet_delay", "packet_corrupt", "disk_full"}
+# The shared disk failing for every node at once (a single disk): the group cannot run anywhere until repaired.
+DISK_LOSS = {"disk_pull", "disk_read_errors", "disk_write_errors", "disk_hang"}
+# The fence device broken, then the node powered off: what the cluster may do depends on the fencing levels.
+FENCE_LOSS = {"fence_fail", "fence_hang"}
 
 
 @dataclass(frozen=True)
@@ -35,6 +39,7 @@ class Expected:
     home: str                   # where the group runs when the fault is injected
     takeover: str | None = None  # where it must answer from after a fallover
     why: str = ""
+    limits: dict[str, float] = field(default_factory=dict)  # SLA limits this case widens, e.g. max_detection_s
 
     def describe(self) -> str:
         if self.outcome == "fallover":
@@ -117,15 +122,31 @@ def _walk(topology: Topology, faults: list[str] | None,
                 g = topology.group(target.need("group"))
                 if len(g.nodes) < 2 or target.node != g.nodes[1]:
                     continue  # only the takeover node's start failure changes anything
-                case = Case(name, target, trigger="app_kill")
+                variants = [Case(name, target, trigger="app_kill")]
+            elif name in FENCE_LOSS:
+                variants = _fence_cases(topology, name, target)
             else:
-                case = Case(name, target)
-            why = _lacking(caps, fault.needs_for(target, topology), case) or _no_mechanism(topology, case)
-            if why:
-                left_out.append(Excluded(case, why))
-            else:
-                cases.append(case)
+                variants = [Case(name, target)]
+            for case in variants:
+                why = _lacking(caps, fault.needs_for(target, topology), case) or _no_mechanism(topology, case)
+                if why:
+                    left_out.append(Excluded(case, why))
+                else:
+                    cases.append(case)
     return cases, left_out
+
+
+def _fence_cases(topology: Topology, name: str, target: Target) -> list[Case]:
+    """Fence faults on a node some group runs on first (elsewhere a lost node's fence holds nothing up): every
+    level broken; and, with two levels, the first alone (the second must fence). A hang of one level only
+    delays the second by the fence timeout: that case is left to `fallover inject --device`."""
+    if target.node not in {g.nodes[0] for g in topology.groups}:
+        return []
+    cases = [Case(name, target, trigger="node_power_off")]
+    levels = topology.cluster.fencing_topology
+    if name == "fence_fail" and len(levels) > 1:
+        cases.append(Case(name, replace(target, device=levels[0]), trigger="node_power_off"))
+    return cases
 
 
 def _lacking(caps: Mapping[str, str | None], needs: tuple[str, ...], case: Case) -> str | None:
@@ -178,8 +199,22 @@ def expect(topology: Topology, case: Case, home: dict[str, str]) -> list[Expecte
         takeover = _next(g.nodes, h, lost | {h}) if outcome == "fallover" else None
         if outcome == "fallover" and takeover is None:
             outcome, why = "outage", f"{why}; no other node of {g.name}'s list can take it over"
-        out.append(Expected(g.name, outcome, h, takeover, why))
+        out.append(Expected(g.name, outcome, h, takeover, why, _limits(topology, case)))
     return out
+
+
+def _limits(topology: Topology, case: Case) -> dict[str, float]:
+    """The SLA limits a case must widen, because the cluster can only react once one of its timeouts ran out."""
+    from harness.testbed.clusterconf import FS_MONITOR_INTERVAL_S, FS_MONITOR_TIMEOUT_S
+
+    sla = topology.sla
+    if case.fault == "disk_hang":  # nothing fails: the Filesystem monitor has to time out first
+        wait = FS_MONITOR_INTERVAL_S + FS_MONITOR_TIMEOUT_S
+        return {"max_detection_s": sla.max_detection_s + wait, "max_notification_s": sla.max_notification_s + wait}
+    if case.fault == "fence_hang" and case.target.device:  # the next level is tried once the hung one timed out
+        wait = topology.cluster.fence_timeout_s * 1.2  # the fencer's margin over the device's timeout
+        return {"max_fallover_s": sla.max_fallover_s + wait, "max_outage_s": sla.max_outage_s + wait}
+    return {}
 
 
 def _outcome(topology: Topology, case: Case, group: str, home: str) -> tuple[Outcome, str, set[str]]:
@@ -228,11 +263,32 @@ def _outcome(topology: Topology, case: Case, group: str, home: str) -> tuple[Out
         return "stay", "maintenance mode leaves resources running, unmanaged", set()
     if f == "rolling_restart":
         return "planned", "each node restarts in turn; groups move and come back", set()
-    if f == "disk_pull":
-        return "outage", "the shared disk is a single disk: every node loses it", set()
+    if f in DISK_LOSS:
+        what = {"disk_pull": "loses it", "disk_read_errors": "gets read errors from it",
+                "disk_write_errors": "gets write errors from it", "disk_hang": "blocks on it"}[f]
+        return "outage", f"the shared disk is a single disk: every node {what}", set()
+    if f in FENCE_LOSS:
+        return _fence_outcome(topology, case, group, home)
     if f in ("packet_loss", "packet_delay", "packet_corrupt") and t.node == home and t.network == g.network:
         # degraded, not dead: moving away and staying are both right; what clients see is judged
         return "planned", f"{home}'s link to its clients is degraded: staying or moving are both acceptable", set()
     if f in RIDE_OUT:
         return "stay", "a healthy cluster rides this out", set()
     raise ValueError(f"no expectation for fault {f}")
+
+
+def _fence_outcome(topology: Topology, case: Case, group: str, home: str) -> tuple[Outcome, str, set[str]]:
+    """A powered-off node whose fence devices are broken: the next working level fences it, or nothing may move."""
+    t = case.target
+    if t.node != home:
+        return "stay", f"{t.node} is not the node running {group}", set()
+    levels = topology.cluster.fencing_topology
+    broken = {t.device} if t.device else set(levels)
+    working = [(i, d) for i, d in enumerate(levels, 1) if d not in broken]
+    how = "fails" if case.fault == "fence_fail" else "hangs past the fence timeout"
+    if working:
+        i, device = working[0]
+        return "fallover", f"fence level {levels.index(t.device) + 1 if t.device else 1} ({', '.join(sorted(broken))}) " \
+                           f"{how}; level {i} ({device}) fences {home}", {home}
+    return "outage", (f"{home} is powered off and its fence device {how}: with no successful fence the cluster "
+                      f"must not recover {group} elsewhere"), set()

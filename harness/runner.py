@@ -27,6 +27,7 @@ from harness.audits.logs import LogAudit, disruptions_from
 from harness.case_result import CaseResult
 from harness.checkers import CHECKERS, Context, Verdict, check_safe
 from harness.checkers.detection import check_detection
+from harness.checkers.fencing import failed_fence_seen
 from harness.diagnosis import diagnose
 from harness.drivers import open_driver
 from harness.drivers.state import ClusterState
@@ -151,8 +152,10 @@ class Runner:
             c.nemesis.start(c.case.fault, **c.case.target.to_dict())
             injected = timeline.first(FAULT_INJECTED)
             c.fault_mono = injected.mono if injected else t_inject
-            if c.case.trigger:
-                c.nemesis.start(c.case.trigger, group=group.name)
+            if c.case.trigger:  # a node fault strikes the case's node (fence faults), others the group
+                by_node = FAULTS[c.case.trigger].target_kind == "node"
+                c.nemesis.start(c.case.trigger, **({"node": c.case.target.need("node")} if by_node
+                                                   else {"group": group.name}))
         c.timings["inject_s"] = time.monotonic() - t_inject
         if steps.failed("inject"):
             return
@@ -250,6 +253,8 @@ class Runner:
         if c.expected is None:
             return ()
         names = ASSERTED[c.expected.outcome] + ("logs",)
+        if FAULTS[c.case.fault].family == "fencing":  # what these faults are about: no takeover without a fence
+            names += ("fencing",)
         if FAULTS[c.case.fault].family == "planned":  # nothing failed: nothing to detect or notify
             names = tuple(a for a in names if a not in ("detection", "notification"))
         return names
@@ -320,10 +325,16 @@ class Runner:
                                   f"on {c.case.target.label}", sla.max_fallover_s + 10,
                                   self._seen_now(expected.group)) from None
         elif expected.outcome == "outage":
-            deadline = time.monotonic() + sla.max_detection_s + 5
+            deadline = time.monotonic() + expected.limits.get("max_detection_s", sla.max_detection_s) + 5
             while time.monotonic() < deadline and not self._detected(c):  # the checker's own definition
                 time.sleep(0.1)
             c.missed = time.monotonic() >= deadline  # the detection verdict says so; the diagnosis says why
+            if FAULTS[c.case.fault].family == "fencing":  # hold until a fence has failed: no takeover may follow
+                victim = c.case.target.need("node")
+                wait_until(lambda: failed_fence_seen(timeline, victim, fault_mono),
+                           timeout=sla.max_detection_s + self.topology.cluster.fence_timeout_s * 1.5 + 10,
+                           interval=0.2, what=f"a fence of {victim} to fail")
+                time.sleep(sla.max_detection_s)  # the time a takeover would need, were the cluster to (wrongly) try
             time.sleep(1.0)
         else:  # stay: give the cluster the time it would need to (wrongly) react
             time.sleep(sla.max_detection_s)
@@ -336,13 +347,15 @@ class Runner:
     def _expectation(self, c: _Case) -> dict[str, Any]:
         assert c.expected is not None
         e = c.expected
+        fault = FAULTS[c.case.fault]
         return {"group": e.group, "expect_fallover": e.outcome == "fallover",
                 "expected_node": e.takeover if e.outcome == "fallover" else e.home,
                 "fault_node": c.case.target.node, "load": self.load,
-                "planned": FAULTS[c.case.fault].family == "planned",
+                "planned": fault.family == "planned",
                 "shared_storage": self.topology.group(e.group).disk is not None,
-                "membership": self.driver.membership,
-                "notifications_unseen": self.testbed.capabilities().get("notifications")}
+                "membership": self.driver.membership, **e.limits,
+                "notifications_unseen": self.testbed.capabilities().get("notifications"),
+                **({"fence_victim": e.home, "fence_broken": True} if fault.family == "fencing" else {})}
 
     def _seen_now(self, group: str) -> str:
         try:

@@ -111,6 +111,23 @@ class Cluster(Model):
     stonith: bool = True
     no_quorum_policy: Literal["stop", "ignore", "freeze", "suicide"] = "stop"
     extra_config: Path | None = None
+    fencing_topology: list[str] = Field(default=["fence"], min_length=1, max_length=2)
+    """The fence devices in level order (Pacemaker's fencing-topology, one device per level): when
+    level 1 fails to fence a node, level 2 is tried. The embedded testbed makes each a device of its
+    own through the fence broker, so that one level can be broken (`fence_fail --device`) alone."""
+    fence_timeout_s: int = Field(default=15, ge=2, le=300)
+    """stonith-timeout: how long a fence action may take before the cluster counts it failed (a hung
+    fence device is given up after this; Pacemaker's default of 60 s would make every such case a minute)."""
+
+    @field_validator("fencing_topology")
+    @classmethod
+    def _devices(cls, v: list[str]) -> list[str]:
+        for name in v:
+            if not re.match(r"^[a-z][a-z0-9-]{0,15}$", name):
+                raise ValueError(f"device {name!r}: lower case letters, digits and '-', at most 16 characters")
+        if len(set(v)) != len(v):
+            raise ValueError("a device may be one level only")
+        return v
 
 
 class Notification(Model):

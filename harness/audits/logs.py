@@ -128,10 +128,17 @@ CONSEQUENCES: dict[str, tuple[Rule, ...]] = {
         _rule(r"kvapp\[\d+\] \S+ ERROR .*: (?:EIO|EROFS): ",
               "the app's writes under load fail on the pulled disk (errors=remount-ro gives EROFS)"),
     ),
+    "disk_read_errors": (),  # filled below from disk_pull's: the same agents fail the same way
+    "disk_write_errors": (),
+    "disk_hang": (),
+    "fence_fail": (),
+    "fence_hang": (),
     "disk_full": (_rule(r"kvapp\[\d+\] \S+ ERROR .*: ENOSPC: ", "the app's writes under load fail on the full disk"),),
     "app_hang": (_rule(r"fallover-app\[\d+\] \S+ monitor: ERROR pid \d+ alive but unhealthy",
                        "the app's monitor reports the stopped (SIGSTOP) process: that is its job"),),
 }
+for _f in ("disk_read_errors", "disk_write_errors", "disk_hang"):
+    CONSEQUENCES[_f] = CONSEQUENCES["disk_pull"] + CONSEQUENCES[_f]
 """Per fault (`fallover faults`), the error lines that are its expected consequence, each with why. Measured on
 the embedded testbed: each fault injected for 8 s (node faults on the active node, the DC and a spare; disk and
 app faults also under a write load), then `fallover up` and `crm_resource --cleanup`."""

@@ -98,6 +98,10 @@ DISRUPTS: dict[str, Effect] = {
     "packet_corrupt": _nothing("receivers drop the corrupt packets; knet keeps the other link; nothing stops"),
     "disk_pull": _nothing("I/O errors reach the app and the Filesystem agent (consequence rules); a stop that "
                           "fails on the dead disk gets the node fenced, and the fence event disrupts it"),
+    "disk_read_errors": _nothing("as disk_pull, for reads only"),
+    "disk_write_errors": _nothing("as disk_pull, for writes only"),
+    "disk_hang": _nothing("I/O blocks: the monitor times out (a warning-level failed action); a stop that "
+                          "times out gets the node fenced, and the fence event disrupts it"),
     "disk_full": _nothing("ENOSPC reaches the app only (a consequence rule)"),
     "app_kill": _nothing("the application is not a cluster daemon; its monitor notices at info level"),
     "app_hang": _nothing("the application is not a cluster daemon; its monitor's ERROR is a consequence rule"),
@@ -106,6 +110,9 @@ DISRUPTS: dict[str, Effect] = {
                             "fenced or restarted by heal"),
     "pacemaker_kill": _stack("pacemakerd and the controller die; the remaining daemons lose their peers, the node "
                              "is fenced or restarted by heal"),
+    "fence_fail": _nothing("only the fence path breaks; its trigger (node_power_off) is a fault of its own, and "
+                           "disrupts the node"),
+    "fence_hang": _nothing("as fence_fail: a hung device kills nothing, its trigger does"),
     "group_move": _nothing("a planned move: resources stop and start, no daemon does"),
     "node_standby": _nothing("a planned standby: the node stays a member, no daemon stops"),
     "node_maintenance": _nothing("resources are unmanaged, no daemon stops"),

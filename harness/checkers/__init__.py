@@ -7,6 +7,7 @@ from harness.checkers.base import (UNKNOWN, Checker, Context, Valid, Verdict, ch
 from harness.checkers.detection import check_detection
 from harness.checkers.failed_requests import check_failed_requests
 from harness.checkers.fallover import check_fallover
+from harness.checkers.fencing import check_fencing
 from harness.checkers.lost_writes import check_lost_writes
 from harness.checkers.notification import check_notification
 from harness.checkers.outage import check_outage
@@ -20,6 +21,7 @@ CHECKERS: dict[str, Checker] = {
     "detection": check_detection,
     "notification": check_notification,
     "fallover": check_fallover,
+    "fencing": check_fencing,
     "outage": check_outage,
     "failed_requests": check_failed_requests,
     "lost_writes": check_lost_writes,

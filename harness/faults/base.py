@@ -69,6 +69,7 @@ class Target:
     rate: float | None = None
     delay_ms: float | None = None
     jitter_ms: float | None = None
+    device: str | None = None  # a fence device (fence faults): only that level breaks; None: every level
 
     def need(self, key: str) -> str:
         """A field `Fault.validate` guarantees for the fault's target kind, typed as present."""
@@ -80,7 +81,7 @@ class Target:
     @property
     def label(self) -> str:
         """Readable id, e.g. `node1-service` or `node2+node3`."""
-        parts = [p for p in (self.node, self.network, self.disk, self.group) if p]
+        parts = [p for p in (self.node, self.network, self.disk, self.group, self.device) if p]
         if self.nodes:
             parts.append("+".join(self.nodes))
         return "-".join(parts) or "cluster"
@@ -114,6 +115,7 @@ class Fault:
     event: ClassVar[str]          # the classic cluster event it exercises
     target_kind: ClassVar[str]    # one of TARGET_KINDS
     destructive: ClassVar[bool] = True
+    slow: ClassVar[bool] = False  # waits out a cluster timeout (a hung fence device, a hung disk): not a daily case
     summary: ClassVar[str] = ""
     mechanism: ClassVar[str] = ""  # how, on the embedded testbed
     needs: ClassVar[tuple[str, ...]] = ()  # capabilities of the testbed (CAPABILITIES) and the stack it needs
@@ -203,6 +205,10 @@ class Fault:
                 raise UsageError(f"{self.name}: unknown node {n!r}; the topology has {', '.join(topology.node_names)}")
         if target.nodes and len(set(target.nodes)) >= len(topology.node_names):
             raise UsageError(f"{self.name}: the cut-off side must leave at least one node on the other side")
+        devices = topology.cluster.fencing_topology
+        if target.device is not None and target.device not in devices:
+            raise UsageError(f"{self.name}: unknown fence device {target.device!r}; the topology has "
+                             f"{', '.join(devices)}")
         if target.rate is not None and not 0 < target.rate <= 1:
             raise UsageError(f"{self.name}: --rate must be in (0, 1], got {target.rate}")
         filled: dict[str, Any] = {k: v for k, v in self.defaults.items() if getattr(target, k) is None}

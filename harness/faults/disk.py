@@ -48,6 +48,7 @@ class DiskPull(Fault):
     mechanism: ClassVar[str] = ("the FUSE layer under the loop device switched to `eio`; the Filesystem "
                                 "monitor (OCF_CHECK_LEVEL=20) notices; heal: back to `ok`")
     needs: ClassVar[tuple[str, ...]] = ("disk", "shared_disk")
+    mode: ClassVar[str] = "eio"  # what the disk layer is switched to
 
     def precheck(self, testbed: Testbed, target: Target) -> None:
         mode = testbed.disk_mode(target.need("disk"))
@@ -58,7 +59,7 @@ class DiskPull(Fault):
             raise self.refused(target, f"disk {target.disk} is already in mode {mode!r}")
 
     def inject(self, testbed: Testbed, target: Target, undo: dict[str, Any]) -> None:
-        testbed.set_disk_mode(target.need("disk"), "eio")
+        testbed.set_disk_mode(target.need("disk"), self.mode)
 
     def verify(self, testbed: Testbed, target: Target, undo: dict[str, Any]) -> None:
         """A direct read of the loop device (the cluster's own path to the disk) returns EIO."""
@@ -89,6 +90,55 @@ class DiskPull(Fault):
             state = driver.state()
             if state is not None and state.groups.get(group) and state.groups[group].nodes:
                 driver.restart_group(group)
+
+
+class DiskReadErrors(DiskPull):
+    name: ClassVar[str] = "disk_read_errors"
+    event: ClassVar[str] = "disk_read_error (media errors)"
+    summary: ClassVar[str] = "the shared disk's reads fail with EIO; its writes still succeed"
+    mechanism: ClassVar[str] = ("the FUSE layer under the loop device switched to `eio-read`; the Filesystem "
+                                "monitor (OCF_CHECK_LEVEL=20) reads its status file back; heal: back to `ok`")
+    needs: ClassVar[tuple[str, ...]] = ("disk_modes", "shared_disk")
+    mode: ClassVar[str] = "eio-read"  # verify: DiskPull's (a direct read of the loop device returns EIO)
+
+
+class DiskWriteErrors(DiskPull):
+    name: ClassVar[str] = "disk_write_errors"
+    event: ClassVar[str] = "disk_write_error (media errors)"
+    summary: ClassVar[str] = "the shared disk's writes fail with EIO; its reads still succeed"
+    mechanism: ClassVar[str] = ("the FUSE layer under the loop device switched to `eio-write`; the Filesystem "
+                                "monitor (OCF_CHECK_LEVEL=20) writes its status file with O_DIRECT; heal: back to `ok`")
+    needs: ClassVar[tuple[str, ...]] = ("disk_modes", "shared_disk")
+    mode: ClassVar[str] = "eio-write"
+
+    def verify(self, testbed: Testbed, target: Target, undo: dict[str, Any]) -> None:
+        """A direct write of the loop device's unused first sector returns EIO, while a direct read succeeds."""
+        disk = target.need("disk")
+        error = look_until(lambda: testbed.disk_write_error(disk), lambda e: e is not None and "Input/output" in e)
+        if error is None or "Input/output error" not in error:
+            raise self.not_in_effect(target, f"a direct write of its loop device got {error or 'no error'}, not EIO")
+        read = testbed.disk_read_error(disk)
+        if read is not None:
+            raise self.not_in_effect(target, f"a direct read fails too ({read}): that is a pull, not write errors")
+
+
+class DiskHang(DiskPull):
+    name: ClassVar[str] = "disk_hang"
+    event: ClassVar[str] = "disk_hang (I/O blocked: hung SAN path)"
+    summary: ClassVar[str] = ("every I/O to the shared disk blocks without an answer; the Filesystem monitor "
+                              "times out")
+    mechanism: ClassVar[str] = ("the FUSE layer under the loop device holds every read and write (`hang`); heal: "
+                                "`ok` by signal (held requests then complete), then a restart of the group")
+    needs: ClassVar[tuple[str, ...]] = ("disk_modes", "shared_disk")
+    mode: ClassVar[str] = "hang"
+    slow: ClassVar[bool] = True  # the cluster notices only when a monitor times out
+
+    def verify(self, testbed: Testbed, target: Target, undo: dict[str, Any]) -> None:
+        """A direct read of the loop device gets no answer (it is left blocked until the heal)."""
+        error = testbed.disk_read_error(target.need("disk"))
+        if error is None or "no answer" not in error:
+            raise self.not_in_effect(target, f"a direct read of its loop device got {error or 'its data'}, "
+                                             f"not a hang")
 
 
 class DiskFull(Fault):

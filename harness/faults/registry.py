@@ -5,7 +5,8 @@ from __future__ import annotations
 from harness.faults.app import AppHang, AppKill, AppStartFail
 from harness.faults.base import Fault
 from harness.faults.cluster import CorosyncKill, PacemakerKill
-from harness.faults.disk import DiskFull, DiskPull
+from harness.faults.disk import DiskFull, DiskHang, DiskPull, DiskReadErrors, DiskWriteErrors
+from harness.faults.fencing import FenceFail, FenceHang
 from harness.faults.network import (AdapterDown, HeartbeatLoss, NetworkDownGlobal, NetworkDownLocal, PacketCorrupt,
                                     PacketDelay, PacketLoss, Partition)
 from harness.faults.node import CpuOverload, NodeHang, NodePowerOff, NodeStop
@@ -14,9 +15,10 @@ from harness.faults.planned import GroupMove, NodeMaintenance, NodeStandby, Roll
 _ALL: list[Fault] = [
     NodePowerOff(), NodeStop(), NodeHang(), CpuOverload(),
     AdapterDown(), NetworkDownLocal(), NetworkDownGlobal(), Partition(), PacketLoss(), HeartbeatLoss(), PacketDelay(), PacketCorrupt(),
-    DiskPull(), DiskFull(),
+    DiskPull(), DiskReadErrors(), DiskWriteErrors(), DiskHang(), DiskFull(),
     AppKill(), AppHang(), AppStartFail(),
     CorosyncKill(), PacemakerKill(),
+    FenceFail(), FenceHang(),
     GroupMove(), NodeStandby(), NodeMaintenance(), RollingRestart(),
 ]
 

@@ -33,6 +33,8 @@ CAPABILITIES: dict[str, str] = {
     "impair": "delay or corrupt an adapter's packets",
     "disk": "pull a shared disk (every I/O fails) and plug it back",
     "notifications": "see the cluster's notifications and fences (what its alert agent records)",
+    "disk_modes": "fail only a shared disk's reads or only its writes, or hang its I/O",
+    "fence_device": "make a fence device fail or hang its power actions, and mend it",
 }
 """Every capability a provider may have, with what it means (the plan quotes the reason it lacks one)."""
 
@@ -176,6 +178,22 @@ class Testbed(Protocol):
 
     def disk_read_error(self, disk: str) -> str | None:
         """Read one block of the disk past every cache: None when it reads, else the error seen."""
+
+    def disk_write_error(self, disk: str) -> str | None:
+        """Write one block of the disk past every cache, where no filesystem keeps data: None when it
+        writes, else the error seen (`disk_modes`)."""
+
+    # -- fence devices (`fence_device`) ---------------------------------------------------------
+
+    def fence_device_mode(self, device: str) -> str | None:
+        """`ok`, `fail` or `hang`: what the fence device does with power actions now; None when it is not there."""
+
+    def set_fence_device(self, device: str, mode: str) -> None:
+        """Break a fence device (`fail`, `hang`) or mend it (`ok`, a no-op when the testbed is gone)."""
+
+    def fence_check(self, device: str, node: str, timeout: float = 3.0) -> str | None:
+        """Ask the device, the way the cluster's fencer does, for a harmless power action on ``node``:
+        None when it answers OK, else what came back (an error, or no answer within ``timeout``)."""
 
     def mountpoint(self, group: str) -> str:
         """Where the group's filesystem is mounted inside the nodes."""

@@ -17,6 +17,7 @@ from harness.topology import Group, Topology
 # rotating groups stay put, because their stickiness outweighs the whole score range.
 PRIORITY_STEP = 100
 ROTATING_STICKINESS = 10000
+FS_MONITOR_INTERVAL_S, FS_MONITOR_TIMEOUT_S = 2, 20  # the Filesystem monitor: a hung disk is noticed at its timeout
 
 
 def corosync_conf(topo: Topology) -> str:
@@ -109,8 +110,28 @@ def _filesystem(grp: ET.Element, layout: Layout, g: Group) -> None:
         "device": str(layout.disk_link(g.disk)), "directory": str(layout.mountpoint(g.name)),
         "fstype": topo.disks[[d.name for d in topo.disks].index(g.disk)].fstype,
         "options": "errors=remount-ro",
-    }, [("start", "0s", "60s"), ("stop", "0s", "60s"), ("monitor", "2s", "20s")], provider="heartbeat",  # 2 s: detection of a pulled disk must fit the default 5 s SLA with room to spare
+    }, [("start", "0s", "60s"), ("stop", "0s", "60s"),
+        ("monitor", f"{FS_MONITOR_INTERVAL_S}s", f"{FS_MONITOR_TIMEOUT_S}s")], provider="heartbeat",  # 2 s: detection of a pulled disk must fit the default 5 s SLA with room to spare
         check_level=20)  # level 20 writes to the disk: a pulled disk is noticed, not just an unmounted one
+
+
+def _fencing(resources: ET.Element, conf: ET.Element, layout: Layout) -> None:
+    """One fence_fallover device per declared level, each on a broker socket of its own; with more than one
+    level, a fencing-topology that tries them in order for every node."""
+    topo = layout.topology
+    levels = topo.cluster.fencing_topology
+    for device in levels:
+        _primitive(resources, device, "stonith", "fence_fallover", {
+            "broker": str(layout.fence_socket_for(device)), "pcmk_host_list": " ".join(topo.node_names),
+            "pcmk_host_check": "static-list",
+        }, [("monitor", "60s", "20s")])
+    if len(levels) < 2:
+        return  # one device: Pacemaker uses it without a topology
+    fencing = ET.SubElement(conf, "fencing-topology")
+    for node in topo.node_names:
+        for index, device in enumerate(levels, 1):
+            ET.SubElement(fencing, "fencing-level", id=f"fl-{node}-{index}", target=node, index=str(index),
+                          devices=device)
 
 
 def cib_xml(layout: Layout, empty_cib: str) -> str:
@@ -127,13 +148,10 @@ def cib_xml(layout: Layout, empty_cib: str) -> str:
     _nvset(crm_config, "cluster_property_set", "cib-bootstrap-options", {
         "dc-deadtime": f"{c.dc_deadtime_s}s", "stonith-enabled": str(c.stonith).lower(),
         "stonith-action": "off", "no-quorum-policy": c.no_quorum_policy,
-        "cluster-recheck-interval": "1min", "cluster-name": topo.name,
+        "cluster-recheck-interval": "1min", "cluster-name": topo.name, "stonith-timeout": f"{c.fence_timeout_s}s",
     })
     if c.stonith:
-        _primitive(resources, "fence", "stonith", "fence_fallover", {
-            "broker": str(layout.fence_socket), "pcmk_host_list": " ".join(topo.node_names),
-            "pcmk_host_check": "static-list",
-        }, [("monitor", "60s", "20s")])
+        _fencing(resources, conf, layout)
     for net in sorted({g.network for g in topo.groups}):
         # A group's node must see its service network's link up: without this, a pulled service
         # cable leaves the service IP on a node no client can reach, and nothing notices.

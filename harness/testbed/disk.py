@@ -11,6 +11,7 @@ import json
 import os
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -167,9 +168,36 @@ def read_error(layout: Layout, disk_name: str, timeout: float = 10.0) -> str | N
     dev = layout.disk_link(disk_name)
     if not dev.exists():
         return f"no loop device behind {dev}"
+    return _dd(["dd", f"if={dev}", "of=/dev/null", "bs=4096", "count=1", "iflag=direct", "status=none"],
+               f"a read of {dev}", timeout)
+
+
+def _dd(argv: list[str], what: str, timeout: float) -> str | None:
+    """Run one dd; None when it succeeds, else its error, or "no answer" when the disk holds it (`hang`).
+
+    A dd held by a hung disk sleeps uninterruptibly: SIGKILL takes effect only when its I/O returns
+    (at the heal), so it is left to a reaper thread instead of being waited for (subprocess.run would).
+    """
+    proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                            text=True)
     try:
-        r = subprocess.run(["dd", f"if={dev}", "of=/dev/null", "bs=4096", "count=1", "iflag=direct",
-                            "status=none"], capture_output=True, text=True, timeout=timeout)
+        _, err = proc.communicate(timeout=timeout)
     except subprocess.TimeoutExpired:
-        return f"a read of {dev} got no answer within {timeout:g}s"
-    return None if r.returncode == 0 else (r.stderr.strip() or f"dd exited {r.returncode}")
+        proc.kill()
+        threading.Thread(target=proc.communicate, name="dd-reaper", daemon=True).start()
+        return f"{what} got no answer within {timeout:g}s"
+    return None if proc.returncode == 0 else (err.strip() or f"dd exited {proc.returncode}")
+
+
+def write_error(layout: Layout, disk_name: str, timeout: float = 10.0) -> str | None:
+    """Write the disk's first sector through its loop device with O_DIRECT: None when it writes, else the error.
+
+    The first 1024 bytes of an ext4 volume are never used by the filesystem (boot sector space), and
+    what is written is what the image already holds there (read from the image itself, not through
+    the layer under test), so the check changes nothing, whatever the filesystem does meanwhile.
+    """
+    dev = layout.disk_link(disk_name)
+    if not dev.exists():
+        return f"no loop device behind {dev}"
+    return _dd(["dd", f"if={layout.disk_image(disk_name)}", f"of={dev}", "bs=512", "count=1", "oflag=direct",
+                "conv=notrunc", "status=none"], f"a write to {dev}", timeout)

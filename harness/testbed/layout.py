@@ -94,7 +94,15 @@ class Layout:
 
     @property
     def fence_socket(self) -> Path:
-        return self.state / "fence.sock"
+        return self.fence_socket_for(self.topology.cluster.fencing_topology[0])
+
+    def fence_socket_for(self, device: str) -> Path:
+        """The broker's socket for one fence device: the broker knows the device by the socket it was asked on."""
+        return self.state / ("fence.sock" if device == "fence" else f"fence.{device}.sock")
+
+    def fence_fault(self, device: str) -> Path:
+        """What the fence faults switch: holds `fail` or `hang` while the device is broken (absent: it works)."""
+        return self.state / "faults" / f"fence.{device}"
 
     @property
     def notification_log(self) -> Path:

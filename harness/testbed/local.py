@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from harness.errors import FalloverError, HealError, TestbedError
-from harness.testbed import cgroup, disk, hostlogs, impair, network, nodes, wire
+from harness.testbed import cgroup, disk, fencedev, hostlogs, impair, network, nodes, wire
 from harness.testbed.base import CAPABILITIES, Capabilities, Impairment, LogFile, Progress, Rule, quiet
 from harness.testbed.layout import AGENTS, FREEZER_ROOT, Layout, default_instance
 from harness.topology import Topology
@@ -184,7 +184,7 @@ class LocalTestbed:
                             env={**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[2])})
         L.pidfile("broker").write_text(str(proc.pid))
         deadline = time.monotonic() + 15
-        while not L.fence_socket.exists():
+        while not all(L.fence_socket_for(d).exists() for d in self.topology.cluster.fencing_topology):
             if proc.poll() is not None or time.monotonic() > deadline:
                 raise TestbedError(f"fence broker did not start; see {L.state / 'fence-broker.log'}")
             time.sleep(0.02)
@@ -349,6 +349,18 @@ class LocalTestbed:
 
     def disk_read_error(self, disk_name: str, timeout: float = 10.0) -> str | None:
         return disk.read_error(self.layout, disk_name, timeout)
+
+    def disk_write_error(self, disk_name: str, timeout: float = 10.0) -> str | None:
+        return disk.write_error(self.layout, disk_name, timeout)
+
+    def fence_device_mode(self, device: str) -> str | None:
+        return fencedev.mode(self.layout, device)
+
+    def set_fence_device(self, device: str, mode: str) -> None:
+        fencedev.set_mode(self.layout, device, mode)
+
+    def fence_check(self, device: str, node: str, timeout: float = 3.0) -> str | None:
+        return fencedev.check(self.layout, device, node, timeout)
 
     # -- evidence -------------------------------------------------------------------------------
 

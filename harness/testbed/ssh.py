@@ -212,6 +212,9 @@ class SshTestbed(SshNetwork, SshStorage):
         caps: dict[str, str | None] = {k: None for k in CAPABILITIES}
         if self.lab is None and not self.inventory.alerts_log:
             caps["notifications"] = "the inventory declares no alert log (ssh.alerts_log: where fallover-alert writes)"
+        caps["disk_modes"] = "a disk is pulled whole here (its device offline, or your oob command): no read-only, " \
+                             "write-only or hanging I/O"
+        caps["fence_device"] = "fallover does not drive your fence devices (it would have to break your IPMI)"
         if not oob.power_off:
             caps["power"] = "the inventory declares no out-of-band power commands (ssh.oob.power_off/on/status)"
         if not oob.disk_pull and not all(d.name in h.disks for d in self.topology.disks

@@ -298,6 +298,8 @@ class VagrantTestbed(SshTestbed):
 
     def capabilities(self) -> Capabilities:
         caps: dict[str, str | None] = {k: None for k in CAPABILITIES}
+        caps["disk_modes"] = "the LUN is pulled whole (its SCSI device offline): no read-only, write-only or hanging I/O"
+        caps["fence_device"] = "fence_virtd serves every fence_xvm device at once: one cannot be broken alone yet"
         if not self.topology.disks:
             caps["disk"] = "the topology declares no shared disk"
         return caps
