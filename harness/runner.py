@@ -35,6 +35,7 @@ from harness.errors import FalloverError, WaitTimeout
 from harness.faults import FAULTS, Nemesis
 from harness.load import Load, verify
 from harness.notifications import testbed_tails
+from harness.oplog import OpLog, recorded
 from harness.plan import Case, Expected, expect
 from harness.poller import ClusterPoller
 from harness.probe import Probe, load_samples, transitions, wait_for_answer
@@ -76,6 +77,7 @@ class _Case:
     diagnosis: dict[str, list[str]] = field(default_factory=dict)  # step → the cluster's account at its deadline
     counts: dict[str, int] = field(default_factory=dict)
     timings: dict[str, float] = field(default_factory=dict)
+    recovery: OpLog = field(default_factory=OpLog)  # heal and recovery as done: the runbook's source
 
 
 class Runner:
@@ -165,13 +167,14 @@ class Runner:
             self._diagnose(c, "wait for the outcome", group.name)
         c.timings["fault_s"] = time.monotonic() - c.fault_mono
         self.log(f"{c.case.id}: healing")
-        with steps("heal"):
+        with steps("heal"), c.recovery.phase("heal"):
             c.nemesis.heal_all()
         t_heal = time.monotonic()
         self.log(f"{c.case.id}: recovering")
         timeline.add(TEST_MARK, None, label="recovery start")
-        with steps("operator recovery"):
-            tb.up(placement=False)  # power fenced nodes on, clean up failed actions: the operator's steps
+        with steps("operator recovery"), c.recovery.phase("operator recovery"):
+            # power fenced nodes on, clean up failed actions: the operator's steps, recorded for the runbook
+            recorded(tb).up(placement=False, progress=c.recovery.note)
             try:  # then give the policy its chance (failback); the policy checker judges the outcome
                 self.driver.wait_settled(timeout=sla.max_recovery_s, placement=True)
             except WaitTimeout:
@@ -198,7 +201,7 @@ class Runner:
         """Heal whatever is still injected and stop every recorder: each on its own, none skipped."""
         t_stop = time.monotonic()
         if c.nemesis is not None:
-            with c.steps("final heal"):
+            with c.steps("final heal"), c.recovery.phase("final heal"):
                 c.nemesis.heal_all()
         for name, proc in (("load", c.load), ("probe", c.probe), ("ARP watch", c.arp), ("cluster poller", c.poller)):
             if proc is not None:
@@ -246,7 +249,7 @@ class Runner:
         c.timings["total_s"] = time.monotonic() - c.t_start
         result = CaseResult(c.case, c.expected, verdicts, c.run_dir, tuple(names), c.timings, findings,
                             c.steps.done, c.diagnosis, c.counts)
-        self._save(result, c.timeline, requests)
+        self._save(result, c.timeline, requests, c.recovery)
         return result
 
     def _asserted(self, c: _Case) -> tuple[str, ...]:
@@ -399,11 +402,12 @@ class Runner:
         d.mkdir(parents=True)
         return d
 
-    def _save(self, result: CaseResult, timeline: Timeline, requests: list[Any]) -> None:
+    def _save(self, result: CaseResult, timeline: Timeline, requests: list[Any], recovery: OpLog) -> None:
         """Each piece of evidence on its own: one that cannot be written never costs the others."""
         d = result.run_dir
         problems = []
-        for what, write in (("timeline.json", lambda: timeline.save(d / "timeline.json")), ("verdicts", result.save)):
+        for what, write in (("timeline.json", lambda: timeline.save(d / "timeline.json")), ("verdicts", result.save),
+                            ("recovery.json", lambda: recovery.save(d / "recovery.json"))):
             try:
                 write()
             except Exception as e:

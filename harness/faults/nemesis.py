@@ -16,6 +16,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
+from harness import oplog
 from harness.errors import HealError, UsageError
 from harness.faults.base import Fault, Target, one_line
 from harness.faults.journal import Entry, Journal
@@ -119,8 +120,9 @@ class Nemesis:
     def heal(self, inj: Injected) -> None:
         """Undo one fault; on failure raise `HealFailed` (one failure) and keep it in the journal."""
         t0 = time.monotonic()
-        try:
-            inj.fault.heal(self.testbed, inj.target, inj.entry.undo)
+        try:  # while the runner records a recovery, this heal and what it does are steps of the runbook
+            with oplog.action(f"heal {inj.label}", detail=inj.fault.mechanism):
+                inj.fault.heal(oplog.recorded(self.testbed), inj.target, inj.entry.undo)
         except Exception as e:
             raise HealFailed([(inj.label, str(e) or type(e).__name__)]) from e
         inj.heal_s = time.monotonic() - t0

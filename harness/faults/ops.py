@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import time
 
-from harness.errors import FalloverError, TestbedError, TransportError
+from harness.errors import FalloverError, TestbedError, TransportError, WaitTimeout
 from harness.testbed.base import Testbed
+from harness.wait import wait_until
 
 
 def group_node(testbed: Testbed, group: str) -> str:
@@ -71,16 +72,19 @@ def _check_whole(testbed: Testbed, node: str, stack: bool = True, timeout: float
     from harness.drivers import open_driver
 
     stack_names = open_driver(testbed).stack_processes()[:2]
-    deadline = time.monotonic() + timeout
-    while True:
+    wrong: list[str] = []
+
+    def whole() -> bool:
         if not testbed.running(node):
-            wrong = ["its init is not running"]
+            wrong[:] = ["its init is not running"]
         elif testbed.freezer_state(node) not in ("THAWED", "ABSENT"):
-            wrong = [f"its freezer reads {testbed.freezer_state(node)}"]
+            wrong[:] = [f"its freezer reads {testbed.freezer_state(node)}"]
         else:
-            wrong = [f"{comm} is not running" for comm in stack_names if stack and not pids(testbed, node, comm)]
-        if not wrong:
-            return
-        if time.monotonic() > deadline:
-            raise TestbedError(f"{node} is not whole after its repair: {', '.join(wrong)}")
-        time.sleep(0.1)
+            wrong[:] = [f"{comm} is not running" for comm in stack_names if stack and not pids(testbed, node, comm)]
+        return not wrong
+
+    try:  # one wait (harness/wait.py): a recovery's runbook shows it as one step, not its polls
+        wait_until(whole, timeout=timeout, interval=0.1,
+                   what=f"{node} running{' with ' + ' and '.join(stack_names) if stack else ''} after its repair")
+    except WaitTimeout:
+        raise TestbedError(f"{node} is not whole after its repair: {', '.join(wrong)}") from None

@@ -9,6 +9,7 @@ import time
 from collections.abc import Mapping, Sequence
 from typing import Protocol
 
+from harness import oplog
 from harness.errors import CommandFailed, CommandTimedOut
 from harness.result import Result
 
@@ -57,6 +58,7 @@ def run_process(node: str, argv: Sequence[str], *, timeout: float, check: bool =
         raise
     result = Result(node=node, argv=tuple(shown_argv or argv), exit_status=status, stdout=out, stderr=err,
                     duration_s=time.monotonic() - t0, started_at=started_at)
+    oplog.command(result)  # the recovery runbook's record (a no-op outside a recorded phase)
     if status is None:
         raise CommandTimedOut(result, timeout)
     if check and status != 0:

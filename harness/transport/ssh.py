@@ -25,6 +25,7 @@ from typing import ClassVar
 
 import paramiko
 
+from harness import oplog
 from harness.errors import CommandFailed, CommandTimedOut, TransportError
 from harness.inventory import SshHost
 from harness.result import Result
@@ -195,6 +196,7 @@ class SshTransport:
         result = Result(node=self.name, argv=argv, exit_status=None if timed_out else status,
                         stdout=out.decode(errors="replace"), stderr=err.decode(errors="replace"),
                         duration_s=duration, started_at=started_at)
+        oplog.command(result)  # the recovery runbook's record (a no-op outside a recorded phase)
         if timed_out:
             raise CommandTimedOut(result, timeout)
         if check and result.failed:
