@@ -35,7 +35,7 @@ from harness.result import Result
 
 READS = frozenset({"crm_mon", "pidof", "pgrep", "cat", "ls", "stat", "test", "ip", "nft", "findmnt", "mountpoint",
                    "cibadmin", "crm_attribute", "attrd_updater", "crm_node", "corosync-cfgtool", "corosync-quorumtool",
-                   "curl", "wget", "ps", "true"})
+                   "curl", "wget", "ps", "true", "crmadmin"})
 """Programs whose run is a look rather than a change, when no option below says otherwise (presentation only:
 the runbook calls them checks). `ip`, `nft`, `crm_attribute`… change things with some options: see `is_check`."""
 WRITES = frozenset({"--cleanup", "--delete", "--update", "--move", "--clear", "--restart", "--force", "-D", "-U", "-H",
