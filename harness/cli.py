@@ -55,6 +55,9 @@ def build_parser() -> Parser:
     from harness.cli_box import add_box_commands
 
     add_box_commands(sub)
+    from harness.cli_nightly import add_nightly_command
+
+    add_nightly_command(sub, _testbed_arg)
     return p
 
 
@@ -160,8 +163,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     signal.signal(signal.SIGTERM, _sigterm)
     from harness.cli_box import BOX_COMMANDS
     from harness.cli_faults import FAULT_COMMANDS
+    from harness.cli_nightly import NIGHTLY_COMMANDS
 
-    handler = {**COMMANDS, **FAULT_COMMANDS, **BOX_COMMANDS}[args.command]
+    handler = {**COMMANDS, **FAULT_COMMANDS, **BOX_COMMANDS, **NIGHTLY_COMMANDS}[args.command]
     try:
         return handler(args)
     except UsageError as e:

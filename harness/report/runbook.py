@@ -15,13 +15,13 @@ Pure: it reads saved files only, so ``fallover report`` rebuilds it without a cl
 
 from __future__ import annotations
 
-import json
 import shlex
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
 from harness.oplog import Entry, OpLog, Phase
+from harness.report.history import read_json
 
 RECORD = "recovery.json"
 
@@ -116,15 +116,16 @@ def _case_dirs(run_dir: Path) -> list[Path]:
 
 
 def _read_case(d: Path) -> _Case | None:
-    verdicts = _json(d / "verdicts.json")
-    meta = (_json(d / "timeline.json") or {}).get("meta", {})
+    verdicts = read_json(d / "verdicts.json") or {}
     name = d.name
-    fault = (verdicts or {}).get("fault") or meta.get("fault") or name.split("-", 1)[0]
+    fault = verdicts.get("fault") or name.split("-", 1)[0]  # a case id is <fault>-<target>; fault names have no '-'
     if not fault:
         return None
-    rr = ((verdicts or {}).get("verdicts") or {}).get("redundancy_restored") or {}
-    case = _Case(name, fault, (verdicts or {}).get("status", "ERROR"), rr.get("valid") is True,
-                 rr.get("explanation", "no redundancy_restored verdict"), float(meta.get("started_wall") or 0.0), None)
+    rr = (verdicts.get("verdicts") or {}).get("redundancy_restored") or {}
+    # run order: each case writes its evidence as it ends (timeline.json would say too, but it is large)
+    ended = max((f.stat().st_mtime for f in (d / "verdicts.json", d / RECORD) if f.exists()), default=0.0)
+    case = _Case(name, fault, verdicts.get("status", "ERROR"), rr.get("valid") is True,
+                 rr.get("explanation", "no redundancy_restored verdict"), ended, None)
     if not (d / RECORD).exists():
         case.problem = f"{RECORD} absent (a run from before the recorder, or the case stopped before healing)"
         return case
@@ -136,14 +137,6 @@ def _read_case(d: Path) -> _Case | None:
     if not case.phases:
         case.problem = "nothing was done to recover (no step recorded)"
     return case
-
-
-def _json(path: Path) -> dict[str, Any] | None:
-    try:
-        data = json.loads(path.read_text())
-    except (OSError, ValueError):
-        return None
-    return data if isinstance(data, dict) else None
 
 
 def _procedure(c: _Case, others: tuple[str, ...]) -> Procedure:
