@@ -58,6 +58,9 @@ def build_parser() -> Parser:
     from harness.cli_nightly import add_nightly_command
 
     add_nightly_command(sub, _testbed_arg)
+    from harness.cli_backup import add_backup_commands
+
+    add_backup_commands(sub, _testbed_arg)
     return p
 
 
@@ -161,11 +164,12 @@ def _sigterm(signum: int, frame: object) -> None:
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     signal.signal(signal.SIGTERM, _sigterm)
+    from harness.cli_backup import BACKUP_COMMANDS
     from harness.cli_box import BOX_COMMANDS
     from harness.cli_faults import FAULT_COMMANDS
     from harness.cli_nightly import NIGHTLY_COMMANDS
 
-    handler = {**COMMANDS, **FAULT_COMMANDS, **BOX_COMMANDS, **NIGHTLY_COMMANDS}[args.command]
+    handler = {**COMMANDS, **FAULT_COMMANDS, **BOX_COMMANDS, **NIGHTLY_COMMANDS, **BACKUP_COMMANDS}[args.command]
     try:
         return handler(args)
     except UsageError as e:

@@ -73,3 +73,8 @@ class TestbedError(FalloverError):
 
 class HealError(FalloverError):
     """A fault could not be undone; the journal keeps it so `fallover heal` can retry."""
+
+
+class BackupRefused(UsageError):
+    """A backup directory that must not be restored (a changed byte, a missing file, another cluster's):
+    the message names the file; nothing on the cluster has been touched."""

@@ -23,7 +23,8 @@ from harness.topology import DEFAULT_TESTBED, Topology, load_topology
 REPORTS = Path(__file__).resolve().parent.parent / "reports"
 SLA_OPTIONS = {"--sla-detection": "max_detection_s", "--sla-notification": "max_notification_s",
                "--sla-fallover": "max_fallover_s", "--sla-outage": "max_outage_s",
-               "--sla-recovery": "max_recovery_s"}
+               "--sla-recovery": "max_recovery_s", "--sla-backup": "max_backup_s",
+               "--sla-restore": "max_restore_s", "--sla-rpo": "max_rpo_s"}
 run_dir_key = pytest.StashKey[Path]()
 topology_key = pytest.StashKey[Topology]()
 

@@ -142,6 +142,13 @@ class Sla(Model):
     max_fallover_s: float = Field(default=15.0, gt=0)
     max_outage_s: float = Field(default=15.0, gt=0)
     max_recovery_s: float = Field(default=30.0, gt=0)
+    max_backup_s: float = Field(default=60.0, gt=0)
+    """`fallover backup`: start → the data copied (under a filesystem freeze) and the configuration saved."""
+    max_restore_s: float = Field(default=120.0, gt=0)
+    """RTO: `fallover restore` start → the configuration back, the data back and the service answering."""
+    max_rpo_s: float = Field(default=10.0, gt=0)
+    """RPO: the data-loss window, from the oldest acknowledged write a restore did not bring back to the
+    moment the data was lost (suites/backup loses it ~3 s after the backup: more means the backup missed data)."""
 
 
 class Client(Model):

@@ -10,7 +10,7 @@ SHOWN = 5
 """How many lost keys the explanation names; the count covers them all."""
 
 
-def _lost(acked: Request, verify: Request | None) -> str | None:
+def why_lost(acked: Request, verify: Request | None) -> str | None:
     """Why an acknowledged write counts as lost, or None when its verify read it back intact."""
     if verify is None:
         return "no verify read"
@@ -43,7 +43,7 @@ def check_lost_writes(ctx: Context) -> Verdict:
     if not verifies:
         return Verdict(NAME, UNKNOWN, None, 0, "writes",
                        f"{len(acked)} acknowledged writes, but no verify records: nothing was read back")
-    lost = [(k, why) for k, put in acked.items() if (why := _lost(put, verifies.get(k))) is not None]
+    lost = [(k, why) for k, put in acked.items() if (why := why_lost(put, verifies.get(k))) is not None]
     if not lost:
         return Verdict(NAME, True, 0, 0, "writes",
                        f"no lost writes: all {len(acked)} acknowledged writes read back intact")

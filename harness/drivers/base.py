@@ -9,6 +9,7 @@ that cannot do something (keepalived has no fencing, no resource manager) says s
 from __future__ import annotations
 
 from collections.abc import Callable
+from contextlib import AbstractContextManager
 from typing import Protocol
 
 from harness.drivers.state import ClusterState
@@ -71,6 +72,17 @@ class Driver(Protocol):
 
     def admin(self, argv: list[str], timeout: float = 30.0) -> None:
         """Run a cluster administration command on the first node that can take it."""
+
+    def config_dump(self) -> str:
+        """The cluster's configuration as the stack holds it (Pacemaker: the whole CIB)."""
+
+    def config_restore(self, cib_xml: str) -> None:
+        """Put a configuration from `config_dump` back (Pacemaker: its configuration section)."""
+
+    def application_stopped(self, group: str, *, timeout: float = 60.0,
+                            progress: Progress = quiet) -> AbstractContextManager[str]:
+        """Stop the group's application while its filesystem stays mounted; yields the node that has it.
+        The application runs again when the block ends, however it ends."""
 
     def stop_services(self, node: str, *, timeout: float = 60.0) -> None: ...
 

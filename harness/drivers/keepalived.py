@@ -14,6 +14,7 @@ from __future__ import annotations
 import json
 import time
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 
 from harness.drivers.polling import Polling
@@ -287,6 +288,16 @@ class KeepalivedDriver(Polling):
 
     def clear_move(self, group: str) -> None:
         """Nothing to clear: keepalived never made a move constraint."""
+
+    def config_dump(self) -> str:
+        raise self._no_resource_manager("back up the cluster configuration")
+
+    def config_restore(self, cib_xml: str) -> None:
+        raise self._no_resource_manager("restore the cluster configuration")
+
+    def application_stopped(self, group: str, *, timeout: float = 60.0,
+                            progress: Progress = quiet) -> AbstractContextManager[str]:
+        raise self._no_resource_manager(f"stop {group}'s application and keep its data where it is")
 
     def cleanup(self, resource: str | None = None) -> None:
         """Clear the failure marks on every running node (keepalived's track_file sees it at once)."""

@@ -5,9 +5,11 @@ from __future__ import annotations
 import time
 
 from harness.drivers.settle import SETTLE_QUERY, parse_settle_query
+from harness.drivers.pcmk_backup import PacemakerBackup
 from harness.drivers.polling import Polling
 from harness.drivers.state import ClusterState, parse_crm_mon
 from harness.errors import CommandFailed, TransportError, WaitTimeout
+from harness.result import Result
 from harness.testbed.base import Capabilities, Progress, Testbed, quiet
 from harness.wait import wait_until
 
@@ -29,7 +31,7 @@ STACK_PROCESSES = ("corosync", "pacemakerd", "pacemaker-controld", "pacemaker-ba
 """Every process of the stack on a node; the first three must run for the node to be whole."""
 
 
-class PacemakerDriver(Polling):
+class PacemakerDriver(Polling, PacemakerBackup):
     """Talks to the cluster through any live node, preferring one that knows the DC.
 
     A just-rejoined node reports no DC and its peers as unclean, so a view without a DC
@@ -245,21 +247,21 @@ class PacemakerDriver(Polling):
 
     # -- steering -------------------------------------------------------------------------------
 
-    def admin(self, argv: list[str], timeout: float = 30.0, *, connect_timeout: float = 60.0) -> None:
+    def admin(self, argv: list[str], timeout: float = 30.0, *, connect_timeout: float = 60.0,
+              input: str | None = None) -> Result:
         """Run a cluster command on the first node that can take it.
 
         A node that was just powered on answers 102 (CRM_EX_DISCONNECT: "Could not connect to
         the CIB") until its own CIB manager is up: that is "not yet", not the cluster's answer.
         Such a node is skipped, and the command retried on every node until ``connect_timeout``;
-        any other failure is the cluster's answer and raised as it is.
+        any other failure is the cluster's answer and raised as it is. Returns the answer (a query's output).
         """
         deadline = time.monotonic() + connect_timeout
         while True:
             last: Exception | None = None
             for node in self._query_order():
                 try:
-                    self.testbed.node(node).run(argv, timeout=timeout)
-                    return
+                    return self.testbed.node(node).run(argv, timeout=timeout, input=input)
                 except TransportError as e:
                     last = e
                 except CommandFailed as e:
