@@ -90,3 +90,36 @@ class CaseResult:
         (d / "verdicts.json").write_text(json.dumps(self.to_dict(), indent=1, default=str))
         (d / "report.txt").write_text(self.report() + "\n")
         (d / "timings.json").write_text(json.dumps({k: round(v, 3) for k, v in self.timings.items()}))
+
+
+def new_case_dir(run_root: Path, case_id: str) -> Path:
+    """A fresh directory for one run of a case: `<case>`, or `<case>.2`, … when the case ran before."""
+    d = run_root / case_id
+    i = 1
+    while d.exists():
+        i += 1
+        d = run_root / f"{case_id}.{i}"
+    d.mkdir(parents=True)
+    return d
+
+
+def save_evidence(result: CaseResult, timeline: Any, requests: list[Any], recovery: Any) -> None:
+    """Each piece of evidence on its own: one that cannot be written never costs the others.
+
+    ``timeline`` and ``recovery`` (the operator's steps, an OpLog) are saved by their own ``save(path)``."""
+    d = result.run_dir
+    problems = []
+    for what, write in (("timeline.json", lambda: timeline.save(d / "timeline.json")), ("verdicts", result.save),
+                        ("recovery.json", lambda: recovery.save(d / "recovery.json"))):
+        try:
+            write()
+        except Exception as e:
+            problems.append(f"{what}: {type(e).__name__}: {e}")
+    try:
+        from harness.plots import plot_timeline
+
+        plot_timeline(timeline, requests, d / "timeline.svg")
+    except Exception as e:  # a plot is evidence, never a reason to lose the verdicts
+        problems.append(f"timeline.svg: {type(e).__name__}: {e}")
+    if problems:
+        (d / "evidence-errors.txt").write_text("\n".join(problems) + "\n")

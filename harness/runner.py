@@ -23,8 +23,9 @@ from pathlib import Path
 from typing import Any
 
 from harness.arpwatch import ArpWatch
+from harness.audits.cluster import Consistency, audit_cluster
 from harness.audits.logs import LogAudit, disruptions_from
-from harness.case_result import CaseResult
+from harness.case_result import CaseResult, new_case_dir, save_evidence
 from harness.checkers import CHECKERS, Context, Verdict, check_safe
 from harness.checkers.detection import check_detection
 from harness.checkers.fencing import failed_fence_seen
@@ -71,6 +72,7 @@ class _Case:
     arp: ArpWatch | None = None
     load: Load | None = None
     audit: LogAudit | None = None
+    consistency: Consistency | None = None
     macs: dict[str, str] = field(default_factory=dict)
     fault_mono: float | None = None
     missed: bool = False  # the expected outcome did not come by its deadline
@@ -97,7 +99,7 @@ class Runner:
         Whatever the cluster or the harness does, the case ends with its evidence saved and a
         PASS, FAIL or ERROR; only Ctrl-C propagates (after healing and saving).
         """
-        run_dir = self._run_dir(case)
+        run_dir = new_case_dir(self.run_root, case.id)
         c = _Case(case, run_dir, Steps(run_dir / "harness-error.txt"), t_start=time.monotonic(),
                   timeline=Timeline(meta={"case": case.id, "fault": case.fault, "target": case.target.to_dict(),
                                           "started_wall": time.time()}))
@@ -185,6 +187,10 @@ class Runner:
         c.timings["recover_s"] = time.monotonic() - t_heal
         if steps.failed("operator recovery"):
             self._diagnose(c, "operator recovery", group.name)
+        t_audit = time.monotonic()
+        with steps("audit the cluster"):  # CTS's audits, on the recovered cluster: CIB, DC, primitives, managed
+            c.consistency = audit_cluster(tb, self.driver)
+        c.timings["audit_s"] = time.monotonic() - t_audit
         c.macs |= self._macs(group.network)  # restarted nodes have new MACs
         time.sleep(0.5)
         t_verify = time.monotonic()
@@ -236,6 +242,9 @@ class Runner:
         if c.audit is not None and c.fault_mono is not None:
             with c.steps("audit the logs"):
                 verdicts["logs"] = self._audit_logs(c)
+        if c.consistency is not None:
+            verdicts["consistency"] = c.consistency.verdict()
+            c.consistency.save(c.run_dir)
         names = asserted if asserted is not None else self._asserted(c)
         after_inject = c.steps.done[[s.name for s in c.steps.done].index("inject") + 1:] \
             if c.steps.get("inject") else []
@@ -249,13 +258,13 @@ class Runner:
         c.timings["total_s"] = time.monotonic() - c.t_start
         result = CaseResult(c.case, c.expected, verdicts, c.run_dir, tuple(names), c.timings, findings,
                             c.steps.done, c.diagnosis, c.counts)
-        self._save(result, c.timeline, requests, c.recovery)
+        save_evidence(result, c.timeline, requests, c.recovery)
         return result
 
     def _asserted(self, c: _Case) -> tuple[str, ...]:
         if c.expected is None:
             return ()
-        names = ASSERTED[c.expected.outcome] + ("logs",)
+        names = ASSERTED[c.expected.outcome] + ("logs", "consistency")
         if FAULTS[c.case.fault].family == "fencing":  # what these faults are about: no takeover without a fence
             names += ("fencing",)
         if FAULTS[c.case.fault].family == "planned":  # nothing failed: nothing to detect or notify
@@ -266,6 +275,7 @@ class Runner:
         """Error lines in the cluster's logs, minus what the fault and the recovery explain (audits/noise.py)."""
         assert c.audit is not None
         faults = [c.case.fault] + ([c.case.trigger] if c.case.trigger else [])
+        c.audit.check_pipeline()  # a log that its node's marker never reached is unknown, not clean
         res = c.audit.result(disruptions_from(c.timeline, self.topology), faults=faults)
         res.save(c.run_dir)
         return res.verdict("logs", evidence=c.run_dir)
@@ -392,31 +402,3 @@ class Runner:
                 if r.ok:
                     out[r.stdout.strip()] = n
         return out
-
-    def _run_dir(self, case: Case) -> Path:
-        d = self.run_root / case.id
-        i = 1
-        while d.exists():
-            i += 1
-            d = self.run_root / f"{case.id}.{i}"
-        d.mkdir(parents=True)
-        return d
-
-    def _save(self, result: CaseResult, timeline: Timeline, requests: list[Any], recovery: OpLog) -> None:
-        """Each piece of evidence on its own: one that cannot be written never costs the others."""
-        d = result.run_dir
-        problems = []
-        for what, write in (("timeline.json", lambda: timeline.save(d / "timeline.json")), ("verdicts", result.save),
-                            ("recovery.json", lambda: recovery.save(d / "recovery.json"))):
-            try:
-                write()
-            except Exception as e:
-                problems.append(f"{what}: {type(e).__name__}: {e}")
-        try:
-            from harness.plots import plot_timeline
-
-            plot_timeline(timeline, requests, d / "timeline.svg")
-        except Exception as e:  # a plot is evidence, never a reason to lose the verdicts
-            problems.append(f"timeline.svg: {type(e).__name__}: {e}")
-        if problems:
-            (d / "evidence-errors.txt").write_text("\n".join(problems) + "\n")

@@ -20,8 +20,9 @@ from harness.audits.noise import Disruption, disruptions_from, explain
 from harness.checkers.base import UNKNOWN, Verdict
 from harness.testbed.base import LogFile, Testbed
 
-__all__ = ["BAD_NEWS", "CONSEQUENCES", "IGNORE", "AuditResult", "Disruption", "IgnoreRule", "LogAudit", "LogLine",
-           "Rule", "consequences_for", "disruptions_from", "expected_for", "ignored_by", "is_bad"]
+__all__ = ["BAD_NEWS", "CONSEQUENCES", "IGNORE", "WARNING_SIGNS", "AuditResult", "Disruption", "IgnoreRule",
+           "LogAudit", "LogLine", "Rule", "consequences_for", "disruptions_from", "expected_for", "ignored_by", "is_bad",
+           "warning_sign"]
 
 
 @dataclass(frozen=True)
@@ -62,6 +63,28 @@ BAD_NEWS: tuple[re.Pattern[str], ...] = (
     re.compile(r"^Traceback \(most recent call last\):"),
 )
 
+WARNING_SIGNS: tuple[Rule, ...] = (
+    # Logged below error level, yet each is a sign of trouble that Pacemaker's CTS fails a test on (patterns.py
+    # BadNews); the reason is why it matters. They are findings like BAD_NEWS, unless a case explains them.
+    _rule(r"Corosync main process was not scheduled \(@[^)]*\) for [\d.]+ ms",
+          "corosync was starved past its scheduling threshold (a share of the token timeout): a little longer and "
+          "the token expires, and a healthy node is taken for dead and fenced"),
+    _rule(r"(?i)election storm",
+          "nodes keep winning and losing the DC election: the cluster cannot settle on a coordinator"),
+    _rule(r"We appear to be in an election loop",
+          "the controller's own alarm: the DC election keeps restarting"),
+    _rule(r"is taking more than 2x its timeout",
+          "an operation overran its timeout twice over (older Pacemaker's wording; CTS still flags it): the "
+          "executor or the node is stalled"),
+    _rule(r"Receiving messages from a node we think is dead",
+          "membership and messaging disagree: a node the controller counted lost is still talking (a split "
+          "brain in the making)"),
+    _rule(r"Local CIB \S+ differs from \S+:",
+          "this node's CIB digest differs from the one a peer computed for the same version: the copies of the "
+          "configuration have diverged"),
+)
+"""Warning-level signs of trouble, each with its reason (CTS's BadNews that Pacemaker logs below error)."""
+
 IGNORE: tuple[Rule, ...] = (
     # The harmless lines of notes/pacemaker-in-namespaces.md §7. Most are warnings, below BAD_NEWS today (none
     # matched an error line in ~40 measured fault runs); listed so a stricter BAD_NEWS does not fail on them.
@@ -91,7 +114,8 @@ IGNORE: tuple[Rule, ...] = (
 )
 # Deliberately NOT ignored, though §7 discusses them: "no STONITH resources have been defined" (the fence
 # device is seeded, so this now means it is missing), "might be active on 2 nodes" (split brain), and
-# "Corosync main process was not scheduled" (a real stall that causes false node losses at token 1000).
+# "Corosync main process was not scheduled" (a real stall that causes false node losses at token 1000: a
+# WARNING_SIGN, expected only where a case starves the node, cpu_overload).
 
 _ETHMONITOR_DOWN = _rule(r"ethmonitor\(linkmon-\w+\)\[\d+\]:\s+ERROR: Monitoring of linkmon-\w+ failed",
                          "the link monitor reports the pulled service cable: that is its job")
@@ -105,7 +129,10 @@ CONSEQUENCES: dict[str, tuple[Rule, ...]] = {
     # warning or notice level: below BAD_NEWS. The IPC noise of killed, stopped and restarted
     # daemons is not listed here: harness.audits.noise derives it from what each fault disrupted.
     "node_power_off": (), "node_hang": (), "partition": (), "heartbeat_loss": (), "pacemaker_kill": (),
-    "corosync_kill": (), "node_stop": (), "cpu_overload": (), "packet_loss": (),
+    "corosync_kill": (), "node_stop": (), "packet_loss": (),
+    "cpu_overload": (_rule(r"Corosync main process was not scheduled \(@[^)]*\) for [\d.]+ ms",
+                           "the CPU hogs starve corosync (on the embedded testbed every node shares the host's "
+                           "cores): the scheduling stall is what the fault makes, the cluster must ride it out"),),
     "app_kill": (), "app_start_fail": (),
     # knet keeps the other link (300 ms delay, 30-50 % corrupt packets on one adapter: nothing at error level)
     "packet_delay": (), "packet_corrupt": (),
@@ -164,7 +191,13 @@ def expected_for(*faults: str) -> tuple[re.Pattern[str], ...]:
 
 
 def is_bad(line: str) -> bool:
-    return any(p.search(line) for p in BAD_NEWS)
+    """An error line (BAD_NEWS), or a warning-level sign of trouble (WARNING_SIGNS)."""
+    return any(p.search(line) for p in BAD_NEWS) or warning_sign(line) is not None
+
+
+def warning_sign(line: str) -> Rule | None:
+    """The WARNING_SIGNS rule a line matches: what trouble it is a sign of."""
+    return next((r for r in WARNING_SIGNS if r.regex.search(line)), None)
 
 
 def ignored_by(line: str) -> Rule | None:
@@ -193,7 +226,9 @@ class AuditResult:
     def explanation(self) -> str:
         unread = f"could not read {'; '.join(self.unreadable)}" if self.unreadable else ""
         if self.findings:
-            return (f"{len(self.findings)} unexpected error line(s), first: {self.findings[0]}"
+            sign = warning_sign(self.findings[0].line)
+            why = f" ({sign.reason})" if sign else ""
+            return (f"{len(self.findings)} unexpected error line(s), first: {self.findings[0]}{why}"
                     + (f"; also {unread}" if unread else ""))
         if unread:
             return f"{unread}: the audit cannot vouch for a log it did not read"
@@ -214,7 +249,9 @@ class AuditResult:
         """Evidence: log-findings.txt (when there are findings), log-expected.txt (each line and why), and
         log-unreadable.txt (when a log could not be read)."""
         out = []
-        for name, rows in (("log-findings.txt", [str(f) for f in self.findings]),
+        for name, rows in (("log-findings.txt", [str(f) + (f"\n    a sign of trouble: {sign.reason}"
+                                                          if (sign := warning_sign(f.line)) else "")
+                                                 for f in self.findings]),
                            ("log-expected.txt", [f"{ln}\n    because {why}" for ln, why in self.expected]),
                            ("log-unreadable.txt", self.unreadable)):
             if rows or name == "log-expected.txt":
@@ -248,6 +285,7 @@ class LogAudit:
         self._offsets: dict[LogFile, tuple[int, int]] = {}  # log → (identity, size) at the mark
         self.mark_wall: float | None = None
         self.unreadable: list[str] = []  # of the last read: "node:path: why"
+        self.pipeline: list[str] = []  # logs whose marker never arrived (check_pipeline): unknown, never ok
 
     def mark(self) -> None:
         """From now on: only lines written after this call are findings."""
@@ -281,6 +319,20 @@ class LogAudit:
         self.unreadable = out.unreadable
         return out
 
+    def check_pipeline(self, timeout: float | None = None) -> list[str]:
+        """Write a marker through every running node's logging and look for it in the audited files (CTS's
+        LogAudit); every file it did not reach is kept in :attr:`pipeline` and makes :meth:`result` unknown."""
+        from harness.audits import logpipe
+
+        markers, self.pipeline = logpipe.write_markers(self.testbed, self.testbed.log_files())
+        try:
+            self.pipeline += logpipe.check_markers(
+                markers, lambda: ((ln.node, ln.file, ln.line) for ln in self.read().lines),
+                logpipe.ARRIVE_S if timeout is None else timeout)
+        finally:
+            logpipe.clear(self.testbed, markers)
+        return self.pipeline
+
     def new_lines(self) -> Iterable[LogLine]:
         """The lines of :meth:`read`; what could not be read is in :attr:`unreadable` afterwards."""
         return iter(self.read().lines)
@@ -312,7 +364,7 @@ class LogAudit:
                 findings.append(ln)
             else:
                 expected.append((ln, why))
-        return AuditResult(findings, expected, read.unreadable, len(read.lines), read.files)
+        return AuditResult(findings, expected, read.unreadable + self.pipeline, len(read.lines), read.files)
 
 
 def _why(ln: LogLine, disruptions: Sequence[Disruption], consequences: Sequence[tuple[str, Rule]],

@@ -12,7 +12,14 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from harness.checkers.base import POLLER, PROBE, UNKNOWN, Context, Verdict, fmt_s
-from harness.timeline import CLUSTER_GROUP_STARTED, CLUSTER_NODE_JOINED, CLUSTER_NODE_LOST, FENCED, Event, Timeline
+from harness.timeline import (
+    CLUSTER_GROUP_STARTED,
+    CLUSTER_NODE_JOINED,
+    CLUSTER_NODE_LOST,
+    FENCED,
+    Event,
+    Timeline,
+)
 
 NAME = "fencing"
 POWER_ACTIONS = ("off", "reboot")

@@ -36,6 +36,8 @@ class ResourceState:
     managed: bool
     nodes: tuple[str, ...]
     pending: str | None = None  # an operation in flight (crm_mon's pending="Starting", "Monitoring", …)
+    blocked: bool = False  # the cluster will not act on it (a failed stop without fencing, on-fail=block)
+    clone: bool = False    # a clone's entry: one instance per node is right, not a multi-active primitive
 
 
 @dataclass(frozen=True)
@@ -143,7 +145,8 @@ def _resource(el: ET.Element) -> ResourceState:
     return ResourceState(
         id=el.get("id", ""), agent=el.get("resource_agent", ""), role=el.get("role", "Stopped"),
         active=_bool(el, "active"), failed=_bool(el, "failed"), managed=el.get("managed", "true") == "true",
-        nodes=tuple(n.get("name", "") for n in el.findall("node")), pending=el.get("pending") or None)
+        nodes=tuple(n.get("name", "") for n in el.findall("node")), pending=el.get("pending") or None,
+        blocked=_bool(el, "blocked"))
 
 
 def parse_crm_mon(xml_text: str, seen_from: str) -> ClusterState:
@@ -175,7 +178,8 @@ def parse_crm_mon(xml_text: str, seen_from: str) -> ClusterState:
                         role="Started" if any(i.role == "Started" for i in inst) else inst[0].role,
                         active=any(i.active for i in inst), failed=any(i.failed for i in inst),
                         managed=all(i.managed for i in inst), nodes=tuple(n for i in inst for n in i.nodes),
-                        pending=next((i.pending for i in inst if i.pending), None))
+                        pending=next((i.pending for i in inst if i.pending), None),
+                        blocked=any(i.blocked for i in inst), clone=True)
             elif el.tag == "group":
                 members = tuple(_resource(r) for r in el.findall("resource"))
                 groups[el.get("id", "")] = GroupState(name=el.get("id", ""), resources=members)

@@ -5,12 +5,31 @@ from __future__ import annotations
 from harness.faults.app import AppHang, AppKill, AppStartFail
 from harness.faults.base import Fault
 from harness.faults.cluster import CorosyncKill, PacemakerKill
-from harness.faults.disk import DiskFull, DiskHang, DiskPull, DiskReadErrors, DiskWriteErrors
+from harness.faults.disk import (
+                                    DiskFull,
+                                    DiskHang,
+                                    DiskPull,
+                                    DiskReadErrors,
+                                    DiskWriteErrors,
+)
 from harness.faults.fencing import FenceFail, FenceHang
-from harness.faults.network import (AdapterDown, HeartbeatLoss, NetworkDownGlobal, NetworkDownLocal, PacketCorrupt,
-                                    PacketDelay, PacketLoss, Partition)
+from harness.faults.network import (
+                                    AdapterDown,
+                                    HeartbeatLoss,
+                                    NetworkDownGlobal,
+                                    NetworkDownLocal,
+                                    PacketCorrupt,
+                                    PacketDelay,
+                                    PacketLoss,
+                                    Partition,
+)
 from harness.faults.node import CpuOverload, NodeHang, NodePowerOff, NodeStop
-from harness.faults.planned import GroupMove, NodeMaintenance, NodeStandby, RollingRestart
+from harness.faults.planned import (
+                                    GroupMove,
+                                    NodeMaintenance,
+                                    NodeStandby,
+                                    RollingRestart,
+)
 
 _ALL: list[Fault] = [
     NodePowerOff(), NodeStop(), NodeHang(), CpuOverload(),

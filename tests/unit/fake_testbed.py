@@ -55,6 +55,7 @@ class FakeTestbed:
         self.mode: str | None = "ok"
         self.read_error: str | None = None   # what a direct read of the disk returns
         self.freezer = "THAWED"
+        self.fence: dict[str, str] = {}  # fence device → its mode (absent: ok)
         self.commands: list[tuple[str, str]] = []
         self.switched: list[tuple[str, ...]] = []
         self.shell: Shell = lambda node, cmd: (0, "")
@@ -104,6 +105,20 @@ class FakeTestbed:
 
     def disk_read_error(self, disk: str) -> str | None:
         return self.read_error
+
+    def disk_write_error(self, disk: str) -> str | None:
+        return "dd: error writing: Input/output error" if self.mode in ("eio", "eio-write") else None
+
+    def fence_device_mode(self, device: str) -> str | None:
+        return self.fence.get(device, "ok")
+
+    def set_fence_device(self, device: str, mode: str) -> None:
+        self.switched.append(("fence", device, mode))
+        self.fence[device] = mode
+
+    def fence_check(self, device: str, node: str, timeout: float = 3.0) -> str | None:
+        return {"ok": None, "fail": "ERR device failed"}.get(self.fence.get(device, "ok"),
+                                                              f"no answer from fence device {device} within 2 s")
 
     def freeze(self, node: str) -> None:
         self.switched.append(("freeze", node))

@@ -11,8 +11,8 @@ import xml.etree.ElementTree as ET
 from pathlib import Path
 
 import pytest
-
 from checker_history import BASE, ctx, ev, probe, topo  # type: ignore[attr-defined]
+
 from harness.checkers import UNKNOWN
 from harness.checkers.fencing import check_fencing
 from harness.errors import UsageError
@@ -21,8 +21,14 @@ from harness.plan import Case, expect, plan
 from harness.testbed import clusterconf, fencedev
 from harness.testbed.fence_broker import Broker
 from harness.testbed.layout import Layout
-from harness.timeline import (CLUSTER_GROUP_STARTED, CLUSTER_NODE_JOINED, CLUSTER_NODE_LOST, FAULT_INJECTED, FENCED,
-                              Timeline)
+from harness.timeline import (
+    CLUSTER_GROUP_STARTED,
+    CLUSTER_NODE_JOINED,
+    CLUSTER_NODE_LOST,
+    FAULT_INJECTED,
+    FENCED,
+    Timeline,
+)
 from harness.topology import DEFAULT_TESTBED, Topology, load_topology
 
 TOPO = load_topology(DEFAULT_TESTBED)
