@@ -145,8 +145,8 @@ def waiting(what: str) -> Iterator[_Frame | None]:
     if rec is None:
         yield None
         return
-    if rec.top.wait:  # a wait inside a wait: its looks are the outer wait's
-        yield rec.top
+    if rec.top.wait:  # a wait inside a wait is part of one look of the outer one: its commands count there
+        yield None
         return
     entry = Entry("wait", what, at_s=rec.log.since(time.monotonic()), polls=0)
     rec.add(entry)

@@ -71,7 +71,7 @@ class RunRecord:
     def from_dict(cls, d: dict[str, Any]) -> RunRecord:
         """ValueError naming the field when a line is not a run record."""
         if not isinstance(d, dict):
-            raise ValueError("not a JSON object")
+            raise ValueError("not a JSON object")  # noqa: TRY004 — one error type for every bad line
         try:
             cases = {str(k): CaseRecord(**v) for k, v in (d.get("cases") or {}).items()}
         except TypeError as e:

@@ -66,7 +66,7 @@ def _axes(run_ids: Sequence[str], top: float, step: float, unit: str, title: str
     out = [f'<text x="{PAD_L}" y="16" class="t">{e(title)}</text>',
            f'<line x1="{PAD_L}" y1="{H - PAD_B}" x2="{W - PAD_R}" y2="{H - PAD_B}" class="ax"/>',
            f'<line x1="{PAD_L}" y1="{PAD_T}" x2="{PAD_L}" y2="{H - PAD_B}" class="ax"/>']
-    for k in range(int(round(top / step)) + 1):
+    for k in range(round(top / step) + 1):
         v = step * k
         y = _y(v, top)
         out.append(f'<line x1="{PAD_L}" y1="{y:.1f}" x2="{W - PAD_R}" y2="{y:.1f}" class="grid"/>'

@@ -44,7 +44,7 @@ def test_history_append_and_read_back(tmp_path: Path) -> None:
 
 
 def test_trends_of_two_runs_have_two_points_per_failure_type(tmp_path: Path) -> None:
-    cases = lambda f1, o1: {  # noqa: E731
+    cases = lambda f1, o1: {
         "node_power_off-node1": CaseRecord("PASS", "node_power_off", f1, o1),
         "node_power_off-node2": CaseRecord("PASS", "node_power_off", 1.0, 1.5),
         "adapter_down-node1-service": CaseRecord("FAIL", "adapter_down", 5.0, 6.0),
@@ -58,7 +58,7 @@ def test_trends_of_two_runs_have_two_points_per_failure_type(tmp_path: Path) -> 
         ("20261129-210000", 4.0, 4.5), ("20261129-220000", 6.0, 7.0)]  # the worst case of the type, per run
     page = trends.write(tmp_path).read_text()
     for fault in ("node_power_off", "adapter_down"):
-        chart = re.search(rf'<div class="chart" id="trend-{fault}">(.*?)</div>', page, re.S)
+        chart = re.search(rf'<div class="chart" id="trend-{fault}">(.*?)</div>', page, re.DOTALL)
         assert chart is not None
         assert chart.group(1).count("<circle") == 4  # two runs × (fallover, outage)
         assert chart.group(1).count("<polyline") == 2

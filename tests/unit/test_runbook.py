@@ -94,9 +94,8 @@ def test_nothing_is_recorded_outside_a_phase_or_in_another_thread(tmp_path: Path
 
 def test_a_failed_phase_and_action_say_so() -> None:
     log = OpLog()
-    with pytest.raises(RuntimeError):
-        with log.phase("heal"), oplog.action("heal disk_pull on shared"):
-            raise RuntimeError("remount failed")
+    with pytest.raises(RuntimeError), log.phase("heal"), oplog.action("heal disk_pull on shared"):
+        raise RuntimeError("remount failed")
     phase = log.phases[0]
     assert (phase.ok, phase.error) == (False, "remount failed")
     assert phase.entries[0].ok is False and "remount failed" in phase.entries[0].detail
