@@ -29,8 +29,17 @@ def test_power_off_under_load_verdicts_match_the_probe(testbed: Testbed, tmp_pat
     assert result.verdicts["outage"].measured == pytest.approx(longest, abs=0.001)
     # and the fallover ended when the takeover node answered: after the outage began, not before
     assert 0 < float(result.verdicts["fallover"].measured) <= longest + 0.5  # type: ignore[arg-type]
-    assert {"timeline.json", "verdicts.json", "report.txt", "timeline.svg", "load.jsonl"} <= \
+    assert {"timeline.json", "verdicts.json", "report.txt", "timeline.svg", "load.jsonl", "recovery.json"} <= \
         {p.name for p in result.run_dir.iterdir()}
+    # the runbook of this run is what the heal and the recovery really did: power on, then waits until whole
+    from harness.report.runbook import build
+
+    (procedure,) = build(result.run_dir.parent).procedures
+    assert procedure.restored and procedure.failure_type == "node_power_off", procedure
+    done = [(s.phase, s.kind, s.description) for s in procedure.steps]
+    assert ("heal", "action", "heal node_power_off on node1") in done, done
+    assert ("heal", "action", "power on node1") in done, done
+    assert any(p == "operator recovery" and k == "wait" and "reached" in d for p, k, d in done), done
 
 
 @pytest.fixture
