@@ -14,9 +14,10 @@ from typing import Literal
 
 from harness.faults import FAULTS, Target
 from harness.faults.app import locate_problem
+from harness.faults.partitions import quorum_outcome, two_way_splits
 from harness.topology import Topology
 
-Outcome = Literal["fallover", "stay", "outage", "planned"]
+Outcome = Literal["fallover", "stay", "outage", "planned", "restart"]
 
 # Faults that take a node out of the cluster (it is lost, then fenced).
 NODE_LOSS = {"node_power_off", "node_stop", "node_hang", "corosync_kill", "pacemaker_kill", "heartbeat_loss"}
@@ -48,6 +49,8 @@ class Expected:
             return f"{self.group} stays on {self.home} ({self.why})"
         if self.outcome == "planned":
             return f"{self.group} keeps serving within the outage SLA ({self.why})"
+        if self.outcome == "restart":
+            return f"{self.group} stops with the cluster and starts once, on {self.home}, when quorum returns ({self.why})"
         return f"{self.group} is unavailable until the fault is repaired ({self.why})"
 
 
@@ -92,13 +95,14 @@ def capabilities_of(topology: Topology) -> dict[str, str | None]:
 
 
 def plan(topology: Topology, faults: list[str] | None = None,
-         capabilities: Mapping[str, str | None] | None = None) -> list[Case]:
+         capabilities: Mapping[str, str | None] | None = None, *, every_split: bool = False) -> list[Case]:
     """Every applicable (fault, target) of the topology, in catalogue order.
 
     A case with no mechanism on this topology or testbed (see `excluded`) is left out, with a
-    warning that names it and says why.
+    warning that names it and says why. ``every_split`` (random-scenario mode) plans `partition`
+    over every two-way split of the nodes, not only one node against the rest.
     """
-    cases, left_out = _walk(topology, faults, capabilities)
+    cases, left_out = _walk(topology, faults, capabilities, every_split)
     for e in left_out:
         warnings.warn(PlanExclusion(str(e)), stacklevel=2)
     return cases
@@ -111,13 +115,17 @@ def excluded(topology: Topology, faults: list[str] | None = None,
 
 
 def _walk(topology: Topology, faults: list[str] | None,
-          capabilities: Mapping[str, str | None] | None) -> tuple[list[Case], list[Excluded]]:
+          capabilities: Mapping[str, str | None] | None,
+          every_split: bool = False) -> tuple[list[Case], list[Excluded]]:
     caps = capabilities_of(topology) if capabilities is None else capabilities
     cases, left_out = [], []
     for name, fault in FAULTS.items():
         if faults is not None and name not in faults:
             continue
-        for target in fault.targets(topology):
+        targets = fault.targets(topology)
+        if every_split and name == "partition":
+            targets = [Target(nodes=side) for side in two_way_splits(topology.node_names)]
+        for target in targets:
             if name == "app_start_fail":
                 g = topology.group(target.need("group"))
                 if len(g.nodes) < 2 or target.node != g.nodes[1]:
@@ -221,6 +229,9 @@ def _outcome(topology: Topology, case: Case, group: str, home: str) -> tuple[Out
     """(outcome, reason, nodes that cannot take over) for one group."""
     f, t = case.fault, case.target
     g = topology.group(group)
+    decided = FAULTS[f].expect(topology, t, group, home)
+    if decided is not None:
+        return decided  # type: ignore[return-value]  # Fault.expect returns an Outcome
     if f in NODE_LOSS:
         if t.node == home:
             how = "stops its cluster services and hands its groups over" if f == "node_stop" else \
@@ -242,15 +253,7 @@ def _outcome(topology: Topology, case: Case, group: str, home: str) -> tuple[Out
             return "outage", f"no node can reach the clients on {g.network}", set()
         return "stay", "heartbeat continues on the other network", set()
     if f == "partition":
-        cut = set(t.nodes)
-        rest = set(topology.node_names) - cut
-        quorate = cut if len(cut) * 2 > len(topology.node_names) else rest \
-            if len(rest) * 2 > len(topology.node_names) else set()
-        if not quorate:
-            return "outage", "neither side has quorum", set()
-        if home in quorate:
-            return "stay", f"{home} is on the side with quorum", set()
-        return "fallover", f"{home} is cut off without quorum and fenced", set(topology.node_names) - quorate
+        return quorum_outcome(topology, set(t.nodes), home)  # type: ignore[return-value]
     if f == "group_move":
         if t.node == home:
             return "stay", f"{group} already runs on {home}", set()

@@ -18,8 +18,8 @@ from harness.drivers.state import ClusterState
 from harness.notifications import JsonlTail
 from harness.timeline import (CLUSTER_ATTRIBUTE, CLUSTER_DEGRADED, CLUSTER_FAILED_ACTION, CLUSTER_GROUP_SPLIT,
                               CLUSTER_GROUP_STARTED, CLUSTER_GROUP_STOPPED, CLUSTER_MOUNTS, CLUSTER_NODE_JOINED,
-                              CLUSTER_NODE_LOST, CLUSTER_REDUNDANT, CLUSTER_STATE, FAULT_HEALED, FAULT_INJECTED,
-                              Timeline)
+                              CLUSTER_NODE_LOST, CLUSTER_QUORUM, CLUSTER_REDUNDANT, CLUSTER_STATE, FAULT_HEALED,
+                              FAULT_INJECTED, Timeline)
 
 
 def degraded_reason(driver: Driver, s: ClusterState, adapters_down: list[str] | None = None) -> str | None:
@@ -194,6 +194,9 @@ class ClusterPoller:
         tl = self.timeline
         if old is None or old.summary() != new.summary():
             tl.add(CLUSTER_STATE, new.seen_from, summary=new.summary())
+        if old is None or old.quorate != new.quorate:  # whole-cluster checks: nothing may run without quorum
+            tl.add(CLUSTER_QUORUM, new.seen_from, quorate=new.quorate,
+                   running=sorted(n for n, g in new.groups.items() if g.node is not None))
         before = set(old.online) if old else set(self.driver.topology.node_names)
         for n in sorted(before - set(new.online)):
             tl.add(CLUSTER_NODE_LOST, n, seen_from=new.seen_from)
@@ -202,7 +205,7 @@ class ClusterPoller:
         for name, g in new.groups.items():
             was = old.groups.get(name) if old else None
             if g.node is not None and (was is None or was.node != g.node):
-                tl.add(CLUSTER_GROUP_STARTED, g.node, group=name)
+                tl.add(CLUSTER_GROUP_STARTED, g.node, group=name, quorate=new.quorate)
             elif g.node is None and was is not None and was.node is not None:
                 tl.add(CLUSTER_GROUP_STOPPED, was.node, group=name, now=list(g.nodes),
                        failed=[r.id for r in g.resources if r.failed])

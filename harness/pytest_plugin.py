@@ -104,15 +104,19 @@ def pytest_report_header(config: pytest.Config) -> list[str]:
     return lines
 
 
-def selected_cases(config: pytest.Config, families: set[str] | None = None) -> list[Case]:
+def selected_cases(config: pytest.Config, families: set[str] | None = None, suite: str | None = None) -> list[Case]:
+    """The plan's cases of one suite: its families, and only the faults that name it as their suite
+    (a suite module without SUITE takes the faults that name none)."""
     topo = _topology(config)
     names = config.getoption("--faults")
     wanted = [n.strip() for n in names.split(",")] if names else None
     unknown = [n for n in wanted or [] if n not in FAULTS]
     if unknown:
         raise pytest.UsageError(f"--faults: unknown fault {unknown[0]!r}; `fallover faults` lists them")
-    cases = [c for c in plan(topo, wanted) if families is None or FAULTS[c.fault].family in families]
-    if config.getoption("--scenario") == "random":
+    random_mode = config.getoption("--scenario") == "random"
+    cases = [c for c in plan(topo, wanted, every_split=random_mode)
+             if (families is None or FAULTS[c.fault].family in families) and FAULTS[c.fault].suite == suite]
+    if random_mode:
         rng = random.Random(config.getoption("--seed"))
         cases = [rng.choice(cases) for _ in range(config.getoption("--repeat"))] if cases else []
     return cases
@@ -133,7 +137,7 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
     if "fallover_case" not in metafunc.fixturenames:
         return
     families = getattr(metafunc.module, "FAMILIES", None)
-    cases = selected_cases(metafunc.config, families)
+    cases = selected_cases(metafunc.config, families, getattr(metafunc.module, "SUITE", None))
     slow = getattr(metafunc.module, "SLOW", None)  # False: the daily suite leaves out cases that wait out a timeout
     if slow is not None:
         cases = [c for c in cases if FAULTS[c.fault].slow == slow]

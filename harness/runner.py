@@ -52,6 +52,7 @@ ASSERTED: dict[str, tuple[str, ...]] = {
     "stay": ("fallover", "outage", "lost_writes", "split_brain", "redundancy_restored", "policy"),
     "outage": ("detection", "notification", "lost_writes", "split_brain", "redundancy_restored", "policy"),
     "planned": ("outage", "lost_writes", "split_brain", "redundancy_restored", "policy"),
+    "restart": ("starts", "lost_writes", "split_brain", "redundancy_restored", "policy"),
 }
 PROBE_HZ = 100.0  # harness.probe's default schedule
 
@@ -264,7 +265,7 @@ class Runner:
     def _asserted(self, c: _Case) -> tuple[str, ...]:
         if c.expected is None:
             return ()
-        names = ASSERTED[c.expected.outcome] + ("logs", "consistency")
+        names = ASSERTED[c.expected.outcome] + FAULTS[c.case.fault].extra_asserted + ("logs", "consistency")
         if FAULTS[c.case.fault].family == "fencing":  # what these faults are about: no takeover without a fence
             names += ("fencing",)
         if FAULTS[c.case.fault].family == "planned":  # nothing failed: nothing to detect or notify
@@ -366,7 +367,8 @@ class Runner:
                 "fault_node": c.case.target.node, "load": self.load,
                 "planned": fault.family == "planned",
                 "shared_storage": self.topology.group(e.group).disk is not None,
-                "membership": self.driver.membership, **e.limits,
+                "membership": self.driver.membership, **e.limits, "outcome": e.outcome, "home": e.home,
+                **fault.expectation,
                 "notifications_unseen": self.testbed.capabilities().get("notifications"),
                 **({"fence_victim": e.home, "fence_broken": True} if fault.family == "fencing" else {})}
 

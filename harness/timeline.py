@@ -25,6 +25,7 @@ CLUSTER_GROUP_STOPPED = "cluster.group_stopped"   # data: group, now (nodes), fa
 CLUSTER_GROUP_STARTED = "cluster.group_started"   # node: where; data: group
 CLUSTER_GROUP_SPLIT = "cluster.group_split"       # data: group, nodes (active on >1 node)
 CLUSTER_FAILED_ACTION = "cluster.failed_action"   # data: resource, task, node, rc
+CLUSTER_QUORUM = "cluster.quorum"                 # node: seen from; data: quorate, running (groups started then)
 CLUSTER_STATE = "cluster.state"                   # data: summary (every change the poller saw)
 CLUSTER_PARTITIONED = "cluster.partitioned"       # data: views {node: [members]}
 CLUSTER_REDUNDANT = "cluster.redundant"           # all nodes online, adapters up, no failed action, groups placed,

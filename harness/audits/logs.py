@@ -163,6 +163,13 @@ CONSEQUENCES: dict[str, tuple[Rule, ...]] = {
     "disk_full": (_rule(r"kvapp\[\d+\] \S+ ERROR .*: ENOSPC: ", "the app's writes under load fail on the full disk"),),
     "app_hang": (_rule(r"fallover-app\[\d+\] \S+ monitor: ERROR pid \d+ alive but unhealthy",
                        "the app's monitor reports the stopped (SIGSTOP) process: that is its job"),),
+    # issue 14 (suites/cluster): partition shapes, single-daemon kills and whole-cluster operations; their IPC
+    # noise comes from harness.audits.noise (what each one disrupts), anything else on a log is news
+    "partition_majority": (), "partition_oneway": (), "partition_bridge": (),
+    "based_kill": (), "fenced_kill": (), "execd_kill": (), "attrd_kill": (), "schedulerd_kill": (),
+    "controld_kill": (), "pacemakerd_kill": (), "corosync_kill_loop": (),
+    "corosync_pause_short": (), "corosync_pause_long": (),
+    "cluster_simul_restart": (), "cluster_one_by_one": (), "cluster_reattach": (),
 }
 for _f in ("disk_read_errors", "disk_write_errors", "disk_hang"):
     CONSEQUENCES[_f] = CONSEQUENCES["disk_pull"] + CONSEQUENCES[_f]

@@ -118,6 +118,20 @@ DISRUPTS: dict[str, Effect] = {
     "node_maintenance": _nothing("resources are unmanaged, no daemon stops"),
     "rolling_restart": Effect("cluster", WHOLE_NODE, "every node in turn: graceful stop of the whole stack, start, "
                                                      "wait until settled"),
+    "partition_majority": _stack("the minority loses quorum and is fenced, then powered on by heal or recovery"),
+    "partition_oneway": _stack("nobody hears the node: it is fenced, then powered on by heal or recovery"),
+    "partition_bridge": _nothing("which half is fenced is corosync's choice: the fence event disrupts it"),
+    **{f"{d}_kill": _stack(f"pacemaker-{d} is SIGKILLed: it and every local peer lose its IPC until pacemakerd "
+                           "respawns it (a controller that restarts may get the node fenced)")
+       for d in ("based", "fenced", "execd", "attrd", "schedulerd", "controld")},
+    "pacemakerd_kill": _stack("pacemakerd is SIGKILLed; its children lose their parent's IPC until heal starts it again"),
+    "corosync_kill_loop": _stack("corosync is SIGKILLed until the node is fenced: every pacemaker daemon loses the "
+                                 "cluster layer"),
+    "corosync_pause_short": _nothing("corosync is stopped for less than the token: nobody may notice"),
+    "corosync_pause_long": _stack("corosync is stopped past token + consensus: the node is lost and fenced"),
+    "cluster_simul_restart": Effect("cluster", WHOLE_NODE, "every node's stack stopped and started at once"),
+    "cluster_one_by_one": Effect("cluster", WHOLE_NODE, "every node's stack stopped, then started, one by one"),
+    "cluster_reattach": Effect("cluster", WHOLE_NODE, "every node's stack stopped and started under maintenance mode"),
 }
 """Per fault (`fallover faults`), which daemons of which nodes it kills, stops or restarts, from what the fault's
 inject() and heal() do (harness/faults/*.py). Faults that stop nothing rely on the fence events instead."""

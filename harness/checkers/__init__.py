@@ -14,6 +14,7 @@ from harness.checkers.outage import check_outage
 from harness.checkers.policy import check_policy
 from harness.checkers.redundancy import check_redundancy_restored
 from harness.checkers.split_brain import check_split_brain
+from harness.checkers.whole import check_starts, check_untouched
 
 CHECKERS: dict[str, Checker] = {
     # in the order things happen: the cluster notices, tells, takes over, clients feel it,
@@ -28,6 +29,8 @@ CHECKERS: dict[str, Checker] = {
     "split_brain": check_split_brain,
     "redundancy_restored": check_redundancy_restored,
     "policy": check_policy,
+    "starts": check_starts,          # whole-cluster operations only
+    "untouched": check_untouched,    # reattach only
 }
 
 __all__ = ["CHECKERS", "UNKNOWN", "Checker", "Context", "Valid", "Verdict", "check_safe", "fmt_s", "merge_valid",

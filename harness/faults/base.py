@@ -40,6 +40,15 @@ class FaultNotInEffect(FalloverError):
 SETTLE_S = 5.0  # how long a verification waits for an effect to show (tests shorten it)
 
 
+def mark(undo: dict[str, Any], label: str, **data: Any) -> None:
+    """Note a milestone of a long fault (every node stopped, the first start) for the timeline.
+
+    The fault has no timeline of its own; the nemesis turns these into test.mark events once
+    inject returns, stamped when they happened, so a checker can measure from them.
+    """
+    undo.setdefault("marks", []).append([label, time.monotonic(), data])
+
+
 def look_until(look: Callable[[], T], good: Callable[[T], bool], timeout: float | None = None,
                interval: float = 0.05) -> T:
     """Look again until ``good`` or ``timeout``; return the last look, for the caller to judge and quote.
@@ -120,7 +129,23 @@ class Fault:
     mechanism: ClassVar[str] = ""  # how, on the embedded testbed
     needs: ClassVar[tuple[str, ...]] = ()  # capabilities of the testbed (CAPABILITIES) and the stack it needs
     defaults: ClassVar[dict[str, float]] = {}
+    suite: ClassVar[str | None] = None
+    """The suite whose plan holds it: None for the family suites (fallover, recovery, maintenance);
+    "cluster" for whole-cluster operations, daemon kills and partition shapes, which take too long
+    for the daily check (suites/cluster)."""
+    expectation: ClassVar[dict[str, Any]] = {}
+    """Limits the checkers read for this fault instead of the SLA's (e.g. max_outage_s 0: no outage)."""
+    extra_asserted: ClassVar[tuple[str, ...]] = ()
+    """Verdicts its cases assert beside those of the expected outcome (e.g. `starts`)."""
     params: dict[str, float] = field(default_factory=dict)
+
+    def expect(self, topology: Topology, target: Target, group: str, home: str) -> tuple[str, str, set[str]] | None:
+        """(outcome, reason, nodes that cannot take over) for one group, when the fault decides it itself.
+
+        None: harness.plan derives it (the faults of the first catalogue). Newer faults keep their
+        expected outcome beside their mechanism.
+        """
+        return None
 
     def inject(self, testbed: Testbed, target: Target, undo: dict[str, Any]) -> None:
         """Break something. Record in ``undo`` (journaled again afterwards) what heal needs.

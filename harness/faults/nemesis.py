@@ -22,7 +22,7 @@ from harness.faults.base import Fault, Target, one_line
 from harness.faults.journal import Entry, Journal
 from harness.faults.registry import FAULTS
 from harness.testbed.base import Testbed
-from harness.timeline import FAULT_HEALED, FAULT_INJECTED, Timeline
+from harness.timeline import FAULT_HEALED, FAULT_INJECTED, TEST_MARK, Timeline
 
 
 @dataclass
@@ -101,7 +101,10 @@ class Nemesis:
         inj = Injected(fault, target, entry)
         self.active.append(inj)
         try:
-            fault.inject(self.testbed, target, entry.undo)
+            try:
+                fault.inject(self.testbed, target, entry.undo)
+            finally:
+                self._marks(entry)
             inj.inject_s = time.monotonic() - t0
             fault.verify(self.testbed, target, entry.undo)
         except BaseException as e:
@@ -116,6 +119,14 @@ class Nemesis:
         self.journal.record(entry)
         self.log(f"injected {inj.label} in {inj.inject_s:.2f}s (verified in {inj.verify_s:.2f}s)")
         return inj
+
+    def _marks(self, entry: Entry) -> None:
+        """Milestones a long fault noted while it ran (`mark`), as test.mark events at their own time."""
+        if self.timeline is None:
+            return
+        now_mono, now_wall = time.monotonic(), time.time()
+        for label, mono, data in entry.undo.get("marks", []):
+            self.timeline.add(TEST_MARK, None, mono=mono, wall=now_wall - (now_mono - mono), data=data, label=label)
 
     def heal(self, inj: Injected) -> None:
         """Undo one fault; on failure raise `HealFailed` (one failure) and keep it in the journal."""

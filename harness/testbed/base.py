@@ -52,14 +52,17 @@ class Rule:
 
     ``partition``: everything between ``nodes`` and the rest of the cluster, on every network;
     ``loss``: a share ``rate`` of ``node``'s packets on ``network``, both directions;
-    ``heartbeat``: the cluster's heartbeat traffic (corosync) of ``node``, on every network.
+    ``heartbeat``: the cluster's heartbeat traffic (corosync) of ``node``, on every network;
+    ``grudge``: per receiving node, the nodes whose packets it no longer gets, on every network
+    (Jepsen's grudge: one-way cuts, bridges).
     """
 
-    kind: Literal["partition", "loss", "heartbeat"]
+    kind: Literal["partition", "loss", "heartbeat", "grudge"]
     nodes: tuple[str, ...] = ()
     node: str | None = None
     network: str | None = None
     rate: float | None = None
+    grudge: tuple[tuple[str, tuple[str, ...]], ...] = ()
 
 
 @dataclass(frozen=True)

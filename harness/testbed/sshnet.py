@@ -46,6 +46,10 @@ def rule_bodies(topology: Topology, rule: Rule, node: str) -> list[tuple[str, st
         if not addrs:
             return []
         return [("input", f"ip saddr {_set(addrs)} drop"), ("output", f"ip daddr {_set(addrs)} drop")]
+    if rule.kind == "grudge":  # the receiver drops what it must not hear: one node's rules suffice
+        senders = dict(rule.grudge).get(node, ())
+        addrs = [str(topology.address(n, net.name)) for n in senders for net in topology.networks]
+        return [("input", f"ip saddr {_set(addrs)} drop")] if addrs else []
     if rule.kind == "loss":
         if node != rule.node or rule.network is None or rule.rate is None:
             return []

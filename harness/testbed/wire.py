@@ -125,6 +125,9 @@ def rule_lines(layout: Layout, rule: Rule) -> list[str]:
         rest = [n for n in names if n not in rule.nodes]
         a, b = nft_set(ports(layout, list(rule.nodes))), nft_set(ports(layout, rest))
         return [f"iifname {a} oifname {b} drop", f"iifname {b} oifname {a} drop"]
+    if rule.kind == "grudge":
+        return [f"iifname {nft_set(ports(layout, list(senders)))} oifname {nft_set(ports(layout, [receiver]))} drop"
+                for receiver, senders in rule.grudge if senders]
     nodes = [rule.node] if rule.node else names
     nets = [rule.network] if rule.network else None
     port_set = nft_set(ports(layout, [n for n in nodes if n], nets))

@@ -24,7 +24,7 @@ def test_every_catalogue_fault_is_planned_with_readable_unique_ids() -> None:
     assert {c.fault for c in cases} == set(FAULTS)
     assert "node_power_off-node1" in ids and "adapter_down-node1-service" in ids and "partition-node3" in ids
     for c in cases:  # every case has an expectation
-        assert expect(TOPO, c, HOME)[0].outcome in ("fallover", "stay", "outage", "planned")
+        assert expect(TOPO, c, HOME)[0].outcome in ("fallover", "stay", "outage", "planned", "restart")
 
 
 @pytest.mark.parametrize("fault, target, expected", [

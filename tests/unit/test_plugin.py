@@ -51,3 +51,22 @@ def test_bad_testbed_file_is_a_usage_error(pytester: pytest.Pytester) -> None:
     assert r.ret == 2
     out = r.stderr.str() + r.stdout.str()
     assert "bad.yaml: nodes:" in out
+
+
+CLUSTER_SUITE = """
+SUITE = "cluster"
+
+def test_cluster(fallover_case):
+    pass
+"""
+
+
+def test_a_suite_named_by_its_faults_gets_them_and_the_daily_suite_does_not(pytester: pytest.Pytester) -> None:
+    pytester.makepyfile(test_daily=SUITE, test_cluster=CLUSTER_SUITE)
+    r = pytester.runpytest("--collect-only", "-q")
+    daily = [line.split("[", 1)[1].rstrip("]") for line in r.outlines if "::test_fallover[" in line]
+    cluster = [line.split("[", 1)[1].rstrip("]") for line in r.outlines if "::test_cluster[" in line]
+    assert "controld_kill-node1" in cluster and "cluster_one_by_one-cluster" in cluster
+    assert "partition_bridge-node2" in cluster and "node_power_off-node1" not in cluster
+    assert not any(i.startswith(("controld_kill", "partition_majority", "cluster_")) for i in daily)
+    assert "partition-node1" in daily

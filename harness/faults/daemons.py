@@ -1,0 +1,262 @@
+"""Single-daemon faults (CTS ComponentFail, crmsh crash_test): one Pacemaker subdaemon killed, pacemakerd
+alone killed, corosync killed until the node is fenced, corosync paused shorter or longer than the token.
+
+Each has the outcome Pacemaker documents: pacemakerd "spawns all the other daemons, and respawns
+them if they unexpectedly exit" (Pacemaker 2.1, *Clusters from Scratch* / *Pacemaker
+Administration*, "Pacemaker Architecture"; PCMK_fail_fast defaults to no), so a subdaemon killed
+alone changes nothing a client sees; pacemakerd killed alone leaves its children running, and the
+resources with them (crm cluster crash_test --kill-pacemakerd); corosync gone or silent past the
+token and consensus timeouts means the node has left the membership, and a node that leaves
+without a clean shutdown is fenced (*Pacemaker Explained*, "Fencing"). The suites run these
+against the node the group runs on, where each of them would matter.
+"""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar
+
+from harness.errors import FalloverError, TransportError
+from harness.faults.base import Fault, Target, look_until
+from harness.faults.cluster import _KillDaemon
+from harness.faults.ops import make_whole, pids
+from harness.testbed.base import Testbed
+from harness.topology import Topology
+
+PAUSE_TIMER = "/run/fallover-corosync-pause.pid"
+KILL_LOOP_S = 60.0
+"""How long `corosync_kill_loop` keeps killing before it says the node was never fenced."""
+
+
+def home_nodes(topology: Topology) -> list[Target]:
+    """One target per node some group starts on: a daemon fault elsewhere only repeats the standby case."""
+    homes = {g.nodes[0] for g in topology.groups} or {topology.node_names[0]}
+    return [Target(node=n) for n in topology.node_names if n in homes]
+
+
+def effective_token_ms(topology: Topology) -> int:
+    """corosync's real token: the configured one plus the coefficient per node beyond two."""
+    c = topology.cluster
+    return c.token_ms + c.token_coefficient_ms * max(0, len(topology.node_names) - 2)
+
+
+def loss_after_s(topology: Topology) -> float:
+    """How long a silent corosync takes to be declared lost: token + consensus (1.2 × token)."""
+    return effective_token_ms(topology) * 2.2 / 1000
+
+
+class _Subdaemon(_KillDaemon):
+    """SIGKILL of one of pacemakerd's children; pacemakerd respawns it and the resources stay."""
+
+    event: ClassVar[str] = "clstrmgr_kill (one subdaemon, CTS ComponentFail)"
+    suite: ClassVar[str | None] = "cluster"
+
+    def targets(self, topology: Topology) -> list[Target]:
+        return home_nodes(topology)
+
+    def expect(self, topology: Topology, target: Target, group: str, home: str) -> tuple[str, str, set[str]]:
+        return "stay", f"pacemakerd respawns {self.processes[0]} (documented); the resources stay where they run", \
+            set()
+
+
+class BasedKill(_Subdaemon):
+    name: ClassVar[str] = "based_kill"
+    summary: ClassVar[str] = "pacemaker-based alone SIGKILLed on the node; pacemakerd respawns it"
+    mechanism: ClassVar[str] = "kill -KILL of the node's pacemaker-based; heal: the stack restarted if it is not whole"
+    processes: ClassVar[tuple[str, ...]] = ("pacemaker-based",)
+
+
+class FencedKill(_Subdaemon):
+    name: ClassVar[str] = "fenced_kill"
+    summary: ClassVar[str] = "pacemaker-fenced alone SIGKILLed on the node; pacemakerd respawns it"
+    mechanism: ClassVar[str] = "kill -KILL of the node's pacemaker-fenced; heal: the stack restarted if it is not whole"
+    processes: ClassVar[tuple[str, ...]] = ("pacemaker-fenced",)
+
+
+class ExecdKill(_Subdaemon):
+    name: ClassVar[str] = "execd_kill"
+    summary: ClassVar[str] = "pacemaker-execd alone SIGKILLed on the node; pacemakerd respawns it"
+    mechanism: ClassVar[str] = "kill -KILL of the node's pacemaker-execd; heal: the stack restarted if it is not whole"
+    processes: ClassVar[tuple[str, ...]] = ("pacemaker-execd",)
+
+
+class AttrdKill(_Subdaemon):
+    name: ClassVar[str] = "attrd_kill"
+    summary: ClassVar[str] = "pacemaker-attrd alone SIGKILLed on the node; pacemakerd respawns it"
+    mechanism: ClassVar[str] = "kill -KILL of the node's pacemaker-attrd; heal: the stack restarted if it is not whole"
+    processes: ClassVar[tuple[str, ...]] = ("pacemaker-attrd",)
+
+
+class SchedulerdKill(_Subdaemon):
+    name: ClassVar[str] = "schedulerd_kill"
+    summary: ClassVar[str] = "pacemaker-schedulerd alone SIGKILLed on the node; pacemakerd respawns it"
+    mechanism: ClassVar[str] = "kill -KILL of the node's pacemaker-schedulerd; heal: the stack restarted if it is not whole"
+    processes: ClassVar[tuple[str, ...]] = ("pacemaker-schedulerd",)
+
+
+class ControldKill(_Subdaemon):
+    name: ClassVar[str] = "controld_kill"
+    summary: ClassVar[str] = "pacemaker-controld alone SIGKILLed on the node; pacemakerd respawns it"
+    mechanism: ClassVar[str] = "kill -KILL of the node's pacemaker-controld; heal: the stack restarted if it is not whole"
+    processes: ClassVar[tuple[str, ...]] = ("pacemaker-controld",)
+
+
+SUBDAEMON_KILLS: list[_Subdaemon] = [BasedKill(), FencedKill(), ExecdKill(), AttrdKill(), SchedulerdKill(), ControldKill()]
+
+
+class PacemakerdKill(_KillDaemon):
+    name: ClassVar[str] = "pacemakerd_kill"
+    event: ClassVar[str] = "clstrmgr_kill (pacemakerd alone, crash_test --kill-pacemakerd)"
+    summary: ClassVar[str] = "pacemakerd alone SIGKILLed; its children and the resources keep running"
+    mechanism: ClassVar[str] = ("kill -KILL of pacemakerd only; heal: start pacemakerd again, which takes its "
+                                "running children over")
+    processes: ClassVar[tuple[str, ...]] = ("pacemakerd",)
+    needs: ClassVar[tuple[str, ...]] = ("pacemaker", "spawn")
+    suite: ClassVar[str | None] = "cluster"
+
+    def targets(self, topology: Topology) -> list[Target]:
+        return home_nodes(topology)
+
+    def expect(self, topology: Topology, target: Target, group: str, home: str) -> tuple[str, str, set[str]]:
+        return "stay", "the subdaemons outlive pacemakerd and keep the resources running", set()
+
+    def heal(self, testbed: Testbed, target: Target, undo: dict[str, Any]) -> None:
+        """Start pacemakerd alone (it adopts the running children); never restart the whole stack for it."""
+        node = target.need("node")
+        if not testbed.running(node):
+            make_whole(testbed, node)
+            return
+        if not pids(testbed, node, "corosync") or not pids(testbed, node, "pacemaker-controld"):
+            make_whole(testbed, node)  # more than pacemakerd died meanwhile: the stack's own repair
+            return
+        if not pids(testbed, node, "pacemakerd"):
+            testbed.spawn(node, ["pacemakerd"], pidfile="/run/fallover-pacemakerd.pid")
+        if not look_until(lambda: pids(testbed, node, "pacemakerd"), bool):
+            raise FalloverError(f"{node}: pacemakerd did not start again")
+
+
+class CorosyncKillLoop(_KillDaemon):
+    name: ClassVar[str] = "corosync_kill_loop"
+    event: ClassVar[str] = "clstrmgr_kill (corosync, again until fenced: crash_test --kill-corosync -l)"
+    summary: ClassVar[str] = "corosync SIGKILLed, and again whenever it comes back, until the node is fenced"
+    mechanism: ClassVar[str] = (f"kill -KILL of corosync every 0.5 s until the node is powered off by its fencing "
+                                f"(at most {KILL_LOOP_S:g} s); heal: power on")
+    processes: ClassVar[tuple[str, ...]] = ("corosync",)
+    needs: ClassVar[tuple[str, ...]] = ("pacemaker", "power")
+    suite: ClassVar[str | None] = "cluster"
+
+    def targets(self, topology: Topology) -> list[Target]:
+        return home_nodes(topology)
+
+    def expect(self, topology: Topology, target: Target, group: str, home: str) -> tuple[str, str, set[str]]:
+        if target.node == home:
+            return "fallover", f"{home} leaves the membership without a clean shutdown and is fenced", {home}
+        return "stay", f"{target.node} is not the node running {group}", set()
+
+    def inject(self, testbed: Testbed, target: Target, undo: dict[str, Any]) -> None:
+        import time
+
+        node = target.need("node")
+        deadline = time.monotonic() + KILL_LOOP_S
+        kills = 0
+        while testbed.running(node) and time.monotonic() < deadline:
+            try:
+                killed = pids(testbed, node, "corosync")
+                if killed:
+                    testbed.node(node).run(["kill", "-KILL", *map(str, killed)], timeout=10, check=False)
+                    kills += 1
+                    undo["killed"] = {"corosync": killed}
+            except TransportError:
+                break  # fenced while we looked
+            time.sleep(0.5)
+        undo["kills"] = kills
+
+    def verify(self, testbed: Testbed, target: Target, undo: dict[str, Any]) -> None:
+        """The node was fenced (powered off) while corosync was being killed."""
+        if testbed.running(target.need("node")):
+            raise self.not_in_effect(target, f"{target.node} was never fenced: corosync killed {undo.get('kills')} "
+                                             f"times in {KILL_LOOP_S:g} s, the node still runs")
+
+
+class _CorosyncPause(Fault):
+    """SIGSTOP of corosync for a while, then SIGCONT (by a timer inside the node)."""
+
+    family: ClassVar[str] = "cluster"
+    target_kind: ClassVar[str] = "node"
+    needs: ClassVar[tuple[str, ...]] = ("pacemaker", "spawn")
+    suite: ClassVar[str | None] = "cluster"
+
+    def pause_s(self, topology: Topology) -> float:
+        raise NotImplementedError
+
+    def targets(self, topology: Topology) -> list[Target]:
+        return home_nodes(topology)
+
+    def precheck(self, testbed: Testbed, target: Target) -> None:
+        node = target.need("node")
+        self.require_running(testbed, target, node, "it has no corosync to pause")
+        if len(pids(testbed, node, "corosync")) != 1:
+            raise self.refused(target, f"{node} does not run exactly one corosync")
+
+    def inject(self, testbed: Testbed, target: Target, undo: dict[str, Any]) -> None:
+        """One shell inside the node stops corosync, sleeps, continues it: the pause is not stretched by us."""
+        node = target.need("node")
+        pid = pids(testbed, node, "corosync")[0]
+        pause = self.pause_s(testbed.topology)
+        undo.update(pid=pid, pause_s=pause)
+        testbed.spawn(node, ["sh", "-c", f"kill -STOP {pid}; sleep {pause:.3f}; kill -CONT {pid}"],
+                      pidfile=PAUSE_TIMER)
+
+    def _state(self, testbed: Testbed, node: str, pid: int) -> str:
+        r = testbed.node(node).run(["sh", "-c", f"cut -d' ' -f3 /proc/{pid}/stat"], timeout=5, check=False)
+        return r.stdout.strip() if r.ok else "gone"
+
+    def verify(self, testbed: Testbed, target: Target, undo: dict[str, Any]) -> None:
+        """corosync shows state T (stopped) once, within the pause."""
+        node = target.need("node")
+        try:
+            seen = look_until(lambda: self._state(testbed, node, undo["pid"]), lambda s: s in ("T", "gone"),
+                              timeout=min(2.0, undo["pause_s"]), interval=0.02)
+        except TransportError:
+            return  # fenced already: the pause was long enough to matter
+        if seen not in ("T", "gone"):
+            raise self.not_in_effect(target, f"corosync (pid {undo['pid']}) on {node} never stopped: state {seen}")
+
+    def heal(self, testbed: Testbed, target: Target, undo: dict[str, Any]) -> None:
+        """Continue corosync (the timer may have done it) and end the timer; a fenced node is powered on."""
+        node = target.need("node")
+        if testbed.running(node) and undo.get("pid"):
+            testbed.node(node).run(f"kill -KILL $(cat {PAUSE_TIMER} 2>/dev/null) 2>/dev/null; "
+                                   f"kill -CONT {undo['pid']} 2>/dev/null; rm -f {PAUSE_TIMER}; true", timeout=10)
+        make_whole(testbed, node)
+
+
+class CorosyncPauseShort(_CorosyncPause):
+    name: ClassVar[str] = "corosync_pause_short"
+    event: ClassVar[str] = "false_takeover (membership daemon stalled shorter than the token)"
+    destructive: ClassVar[bool] = False
+    summary: ClassVar[str] = "corosync stopped (SIGSTOP) for half the token timeout, then continued"
+    mechanism: ClassVar[str] = "kill -STOP corosync; sleep token/2; kill -CONT, from one shell inside the node"
+
+    def pause_s(self, topology: Topology) -> float:
+        return effective_token_ms(topology) / 2000
+
+    def expect(self, topology: Topology, target: Target, group: str, home: str) -> tuple[str, str, set[str]]:
+        return "stay", (f"a {self.pause_s(topology):g} s pause is shorter than the {effective_token_ms(topology)} ms "
+                        "token: nobody misses corosync, nothing happens"), set()
+
+
+class CorosyncPauseLong(_CorosyncPause):
+    name: ClassVar[str] = "corosync_pause_long"
+    event: ClassVar[str] = "node_down (membership daemon stalled past token + consensus)"
+    summary: ClassVar[str] = "corosync stopped (SIGSTOP) well past token + consensus: the node is lost and fenced"
+    mechanism: ClassVar[str] = ("kill -STOP corosync; continued 30 s later by a timer inside the node, unless "
+                                "fencing powered the node off first")
+
+    def pause_s(self, topology: Topology) -> float:
+        return max(30.0, loss_after_s(topology) * 5)
+
+    def expect(self, topology: Topology, target: Target, group: str, home: str) -> tuple[str, str, set[str]]:
+        if target.node == home:
+            return "fallover", (f"the pause outlasts token + consensus ({loss_after_s(topology):g} s): {home} is "
+                                "lost and fenced"), {home}
+        return "stay", f"{target.node} is not the node running {group}", set()

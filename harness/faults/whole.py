@@ -1,0 +1,219 @@
+"""Whole-cluster operations (CTS SimulStart/SimulStop, StopOnebyOne/StartOnebyOne, Reattach; PowerHA
+NODE_DOWN_FORCED), run as planned faults so the runner records them under load like any other.
+
+The cluster stack is stopped and started on every node; the service is down meanwhile, and the
+verdicts ask what matters then: the group starts exactly once, on its first node, never without
+quorum, and how long clients wait for it (`starts`, harness/checkers/whole.py). Reattach keeps the
+resources running through the restart (maintenance mode): clients must see no outage at all, and
+the application must be the same processes afterwards (`untouched`).
+
+Milestones go to the timeline through `mark` ("cluster stopped", "cluster start", ...), so the
+checkers measure from them.
+"""
+
+from __future__ import annotations
+
+from concurrent.futures import ThreadPoolExecutor
+from typing import TYPE_CHECKING, Any, ClassVar
+
+from harness.errors import FalloverError
+from harness.faults.app import _agent
+from harness.faults.base import Fault, Target, mark
+from harness.faults.ops import make_whole
+from harness.testbed.base import Testbed
+from harness.topology import Topology
+
+if TYPE_CHECKING:
+    from harness.drivers.base import Driver
+
+STOPPED, START, UP = "cluster stopped", "cluster start", "cluster up"
+"""The marks every whole-cluster operation leaves: the last node stopped, the first start, every node online."""
+WHOLE_EXPECTATION: dict[str, Any] = {"max_poller_errors": 100000, "whole_cluster": True}
+"""While no node runs a stack nobody answers crm_mon: those blind polls are the operation, not a hole."""
+
+
+def _driver(testbed: Testbed) -> Driver:
+    from harness.drivers import open_driver
+
+    return open_driver(testbed)
+
+
+def _at_once(nodes: list[str], action: Any) -> None:
+    """Run ``action(node)`` on every node at the same time; the first failure is raised after all ran."""
+    with ThreadPoolExecutor(max_workers=len(nodes)) as pool:
+        for future in [pool.submit(action, n) for n in nodes]:
+            future.result()
+
+
+def _wait_online(driver: Driver, nodes: list[str], timeout: float = 90.0) -> None:
+    driver.wait_until(lambda s: all(n in s.online for n in nodes) and s.dc is not None, timeout=timeout,
+                      what=f"{', '.join(nodes)} online with a DC")
+
+
+class _WholeCluster(Fault):
+    family: ClassVar[str] = "planned"
+    target_kind: ClassVar[str] = "cluster"
+    destructive: ClassVar[bool] = True
+    needs: ClassVar[tuple[str, ...]] = ("pacemaker", "quorum")
+    suite: ClassVar[str | None] = "cluster"
+    expectation: ClassVar[dict[str, Any]] = WHOLE_EXPECTATION
+    extra_asserted: ClassVar[tuple[str, ...]] = ()
+
+    def expect(self, topology: Topology, target: Target, group: str, home: str) -> tuple[str, str, set[str]]:
+        first = topology.group(group).nodes[0]
+        return "restart", f"every node stops, then starts; {first} is its first node", set()
+
+    def verify(self, testbed: Testbed, target: Target, undo: dict[str, Any]) -> None:
+        """Every node went through its stop and its start (inject waits for each: this names one it skipped)."""
+        for step in ("stopped", "started"):
+            skipped = [n for n in testbed.topology.node_names if n not in undo.get(step, [])]
+            if skipped:
+                raise self.not_in_effect(target, f"not {step}: {', '.join(skipped)}")
+
+    def heal(self, testbed: Testbed, target: Target, undo: dict[str, Any]) -> None:
+        for node in testbed.topology.node_names:
+            make_whole(testbed, node)
+
+
+class ClusterSimulRestart(_WholeCluster):
+    name: ClassVar[str] = "cluster_simul_restart"
+    event: ClassVar[str] = "cluster stop and start, all nodes at once (CTS SimulStop + SimulStart)"
+    summary: ClassVar[str] = "every node's cluster stack stopped at once, then started at once"
+    mechanism: ClassVar[str] = ("graceful stop (SIGTERM pacemakerd, corosync-cfgtool -H) on every node in parallel; "
+                                "then every node's services started in parallel; wait until settled")
+    extra_asserted: ClassVar[tuple[str, ...]] = ("starts",)
+
+    def inject(self, testbed: Testbed, target: Target, undo: dict[str, Any]) -> None:
+        driver, nodes = _driver(testbed), testbed.topology.node_names
+        _at_once(nodes, driver.stop_services)
+        undo["stopped"] = list(nodes)
+        mark(undo, STOPPED)
+        mark(undo, START)
+        _at_once(nodes, driver.start_services)
+        undo["started"] = list(nodes)
+        _wait_online(driver, nodes)
+        mark(undo, UP)
+        driver.wait_settled(timeout=testbed.topology.sla.max_recovery_s + 30)
+
+
+class ClusterOneByOne(_WholeCluster):
+    name: ClassVar[str] = "cluster_one_by_one"
+    event: ClassVar[str] = "cluster stop to zero, then start, one node at a time (CTS StopOnebyOne + StartOnebyOne)"
+    summary: ClassVar[str] = ("nodes stopped one by one (last priority first) down to none, then started one by one "
+                              "in priority order")
+    mechanism: ClassVar[str] = ("graceful stop of each node's stack, waiting until the others see it gone; then "
+                                "each node started, waiting until it is online, the next only then")
+    extra_asserted: ClassVar[tuple[str, ...]] = ("starts",)
+
+    def expect(self, topology: Topology, target: Target, group: str, home: str) -> tuple[str, str, set[str]]:
+        first = topology.group(group).nodes[0]
+        need = len(topology.node_names) // 2 + 1
+        return "restart", (f"it must stop when too few nodes are left for quorum, stay stopped while fewer than "
+                           f"{need} nodes run, and start on {first} once they do"), set()
+
+    def inject(self, testbed: Testbed, target: Target, undo: dict[str, Any]) -> None:
+        driver, topo = _driver(testbed), testbed.topology
+        order = self.start_order(topo)
+        undo["stopped"], undo["started"] = [], []
+        for i, node in enumerate(reversed(order)):
+            driver.stop_services(node)
+            undo["stopped"].append(node)
+            left = [n for n in order if n not in undo["stopped"]]
+            if left:
+                driver.wait_until(lambda s, n=node: n in s.offline, timeout=60,
+                                  what=f"{node} seen stopped by {', '.join(left)}")
+        mark(undo, STOPPED)
+        for i, node in enumerate(order):
+            if i == 0:
+                mark(undo, START)
+            driver.start_services(node)
+            undo["started"].append(node)
+            _wait_online(driver, undo["started"])
+        mark(undo, UP)
+        driver.wait_settled(timeout=topo.sla.max_recovery_s + 30)
+
+    @staticmethod
+    def start_order(topology: Topology) -> list[str]:
+        """The first group's priority list, then the other nodes: the group's home starts first (alone, no quorum)."""
+        first = topology.groups[0].nodes if topology.groups else []
+        return list(first) + [n for n in topology.node_names if n not in first]
+
+
+class ClusterReattach(_WholeCluster):
+    name: ClassVar[str] = "cluster_reattach"
+    event: ClassVar[str] = "reattach: stack restarted under maintenance mode (CTS Reattach, PowerHA NODE_DOWN_FORCED)"
+    summary: ClassVar[str] = ("maintenance-mode on, every node's cluster stack restarted, the resources re-detected, "
+                              "maintenance-mode off: no resource stops or starts")
+    mechanism: ClassVar[str] = ("crm_attribute maintenance-mode=true; stop every stack at once, start every stack; "
+                                "wait until the group is seen where it runs; re-run the node-attribute monitors "
+                                "(crm_resource --force-check); maintenance-mode deleted")
+    expectation: ClassVar[dict[str, Any]] = {**WHOLE_EXPECTATION, "max_outage_s": 0.0}
+    extra_asserted: ClassVar[tuple[str, ...]] = ("untouched",)
+
+    def expect(self, topology: Topology, target: Target, group: str, home: str) -> tuple[str, str, set[str]]:
+        return "stay", ("maintenance mode detaches the cluster from the resources: they keep running through the "
+                        "restart and are re-detected where they run; target outage: none"), set()
+
+    def inject(self, testbed: Testbed, target: Target, undo: dict[str, Any]) -> None:
+        driver, topo = _driver(testbed), testbed.topology
+        nodes = topo.node_names
+        mark(undo, "application before", processes=_app_processes(testbed, driver))
+        driver.admin(["crm_attribute", "--type", "crm_config", "--name", "maintenance-mode", "--update", "true"])
+        undo["maintenance"] = True
+        driver.wait_until(lambda s: all(not r.managed for g in s.groups.values() for r in g.resources), timeout=30,
+                          what="every group resource unmanaged")
+        _at_once(nodes, driver.stop_services)
+        undo["stopped"] = list(nodes)
+        mark(undo, STOPPED)
+        mark(undo, START)
+        _at_once(nodes, driver.start_services)
+        undo["started"] = list(nodes)
+        _wait_online(driver, nodes)
+        mark(undo, UP)
+        homes = {g.name: g.nodes[0] for g in topo.groups}
+        driver.wait_until(lambda s: all(s.group_node(g) is not None for g in homes), timeout=60,
+                          what="every group re-detected where it runs")
+        _refresh_attributes(testbed, driver)
+        _lift_maintenance(driver)
+        undo["maintenance"] = False
+        driver.wait_settled(timeout=topo.sla.max_recovery_s + 30)
+        mark(undo, "application after", processes=_app_processes(testbed, driver))
+
+    def heal(self, testbed: Testbed, target: Target, undo: dict[str, Any]) -> None:
+        super().heal(testbed, target, undo)
+        if undo.get("maintenance"):
+            _lift_maintenance(_driver(testbed))
+
+
+def _lift_maintenance(driver: Driver) -> None:
+    driver.admin(["crm_attribute", "--type", "crm_config", "--name", "maintenance-mode", "--delete"])
+
+
+def _refresh_attributes(testbed: Testbed, driver: Driver) -> None:
+    """Set the node attributes the groups' location rules read again, before maintenance mode ends.
+
+    The restart erased them (transient attributes die with the stack), and maintenance mode pauses
+    the monitors that set them: lifting it with them missing would stop every group they guard
+    (Pacemaker Administration, "Detach and Reattach", the note on ocf:pacemaker:ping). Running each
+    clone's monitor once on every node is the operator's "verify that the cluster re-detected all
+    resources correctly".
+    """
+    s = driver.state()
+    clones = sorted(r for r in (s.resources if s else {}) if r.startswith(("linkmon-", "reach-")))
+    for node in testbed.topology.node_names:
+        for clone in clones:
+            rsc = clone.removesuffix("-clone")
+            testbed.node(node).run(["crm_resource", "--force-check", "--resource", rsc], timeout=30, check=False)
+
+
+def _app_processes(testbed: Testbed, driver: Driver) -> dict[str, list[str]]:
+    """Each group's application processes (PID:start time) where it runs: the same ones afterwards, or it restarted."""
+    s = driver.state()
+    out: dict[str, list[str]] = {}
+    for g in testbed.topology.groups:
+        node = s.group_node(g.name) if s else None
+        if node is None:
+            raise FalloverError(f"group {g.name} is not running: {s.summary() if s else 'no node answers'}")
+        found = _agent(testbed, node, g.name, "pids")
+        out[g.name] = sorted(f"{node}:{p['pid']}:{p['start']}" for p in found["processes"])
+    return out

@@ -1,0 +1,211 @@
+"""Issue 14 items 2, 4 and 5 without a cluster: daemon kills, corosync pauses and whole-cluster operations
+(expectations, effects that are not there, marks on the timeline) and the `starts` / `untouched` verdicts."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+from fake_testbed import FakeTestbed
+
+from harness.checkers import CHECKERS, Context, check_safe
+from harness.checkers.whole import check_starts, check_untouched
+from harness.faults import FAULTS, Nemesis, Target, base
+from harness.faults.base import FaultNotInEffect, mark
+from harness.faults.daemons import effective_token_ms, loss_after_s
+from harness.plan import Case, expect, plan
+from harness.runner import ASSERTED
+from harness.timeline import (
+    CLUSTER_GROUP_STARTED,
+    CLUSTER_GROUP_STOPPED,
+    CLUSTER_QUORUM,
+    TEST_MARK,
+    ProbeSample,
+    Timeline,
+)
+from harness.topology import DEFAULT_TESTBED, load_topology
+
+TOPO = load_topology(DEFAULT_TESTBED)
+HOME = {"app": "node1"}
+CLUSTER_SUITE = {name for name, f in FAULTS.items() if f.suite == "cluster"}
+
+
+@pytest.fixture(autouse=True)
+def quick(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(base, "SETTLE_S", 0.2)
+
+
+@pytest.fixture
+def tb(tmp_path: Path) -> FakeTestbed:
+    return FakeTestbed(tmp_path)
+
+
+def describe(fault: str, **target: Any) -> tuple[str, str | None, str]:
+    e = expect(TOPO, Case(fault, Target(**target)), HOME)[0]
+    return e.outcome, e.takeover, e.describe()
+
+
+# -- the plan -------------------------------------------------------------------------------------
+
+
+def test_the_cluster_suite_holds_the_new_faults_on_the_groups_home_node() -> None:
+    assert {"based_kill", "fenced_kill", "execd_kill", "attrd_kill", "schedulerd_kill", "controld_kill",
+            "pacemakerd_kill", "corosync_kill_loop", "corosync_pause_short", "corosync_pause_long",
+            "cluster_simul_restart", "cluster_one_by_one", "cluster_reattach"} <= CLUSTER_SUITE
+    ids = [c.id for c in plan(TOPO, sorted(CLUSTER_SUITE), capabilities={c: None for c in (
+        "power", "spawn", "rules", "pacemaker", "quorum")})]
+    assert "controld_kill-node1" in ids and "controld_kill-node2" not in ids
+    assert "cluster_one_by_one-cluster" in ids and "corosync_pause_short-node1" in ids
+    for f in CLUSTER_SUITE:
+        assert FAULTS[f].family and FAULTS[f].event and FAULTS[f].summary and FAULTS[f].mechanism
+
+
+@pytest.mark.parametrize("fault", ["based_kill", "fenced_kill", "execd_kill", "attrd_kill", "schedulerd_kill",
+                                   "controld_kill", "pacemakerd_kill"])
+def test_a_single_daemon_kill_is_expected_to_change_nothing_a_client_sees(fault: str) -> None:
+    outcome, takeover, text = describe(fault, node="node1")
+    assert (outcome, takeover) == ("stay", None)
+    assert "respawns" in text or "outlive pacemakerd" in text
+
+
+def test_corosync_faults_follow_the_token() -> None:
+    assert effective_token_ms(TOPO) == 1000 and loss_after_s(TOPO) == pytest.approx(2.2)
+    assert describe("corosync_pause_short", node="node1")[:2] == ("stay", None)
+    assert "0.5 s pause is shorter than the 1000 ms token" in describe("corosync_pause_short", node="node1")[2]
+    assert describe("corosync_pause_long", node="node1")[:2] == ("fallover", "node2")
+    assert describe("corosync_pause_long", node="node2")[:2] == ("stay", None)
+    assert describe("corosync_kill_loop", node="node1")[:2] == ("fallover", "node2")
+    coefficient = TOPO.model_copy(update={"cluster": TOPO.cluster.model_copy(update={"token_coefficient_ms": 650})})
+    assert effective_token_ms(coefficient) == 1650
+
+
+def test_whole_cluster_operations_expect_one_start_on_the_first_node() -> None:
+    for fault in ("cluster_simul_restart", "cluster_one_by_one"):
+        outcome, _, text = describe(fault)
+        assert outcome == "restart" and "starts once, on node1" in text
+        assert "starts" in FAULTS[fault].extra_asserted and "starts" in ASSERTED["restart"]
+    outcome, _, text = describe("cluster_reattach")
+    assert outcome == "stay" and "target outage: none" in text
+    assert FAULTS["cluster_reattach"].expectation["max_outage_s"] == 0.0
+    assert FAULTS["cluster_reattach"].extra_asserted == ("untouched",)
+
+
+# -- effects that are not there -------------------------------------------------------------------
+
+
+def test_corosync_kill_loop_on_a_node_that_is_never_fenced_is_reported(tb: FakeTestbed,
+                                                                         monkeypatch: pytest.MonkeyPatch) -> None:
+    from harness.faults import cluster, daemons
+
+    monkeypatch.setattr(daemons, "KILL_LOOP_S", 0.3)
+    monkeypatch.setattr(cluster, "make_whole", lambda testbed, n: None)
+    tb.shell = lambda node, cmd: (0, "42") if cmd == "pidof corosync" else (0, "")
+    with pytest.raises(FaultNotInEffect, match="node1 was never fenced: corosync killed"):
+        Nemesis(tb, Timeline()).start("corosync_kill_loop", node="node1")
+
+
+def test_corosync_pause_that_never_stops_corosync_is_reported(tb: FakeTestbed,
+                                                               monkeypatch: pytest.MonkeyPatch) -> None:
+    from harness.faults import daemons
+
+    monkeypatch.setattr(daemons, "make_whole", lambda testbed, n: None)
+    tb.shell = lambda node, cmd: (0, "42") if cmd == "pidof corosync" else (0, "S") if "stat" in cmd else (0, "")
+    with pytest.raises(FaultNotInEffect, match=r"corosync \(pid 42\) on node1 never stopped: state S"):
+        Nemesis(tb, Timeline()).start("corosync_pause_short", node="node1")
+    spawned = [s for s in tb.switched if s[0] == "spawn"]
+    assert spawned == [("spawn", "node1", "sh", "-c", "kill -STOP 42; sleep 0.500; kill -CONT 42")]
+
+
+def test_pacemakerd_heal_starts_pacemakerd_alone(tb: FakeTestbed, monkeypatch: pytest.MonkeyPatch) -> None:
+    from harness.faults import daemons
+
+    monkeypatch.setattr(daemons, "make_whole", lambda testbed, n: pytest.fail("the whole stack was restarted"))
+    alive = {"corosync": "7", "pacemaker-controld": "9"}
+    tb.shell = lambda node, cmd: (0, alive[cmd[6:]]) if cmd[6:] in alive else (1, "")
+    spawned: list[Any] = []
+    monkeypatch.setattr(tb, "spawn", lambda node, argv, pidfile: (spawned.append(argv), alive.update(pacemakerd="11")))
+    FAULTS["pacemakerd_kill"].heal(tb, Target(node="node1"), {})
+    assert spawned == [["pacemakerd"]]
+
+
+# -- marks and verdicts --------------------------------------------------------------------------
+
+
+def test_marks_of_a_long_fault_land_on_the_timeline_at_their_time() -> None:
+    undo: dict[str, Any] = {}
+    mark(undo, "cluster stopped")
+    mark(undo, "application before", processes={"app": ["node1:5:77"]})
+    timeline = Timeline()
+    n = Nemesis.__new__(Nemesis)
+    n.timeline = timeline
+    n._marks(type("E", (), {"undo": undo})())  # type: ignore[arg-type]
+    marks = timeline.of(TEST_MARK)
+    assert [m.data["label"] for m in marks] == ["cluster stopped", "application before"]
+    assert marks[1].data["processes"] == {"app": ["node1:5:77"]}
+    assert marks[0].mono == undo["marks"][0][1]
+
+
+def whole_ctx(events: list[tuple[str, str | None, float, dict[str, Any]]], answered_at: float = 12.0,
+              **expectation: Any) -> Context:
+    t = Timeline()
+    t.add("fault.injected", None, mono=0.0, fault="cluster_one_by_one", family="planned")
+    for kind, node, mono, data in events:
+        t.add(kind, node, mono=mono, data=data)
+    t.probe.extend([ProbeSample(mono=1.0, wall=1.0, ok=True, latency_s=0.01, node="node1"),
+                    ProbeSample(mono=answered_at - 1, wall=0, ok=False, latency_s=0.5),
+                    ProbeSample(mono=answered_at, wall=0, ok=True, latency_s=0.01, node="node1")])
+    return Context(t, (), TOPO, fault_start=0.0,
+                   expectation={"whole_cluster": True, "home": "node1", "group": "app", **expectation})
+
+
+START = (TEST_MARK, None, 5.0, {"label": "cluster start"})
+
+
+def test_starts_passes_one_start_on_the_first_node_with_quorum() -> None:
+    v = check_starts(whole_ctx([(CLUSTER_QUORUM, "node1", 3.0, {"quorate": False, "running": ["app"]}),
+                                (CLUSTER_GROUP_STOPPED, "node1", 4.0, {"group": "app"}), START,
+                                (CLUSTER_GROUP_STARTED, "node1", 9.0, {"group": "app", "quorate": True})]))
+    assert v.valid is True, v
+    assert v.measured == 7.0 and "started once, on node1" in v.explanation and "time to service 7 s" in v.explanation
+
+
+@pytest.mark.parametrize("events, words", [
+    ([START, (CLUSTER_GROUP_STARTED, "node1", 6.0, {"group": "app", "quorate": False})],
+     "started on node1 at +6.00 s in a partition without quorum"),
+    ([START, (CLUSTER_GROUP_STARTED, "node2", 6.0, {"group": "app", "quorate": True}),
+      (CLUSTER_GROUP_STARTED, "node1", 8.0, {"group": "app", "quorate": True})],
+     "app started 2 times after the cluster start (node2 at +6.00 s, node1 at +8.00 s), not once"),
+    ([START, (CLUSTER_GROUP_STARTED, "node3", 6.0, {"group": "app", "quorate": True})],
+     "app first started on node3, not on node1"),
+    ([(CLUSTER_QUORUM, "node1", 2.0, {"quorate": False, "running": ["app"]}), START,
+      (CLUSTER_GROUP_STARTED, "node1", 6.0, {"group": "app", "quorate": True})],
+     "app kept running without quorum from +2.00 s until the recording ended"),
+    ([START], "app started 0 times"),
+])
+def test_starts_fails_and_names_what_went_wrong(events: list[Any], words: str) -> None:
+    v = check_starts(whole_ctx(events))
+    assert v.valid is False and words in v.explanation, v.explanation
+
+
+def test_starts_fails_a_slow_start_and_is_not_judged_elsewhere() -> None:
+    slow = whole_ctx([START, (CLUSTER_GROUP_STARTED, "node1", 40.0, {"group": "app", "quorate": True})],
+                     answered_at=41.0)
+    v = check_starts(slow)
+    assert v.valid is False and "time to service 36 s exceeds 30 s" in v.explanation
+    other = Context(Timeline(), (), TOPO, expectation={})
+    assert not check_starts(other).judged and not check_untouched(other).judged
+    assert {"starts", "untouched"} <= set(CHECKERS)
+    assert check_safe(CHECKERS["starts"], other).valid is True
+
+
+def test_untouched_compares_the_application_before_and_after() -> None:
+    def ctx(after: list[str]) -> Context:
+        t = Timeline()
+        t.add(TEST_MARK, None, mono=1.0, label="application before", processes={"app": ["node1:5:77"]})
+        t.add(TEST_MARK, None, mono=9.0, label="application after", processes={"app": after})
+        return Context(t, (), TOPO)
+
+    assert check_untouched(ctx(["node1:5:77"])).valid is True
+    v = check_untouched(ctx(["node1:88:901"]))
+    assert v.valid is False and "app's application was restarted: ['node1:5:77'] before" in v.explanation
