@@ -130,7 +130,8 @@ def _walk(topology: Topology, faults: list[str] | None,
                 g = topology.group(target.need("group"))
                 if len(g.nodes) < 2 or target.node != g.nodes[1]:
                     continue  # only the takeover node's start failure changes anything
-                variants = [Case(name, target, trigger="app_kill")]
+                trigger = "app_kill_threshold" if g.migration_threshold > 1 else "app_kill"  # what moves it
+                variants = [Case(name, target, trigger=trigger)]
             elif name in FENCE_LOSS:
                 variants = _fence_cases(topology, name, target)
             else:
@@ -239,6 +240,9 @@ def _outcome(topology: Topology, case: Case, group: str, home: str) -> tuple[Out
             return "fallover", f"{home} {how}", {home}
         return "stay", f"{t.node} is not the node running {group}", set()
     if f in APP_LOSS:
+        if g.migration_threshold > 1:
+            return "stay", (f"the application's monitor fails and it is restarted in place: migration-threshold "
+                            f"{g.migration_threshold}"), set()
         return "fallover", "the application's monitor fails and it may run on a node once", {home}
     if f == "app_start_fail":
         return "fallover", f"the start fails on {t.node}, so the takeover skips it", {home, t.need("node")}

@@ -101,6 +101,11 @@ class Group(Model):
     application: Application = Application()
     nodes: list[str] = Field(min_length=1)
     policy: Literal["cascading", "rotating"] = "cascading"
+    migration_threshold: int = Field(default=1, ge=1, le=1000000)
+    """Failures of a member on a node before the group leaves it; above 1 an application failure is first
+    restarted in place (Pacemaker's migration-threshold)."""
+    failure_timeout_s: int | None = Field(default=None, ge=1, le=86400)
+    """Seconds after which a failure is forgotten (Pacemaker's failure-timeout); None: kept until cleaned up."""
 
 
 class Cluster(Model):

@@ -170,6 +170,7 @@ CONSEQUENCES: dict[str, tuple[Rule, ...]] = {
     "controld_kill": (), "pacemakerd_kill": (), "corosync_kill_loop": (),
     "corosync_pause_short": (), "corosync_pause_long": (),
     "cluster_simul_restart": (), "cluster_one_by_one": (), "cluster_reattach": (),
+    "app_kill_threshold": (), "app_failure_expiry": (),
 }
 for _f in ("disk_read_errors", "disk_write_errors", "disk_hang"):
     CONSEQUENCES[_f] = CONSEQUENCES["disk_pull"] + CONSEQUENCES[_f]

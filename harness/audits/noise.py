@@ -132,6 +132,8 @@ DISRUPTS: dict[str, Effect] = {
     "cluster_simul_restart": Effect("cluster", WHOLE_NODE, "every node's stack stopped and started at once"),
     "cluster_one_by_one": Effect("cluster", WHOLE_NODE, "every node's stack stopped, then started, one by one"),
     "cluster_reattach": Effect("cluster", WHOLE_NODE, "every node's stack stopped and started under maintenance mode"),
+    "app_kill_threshold": _nothing("the application is not a cluster daemon (as app_kill), however often it dies"),
+    "app_failure_expiry": _nothing("the application is not a cluster daemon (as app_kill)"),
 }
 """Per fault (`fallover faults`), which daemons of which nodes it kills, stops or restarts, from what the fault's
 inject() and heal() do (harness/faults/*.py). Faults that stop nothing rely on the fence events instead."""

@@ -12,6 +12,7 @@ from harness.checkers.lost_writes import check_lost_writes
 from harness.checkers.notification import check_notification
 from harness.checkers.outage import check_outage
 from harness.checkers.policy import check_policy
+from harness.checkers.recovery import check_fail_counts
 from harness.checkers.redundancy import check_redundancy_restored
 from harness.checkers.split_brain import check_split_brain
 from harness.checkers.whole import check_starts, check_untouched
@@ -31,6 +32,7 @@ CHECKERS: dict[str, Checker] = {
     "policy": check_policy,
     "starts": check_starts,          # whole-cluster operations only
     "untouched": check_untouched,    # reattach only
+    "fail_counts": check_fail_counts,  # recovery in place only
 }
 
 __all__ = ["CHECKERS", "UNKNOWN", "Checker", "Context", "Valid", "Verdict", "check_safe", "fmt_s", "merge_valid",

@@ -33,6 +33,7 @@ from harness.faults.planned import (
 from harness.faults.daemons import (SUBDAEMON_KILLS, CorosyncKillLoop, CorosyncPauseLong, CorosyncPauseShort,
                                     PacemakerdKill)
 from harness.faults.partitions import PartitionBridge, PartitionMajority, PartitionOneWay
+from harness.faults.recovery import AppFailureExpiry, AppKillThreshold
 from harness.faults.whole import ClusterOneByOne, ClusterReattach, ClusterSimulRestart
 
 _ALL: list[Fault] = [
@@ -47,6 +48,7 @@ _ALL: list[Fault] = [
     PartitionMajority(), PartitionOneWay(), PartitionBridge(),
     *SUBDAEMON_KILLS, PacemakerdKill(), CorosyncKillLoop(), CorosyncPauseShort(), CorosyncPauseLong(),
     ClusterSimulRestart(), ClusterOneByOne(), ClusterReattach(),
+    AppKillThreshold(), AppFailureExpiry(),
 ]
 
 FAULTS: dict[str, Fault] = {f.name: f for f in _ALL}

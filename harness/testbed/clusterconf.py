@@ -74,8 +74,15 @@ def _primitive(parent: ET.Element, rid: str, cls: str, typ: str, params: dict[st
 def _group(resources: ET.Element, layout: Layout, g: Group) -> None:
     topo = layout.topology
     grp = ET.SubElement(resources, "group", id=g.name)
+    meta = {}
     if g.policy == "rotating":  # cascading groups inherit rsc_defaults' stickiness 0, and so fail back
-        _nvset(grp, "meta_attributes", f"{g.name}-meta", {"resource-stickiness": str(ROTATING_STICKINESS)})
+        meta["resource-stickiness"] = str(ROTATING_STICKINESS)
+    if g.migration_threshold != 1:  # rsc_defaults hold 1: the first failure moves the group
+        meta["migration-threshold"] = str(g.migration_threshold)
+    if g.failure_timeout_s is not None:
+        meta["failure-timeout"] = f"{g.failure_timeout_s}s"
+    if meta:
+        _nvset(grp, "meta_attributes", f"{g.name}-meta", meta)
     net = topo.network(g.network)
     if g.disk is not None:
         _filesystem(grp, layout, g)

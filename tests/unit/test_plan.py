@@ -21,7 +21,8 @@ def test_every_catalogue_fault_is_planned_with_readable_unique_ids() -> None:
     cases = plan(TOPO)
     ids = [c.id for c in cases]
     assert len(ids) == len(set(ids))
-    assert {c.fault for c in cases} == set(FAULTS)
+    assert {c.fault for c in cases} == {name for name, f in FAULTS.items() if f.targets(TOPO)}
+    assert {name for name, f in FAULTS.items() if not f.targets(TOPO)} == {"app_kill_threshold", "app_failure_expiry"}
     assert "node_power_off-node1" in ids and "adapter_down-node1-service" in ids and "partition-node3" in ids
     for c in cases:  # every case has an expectation
         assert expect(TOPO, c, HOME)[0].outcome in ("fallover", "stay", "outage", "planned", "restart")
