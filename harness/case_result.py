@@ -12,11 +12,14 @@ from __future__ import annotations
 import json
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from harness.checkers import UNKNOWN, Verdict
 from harness.plan import Case, Expected
 from harness.steps import Step
+
+if TYPE_CHECKING:
+    from harness.topology import Topology
 
 Status = Literal["PASS", "FAIL", "ERROR"]
 SETUP_STEPS = ("make the cluster whole", "start the recording", "baseline", "inject")
@@ -76,7 +79,9 @@ class CaseResult:
         return "\n".join(lines)
 
     def to_dict(self) -> dict[str, Any]:
-        return {"case": self.case.id, "status": self.status, "passed": self.passed,
+        return {"case": self.case.id, "status": self.status, "passed": self.passed, "fault": self.case.fault,
+                "target": self.case.target.to_dict(), "target_label": self.case.target.label,
+                "trigger": self.case.trigger,
                 "expected": asdict(self.expected) if self.expected else None,
                 "asserted": list(self.asserted), "timings": self.timings, "errors": self.errors,
                 "verdicts": {n: asdict(v) for n, v in self.verdicts.items()},
@@ -103,22 +108,32 @@ def new_case_dir(run_root: Path, case_id: str) -> Path:
     return d
 
 
-def save_evidence(result: CaseResult, timeline: Any, requests: list[Any], recovery: Any) -> None:
+def save_evidence(result: CaseResult, timeline: Any, requests: list[Any], recovery: Any,
+                  topology: Topology | None = None) -> None:
     """Each piece of evidence on its own: one that cannot be written never costs the others.
 
-    ``timeline`` and ``recovery`` (the operator's steps, an OpLog) are saved by their own ``save(path)``."""
+    ``timeline`` and ``recovery`` (the operator's steps, an OpLog; None: none recorded) are saved by
+    their own ``save(path)``. The plot is titled with the case and its status and shows the case's
+    milestones, taken from the same recording and verdicts (``topology``: as the checkers had it)."""
     d = result.run_dir
     problems = []
-    for what, write in (("timeline.json", lambda: timeline.save(d / "timeline.json")), ("verdicts", result.save),
-                        ("recovery.json", lambda: recovery.save(d / "recovery.json"))):
+    writers = [("timeline.json", lambda: timeline.save(d / "timeline.json")), ("verdicts", result.save)]
+    if recovery is not None:
+        writers.append(("recovery.json", lambda: recovery.save(d / "recovery.json")))
+    for what, write in writers:
         try:
             write()
         except Exception as e:
             problems.append(f"{what}: {type(e).__name__}: {e}")
     try:
+        from harness.checkers.recorded import context_of
         from harness.plots import plot_timeline
+        from harness.report.milestones import milestones
 
-        plot_timeline(timeline, requests, d / "timeline.svg")
+        marks = milestones(context_of(timeline, requests, topology), result.verdicts)
+        plot_timeline(timeline, requests, d / "timeline.svg", title=result.case.id, status=result.status,
+                      subtitle=f"expected: {result.expected.describe()}" if result.expected else None,
+                      milestones=marks)
     except Exception as e:  # a plot is evidence, never a reason to lose the verdicts
         problems.append(f"timeline.svg: {type(e).__name__}: {e}")
     if problems:

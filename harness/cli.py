@@ -61,6 +61,9 @@ def build_parser() -> Parser:
     from harness.cli_backup import add_backup_commands
 
     add_backup_commands(sub, _testbed_arg)
+    from harness.cli_report import add_report_commands
+
+    add_report_commands(sub)
     return p
 
 
@@ -168,8 +171,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     from harness.cli_box import BOX_COMMANDS
     from harness.cli_faults import FAULT_COMMANDS
     from harness.cli_nightly import NIGHTLY_COMMANDS
+    from harness.cli_report import REPORT_COMMANDS
 
-    handler = {**COMMANDS, **FAULT_COMMANDS, **BOX_COMMANDS, **NIGHTLY_COMMANDS, **BACKUP_COMMANDS}[args.command]
+    handler = {**COMMANDS, **FAULT_COMMANDS, **BOX_COMMANDS, **NIGHTLY_COMMANDS, **BACKUP_COMMANDS,
+               **REPORT_COMMANDS}[args.command]
     try:
         return handler(args)
     except UsageError as e:

@@ -1,4 +1,10 @@
-"""One SVG per test: request latency and throughput around the fault, with fault and outage windows shaded."""
+"""One SVG per case: a row of milestones, request latency and throughput around the fault, faults and outages shaded.
+
+The title names the case and its verdict; the milestones (fault, detected, fenced, service
+back, healed, redundant) are a readable row of markers above the load panels. Raw events do
+not go on the picture — they overlap into unreadable text — but into the table under it in
+the HTML report.
+"""
 
 from __future__ import annotations
 
@@ -11,17 +17,22 @@ from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 
 from harness.checkers.outage import outages
-from harness.timeline import (CLUSTER_GROUP_STARTED, FAULT_HEALED, FAULT_INJECTED, NOTIFICATION, Event, Request,
-                              Timeline)
+from harness.report.milestones import Milestone
+from harness.timeline import FAULT_HEALED, FAULT_INJECTED, Event, Request, Timeline
 
 FAULT_COLOUR = "#f4a259"    # orange: the harness broke something here
 OUTAGE_COLOUR = "#bc4b51"   # red: clients saw no answer here
-NOTIFY_COLOUR = "#5b8e7d"
-STARTED_COLOUR = "#3d5a80"
-MAX_LABELS = 30
-"""Vertical event lines beyond this many are drawn but not labelled, so the labels stay readable."""
+STATUS_COLOURS = {"PASS": "#2d7d46", "FAIL": "#bc4b51", "ERROR": "#8a5a00"}
+MILESTONE_STYLE: dict[str, tuple[str, str]] = {  # name → (colour, marker)
+    "fault": ("#d9822b", "v"), "detected": ("#7b4f9d", "o"), "fenced": ("#222222", "X"),
+    "service back": ("#2a7ab0", "^"), "healed": ("#9c5a1a", "s"), "redundant": ("#2d7d46", "D"),
+}
+LABEL_PT = 7.5
+"""Milestone label size; the row has as many levels as it needs (up to MAX_LEVELS) so labels never overlap."""
+MAX_LEVELS = 4
 MIN_LATENCY_MS = 0.01
 """Log scale floor: a failed request with latency 0 still shows up."""
+FIG_W_IN = 10.0
 
 
 def fault_windows(events: Sequence[Event], end: float) -> list[tuple[float, float, str]]:
@@ -55,25 +66,59 @@ def _shade(axes: Sequence[Axes], windows: list[tuple[float, float]], colour: str
             patch.set_gid(f"{gid}-{i}" if j == 0 else f"{gid}-{i}-{j}")
 
 
-def _event_lines(axes: Sequence[Axes], events: list[Event], origin: float) -> None:
-    """A vertical line per notification and group start; small labels on the top panel only."""
-    for n, e in enumerate(events):
-        x = e.mono - origin
-        notify = e.kind == NOTIFICATION
-        colour = NOTIFY_COLOUR if notify else STARTED_COLOUR
-        for ax in axes:
-            ax.axvline(x, color=colour, lw=0.7, ls=":" if notify else "--", alpha=0.8)
-        if n < MAX_LABELS:
-            d = e.data
-            text = (f"notify {d.get('kind', '')} {d.get('rsc') or e.node or ''} {d.get('task') or d.get('desc') or ''}"
-                    if notify else f"{d.get('group', 'group')} started on {e.node}")
-            axes[0].annotate(" ".join(text.split()), xy=(x, 1.0), xycoords=("data", "axes fraction"),
-                             rotation=90, fontsize=6, va="top", ha="right", color=colour)
+def label_levels(xs: Sequence[float], widths: Sequence[float], levels: int = MAX_LEVELS) -> list[int]:
+    """A row level per label (0 = top) so that no two labels on one level overlap, left to right.
+
+    Each label starts at its x and is ``width`` long (data units). A label goes on the first
+    level whose last label ends before it; when every level is taken, on the one that frees first.
+
+    >>> label_levels([0, 0.1, 5], [2, 2, 2])
+    [0, 1, 0]
+    """
+    ends = [-math.inf] * levels
+    out = []
+    for x, w in zip(xs, widths):
+        free = next((i for i, end in enumerate(ends) if end <= x), None)
+        level = free if free is not None else min(range(levels), key=lambda i: ends[i])
+        ends[level] = x + w
+        out.append(level)
+    return out
 
 
-def plot_timeline(timeline: Timeline, requests: Sequence[Request], path: Path) -> Path:
-    """Write the test's picture as SVG: top latency (ms, log) per request, bottom throughput per 1 s bin.
+def _milestone_row(row: Axes, panels: Sequence[Axes], marks: Sequence[Milestone], origin: float,
+                   xlim: tuple[float, float]) -> None:
+    """Markers with short horizontal labels, staggered onto levels; a thin line through the panels below."""
+    span = max(xlim[1] - xlim[0], 1e-9)
+    per_char = LABEL_PT * 0.55 / 72 / (FIG_W_IN * 0.86) * span  # a label's length in data units, roughly
+    xs = [m.mono - origin for m in marks]
+    texts = [f"{m.name} {x:+.1f}s" for m, x in zip(marks, xs)]
+    levels = label_levels(xs, [len(t) * per_char + span * 0.012 for t in texts])
+    depth = max(levels, default=0) + 1
+    for m, x, text, level in zip(marks, xs, texts, levels):
+        colour, marker = MILESTONE_STYLE.get(m.name, ("#555555", "o"))
+        y = depth - level
+        row.plot([x], [y], marker=marker, color=colour, markersize=7, linestyle="none", gid=f"milestone-{m.name}")
+        row.annotate(text, xy=(x, y), xytext=(6, 0), textcoords="offset points", va="center", ha="left",
+                     fontsize=LABEL_PT, color=colour)
+        for ax in panels:
+            ax.axvline(x, color=colour, lw=0.8, ls="--", alpha=0.7)
+    row.set_ylim(0.3, depth + 0.7)
+    row.set_yticks([])
+    for side in ("left", "right", "top"):
+        row.spines[side].set_visible(False)
+    row.set_ylabel("milestones", fontsize=8)
+    if not marks:
+        row.text(0.5, 0.5, "no fault recorded: no milestones", transform=row.transAxes, ha="center",
+                 va="center", color="grey", fontsize=8)
 
+
+def plot_timeline(timeline: Timeline, requests: Sequence[Request], path: Path, *, title: str | None = None,
+                  status: str | None = None, subtitle: str | None = None,
+                  milestones: Sequence[Milestone] = ()) -> Path:
+    """Write the case's picture: a milestone row, latency (ms, log) per request, throughput per 1 s bin.
+
+    ``title`` (default: the timeline's case name) and ``status`` (PASS/FAIL/ERROR) head the picture,
+    ``subtitle`` (e.g. the expected outcome) under it.
     Time is seconds relative to the first fault (the first recorded moment without one), so plots of
     different runs line up at the injection. Uses the Figure API directly (no pyplot, no GUI backend),
     which is safe from worker threads.
@@ -85,10 +130,16 @@ def plot_timeline(timeline: Timeline, requests: Sequence[Request], path: Path) -
     faults = [e for e in events if e.kind == FAULT_INJECTED]
     origin = faults[0].mono if faults else min(times, default=0.0)
     end = max(times, default=origin)
+    xlim = (min(times, default=origin - 1) - origin, max(end - origin, 1.0))
+    xlim = (xlim[0] - 0.01 * (xlim[1] - xlim[0]), xlim[1] + 0.01 * (xlim[1] - xlim[0]))
 
-    fig = Figure(figsize=(10, 6), constrained_layout=True)
-    top, bottom = fig.subplots(2, 1, sharex=True)
-    fig.suptitle(str(timeline.meta.get("test") or timeline.meta.get("name") or "timeline"), fontsize=9)
+    fig = Figure(figsize=(FIG_W_IN, 6.6), constrained_layout=True)
+    row, top, bottom = fig.subplots(3, 1, sharex=True, gridspec_kw={"height_ratios": [1.0, 2.6, 1.8]})
+    name = title or str(timeline.meta.get("case") or timeline.meta.get("test") or "timeline")
+    fig.suptitle(f"{name} — {status}" if status else name, fontsize=11, fontweight="bold",
+                 color=STATUS_COLOURS.get(status or "", "black"))
+    if subtitle:
+        row.set_title(subtitle, fontsize=8, loc="left", color="#444444")
 
     ok = [r for r in reqs if r.ok]
     bad = [r for r in reqs if not r.ok]
@@ -116,21 +167,21 @@ def plot_timeline(timeline: Timeline, requests: Sequence[Request], path: Path) -
     bottom.set_ylabel("throughput (req/s)")
     bottom.set_xlabel("time since first fault (s)" if faults else "time since start of recording (s)")
 
-    axes = (top, bottom)
+    panels = (top, bottom)
     windows = fault_windows(events, end)
-    _shade(axes, [(a - origin, b - origin) for a, b, _ in windows], FAULT_COLOUR, "fault-window", "fault")
-    for a, _, name in windows:
-        bottom.annotate(name, xy=(a - origin, 1.0), xycoords=("data", "axes fraction"), xytext=(2, -2),
+    _shade((*panels, row), [(a - origin, b - origin) for a, b, _ in windows], FAULT_COLOUR, "fault-window",
+           "fault")
+    for a, _, fault in windows:
+        bottom.annotate(fault, xy=(a - origin, 1.0), xycoords=("data", "axes fraction"), xytext=(2, -2),
                         textcoords="offset points", fontsize=6, va="top", color="#9c5a1a")
-    _shade(axes, [(o.start - origin, o.end - origin) for o in outages(samples)], OUTAGE_COLOUR,
+    _shade(panels, [(o.start - origin, o.end - origin) for o in outages(samples)], OUTAGE_COLOUR,
            "outage-window", "probe outage")
-    _event_lines(axes, [e for e in events if e.kind in (NOTIFICATION, CLUSTER_GROUP_STARTED)], origin)
-    for ax in axes:
+    _milestone_row(row, panels, milestones, origin, xlim)
+    for ax in panels:
         ax.grid(True, alpha=0.3, lw=0.5)
         if ax.get_legend_handles_labels()[0]:
             ax.legend(loc="upper right", fontsize=7)
-    if not times:
-        bottom.set_xlim(-1, 1)
+    bottom.set_xlim(*xlim)
 
     path.parent.mkdir(parents=True, exist_ok=True)
     fmt = path.suffix.lstrip(".").lower() or "svg"  # SVG for reports; .png works too, for a quick look

@@ -70,6 +70,8 @@ def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line("markers", "failure(family): the failure family a test injects")
     config.addinivalue_line("markers", "disruptive: injects a fault that takes part of the cluster down")
     config.addinivalue_line("markers", "slow: takes more than a minute")
+    config.stash[outcomes_key] = log = OutcomeLog()
+    config.pluginmanager.register(log, "fallover-outcomes")
     if config.getoption("--seed") is None:
         config.option.seed = random.SystemRandom().randrange(1, 2**31)
     worker = getattr(config, "workerinput", None)
@@ -173,10 +175,15 @@ def run_dir(pytestconfig: pytest.Config, topology: Topology) -> Path:
     """This run's evidence directory (shared by xdist workers); records what is needed to replay it."""
     d = pytestconfig.stash[run_dir_key]
     d.mkdir(parents=True, exist_ok=True)
+    alluredir = pytestconfig.getoption("allure_report_dir", default=None)
     meta = {"testbed": str(topology.source), "seed": pytestconfig.getoption("--seed"),
             "scenario": pytestconfig.getoption("--scenario"), "repeat": pytestconfig.getoption("--repeat"),
-            "faults": pytestconfig.getoption("--faults"), "sla": topology.sla.model_dump()}
+            "faults": pytestconfig.getoption("--faults"), "sla": topology.sla.model_dump(),
+            "alluredir": str(Path(alluredir).resolve()) if alluredir else None}
     (d / f"run-{os.environ.get('PYTEST_XDIST_WORKER', 'main')}.json").write_text(json.dumps(meta, indent=1))
+    from harness.report.environment import copy_topology
+
+    copy_topology(topology, d)
     return d
 
 
@@ -194,6 +201,7 @@ def testbed(topology: Topology, pytestconfig: pytest.Config) -> Iterator[Testbed
 
     try:
         tb.up(progress=progress)
+        _record_environment(pytestconfig, topology, tb)
         yield tb
     finally:  # a bring-up that failed half-way is taken down too: nothing of it is left on the machine
         if not pytestconfig.getoption("--keep-testbed"):
@@ -201,6 +209,18 @@ def testbed(topology: Topology, pytestconfig: pytest.Config) -> Iterator[Testbed
         opened = getattr(tb, "connections_opened", None)
         if reporter is not None and opened is not None:  # the issue's measure: ~one per node, plus one per restart
             reporter.write_line(f"[testbed] {topology.name}: {opened} SSH connections opened in this session")
+
+
+def _record_environment(config: pytest.Config, topology: Topology, testbed: Testbed) -> None:
+    """Versions, kernel, harness revision and seed into the run directory, once per run (see harness.report)."""
+    from harness.report.environment import record
+
+    run_dir = config.stash[run_dir_key]
+    try:
+        run_dir.mkdir(parents=True, exist_ok=True)
+        record(run_dir, topology, testbed, config.getoption("--seed"))
+    except Exception as e:  # noqa: BLE001 — a missing record is shown on the page, never a failed session
+        (run_dir / "environment-error.txt").write_text(f"{type(e).__name__}: {e}\n")
 
 
 @pytest.fixture
@@ -247,16 +267,10 @@ class CaseError(Exception):
 
 
 def attach(result) -> None:  # type: ignore[no-untyped-def]
-    """Evidence of one case into allure (a no-op without --alluredir)."""
-    try:
-        import allure
-    except ImportError:
-        return
-    allure.attach(result.report(), name="report", attachment_type=allure.attachment_type.TEXT)
-    for name, kind in (("verdicts.json", allure.attachment_type.JSON), ("timeline.svg", allure.attachment_type.SVG)):
-        path = result.run_dir / name
-        if path.exists():
-            allure.attach.file(str(path), name=name, attachment_type=kind)
+    """Evidence of one case into allure (a no-op without --alluredir): see harness.report.allure.ATTACHMENTS."""
+    from harness.report.allure import attach_case
+
+    attach_case(result.report(), result.run_dir)
 
 
 def assert_case(result, message: str = "") -> None:  # type: ignore[no-untyped-def]
@@ -282,3 +296,48 @@ def pytest_report_teststatus(report: pytest.TestReport, config: pytest.Config): 
     if report.when == "call" and report.failed and getattr(report, "fallover_error", False):
         return "error", "E", "ERROR"
     return None
+
+
+class OutcomeLog:
+    """Each fault-plan test's outcome (on the controller too, under xdist), for the run's page: a test that
+    errored before its case recorded anything still shows up there. Registered per config, no global state."""
+
+    def __init__(self) -> None:
+        self.rows: list[dict[str, str]] = []
+
+    def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
+        if "failure" not in report.keywords:  # only parameters of the fault plan carry the failure marker
+            return
+        if report.when != "call" and not report.failed:
+            return
+        outcome = "error" if report.when != "call" or getattr(report, "fallover_error", False) else report.outcome
+        message = str(report.longrepr)[-2000:] if report.failed and report.longrepr else ""
+        self.rows.append({"nodeid": report.nodeid, "when": report.when, "outcome": outcome, "message": message})
+
+
+outcomes_key = pytest.StashKey[OutcomeLog]()
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    """Write the run's HTML page (reports/<run-id>/index.html) when this session ran cases, also failing ones."""
+    config = session.config
+    if hasattr(config, "workerinput") or run_dir_key not in config.stash:
+        return  # an xdist worker: the controller writes the page once every worker is done
+    outcomes = config.stash[outcomes_key].rows if outcomes_key in config.stash else []
+    run_dir = config.stash[run_dir_key]
+    from harness.report.results import has_evidence
+
+    if not outcomes and not has_evidence(run_dir):
+        return
+    run_dir.mkdir(parents=True, exist_ok=True)
+    (run_dir / "pytest-outcomes.json").write_text(json.dumps(outcomes, indent=1))
+    reporter = config.pluginmanager.get_plugin("terminalreporter")
+    try:
+        from harness.report import build
+
+        line = f"fallover: sign-off report {build(run_dir)}"
+    except Exception as e:  # noqa: BLE001 — the evidence is on disk; `fallover report` rebuilds the page
+        (run_dir / "report-error.txt").write_text(f"{type(e).__name__}: {e}\n")
+        line = f"fallover: the HTML report could not be built ({type(e).__name__}: {e}); see {run_dir}/report-error.txt"
+    if reporter is not None:
+        reporter.write_line(line)

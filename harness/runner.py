@@ -29,6 +29,7 @@ from harness.case_result import CaseResult, new_case_dir, save_evidence
 from harness.checkers import CHECKERS, Context, Verdict, check_safe
 from harness.checkers.detection import check_detection
 from harness.checkers.fencing import failed_fence_seen
+from harness.checkers.recorded import context_of
 from harness.diagnosis import diagnose
 from harness.drivers import open_driver
 from harness.drivers.state import ClusterState
@@ -41,6 +42,7 @@ from harness.plan import Case, Expected, expect
 from harness.poller import ClusterPoller
 from harness.probe import Probe, load_samples, transitions, wait_for_answer
 from harness.testbed.base import Testbed
+from harness.status import save_snapshot
 from harness.steps import Steps
 from harness.timeline import CLUSTER_GROUP_STARTED, FAULT_INJECTED, TEST_MARK, Timeline, load_requests
 from harness.wait import wait_until
@@ -123,6 +125,7 @@ class Runner:
             c.expected = expect(topo, c.case, home)[0]  # load and probe watch the first group
             timeline.meta["expected"] = asdict(c.expected)
         c.timings["reset_s"] = time.monotonic() - c.t_start
+        save_snapshot(tb, c.run_dir, "before")
         if steps.failed("make the cluster whole") or c.expected is None:
             self._diagnose(c, "make the cluster whole", None)
             return
@@ -192,6 +195,7 @@ class Runner:
         with steps("audit the cluster"):  # CTS's audits, on the recovered cluster: CIB, DC, primitives, managed
             c.consistency = audit_cluster(tb, self.driver)
         c.timings["audit_s"] = time.monotonic() - t_audit
+        save_snapshot(tb, c.run_dir, "after")
         c.macs |= self._macs(group.network)  # restarted nodes have new MACs
         time.sleep(0.5)
         t_verify = time.monotonic()
@@ -232,8 +236,10 @@ class Runner:
             timeline.meta["counts"] = c.counts
             requests = load_requests(c.load.log) if c.load is not None and c.load.log.exists() else []
             if c.expected is not None and c.fault_mono is not None:
-                ctx = Context(timeline, requests, self.topology, fault_start=c.fault_mono,
-                              expectation=self._expectation(c))
+                # what the checkers are given is saved with the timeline: `fallover report --sla` re-judges from it
+                timeline.meta["expectation"] = self._expectation(c)
+                timeline.meta["fault_start"] = c.fault_mono
+                ctx = context_of(timeline, requests, self.topology)
                 verdicts = {name: check_safe(fn, ctx, name=name) for name, fn in CHECKERS.items()}
                 if c.load is not None and not any(r.kind == "put" and r.ok for r in requests):
                     errors = [r.error for r in requests if r.kind == "put" and r.error]
@@ -259,7 +265,7 @@ class Runner:
         c.timings["total_s"] = time.monotonic() - c.t_start
         result = CaseResult(c.case, c.expected, verdicts, c.run_dir, tuple(names), c.timings, findings,
                             c.steps.done, c.diagnosis, c.counts)
-        save_evidence(result, c.timeline, requests, c.recovery)
+        save_evidence(result, c.timeline, requests, c.recovery, topology=self.topology)
         return result
 
     def _asserted(self, c: _Case) -> tuple[str, ...]:

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import io
+import json
+from pathlib import Path
 from typing import Any
 
 from rich.console import Console
@@ -82,3 +85,20 @@ def render(report: dict[str, Any], console: Console) -> None:
         console.print("failed actions: " + "; ".join(report["failed_actions"]))
     if report["versions"]:
         console.print("software: " + "; ".join(f"{v}" for v in report["versions"].values()))
+
+
+def save_snapshot(testbed: Testbed, directory: Path, when: str) -> None:
+    """``cluster-<when>.json`` and ``.txt``: the cluster as `fallover status` shows it, as case evidence.
+
+    Evidence, never a reason to lose a case: anything that goes wrong is written into the files instead.
+    """
+    stem = directory / f"cluster-{when}"
+    try:
+        report = collect(testbed)
+        console = Console(record=True, file=io.StringIO(), width=140, highlight=False)
+        render(report, console)
+        stem.with_suffix(".json").write_text(json.dumps(report, indent=1, sort_keys=True, default=str))
+        stem.with_suffix(".txt").write_text(console.export_text())
+    except Exception as e:  # noqa: BLE001 — see the docstring
+        stem.with_suffix(".txt").write_text(f"could not read the cluster status {when} the case: "
+                                            f"{type(e).__name__}: {e}\n")

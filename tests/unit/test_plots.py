@@ -5,7 +5,8 @@ from __future__ import annotations
 import xml.etree.ElementTree as ET
 from pathlib import Path
 
-from harness.plots import fault_windows, plot_timeline
+from harness.plots import fault_windows, label_levels, plot_timeline
+from harness.report.milestones import Milestone
 from harness.timeline import (CLUSTER_GROUP_STARTED, FAULT_HEALED, FAULT_INJECTED, NOTIFICATION, Event,
                               ProbeSample, Request, Timeline)
 
@@ -28,12 +29,27 @@ def test_plot_has_fault_and_outage_bands(tmp_path: Path) -> None:
     probe = [ProbeSample(BASE + t / 10, 0.0, not 0 <= t < 42, 0.002, "node2") for t in range(-20, 100)]
     requests = [Request(BASE + t / 10, 0.0, "put", not 0 <= t < 42, 0.003 if t % 7 else 2.0, key=f"k{t}")
                 for t in range(-20, 100)]
-    out = plot_timeline(Timeline(events=events, probe=probe), requests, tmp_path / "plots" / "t.svg")
+    marks = [Milestone("fault", BASE, "poweroff"), Milestone("detected", BASE + 2, "node1 lost"),
+             Milestone("service back", BASE + 4.2, "answered"), Milestone("healed", BASE + 8, "healed")]
+    out = plot_timeline(Timeline(events=events, probe=probe), requests, tmp_path / "plots" / "t.svg",
+                        title="node_power_off-node1", status="FAIL", milestones=marks)
     assert out.is_file()
     found = ids(out)
     assert "fault-window-0" in found and "outage-window-0" in found
+    assert {f"milestone-{m.name}" for m in marks} <= found
     text = out.read_text()
-    assert "app started on node2" in text and "notify node node1 lost" in text and "poweroff node1" in text
+    assert "node_power_off-node1 — FAIL" in text  # the title names the case and its verdict
+    assert "detected +2.0s" in text and "service back +4.2s" in text and "poweroff node1" in text
+    assert "notify node node1 lost" not in text  # raw events go in the page's table, not on the picture
+
+
+def test_milestone_labels_never_share_a_level_when_they_would_overlap() -> None:
+    xs, widths = [0.0, 0.5, 1.0, 9.0], [2.0, 2.0, 2.0, 2.0]
+    levels = label_levels(xs, widths)
+    assert levels == [0, 1, 2, 0]
+    for i, j in ((i, j) for i in range(len(xs)) for j in range(i + 1, len(xs))):
+        if levels[i] == levels[j]:
+            assert xs[i] + widths[i] <= xs[j]
 
 
 def test_plot_without_requests_or_faults(tmp_path: Path) -> None:
