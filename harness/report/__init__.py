@@ -41,7 +41,21 @@ def build(run_dir: Path, *, sla: Mapping[str, float] | None = None, out: Path | 
     from harness.report.results import load_run
 
     run = load_run(run_dir)
-    return write(render(run, topology=_topology(run), replot=replot), out or run_dir / INDEX)
+    page = write(render(run, topology=_topology(run), replot=replot), out or run_dir / INDEX)
+    write_runbook(run_dir)
+    return page
+
+
+def write_runbook(run_dir: Path) -> Path | None:
+    """``runbook.md`` beside the page (the same runbook the page shows), when the run recovered from anything."""
+    from harness.report.page import runbook_of
+
+    book, _ = runbook_of(run_dir)
+    if book is None or not hasattr(book, "to_markdown"):
+        return None
+    path = run_dir / "runbook.md"
+    path.write_text(book.to_markdown())
+    return path
 
 
 def rejudge_page(run_dir: Path, sla: Mapping[str, float], *, out: Path | None = None,

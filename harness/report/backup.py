@@ -32,6 +32,7 @@ class BackupCase:
     report: str = ""
     files: dict[str, str] = field(default_factory=dict)
     source: str = ""
+    asserted: list[str] | None = None  # verdicts that decide the case (the others are information); None: all
 
 
 def _one(path: Path, run_dir: Path) -> BackupCase:
@@ -47,7 +48,8 @@ def _one(path: Path, run_dir: Path) -> BackupCase:
         return BackupCase(case=str(d.get("case") or path.stem), status=status, title=str(d.get("title") or ""),
                           verdicts=verdicts, measures=dict(d.get("measures") or {}), limits=dict(d.get("limits") or {}),
                           steps=list(d.get("steps") or []), report=str(d.get("report") or ""),
-                          files={str(k): str(v) for k, v in (d.get("files") or {}).items()}, source=rel)
+                          files={str(k): str(v) for k, v in (d.get("files") or {}).items()}, source=rel,
+                          asserted=[str(a) for a in d["asserted"]] if isinstance(d.get("asserted"), list) else None)
     except (OSError, ValueError, TypeError) as e:
         return BackupCase(case=path.stem, status="ERROR", title=f"{rel} could not be read: {type(e).__name__}: {e}",
                           source=rel)

@@ -130,7 +130,7 @@ def _size(path: Path) -> str:
     return f"{n:.1f} GB"
 
 
-def _runbook(run_dir: Path) -> tuple[Any | None, str]:
+def runbook_of(run_dir: Path) -> tuple[Any | None, str]:
     """The nightly engineer's runbook (harness.report.runbook.build), or why there is none."""
     try:
         from harness.report import runbook
@@ -172,7 +172,7 @@ def render(run: RunResults, *, topology: Topology | None, rejudged: list[Rejudge
         counts[v.result.status] += 1
     nodes = topology.node_names if topology is not None else []
     matrix = build_matrix([(v.anchor, v.result, v.was) for v in views], nodes)
-    book, book_note = _runbook(run.run_dir)
+    book, book_note = runbook_of(run.run_dir)
     html = environment().get_template("index.html.j2").render(
         run=run, views=views, counts=counts, result=overall(counts), matrix=matrix,
         runbook=book, runbook_note=book_note, backup=load_backup(run.run_dir),

@@ -112,3 +112,20 @@ def test_newest_run_is_the_last_one_written(tmp_path: Path) -> None:
     os.utime(old / "run-main.json", (1.7e9, 1.7e9))  # written earlier, whatever its name says
     assert newest_run(tmp_path) == new
     assert newest_run(tmp_path / "nothing-here") is None
+
+
+def test_the_runbook_recorded_with_the_case_is_on_the_page_and_in_runbook_md(tmp_path: Path) -> None:
+    from harness.oplog import OpLog
+    from harness.transport.base import run_process
+
+    run_dir, _ = make_run(tmp_path, failing=False)
+    log = OpLog()
+    with log.phase("operator recovery"):
+        log.note("starting node1 (it was powered off)")
+        run_process("host", ["true"], timeout=10)
+    log.save(run_dir / "node_power_off-node1" / "recovery.json")
+    html = build(run_dir).read_text()
+    book = html[html.index('id="runbook"'):html.index('id="backup"')]
+    assert 'id="runbook-node_power_off"' in book and 'href="#case-node_power_off-node1"' in book
+    assert "starting node1 (it was powered off)" in book and "<code>" in book
+    assert "node_power_off" in (run_dir / "runbook.md").read_text()
