@@ -26,6 +26,8 @@ ATTACHMENTS: tuple[tuple[str, str, str], ...] = (  # (file in the case dir, atta
     ("load.jsonl", "load log", "TEXT"),
     ("arp.jsonl", "ARP log", "TEXT"),
     ("timings.json", "step timings", "JSON"),
+    ("consistency.json", "cluster consistency audit", "JSON"),
+    ("recovery.json", "recovery steps as run (the runbook's record)", "JSON"),
     ("harness-error.txt", "harness error (traceback)", "TEXT"),
     ("evidence-errors.txt", "evidence that could not be written", "TEXT"),
 )

@@ -33,7 +33,8 @@ EVENT_ROWS = 2000
 """Raw events shown per case (a case has a few hundred); the rest are in timeline.json, and the page says so."""
 EVIDENCE = ("report.txt", "verdicts.json", "timeline.json", "timeline.svg", "timings.json", "cluster-before.txt",
             "cluster-after.txt", "log-findings.txt", "log-expected.txt", "log-unreadable.txt", "load.jsonl",
-            "load.jsonl.stdout", "probe.jsonl", "arp.jsonl", "harness-error.txt", "evidence-errors.txt")
+            "load.jsonl.stdout", "probe.jsonl", "arp.jsonl", "recovery.json", "consistency.json", "harness-error.txt",
+            "evidence-errors.txt")
 
 
 @dataclass
