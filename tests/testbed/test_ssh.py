@@ -178,3 +178,25 @@ def test_power_off_under_load_and_back(lab: SshTestbed) -> None:
     for i in acked[::10]:
         r = lab.client().run(["curl", "-sf", "-m", "5", f"{url}/ssh-{i}"], timeout=10)
         assert r.stdout == f"v{i}", f"acknowledged write ssh-{i} lost"
+
+
+def test_a_nodes_alert_lines_are_mirrored_over_ssh(lab: SshTestbed, tmp_path: Path) -> None:
+    """What a real inventory's `ssh.alerts_log` does, on the lab: the alert log read through node2's
+    connection (the lab's agent writes it on the harness's side, which the nodes see), new lines only."""
+    from harness.notifications import read_notifications
+    from harness.testbed.base import LogFile
+    from harness.testbed.sshevents import EventMirror
+
+    log = str(lab.event_logs()["notifications"])
+    mirror = EventMirror(lab.log_size, lab.read_log, [LogFile("node2", log, required=False)],
+                         tmp_path / "notifications.log", tmp_path / "fences.jsonl")
+    mirror.start()  # from the end: nothing the lab wrote before is copied
+    try:
+        assert not (tmp_path / "notifications.log").exists()
+        lab.node("node2").run(["crm_resource", "--cleanup"], timeout=30)  # re-probes: resource alerts
+        wait_until(lambda: (tmp_path / "notifications.log").exists(), timeout=30, what="a mirrored alert line")
+    finally:
+        mirror.stop()
+    got = read_notifications(tmp_path / "notifications.log")
+    assert got and all(e.data.get("kind") for e in got) and mirror.errors == 0
+    assert not (tmp_path / "fences.jsonl").exists()  # no fencing happened, none invented
