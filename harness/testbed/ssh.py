@@ -56,6 +56,7 @@ class SshTestbed(SshNetwork, SshStorage):
         self.instance = default_instance() if instance is None else instance
         self.state = STATE_ROOT / (f"ssh-{topology.name}" + (f"-{self.instance}" if self.instance else ""))
         self._power: dict[str, tuple[float, bool]] = {}
+        self._installed: dict[str, dict[str, int]] = {}
         self._checked = False
         self._probe: dict[str, str] | None = None
         self._events: EventMirror | None = None
@@ -231,6 +232,23 @@ class SshTestbed(SshNetwork, SshStorage):
         if probe.get("netem") != "yes":
             caps["impair"] = f"the kernel of {first} has no sch_netem (tc qdisc add … netem: {probe.get('netem')})"
         return caps
+
+    # -- what this provider leaves out: the plan never asks (`capabilities` says why) -------------
+
+    def _lacks(self, capability: str) -> TestbedError:
+        return TestbedError(f"{self.topology.name}: no {capability}: {self.capabilities().get(capability)}")
+
+    def disk_write_error(self, disk: str) -> str | None:
+        raise self._lacks("disk_modes")
+
+    def fence_device_mode(self, device: str) -> str | None:
+        raise self._lacks("fence_device")
+
+    def set_fence_device(self, device: str, mode: str) -> None:
+        raise self._lacks("fence_device")
+
+    def fence_check(self, device: str, node: str, timeout: float = 3.0) -> str | None:
+        raise self._lacks("fence_device")
 
     def probe(self) -> dict[str, str]:
         """What the first node can do (nft, netem), asked once; a lab asks this host, whose kernel it shares."""

@@ -25,6 +25,8 @@ class SshNetwork:
 
     topology: Topology
     _power: dict[str, tuple[float, bool]]
+    _installed: dict[str, dict[str, int]]
+    """rule id → node → the rules its kernel listed right after `add_rule` (this process's faults only)."""
 
     if TYPE_CHECKING:
         def node(self, name: str) -> Transport: ...
@@ -77,6 +79,7 @@ class SshNetwork:
             bodies = sshnet.rule_bodies(self.topology, rule, n)
             if bodies and self.running(n):
                 self.node(n).run(["nft", "-f", "-"], timeout=20, input=sshnet.nft_script(table, bodies))
+        self._installed[rule_id] = self._tables(table)
         return self.rule_count(rule_id) or 0
 
     def _tables(self, table: str) -> dict[str, int]:
@@ -102,7 +105,12 @@ class SshNetwork:
             return None
 
     def rule_count(self, rule_id: str) -> int | None:
+        """The rules in the nodes' kernels; a node powered off since they were installed (fenced for the
+        partition, which is the cluster's answer to it) still counts with what it had: it sends nothing."""
         found = self._tables(sshnet.table_name(rule_id))
+        for n, k in self._installed.get(rule_id, {}).items():
+            if n not in found and not self.running(n):
+                found[n] = k
         return sum(found.values()) if found else None
 
     def remove_rule(self, rule_id: str) -> None:
@@ -110,6 +118,7 @@ class SshNetwork:
         for n in self._tables(table):
             self._on_live(n, ["nft", "delete", "table", "inet", table])
         left = self._tables(table)
+        self._installed.pop(rule_id, None)
         if left:
             raise TestbedError(f"nft table {table} is still on {', '.join(left)} after delete")
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 from harness.testbed import sshnet
@@ -52,3 +53,57 @@ def test_freezer_state_from_process_states() -> None:
     assert sshnet.freezer_state(["T", "S"]) == "FREEZING"
     assert sshnet.freezer_state(["S", "R"]) == "THAWED"
     assert "pgrep -f kvapp.py" in sshnet.stack_pids_script("kvapp.py", None)
+
+
+class _Kernels:
+    """Each node's nft tables (table → rule count) behind a stand-in transport; a node can be powered off."""
+
+    def __init__(self) -> None:
+        self.tables: dict[str, dict[str, int]] = {n: {} for n in LAB.node_names}
+        self.on = set(LAB.node_names)
+
+    def node(self, name: str):  # type: ignore[no-untyped-def]
+        from types import SimpleNamespace
+
+        from harness.result import Result
+
+        def run(argv, timeout=0, check=True, input=None):  # type: ignore[no-untyped-def]
+            if argv[:2] == ["nft", "-f"]:
+                table = input.split("table inet ")[1].split()[0]
+                self.tables[name][table] = input.count(" drop")
+                return Result(name, tuple(argv), 0, "", "", 0.0)
+            if argv[:3] == ["nft", "-j", "list"]:
+                k = self.tables[name].get(argv[-1])
+                if k is None:
+                    return Result(name, tuple(argv), 1, "", "No such file or directory", 0.0)
+                items = [{"metainfo": {}}] + [{"rule": {}}] * k
+                return Result(name, tuple(argv), 0, json.dumps({"nftables": items}), "", 0.0)
+            raise AssertionError(argv)
+        return SimpleNamespace(run=run)
+
+
+def test_a_node_fenced_after_the_rule_went_in_still_counts_with_its_rules() -> None:
+    from harness.testbed.sshnetwork import SshNetwork
+
+    kernels = _Kernels()
+
+    class Net(SshNetwork):
+        topology = LAB
+
+        def __init__(self) -> None:
+            self._power, self._installed = {}, {}
+
+        def node(self, name: str):  # type: ignore[no-untyped-def,override]
+            return kernels.node(name)
+
+        def running(self, node: str) -> bool:
+            return node in kernels.on
+
+    net = Net()
+    added = net.add_rule("r1", Rule(kind="partition", nodes=("node3",)))
+    assert added == 6 and net.rule_count("r1") == 6  # an input and an output rule on each node
+    kernels.on.discard("node3")  # fenced: its kernel (and its table) is gone
+    kernels.tables["node3"].clear()
+    assert net.rule_count("r1") == 6
+    kernels.tables["node1"].clear()  # a running node that lost its table: not in effect any more
+    assert net.rule_count("r1") == 4
