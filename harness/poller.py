@@ -19,7 +19,7 @@ from harness.notifications import JsonlTail
 from harness.timeline import (CLUSTER_ATTRIBUTE, CLUSTER_DEGRADED, CLUSTER_FAILED_ACTION, CLUSTER_GROUP_SPLIT,
                               CLUSTER_GROUP_STARTED, CLUSTER_GROUP_STOPPED, CLUSTER_MOUNTS, CLUSTER_NODE_JOINED,
                               CLUSTER_NODE_LOST, CLUSTER_QUORUM, CLUSTER_REDUNDANT, CLUSTER_STATE, FAULT_HEALED,
-                              FAULT_INJECTED, Timeline)
+                              FAULT_INJECTED, POLLER_SLOW, Timeline)
 
 
 def degraded_reason(driver: Driver, s: ClusterState, adapters_down: list[str] | None = None) -> str | None:
@@ -53,6 +53,10 @@ def confirmed_mounts(read: Callable[[], dict[str, list[str]] | None]) -> dict[st
     if second is None:
         return first
     return {disk: [n for n in nodes if n in second.get(disk, [])] for disk, nodes in first.items()}
+
+
+SLOW_POLL_S = 2.0
+"""A poll that takes longer than this is recorded (`poller.slow`, with where the time went)."""
 
 
 class ClusterPoller:
@@ -126,12 +130,18 @@ class ClusterPoller:
         self.last_error = f"{type(e).__name__}: {e}"
 
     def poll_once(self) -> None:
+        t0 = time.monotonic()
         for tail in self._tails:
             for ev in tail.poll():
                 self.timeline.add(ev.kind, ev.node, mono=ev.mono, wall=ev.wall, data=ev.data)
+        t_tails = time.monotonic()
         self._poll_mounts()
         t_poll = time.monotonic()
         s = self.driver.state()
+        took = time.monotonic() - t0
+        if took > SLOW_POLL_S:  # the view went stale for that long: evidence for any late verdict
+            self.timeline.add(POLLER_SLOW, None, took_s=round(took, 3), tails_s=round(t_tails - t0, 3),
+                              mounts_s=round(t_poll - t_tails, 3), state_s=round(time.monotonic() - t_poll, 3))
         if s is None:  # blind: nothing observed (counted, so a verdict can say its data has a hole)
             self.errors += 1
             self.last_error = "no node answered crm_mon"
@@ -185,6 +195,7 @@ class ClusterPoller:
         mounts = confirmed_mounts(lambda: shared_mounts(self.driver.testbed))
         if mounts is None:
             self._read_mounts = False  # this testbed cannot tell; the split-brain verdict says so
+            self.timeline.add(POLLER_SLOW, None, mounts="unreadable: no more mount reads in this recording")
             return
         if mounts != self._mounts:
             self._mounts = mounts

@@ -42,6 +42,7 @@ ARP_REPLY = "arp.reply"                           # data: ip, mac
 PROBE_DOWN = "probe.down"                         # first failed probe after a success
 PROBE_UP = "probe.up"                             # first success after failures; node answering
 PROBE_NODE_CHANGED = "probe.node_changed"         # data: from, to
+POLLER_SLOW = "poller.slow"                       # data: took_s and its parts (tails_s, mounts_s, state_s), or mounts
 TEST_MARK = "test.mark"                           # data: label (a test's own milestones)
 
 
