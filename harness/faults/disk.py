@@ -94,7 +94,7 @@ class DiskPull(Fault):
 
 class DiskReadErrors(DiskPull):
     name: ClassVar[str] = "disk_read_errors"
-    event: ClassVar[str] = "disk_read_error (media errors)"
+    event: ClassVar[str] = "disk_read_error"
     summary: ClassVar[str] = "the shared disk's reads fail with EIO; its writes still succeed"
     mechanism: ClassVar[str] = ("the FUSE layer under the loop device switched to `eio-read`; the Filesystem "
                                 "monitor (OCF_CHECK_LEVEL=20) reads its status file back; heal: back to `ok`")
@@ -104,7 +104,7 @@ class DiskReadErrors(DiskPull):
 
 class DiskWriteErrors(DiskPull):
     name: ClassVar[str] = "disk_write_errors"
-    event: ClassVar[str] = "disk_write_error (media errors)"
+    event: ClassVar[str] = "disk_write_error"
     summary: ClassVar[str] = "the shared disk's writes fail with EIO; its reads still succeed"
     mechanism: ClassVar[str] = ("the FUSE layer under the loop device switched to `eio-write`; the Filesystem "
                                 "monitor (OCF_CHECK_LEVEL=20) writes its status file with O_DIRECT; heal: back to `ok`")
@@ -124,7 +124,7 @@ class DiskWriteErrors(DiskPull):
 
 class DiskHang(DiskPull):
     name: ClassVar[str] = "disk_hang"
-    event: ClassVar[str] = "disk_hang (I/O blocked: hung SAN path)"
+    event: ClassVar[str] = "disk_hang (hung path)"
     summary: ClassVar[str] = ("every I/O to the shared disk blocks without an answer; the Filesystem monitor "
                               "times out")
     mechanism: ClassVar[str] = ("the FUSE layer under the loop device holds every read and write (`hang`); heal: "

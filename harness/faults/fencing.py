@@ -59,7 +59,7 @@ class _FenceFault(Fault):
 
 class FenceFail(_FenceFault):
     name: ClassVar[str] = "fence_fail"
-    event: ClassVar[str] = "fence_failure (no takeover without a successful fence)"
+    event: ClassVar[str] = "fence_failure"
     mode: ClassVar[str] = "fail"
     summary: ClassVar[str] = ("the fence device fails (every level, or one with --device), then the node is "
                               "powered off: its resources must wait for a successful fence")
@@ -69,7 +69,7 @@ class FenceFail(_FenceFault):
 
 class FenceHang(_FenceFault):
     name: ClassVar[str] = "fence_hang"
-    event: ClassVar[str] = "fence_timeout (no takeover without a successful fence)"
+    event: ClassVar[str] = "fence_timeout"
     mode: ClassVar[str] = "hang"
     slow: ClassVar[bool] = True  # waits out cluster.fence_timeout_s at least once
     summary: ClassVar[str] = ("the fence device hangs past its timeout (stonith-timeout), then the node is "
