@@ -154,6 +154,25 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
     metafunc.parametrize("fallover_case", [_param(c, i + 1 if random_mode else None) for i, c in enumerate(cases)])
 
 
+def pytest_collection_finish(session: pytest.Session) -> None:
+    """With --collect-only, each plan case with the outcome a correct cluster gives (groups at their first node)."""
+    if not session.config.option.collectonly:
+        return
+    from harness.plan import expect
+
+    reporter = session.config.pluginmanager.get_plugin("terminalreporter")
+    cases = [(item.nodeid, item.callspec.params["fallover_case"]) for item in session.items
+             if hasattr(item, "callspec") and "fallover_case" in item.callspec.params]
+    if reporter is None or not cases:
+        return
+    topo = _topology(session.config)
+    home = {g.name: g.nodes[0] for g in topo.groups}
+    reporter.write_line("")
+    for nodeid, case in cases:
+        expected = "; ".join(e.describe() for e in expect(topo, case, home))
+        reporter.write_line(f"{nodeid.split('::')[-1]:<48} {expected}")
+
+
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     # A random scenario is a sequence: keep it in drawing order even if other plugins reorder.
     if config.getoption("--scenario") == "random":
