@@ -23,6 +23,7 @@ from pathlib import Path
 from types import FrameType
 from typing import TYPE_CHECKING
 
+from harness.errors import FalloverError
 from harness.load import ClientProcess
 from harness.timeline import ARP_GRATUITOUS, ARP_REPLY, Event
 
@@ -177,3 +178,17 @@ def main(argv: list[str] | None = None) -> int:
 
 if __name__ == "__main__":
     sys.exit(main())
+
+
+def node_macs(testbed: Testbed, network: str) -> dict[str, str]:
+    """MAC → node of every running node's adapter on ``network`` (a restarted node has a new MAC)."""
+    out = {}
+    for n in testbed.topology.node_names:
+        if testbed.running(n):
+            try:
+                r = testbed.node(n).run(["cat", f"/sys/class/net/{network}/address"], timeout=5, check=False)
+            except FalloverError:
+                continue
+            if r.ok:
+                out[r.stdout.strip()] = n
+    return out

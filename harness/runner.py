@@ -16,13 +16,14 @@ verdicts, report, plot) is written in a ``finally``, whatever happened.
 
 from __future__ import annotations
 
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from harness.arpwatch import ArpWatch
+from harness.arpwatch import ArpWatch, node_macs
 from harness.audits.cluster import Consistency, audit_cluster
 from harness.audits.logs import LogAudit, disruptions_from
 from harness.case_result import CaseResult, new_case_dir, save_evidence
@@ -33,7 +34,7 @@ from harness.checkers.recorded import context_of
 from harness.diagnosis import diagnose
 from harness.drivers import open_driver
 from harness.drivers.state import ClusterState
-from harness.errors import FalloverError, WaitTimeout
+from harness.errors import WaitTimeout
 from harness.faults import FAULTS, Nemesis
 from harness.load import Load, verify
 from harness.notifications import testbed_tails
@@ -138,7 +139,7 @@ class Runner:
             c.arp = ArpWatch(tb, iface=group.network, ips=[str(group.service_ip)], out=c.run_dir / "arp.jsonl")
             c.load = Load(tb, log=c.run_dir / "load.jsonl", host=base, users=self.users,
                           run_id=c.run_dir.name) if self.load else None
-            c.macs = self._macs(group.network)
+            c.macs = node_macs(tb, group.network)
             c.audit = LogAudit(tb)
             c.audit.mark()
             c.poller.start()
@@ -191,12 +192,10 @@ class Runner:
         c.timings["recover_s"] = time.monotonic() - t_heal
         if steps.failed("operator recovery"):
             self._diagnose(c, "operator recovery", group.name)
-        t_audit = time.monotonic()
-        with steps("audit the cluster"):  # CTS's audits, on the recovered cluster: CIB, DC, primitives, managed
-            c.consistency = audit_cluster(tb, self.driver)
-        c.timings["audit_s"] = time.monotonic() - t_audit
+        side = threading.Thread(target=self._audit_cluster, args=(c,), name="audit", daemon=True)
+        side.start()  # beside the read-back of the writes: the audits must add little to a case
         save_snapshot(tb, c.run_dir, "after")
-        c.macs |= self._macs(group.network)  # restarted nodes have new MACs
+        c.macs |= node_macs(tb, group.network)  # restarted nodes have new MACs
         time.sleep(0.5)
         t_verify = time.monotonic()
         if c.load is not None:
@@ -207,6 +206,16 @@ class Runner:
             with steps("forget this case's keys"):
                 self._forget_keys(group.name, c.run_dir.name)
         c.timings["verify_s"] = time.monotonic() - t_verify
+        side.join()
+
+    def _audit_cluster(self, c: _Case) -> None:
+        """CTS's audits on the recovered cluster (CIB, DC, primitives, managed), and the log markers sent."""
+        t0 = time.monotonic()
+        with c.steps("audit the cluster"):
+            c.consistency = audit_cluster(self.testbed, self.driver)
+            if c.audit is not None:
+                c.audit.send_markers()
+        c.timings["audit_s"] = time.monotonic() - t0
 
     def _wind_down(self, c: _Case) -> None:
         """Heal whatever is still injected and stop every recorder: each on its own, none skipped."""
@@ -397,16 +406,3 @@ class Runner:
         mnt = self.testbed.mountpoint(group)
         self.testbed.node(node).run(["find", f"{mnt}/kv", "-maxdepth", "1", "-name", f"{prefix}-*", "-delete"],
                                     timeout=60, check=False)
-
-    def _macs(self, network: str) -> dict[str, str]:
-        out = {}
-        for n in self.topology.node_names:
-            if self.testbed.running(n):
-                try:
-                    r = self.testbed.node(n).run(["cat", f"/sys/class/net/{network}/address"], timeout=5,
-                                                 check=False)
-                except FalloverError:
-                    continue
-                if r.ok:
-                    out[r.stdout.strip()] = n
-        return out

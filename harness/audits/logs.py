@@ -14,7 +14,7 @@ import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 from harness.audits.noise import Disruption, disruptions_from, explain
 from harness.checkers.base import UNKNOWN, Verdict
@@ -294,6 +294,7 @@ class LogAudit:
         self.mark_wall: float | None = None
         self.unreadable: list[str] = []  # of the last read: "node:path: why"
         self.pipeline: list[str] = []  # logs whose marker never arrived (check_pipeline): unknown, never ok
+        self._markers: list[Any] | None = None  # sent by send_markers, not yet looked for
 
     def mark(self) -> None:
         """From now on: only lines written after this call are findings."""
@@ -327,12 +328,21 @@ class LogAudit:
         self.unreadable = out.unreadable
         return out
 
-    def check_pipeline(self, timeout: float | None = None) -> list[str]:
-        """Write a marker through every running node's logging and look for it in the audited files (CTS's
-        LogAudit); every file it did not reach is kept in :attr:`pipeline` and makes :meth:`result` unknown."""
+    def send_markers(self) -> None:
+        """Write a marker through every running node's logging (see :meth:`check_pipeline`); may run early, beside
+        other work, so that the check later finds them arrived."""
         from harness.audits import logpipe
 
-        markers, self.pipeline = logpipe.write_markers(self.testbed, self.testbed.log_files())
+        self._markers, self.pipeline = logpipe.write_markers(self.testbed, self.testbed.log_files())
+
+    def check_pipeline(self, timeout: float | None = None) -> list[str]:
+        """Look for the markers (written now unless :meth:`send_markers` ran) in the audited files (CTS's LogAudit);
+        every file one did not reach is kept in :attr:`pipeline` and makes :meth:`result` unknown."""
+        from harness.audits import logpipe
+
+        if self._markers is None:
+            self.send_markers()
+        markers, self._markers = self._markers or [], None
         try:
             self.pipeline += logpipe.check_markers(
                 markers, lambda: ((ln.node, ln.file, ln.line) for ln in self.read().lines),
