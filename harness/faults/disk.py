@@ -133,9 +133,22 @@ class DiskHang(DiskPull):
     mode: ClassVar[str] = "hang"
     slow: ClassVar[bool] = True  # the cluster notices only when a monitor times out
 
+    def heal(self, testbed: Testbed, target: Target, undo: dict[str, Any]) -> None:
+        """Let the held I/O go (by signal: every FUSE thread may be held) and wait until the disk reads again.
+
+        No remount: held requests complete once the layer answers, so ext4 saw no error; what the
+        cluster started on the monitor's timeout (a recovery, a fence) is its own to finish.
+        """
+        disk = target.need("disk")
+        testbed.set_disk_mode(disk, "ok")
+        if testbed.disk_mode(disk) is not None:
+            error = look_until(lambda: testbed.disk_read_error(disk), lambda e: e is None, timeout=30)
+            if error:
+                raise FalloverError(f"disk {disk} still fails a direct read after the hang ended: {error}")
+
     def verify(self, testbed: Testbed, target: Target, undo: dict[str, Any]) -> None:
         """A direct read of the loop device gets no answer (it is left blocked until the heal)."""
-        error = testbed.disk_read_error(target.need("disk"))
+        error = testbed.disk_read_error(target.need("disk"), timeout=2.0)
         if error is None or "no answer" not in error:
             raise self.not_in_effect(target, f"a direct read of its loop device got {error or 'its data'}, "
                                              f"not a hang")

@@ -179,8 +179,9 @@ class Testbed(Protocol):
     def set_disk_mode(self, disk: str, mode: str) -> None:
         """`eio` pulls the disk (every I/O fails), `ok` plugs it back (a no-op when it is gone)."""
 
-    def disk_read_error(self, disk: str) -> str | None:
-        """Read one block of the disk past every cache: None when it reads, else the error seen."""
+    def disk_read_error(self, disk: str, timeout: float = 10.0) -> str | None:
+        """Read one block of the disk past every cache: None when it reads, else the error seen (a read that
+        gets no answer within ``timeout`` says so: a hung disk)."""
 
     def disk_write_error(self, disk: str) -> str | None:
         """Write one block of the disk past every cache, where no filesystem keeps data: None when it

@@ -72,16 +72,16 @@ class SshStorage:
         for n in (n for n in self.topology.node_names if self.running(n)):
             self._sh(n, f"echo {state} > {self._sysfs_state(disk, n)}")
 
-    def disk_read_error(self, disk: str) -> str | None:
+    def disk_read_error(self, disk: str, timeout: float = 10.0) -> str | None:
         for n in (n for n in self.topology.node_names if self.running(n)):
             dev = self._device(disk, n)
             if dev is None:
                 continue
             try:
                 r = self.node(n).run(["dd", f"if={dev}", "of=/dev/null", "bs=4096", "count=1", "iflag=direct",
-                                      "status=none"], timeout=10, check=False)
+                                      "status=none"], timeout=timeout, check=False)
             except CommandFailed:  # timed out
-                return f"a read of {dev} on {n} got no answer within 10s"
+                return f"a read of {dev} on {n} got no answer within {timeout:g}s"
             return None if r.ok else (r.stderr.strip() or f"dd exited {r.exit_status}")
         return f"no running node has a device for disk {disk}"
 

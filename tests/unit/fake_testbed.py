@@ -103,7 +103,7 @@ class FakeTestbed:
         if mode == "ok":
             self.read_error = None  # plugged back: it reads
 
-    def disk_read_error(self, disk: str) -> str | None:
+    def disk_read_error(self, disk: str, timeout: float = 10.0) -> str | None:
         return self.read_error
 
     def disk_write_error(self, disk: str) -> str | None:
