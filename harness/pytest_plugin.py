@@ -129,7 +129,7 @@ def _param(case: Case, i: int | None = None) -> object:
     marks = [pytest.mark.failure(fault.family), pytest.mark.testbed]
     if fault.destructive:
         marks.append(pytest.mark.disruptive)
-    if fault.slow:
+    if fault.suite == "slow":
         marks.append(pytest.mark.slow)
     cid = case.id if i is None else f"step{i:02d}-{case.id}"
     return pytest.param(case, id=cid, marks=marks)
@@ -140,9 +140,6 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
         return
     families = getattr(metafunc.module, "FAMILIES", None)
     cases = selected_cases(metafunc.config, families, getattr(metafunc.module, "SUITE", None))
-    slow = getattr(metafunc.module, "SLOW", None)  # False: the daily suite leaves out cases that wait out a timeout
-    if slow is not None:
-        cases = [c for c in cases if FAULTS[c.fault].slow == slow]
     outcomes = getattr(metafunc.module, "OUTCOMES", None)
     if outcomes is not None:  # e.g. recovery: only failures the cluster has to recover from
         from harness.plan import expect

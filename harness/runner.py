@@ -281,8 +281,6 @@ class Runner:
         if c.expected is None:
             return ()
         names = ASSERTED[c.expected.outcome] + FAULTS[c.case.fault].extra_asserted + ("logs", "consistency")
-        if FAULTS[c.case.fault].family == "fencing":  # what these faults are about: no takeover without a fence
-            names += ("fencing",)
         if FAULTS[c.case.fault].family == "planned":  # nothing failed: nothing to detect or notify
             names = tuple(a for a in names if a not in ("detection", "notification"))
         return names

@@ -124,7 +124,6 @@ class Fault:
     event: ClassVar[str]          # the classic cluster event it exercises
     target_kind: ClassVar[str]    # one of TARGET_KINDS
     destructive: ClassVar[bool] = True
-    slow: ClassVar[bool] = False  # waits out a cluster timeout (a hung fence device, a hung disk): not a daily case
     summary: ClassVar[str] = ""
     mechanism: ClassVar[str] = ""  # how, on the embedded testbed
     needs: ClassVar[tuple[str, ...]] = ()  # capabilities of the testbed (CAPABILITIES) and the stack it needs
@@ -132,7 +131,8 @@ class Fault:
     suite: ClassVar[str | None] = None
     """The suite whose plan holds it: None for the family suites (fallover, recovery, maintenance);
     "cluster" for whole-cluster operations, daemon kills and partition shapes, which take too long
-    for the daily check (suites/cluster)."""
+    for the daily check (suites/cluster); "slow" for what waits out a cluster timeout (a hung fence
+    device, a hung disk: suites/slow)."""
     expectation: ClassVar[dict[str, Any]] = {}
     """Limits the checkers read for this fault instead of the SLA's (e.g. max_outage_s 0: no outage)."""
     extra_asserted: ClassVar[tuple[str, ...]] = ()

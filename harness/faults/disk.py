@@ -131,7 +131,7 @@ class DiskHang(DiskPull):
                                 "`ok` by signal (held requests then complete), then a restart of the group")
     needs: ClassVar[tuple[str, ...]] = ("disk_modes", "shared_disk")
     mode: ClassVar[str] = "hang"
-    slow: ClassVar[bool] = True  # the cluster notices only when a monitor times out
+    suite: ClassVar[str | None] = "slow"  # the cluster notices only when a monitor times out
 
     def heal(self, testbed: Testbed, target: Target, undo: dict[str, Any]) -> None:
         """Let the held I/O go (by signal: every FUSE thread may be held) and wait until the disk reads again.

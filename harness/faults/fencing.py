@@ -22,6 +22,7 @@ class _FenceFault(Fault):
     needs: ClassVar[tuple[str, ...]] = ("fence_device", "fencing")
     mode: ClassVar[str] = ""
     destructive: ClassVar[bool] = False  # by itself it breaks nothing but the fence path; the trigger does
+    extra_asserted: ClassVar[tuple[str, ...]] = ("fencing",)  # what these faults are about: no takeover without one
 
     def devices(self, testbed: Testbed, target: Target) -> list[str]:
         return [target.device] if target.device else list(testbed.topology.cluster.fencing_topology)
@@ -71,7 +72,7 @@ class FenceHang(_FenceFault):
     name: ClassVar[str] = "fence_hang"
     event: ClassVar[str] = "fence_timeout"
     mode: ClassVar[str] = "hang"
-    slow: ClassVar[bool] = True  # waits out cluster.fence_timeout_s at least once
+    suite: ClassVar[str | None] = "slow"  # waits out cluster.fence_timeout_s at least once
     summary: ClassVar[str] = ("the fence device hangs past its timeout (stonith-timeout), then the node is "
                               "powered off: its resources must wait for a successful fence")
     mechanism: ClassVar[str] = ("the fence broker holds the device's power actions unanswered until the agent is "

@@ -12,7 +12,6 @@ from harness.pytest_plugin import assert_case
 from harness.runner import Runner
 
 FAMILIES = {"node", "network", "disk", "application", "cluster"}
-SLOW = False  # the quick daily check: cases that wait out a cluster timeout are in suites/slow
 
 
 def test_fallover(fallover_case: Case, runner: Runner) -> None:

@@ -14,7 +14,6 @@ from harness.pytest_plugin import assert_case
 from harness.runner import Runner
 
 FAMILIES = {"fencing"}
-SLOW = False
 
 
 def test_fencing(fallover_case: Case, runner: Runner) -> None:

@@ -15,7 +15,6 @@ from harness.runner import Runner
 
 FAMILIES = {"node", "network", "disk", "application", "cluster"}
 OUTCOMES = {"fallover", "outage"}  # the failures there is something to recover from
-SLOW = False  # a hung disk or fence device waits out a timeout: suites/slow
 RECOVERY = ("lost_writes", "split_brain", "redundancy_restored", "policy")
 
 

@@ -11,7 +11,7 @@ from harness.plan import Case
 from harness.pytest_plugin import assert_case
 from harness.runner import Runner
 
-SLOW = True
+SUITE = "slow"
 
 
 def test_slow(fallover_case: Case, runner: Runner) -> None:

@@ -30,7 +30,7 @@ def test_a_hung_disk_is_judged_against_the_monitor_timeout_not_the_plain_sla() -
 
 
 def test_only_the_cases_that_wait_out_a_timeout_are_slow() -> None:
-    assert {n for n, f in FAULTS.items() if f.slow} == {"disk_hang", "fence_hang"}
+    assert {n for n, f in FAULTS.items() if f.suite == "slow"} == {"disk_hang", "fence_hang"}
     assert {"disk_read_errors-shared", "disk_write_errors-shared", "disk_hang-shared"} <= {c.id for c in plan(TOPO)}
 
 
