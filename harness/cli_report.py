@@ -61,15 +61,20 @@ def cmd_report(args: argparse.Namespace) -> int:
     if not overrides:
         print(f"report: {build(run_dir, out=args.out, replot=args.replot)}")
     else:
-        page, judged = rejudge_page(run_dir, overrides, out=args.out, replot=args.replot)
-        _print_changes(judged)
+        page, judged, backup = rejudge_page(run_dir, overrides, out=args.out, replot=args.replot)
+        _print_changes(judged, backup)
         print(f"re-judged report: {page}")
     if not args.no_allure:
         _allure(run_dir)
     return 0
 
 
-def _print_changes(judged: list) -> None:  # type: ignore[type-arg]
+def _print_changes(judged: list, backup: list) -> None:  # type: ignore[type-arg]
+    for b in backup:
+        if b.changes:
+            print(f"backup {b.case}: {b.was} → {b.status}" if b.was else f"backup {b.case}: still {b.status}")
+            for c in b.changes.values():
+                print(f"  {c.name}: {c.before.status} → {c.after.status}: {c.after.explanation}")
     changed = [r for r in judged if r.changes]
     for r in changed:
         head = f"{r.record.name}: {r.before.status} → {r.after.status}" if r.status_changed \

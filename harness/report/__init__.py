@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING
 from harness.errors import FalloverError
 
 if TYPE_CHECKING:
+    from harness.report.backup import BackupCase
     from harness.report.rejudge import Rejudged
     from harness.report.results import RunResults
     from harness.topology import Topology
@@ -59,16 +60,21 @@ def write_runbook(run_dir: Path) -> Path | None:
 
 
 def rejudge_page(run_dir: Path, sla: Mapping[str, float], *, out: Path | None = None,
-            replot: bool = False) -> tuple[Path, list[Rejudged]]:
-    """Judge the saved run again with ``sla`` overrides; the page's path and every case's re-judgement."""
+                 replot: bool = False) -> tuple[Path, list[Rejudged], list[BackupCase]]:
+    """Judge the saved run again with ``sla`` overrides: the page's path, every case's re-judgement,
+    and the backup suite's cases judged again (empty when it did not run)."""
+    from harness.report.backup import load_backup
     from harness.report.page import render, write
-    from harness.report.rejudge import rejudge_run, slug
+    from harness.report.rejudge import rejudge_backup, rejudge_run, run_topology, slug, with_sla
     from harness.report.results import load_run
 
     run = load_run(run_dir)
     rejudged = rejudge_run(run, sla)
-    html = render(run, topology=_topology(run), rejudged=rejudged, overrides=dict(sla), replot=replot)
-    return write(html, out or run_dir / f"rejudged-{slug(sla)}.html"), rejudged
+    recorded = run_topology(run)
+    backup = rejudge_backup(run_dir, load_backup(run_dir) or [], recorded, with_sla(recorded, sla))
+    html = render(run, topology=recorded, rejudged=rejudged, overrides=dict(sla), replot=replot,
+                  backup=backup or None)
+    return write(html, out or run_dir / f"rejudged-{slug(sla)}.html"), rejudged, backup
 
 
 def _topology(run: RunResults) -> Topology | None:

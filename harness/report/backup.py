@@ -33,6 +33,11 @@ class BackupCase:
     files: dict[str, str] = field(default_factory=dict)
     source: str = ""
     asserted: list[str] | None = None  # verdicts that decide the case (the others are information); None: all
+    # when judged again (fallover report --sla …): changed verdicts, the status before, why not re-judged
+    changes: dict[str, Any] = field(default_factory=dict)
+    drift: list[str] = field(default_factory=list)
+    was: str | None = None
+    why_not: str | None = None
 
 
 def _one(path: Path, run_dir: Path) -> BackupCase:

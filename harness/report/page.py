@@ -19,7 +19,7 @@ from markupsafe import Markup
 
 from harness.case_result import CaseResult
 from harness.checkers.recorded import context_of
-from harness.report.backup import load_backup
+from harness.report.backup import BackupCase, load_backup
 from harness.report.environment import stack_versions
 from harness.report.matrix import build_matrix
 from harness.report.milestones import Milestone, event_row, milestones
@@ -164,7 +164,8 @@ def environment() -> Environment:
 
 
 def render(run: RunResults, *, topology: Topology | None, rejudged: list[Rejudged] | None = None,
-           overrides: dict[str, float] | None = None, replot: bool = False) -> str:
+           overrides: dict[str, float] | None = None, replot: bool = False,
+           backup: list[BackupCase] | None = None) -> str:
     """The whole page as one string (see ``write`` for the file)."""
     by_name = {r.record.name: r for r in rejudged or []}
     views = [case_view(i, c, by_name.get(c.name), topology, replot) for i, c in enumerate(run.cases)]
@@ -174,12 +175,14 @@ def render(run: RunResults, *, topology: Topology | None, rejudged: list[Rejudge
     nodes = topology.node_names if topology is not None else []
     matrix = build_matrix([(v.anchor, v.result, v.was) for v in views], nodes)
     book, book_note = runbook_of(run.run_dir)
+    if backup is None:
+        backup = load_backup(run.run_dir)
     html = environment().get_template("index.html.j2").render(
         run=run, views=views, counts=counts, result=overall(counts), matrix=matrix,
-        runbook=book, runbook_note=book_note, backup=load_backup(run.run_dir),
+        runbook=book, runbook_note=book_note, backup=backup,
         env=run.environment, versions=stack_versions(run.environment), topology_text=run.topology_text,
         overrides=overrides or {}, rejudged=rejudged is not None,
-        changed=sum(1 for r in rejudged or [] if r.changes), built=time.strftime("%Y-%m-%d %H:%M:%S %Z"),
+        changed=sum(1 for r in rejudged or [] if r.changes) + sum(1 for b in backup or [] if b.changes), built=time.strftime("%Y-%m-%d %H:%M:%S %Z"),
         outcomes=_outcomes(run.run_dir))
     # nothing on the page may name a scheme a browser would fetch; a URL in a log line stays readable
     return html.replace("://", "&#58;//")

@@ -19,6 +19,7 @@ from harness.case_result import CaseResult
 from harness.checkers import CHECKERS, Verdict, run_all
 from harness.checkers.recorded import context_of
 from harness.errors import TopologyError, UsageError
+from harness.report.backup import BACKUP_DIR, BackupCase
 from harness.report.results import CaseRecord, RunResults
 from harness.timeline import load_requests
 from harness.topology import DEFAULT_TESTBED, Sla, Topology, load_topology
@@ -142,3 +143,34 @@ def rejudge_run(run: RunResults, overrides: Mapping[str, float]) -> list[Rejudge
 def slug(overrides: Mapping[str, float]) -> str:
     """A file-name part naming the overrides: ``sla-outage-5``."""
     return "sla-" + "-".join(f"{short_name(k)}-{v:g}" for k, v in sorted(overrides.items()))
+
+
+def rejudge_backup(run_dir: Path, cases: Sequence[BackupCase], recorded: Topology, new: Topology) -> list[BackupCase]:
+    """The backup suite's cases judged again the same way (its ``judge_saved``), changes marked on each."""
+    try:
+        from harness.checkers import backup as backup_checkers
+    except ImportError:
+        return list(cases)
+    judge = getattr(backup_checkers, "judge_saved", None)
+    out = []
+    for case in cases:
+        case_dir = run_dir / BACKUP_DIR / case.case
+        if judge is None or not (case_dir / "history.json").is_file() or case.status == "ERROR":
+            out.append(dataclasses.replace(case, why_not="kept as recorded: no saved history to judge again"
+                                           if judge is not None else "kept as recorded: no backup re-judge"))
+            continue
+        try:
+            judged = judge(case_dir, new)
+            again = judge(case_dir, recorded)
+        except Exception as e:  # noqa: BLE001 — one case that cannot be re-judged keeps its recorded verdicts
+            out.append(dataclasses.replace(case, why_not=f"kept as recorded: {type(e).__name__}: {e}"))
+            continue
+        verdicts = {**case.verdicts, **{n: v for n, v in judged.items() if n in case.verdicts}}
+        changes = {n: Change(n, case.verdicts[n], v) for n, v in verdicts.items() if _differs(case.verdicts[n], v)}
+        asserted = case.asserted if case.asserted is not None else list(verdicts)
+        status = "FAIL" if any(v.valid is not True for n, v in verdicts.items() if n in asserted) else "PASS"
+        drift = [n for n, v in again.items() if n in case.verdicts and
+                 (v.status, v.explanation) != (case.verdicts[n].status, case.verdicts[n].explanation)]
+        out.append(dataclasses.replace(case, verdicts=verdicts, status=status, changes=changes, drift=drift,
+                                       was=case.status if status != case.status else None))
+    return out

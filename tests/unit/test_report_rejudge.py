@@ -17,7 +17,8 @@ from harness.report.results import load_run
 
 def test_a_tighter_outage_sla_flips_the_verdict_and_marks_it_changed(tmp_path: Path) -> None:
     run_dir, _ = make_run(tmp_path, failing=False)
-    page, judged = rejudge_page(run_dir, {"max_outage_s": 3.0})
+    page, judged, backup = rejudge_page(run_dir, {"max_outage_s": 3.0})
+    assert backup == []  # the backup suite did not run
     [case] = judged
     assert case.before.status == "PASS" and case.after.status == "FAIL"
     assert set(case.changes) == {"outage"}
@@ -90,3 +91,31 @@ def test_replot_redraws_the_saved_plots(tmp_path: Path) -> None:
     svg.write_text('<svg xmlns="http://www.w3.org/2000/svg"><text>old style</text></svg>')
     build(run_dir, replot=True)
     assert "old style" not in svg.read_text() and "milestone-fault" in svg.read_text()
+
+
+def test_backup_cases_are_judged_again_by_the_backup_checkers(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                              capsys: pytest.CaptureFixture[str]) -> None:
+    import harness.checkers.backup as backup_checkers
+    from harness.checkers import Verdict
+
+    run_dir, _ = make_run(tmp_path, failing=False)
+    (run_dir / "backup" / "backup_restore_data").mkdir(parents=True)
+    (run_dir / "backup" / "backup_restore_data" / "history.json").write_text("{}")
+    (run_dir / "backup" / "backup_restore_data.json").write_text(json.dumps({
+        "case": "backup_restore_data", "status": "PASS", "asserted": ["rpo"],
+        "verdicts": {"rpo": {"name": "rpo", "valid": True, "measured": 2.0, "limit": 10.0, "unit": "s",
+                             "explanation": "rpo 2 s (limit 10 s)"},
+                     "backup_time": {"name": "backup_time", "valid": True, "measured": 1.0, "limit": 60.0,
+                                     "unit": "s", "explanation": "backup took 1 s"}}}))
+
+    def judge_saved(case_dir: Path, topology):  # the backup checkers' own re-judge, as a pure function
+        limit = topology.sla.max_rpo_s
+        return {"rpo": Verdict("rpo", 2.0 <= limit, 2.0, limit, "s", f"rpo 2 s (limit {limit:g} s)"),
+                "backup_time": Verdict("backup_time", True, 1.0, 60.0, "s", "backup took 1 s")}
+
+    monkeypatch.setattr(backup_checkers, "judge_saved", judge_saved, raising=False)
+    assert main(["report", str(run_dir), "--sla-rpo", "1", "--no-allure"]) == 0
+    assert "backup backup_restore_data: PASS → FAIL" in capsys.readouterr().out
+    html = (run_dir / "rejudged-sla-rpo-1.html").read_text()
+    section = html[html.index('id="backup-backup_restore_data"'):html.index('id="environment"')]
+    assert "changed: was PASS" in section and "rpo 2 s (limit 1 s)" in section
