@@ -123,7 +123,7 @@ def save_evidence(result: CaseResult, timeline: Any, requests: list[Any], recove
     for what, write in writers:
         try:
             write()
-        except Exception as e:
+        except Exception as e:  # noqa: BLE001 — see the docstring
             problems.append(f"{what}: {type(e).__name__}: {e}")
     try:
         from harness.checkers.recorded import context_of
@@ -134,7 +134,7 @@ def save_evidence(result: CaseResult, timeline: Any, requests: list[Any], recove
         plot_timeline(timeline, requests, d / "timeline.svg", title=result.case.id, status=result.status,
                       subtitle=f"expected: {result.expected.describe()}" if result.expected else None,
                       milestones=marks)
-    except Exception as e:  # a plot is evidence, never a reason to lose the verdicts
+    except Exception as e:  # noqa: BLE001 — a plot is evidence, never a reason to lose the verdicts
         problems.append(f"timeline.svg: {type(e).__name__}: {e}")
     if problems:
         (d / "evidence-errors.txt").write_text("\n".join(problems) + "\n")

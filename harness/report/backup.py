@@ -45,7 +45,7 @@ def _one(path: Path, run_dir: Path) -> BackupCase:
     try:
         d = json.loads(path.read_text())
         if not isinstance(d, dict):
-            raise ValueError("not a JSON object")
+            raise TypeError("not a JSON object")
         status = str(d.get("status", "")).upper()
         if status not in STATUSES:
             raise ValueError(f"status {d.get('status')!r} is not one of {', '.join(STATUSES)}")

@@ -14,7 +14,9 @@ from dataclasses import dataclass, field
 from harness.case_result import CaseResult
 from harness.checkers import Verdict, fmt_s
 from harness.faults import FAULTS
-from harness.report.results import KEY_VERDICT
+
+KEY_VERDICT = {"fallover": "fallover", "stay": "outage", "outage": "detection", "planned": "outage"}
+"""The measurement a cell shows, per expected outcome: what the case is mostly about."""
 
 
 @dataclass(frozen=True)

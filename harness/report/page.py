@@ -63,7 +63,7 @@ def anchor(name: str) -> str:
 def _marks(case: CaseRecord, result: CaseResult, topology: Topology | None) -> tuple[list[Milestone], float]:
     if case.timeline is None:
         return [], 0.0
-    ctx = context_of(case.timeline, (), topology, load=result.verdicts.get("lost_writes") is not None)
+    ctx = context_of(case.timeline, (), topology, load=case.file("load.jsonl") is not None)
     return milestones(ctx, result.verdicts), ctx.origin
 
 

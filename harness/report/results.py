@@ -20,8 +20,6 @@ from harness.plan import Case, Expected
 from harness.steps import Step
 from harness.timeline import Timeline
 
-KEY_VERDICT = {"fallover": "fallover", "stay": "outage", "outage": "detection", "planned": "outage"}
-"""The measurement a matrix cell shows, per expected outcome: what the case is mostly about."""
 CASE_FILES = ("verdicts.json", "timeline.json", "report.txt")
 """A directory holding any of these is a case (also one whose verdicts could not be written)."""
 
@@ -65,12 +63,6 @@ class CaseRecord:
     @property
     def target_label(self) -> str:
         return self.result.case.target.label
-
-    @property
-    def key_verdict(self) -> Verdict | None:
-        """The verdict a matrix cell shows (fallover time, outage, detection), if recorded."""
-        e = self.result.expected
-        return self.result.verdicts.get(KEY_VERDICT.get(e.outcome, "outage")) if e else None
 
     def file(self, name: str) -> Path | None:
         path = self.dir / name

@@ -7,8 +7,8 @@ from collections.abc import Sequence
 from pathlib import Path
 
 import yaml
-
 from checker_history import history, probe, req
+
 from harness.case_result import CaseResult, save_evidence
 from harness.checkers import CHECKERS, Verdict, run_all
 from harness.checkers.recorded import context_of

@@ -7,8 +7,16 @@ from pathlib import Path
 
 from harness.plots import fault_windows, label_levels, plot_timeline
 from harness.report.milestones import Milestone
-from harness.timeline import (CLUSTER_GROUP_STARTED, FAULT_HEALED, FAULT_INJECTED, NOTIFICATION, Event,
-                              ProbeSample, Request, Timeline)
+from harness.timeline import (
+    CLUSTER_GROUP_STARTED,
+    FAULT_HEALED,
+    FAULT_INJECTED,
+    NOTIFICATION,
+    Event,
+    ProbeSample,
+    Request,
+    Timeline,
+)
 
 BASE = 100.0
 
@@ -47,9 +55,10 @@ def test_milestone_labels_never_share_a_level_when_they_would_overlap() -> None:
     xs, widths = [0.0, 0.5, 1.0, 9.0], [2.0, 2.0, 2.0, 2.0]
     levels = label_levels(xs, widths)
     assert levels == [0, 1, 2, 0]
-    for i, j in ((i, j) for i in range(len(xs)) for j in range(i + 1, len(xs))):
-        if levels[i] == levels[j]:
-            assert xs[i] + widths[i] <= xs[j]
+    for a in range(len(xs)):
+        for b in range(a + 1, len(xs)):
+            if levels[a] == levels[b]:
+                assert xs[a] + widths[a] <= xs[b]
 
 
 def test_plot_without_requests_or_faults(tmp_path: Path) -> None:
