@@ -75,11 +75,12 @@ class SshNetwork:
 
     def add_rule(self, rule_id: str, rule: Rule) -> int:
         table = sshnet.table_name(rule_id)
+        installed = self._installed.setdefault(rule_id, {})
         for n in self.topology.node_names:
             bodies = sshnet.rule_bodies(self.topology, rule, n)
             if bodies and self.running(n):
                 self.node(n).run(["nft", "-f", "-"], timeout=20, input=sshnet.nft_script(table, bodies))
-        self._installed[rule_id] = self._tables(table)
+                installed[n] = len(bodies)  # `nft -f` is atomic: exit 0 means every rule is in that kernel
         return self.rule_count(rule_id) or 0
 
     def _tables(self, table: str) -> dict[str, int]:

@@ -107,3 +107,41 @@ def test_a_node_fenced_after_the_rule_went_in_still_counts_with_its_rules() -> N
     assert net.rule_count("r1") == 6
     kernels.tables["node1"].clear()  # a running node that lost its table: not in effect any more
     assert net.rule_count("r1") == 4
+
+
+def test_a_node_fenced_before_its_rules_could_be_listed_still_counts() -> None:
+    """Under heavy load the listing after `nft -f` came after the fence: the exit 0 of the atomic
+    `nft -f` is the proof that the node's kernel held them."""
+    from harness.testbed.sshnetwork import SshNetwork
+
+    kernels = _Kernels()
+    plain = kernels.node
+
+    def fenced_after_nft(name: str):  # type: ignore[no-untyped-def]
+        t = plain(name)
+        run = t.run
+
+        def run_then_fence(argv, **kw):  # type: ignore[no-untyped-def]
+            r = run(argv, **kw)
+            if name == "node3" and argv[:2] == ["nft", "-f"]:
+                kernels.on.discard("node3")
+                kernels.tables["node3"].clear()
+            return r
+        t.run = run_then_fence
+        return t
+
+    class Net(SshNetwork):
+        topology = LAB
+
+        def __init__(self) -> None:
+            self._power, self._installed = {}, {}
+
+        def node(self, name: str):  # type: ignore[no-untyped-def,override]
+            return fenced_after_nft(name)
+
+        def running(self, node: str) -> bool:
+            return node in kernels.on
+
+    net = Net()
+    assert net.add_rule("r1", Rule(kind="heartbeat", node="node3")) == net.rule_count("r1")
+    assert net.rule_count("r1") == len(sshnet.rule_bodies(LAB, Rule(kind="heartbeat", node="node3"), "node3"))
