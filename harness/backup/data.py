@@ -36,24 +36,31 @@ _EXCLUDE_ARGS = " ".join(f"--exclude=./{e}" for e in EXCLUDED)
 FREEZE_AND_COPY = f"""set -u
 m=$1; guard=$2
 cd "$m" || exit 3
-tmp=$(mktemp) || exit 3
-setsid sh -c 'sleep "$1"; exec fsfreeze --unfreeze "$2"' guard "$guard" "$m" </dev/null >/dev/null 2>&1 &
-g=$!
+w=$(mktemp -d) || exit 3
+setsid sh -c 'echo $$ > "$3/guard.pid"; sleep "$1"; exec fsfreeze --unfreeze "$2"' guard "$guard" "$m" "$w" \
+  </dev/null >/dev/null 2>&1 &
+i=0
+while [ ! -s "$w/guard.pid" ]; do
+  i=$((i + 1)); if [ "$i" -gt 100 ]; then echo "the freeze guard did not start" >&2; rm -rf "$w"; exit 3; fi
+  sleep 0.05
+done
+g=$(cat "$w/guard.pid")
 t0=$(date +%s.%N)
-if ! fsfreeze --freeze "$m"; then kill "$g"; rm -f "$tmp"; exit 4; fi
-tar {_EXCLUDE_ARGS} --numeric-owner -czf "$tmp" .; trc=$?
+if ! fsfreeze --freeze "$m"; then kill "$g"; rm -rf "$w"; exit 4; fi
+tar {_EXCLUDE_ARGS} --numeric-owner -czf "$w/data.tgz" .; trc=$?
 kill "$g" 2>/dev/null; held=$?
 fsfreeze --unfreeze "$m"; urc=$?
 echo "@freeze $t0 $(date +%s.%N)" >&2
 if [ "$held" -ne 0 ]; then
-  rm -f "$tmp"; echo "the freeze guard thawed $m before the copy ended (over $guard s): not a consistent copy" >&2; exit 5
+  rm -rf "$w"; echo "the freeze guard thawed $m before the copy ended (over $guard s): not a consistent copy" >&2; exit 5
 fi
-if [ "$urc" -ne 0 ]; then rm -f "$tmp"; echo "fsfreeze --unfreeze $m failed" >&2; exit 6; fi
-if [ "$trc" -ne 0 ]; then rm -f "$tmp"; exit 7; fi
-base64 -w0 "$tmp"; rc=$?; rm -f "$tmp"; exit $rc
+if [ "$urc" -ne 0 ]; then rm -rf "$w"; echo "fsfreeze --unfreeze $m failed" >&2; exit 6; fi
+if [ "$trc" -ne 0 ]; then rm -rf "$w"; exit 7; fi
+base64 -w0 "$w/data.tgz"; rc=$?; rm -rf "$w"; exit $rc
 """
 """$1 the mountpoint, $2 the guard's seconds. stdout: the base64 tar.gz; stderr: `@freeze START END` (node clock).
-The archive goes to the node's /tmp first, so the freeze lasts only as long as reading the files."""
+The guard is in place (its PID written) before the freeze; the archive goes to the node's /tmp first, so the
+freeze lasts only as long as reading the files."""
 
 PUT_BACK = f"""set -u
 m=$1

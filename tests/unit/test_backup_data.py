@@ -111,3 +111,27 @@ def test_put_back_fails_when_the_disk_does_not_hold_what_the_backup_holds(tmp_pa
     sums = {"kv/k1": digest(src / "kv" / "k0")}  # what the manifest says is not what arrives
     with pytest.raises(FalloverError, match=r"do not match the backup: \./kv/k1: FAILED"):
         put_back(bed, "node1", str(filesystem(tmp_path / "mnt")), pack(src / "kv"), sums)  # type: ignore[arg-type]
+
+
+def test_the_guard_thaws_the_filesystem_when_the_copy_is_killed(tmp_path: Path, bed: Bed) -> None:
+    """A harness killed mid-freeze (its command's process group SIGKILLed, as a transport timeout does):
+    the guard, in its own session, still thaws the filesystem."""
+    import signal
+    import subprocess
+
+    from harness.backup.data import FREEZE_AND_COPY
+
+    fs = filesystem(tmp_path / "mnt")
+    (tmp_path / "freeze_sleep").write_text("30")  # the freeze call never returns before the kill
+    env = {**os.environ, **bed.node("node1").env}
+    proc = subprocess.Popen(["sh", "-c", FREEZE_AND_COPY, "sh", str(fs), "1"], env=env, start_new_session=True,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 10
+    while f"--freeze {fs}" not in calls(tmp_path) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
+    deadline = time.monotonic() + 10
+    while f"--unfreeze {fs}" not in calls(tmp_path) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert calls(tmp_path) == [f"--freeze {fs}", f"--unfreeze {fs}"]

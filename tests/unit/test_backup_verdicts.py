@@ -126,3 +126,72 @@ def test_sla_defaults_and_topology_fields() -> None:
     assert (Sla().max_backup_s, Sla().max_restore_s, Sla().max_rpo_s) == (60.0, 120.0, 10.0)
     sla = load_topology(DEFAULT_TESTBED).sla
     assert sla.max_rpo_s > 0 and sla.max_restore_s > 0 and sla.max_backup_s > 0
+
+
+# -- the driver side: the application stopped and started again on every path ------------------------------------
+
+class FakePacemaker:
+    """PacemakerBackup over a scripted cluster: admin commands are recorded, crm_mon is what they made it."""
+
+    def __init__(self, target_role: str | None = None) -> None:
+        self.commands: list[list[str]] = []
+        self.app_role = "Started"
+        self.meta = (f'<meta_attributes id="m"><nvpair id="m-t" name="target-role" value="{target_role}"/>'
+                     '</meta_attributes>' if target_role else "")
+
+    def admin(self, argv: list[str], timeout: float = 30.0, **_: object) -> object:
+        from harness.result import Result
+
+        self.commands.append(argv)
+        if argv[:2] == ["cibadmin", "--query"]:
+            return Result("node1", tuple(argv), 0, cib(meta=self.meta), "", 0.0)
+        if "--set-parameter" in argv:
+            self.app_role = "Stopped" if argv[-1] == "Stopped" else "Started"
+        if "--delete-parameter" in argv:
+            self.app_role = "Started"
+        return Result("node1", tuple(argv), 0, "", "", 0.0)
+
+    def state(self) -> object:
+        from harness.drivers.state import parse_crm_mon
+
+        app_node = '<node name="node1"/>' if self.app_role == "Started" else ""
+        return parse_crm_mon(
+            '<crm_mon><summary><current_dc present="true" name="node1"/></summary><nodes>'
+            '<node name="node1" online="true"/></nodes><resources><group id="app">'
+            '<resource id="app-fs" role="Started"><node name="node1"/></resource>'
+            f'<resource id="app-app" role="{self.app_role}">{app_node}</resource>'
+            '</group></resources></crm_mon>', "node1")
+
+    def wait_until(self, predicate, *, timeout: float, what: str, **_: object) -> object:  # type: ignore[no-untyped-def]
+        s = self.state()
+        assert predicate(s), what
+        return s
+
+
+def pcmk(target_role: str | None = None):  # type: ignore[no-untyped-def]
+    from harness.drivers.pcmk_backup import PacemakerBackup
+
+    class Driver(FakePacemaker, PacemakerBackup):  # type: ignore[misc]
+        pass
+
+    return Driver(target_role)
+
+
+def test_the_application_is_stopped_with_its_filesystem_kept_and_started_again_even_after_an_error() -> None:
+    d = pcmk()
+    with pytest.raises(RuntimeError):
+        with d.application_stopped("app") as node:
+            assert node == "node1" and d.app_role == "Stopped"
+            raise RuntimeError("the put-back failed")
+    changes = [c for c in d.commands if c[0] == "crm_resource"]
+    assert changes[0][-3:] == ["target-role", "--parameter-value", "Stopped"] and changes[0][2] == "app-app"
+    assert changes[-1][-2:] == ["--delete-parameter", "target-role"]  # it had none: none is left
+    assert d.app_role == "Started"
+
+
+def test_a_target_role_the_application_had_is_put_back_as_it_was() -> None:
+    d = pcmk(target_role="Started")
+    with d.application_stopped("app"):
+        pass
+    assert [c for c in d.commands if c[0] == "crm_resource"][-1][-3:] == ["target-role", "--parameter-value",
+                                                                          "Started"]
