@@ -29,9 +29,8 @@ from harness.backup.cib import normalise, version
 from harness.backup.manifest import CIB, read_manifest
 from harness.backup.procedure import backup, restore
 from harness.backup.result import SETUP_STEPS, BackupCaseResult
-from harness.checkers import Context, Verdict, check_safe
-from harness.checkers.backup import BackupHistory, RefusalHistory, check_refused, judge
-from harness.checkers.redundancy import check_redundancy_restored
+from harness.checkers import Verdict, check_safe
+from harness.checkers.backup import BackupHistory, RefusalHistory, check_refused, judge_case
 from harness.drivers import open_driver
 from harness.errors import FalloverError, WaitTimeout
 from harness.load import REPO, Load, verify
@@ -262,10 +261,7 @@ class BackupCase:
             requests = load_requests(r.load.log) if r.load is not None and r.load.log.exists() else []
             r.timeline.meta["counts"] = {"poller_errors": r.poller.errors if r.poller else 0,
                                          "timeline_dropped": r.timeline.dropped}
-            verdicts = judge(r.history, requests, self.topology.sla)
-            ctx = Context(r.timeline, requests, self.topology, fault_start=r.history.disaster,
-                          expectation={"group": self.group.name})
-            verdicts["redundancy_restored"] = check_safe(check_redundancy_restored, ctx, name="redundancy_restored")
+            verdicts = judge_case(r.history, requests, r.timeline, self.topology)
         result = BackupCaseResult(r.case, TITLES[r.kind], *_step_verdicts(verdicts, ASSERTED, steps), r.dir, r.history,
                                   steps.done, {s.name: s.seconds for s in steps.done}, r.info)
         problems = []

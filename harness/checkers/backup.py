@@ -7,15 +7,18 @@ every write acknowledged before it was on the disk when the copy was taken.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, fields
+from pathlib import Path
 from typing import Any
 
 from harness.backup.cib import differences
-from harness.checkers.base import UNKNOWN, Verdict, check_safe, fmt_s
+from harness.checkers.base import UNKNOWN, Context, Verdict, check_safe, fmt_s
 from harness.checkers.lost_writes import SHOWN, why_lost
-from harness.timeline import Request
-from harness.topology import Sla
+from harness.checkers.redundancy import check_redundancy_restored
+from harness.timeline import Request, Timeline, load_requests
+from harness.topology import Sla, Topology
 
 
 @dataclass(frozen=True)
@@ -234,3 +237,25 @@ def judge(history: BackupHistory, requests: Sequence[Request], sla: Sla) -> dict
     """Every backup verdict; a checker that raises gives "unknown", never a crash."""
     ctx = BackupContext(history, requests, sla)
     return {name: check_safe(fn, ctx, name=name) for name, fn in BACKUP_CHECKERS.items()}
+
+
+def judge_case(history: BackupHistory, requests: Sequence[Request], timeline: Timeline,
+               topology: Topology) -> dict[str, Verdict]:
+    """Every verdict of a backup case: the backup verdicts, and recovery as for every fault — the data or
+    configuration loss is the fault (FAULT_INJECTED), the restore's end its heal (FAULT_HEALED)."""
+    verdicts = judge(history, requests, topology.sla)
+    ctx = Context(timeline, requests, topology, fault_start=history.disaster,
+                  expectation={"group": topology.groups[0].name} if topology.groups else {})
+    verdicts["redundancy_restored"] = check_safe(check_redundancy_restored, ctx, name="redundancy_restored")
+    return verdicts
+
+
+def judge_saved(case_dir: Path, topology: Topology) -> dict[str, Verdict]:
+    """A saved backup case judged again from its files (history.json, load.jsonl, timeline.json), without a
+    cluster: e.g. against another topology's SLAs (`topology.model_copy(update={"sla": …})`)."""
+    raw = json.loads((case_dir / "history.json").read_text())
+    if "tampered" in raw:
+        return {"refused": check_safe(check_refused, RefusalHistory(**raw), name="refused")}
+    load = case_dir / "load.jsonl"
+    requests = load_requests(load) if load.exists() else []
+    return judge_case(BackupHistory.from_dict(raw), requests, Timeline.load(case_dir / "timeline.json"), topology)

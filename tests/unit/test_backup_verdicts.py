@@ -195,3 +195,23 @@ def test_a_target_role_the_application_had_is_put_back_as_it_was() -> None:
         pass
     assert [c for c in d.commands if c[0] == "crm_resource"][-1][-3:] == ["target-role", "--parameter-value",
                                                                           "Started"]
+
+
+def test_a_saved_case_is_judged_again_from_its_files_against_other_slas(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    import json
+    from dataclasses import asdict
+
+    from harness.checkers.backup import judge_saved
+    from harness.timeline import FAULT_HEALED, FAULT_INJECTED, Timeline
+
+    (tmp_path / "history.json").write_text(json.dumps(history().to_dict()))
+    (tmp_path / "load.jsonl").write_text("".join(json.dumps(asdict(r)) + "\n" for r in recorded()))
+    t = Timeline()
+    t.add(FAULT_INJECTED, None, mono=105.0, fault="data_loss")
+    t.add(FAULT_HEALED, None, mono=114.0, fault="data_loss")
+    t.save(tmp_path / "timeline.json")
+    topo = load_topology(DEFAULT_TESTBED)
+    first = judge_saved(tmp_path, topo.model_copy(update={"sla": SLA}))
+    assert first["restore_time"].valid is True and first["redundancy_restored"].valid is False  # never redundant
+    again = judge_saved(tmp_path, topo.model_copy(update={"sla": SLA.model_copy(update={"max_restore_s": 5})}))
+    assert again["restore_time"].valid is False and again["restore_time"].limit == 5
