@@ -149,9 +149,7 @@ class BackupCase:
             timeline.add(FAULT_INJECTED, None, mono=t, fault=f"{r.kind}_loss", family="backup", target=group.name)
             r.history = replace(r.history, disaster=t)
             r.info.append(self._lose(r.kind))
-        if steps.failed(f"lose the {r.kind}"):
-            return
-        time.sleep(1.0)
+        time.sleep(1.0)  # whether or not the loss went as planned, the restore is its heal: it always runs
         self.log(f"{r.case}: restoring")
         with steps("restore"):
             r.history = replace(r.history, restore_start=time.monotonic())
@@ -249,6 +247,10 @@ class BackupCase:
     def _finish(self, r: _Run) -> BackupCaseResult:
         """Stop the recorders, forget the keys, judge, save: each on its own, none skipped."""
         steps = r.steps
+        if r.kind == "config" and r.history.disaster is not None and not r.healed:
+            with steps("final restore of the configuration"):  # never leave the cluster erased for what follows
+                self.driver.config_restore((r.dir / "backup" / CIB).read_text())
+                self.driver.recover(timeout=self.topology.sla.max_recovery_s + 30)
         for name, proc in (("load", r.load), ("cluster poller", r.poller)):
             if proc is not None:
                 with steps(f"stop the {name}"):
