@@ -187,9 +187,9 @@ class BackupCase:
         try:
             with steps("make the cluster whole"):
                 self.testbed.up(placement=False)
-            if steps.failed("make the cluster whole"):
-                return self._refusal_result(d, steps, h, info)
             with steps("backup"):
+                if steps.failed("make the cluster whole"):
+                    raise FalloverError("not attempted: the cluster could not be made whole")
                 backup(self.testbed, self.driver, d / "backup", progress=self.log)
                 sums = read_manifest(d / "backup")
                 victim = d / "backup" / next((rel for rel in sums if rel.startswith("data/")), CIB)
