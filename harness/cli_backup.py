@@ -30,7 +30,7 @@ def _progress() -> Callable[[str], None]:
     t0 = time.monotonic()
 
     def show(msg: str) -> None:
-        console.print(f"[{time.monotonic() - t0:6.1f}s] {msg}", markup=False)
+        console.print(f"[{time.monotonic() - t0:6.1f}s] {msg}", markup=False, soft_wrap=True)
 
     return show
 

@@ -150,8 +150,10 @@ def restore(testbed: Testbed, driver: Driver, src: Path, *, only: Only = None, p
         done.timings["config_s"] = round(time.monotonic() - t0, 3)
     for name, data in meta.groups.items() if only in (None, "data") else ():
         t_group = time.monotonic()
-        driver.wait_until(lambda s: s.group_node(name) is not None, timeout=timeout, what=f"{name} running",
-                          progress=progress)
+        # running, and the cluster idle: right after a configuration change the cluster re-probes every
+        # resource everywhere, and stopping the application in the middle of that only adds to it
+        driver.wait_until(lambda s: s.group_node(name) is not None and driver.busy(s) is None, timeout=timeout,
+                          what=f"{name} running and the cluster idle", progress=progress)
         prefix = f"{DATA}/{name}/"
         mine = {rel[len(prefix):]: h for rel, h in sums.items() if rel.startswith(prefix)}
         archive = pack(src / DATA / name)
