@@ -36,6 +36,7 @@ from harness.errors import FalloverError, WaitTimeout
 from harness.load import REPO, Load, verify
 from harness.notifications import testbed_tails
 from harness.poller import ClusterPoller
+from harness.status import service_answer
 from harness.steps import Steps
 from harness.testbed.base import Testbed
 from harness.timeline import CLUSTER_REDUNDANT, FAULT_HEALED, FAULT_INJECTED, TEST_MARK, Timeline, load_requests
@@ -229,10 +230,14 @@ class BackupCase:
         """Destroy the group's data, or the cluster's configuration; one line saying what was done."""
         group = self.group.name
         if kind == "config":
+            t0 = time.monotonic()
             self.driver.admin(["cibadmin", "--erase", "--force"])
-            self.driver.wait_until(lambda s: group not in s.groups, timeout=30,
-                                   what=f"{group} gone from the erased configuration")
-            return "lost: the cluster configuration erased (cibadmin --erase --force); the group stopped"
+            # crm_mon forgets the group at once, but its resources run on until the cluster has stopped them
+            # as orphans: only then is the configuration really lost (else a quick restore finds them running)
+            wait_until(lambda: self._group_stopped(), timeout=60, interval=0.5,
+                       what=f"the cluster to stop {group}'s resources after the erase")
+            return (f"lost: the cluster configuration erased (cibadmin --erase --force); the cluster stopped {group} "
+                    f"(its filesystem unmounted everywhere) {time.monotonic() - t0:.1f} s later")
         state = self.driver.state()
         node = state.group_node(group) if state else None
         if node is None:
@@ -243,6 +248,13 @@ class BackupCase:
         if hit == 0:
             raise FalloverError(f"{node}: {kv} held no file to destroy")
         return f"lost: {hit} files in {kv} on {node}, every second one deleted and the others overwritten"
+
+    def _group_stopped(self) -> bool:
+        """The group's filesystem mounted nowhere (where the testbed can tell), else its service not answering."""
+        mounts = self.testbed.mounts()
+        if mounts is not None and self.group.disk is not None:
+            return not mounts.get(self.group.disk)
+        return service_answer(self.testbed, self.group.name) is None
 
     def _finish(self, r: _Run) -> BackupCaseResult:
         """Stop the recorders, forget the keys, judge, save: each on its own, none skipped."""
