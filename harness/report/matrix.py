@@ -27,7 +27,8 @@ class Cell:
     status: str
     sub: str               # the rest of the target within the column (e.g. the network), or ""
     measure: str           # "fallover 4.4 s (SLA 15 s)"
-    failing: tuple[str, ...] = ()
+    failing: tuple[str, ...] = ()   # asserted verdicts that failed (and "errors" when the case could not test)
+    unknown: tuple[str, ...] = ()   # asserted verdicts that could not be judged (they do not pass either)
     was: str | None = None  # the status before re-judging, when it changed
 
 
@@ -83,8 +84,9 @@ def build_matrix(items: Sequence[tuple[str, CaseResult, str | None]], nodes: Seq
         for anchor, r, was, col, sub in placed:
             if r.case.fault != fault:
                 continue
-            failing = tuple(v.name for v in r.failures) + (("errors",) if r.errors else ())
-            cells[columns.index(col)].append(
-                Cell(anchor, r.status, sub, measure(r), failing, was if was is not None and was != r.status else None))
+            failing = tuple(v.name for v in r.failures if v.valid is False) + (("errors",) if r.errors else ())
+            unknown = tuple(v.name for v in r.failures if v.valid is not False)
+            cells[columns.index(col)].append(Cell(anchor, r.status, sub, measure(r), failing, unknown,
+                                                  was if was is not None and was != r.status else None))
         matrix.rows.append((fault, [sorted(slot, key=lambda c: c.sub) for slot in cells]))
     return matrix
