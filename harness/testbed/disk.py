@@ -1,8 +1,11 @@
-"""The shared disk: an ext4 image behind a FUSE layer (so it can be "pulled"), on a loop device.
+"""The shared disk: an ext4 image behind a FUSE layer (so it can be "pulled"), one loop device per node.
 
-The cluster's Filesystem resource mounts it on one node at a time, in that node's mount
-namespace only. Loop numbers are shared with the rest of the machine, so we never assume
-one: the device we get is recorded as a symlink, and found again by its backing file.
+Each powered-on node has its own view of the image (diskviews.py) on its own loop device, so
+its own ext4 superblock and page cache: a power cut (nodes.power_off) drops what that node had
+not flushed, and the next node to mount sees only flushed data. The cluster's Filesystem
+resource mounts it on one node at a time, in that node's mount namespace only. Loop numbers are
+shared with the rest of the machine, so we never assume one: each node's device is recorded as
+a symlink in the node's directory, and our devices are found again by their backing files.
 """
 
 from __future__ import annotations
@@ -14,9 +17,10 @@ import sys
 import threading
 import time
 from pathlib import Path
+from typing import Any
 
 from harness.errors import TestbedError
-from harness.testbed import cgroup
+from harness.testbed import cgroup, diskviews
 from harness.testbed.layout import Layout
 
 
@@ -28,7 +32,7 @@ def _run(argv: list[str], timeout: float = 60) -> subprocess.CompletedProcess[st
 
 
 def backing_file(layout: Layout, disk: str) -> Path:
-    """What the loop device reads: the file exposed by the FUSE layer."""
+    """The image as the FUSE layer exposes it, without a cache: what the harness itself reads."""
     return layout.disk_fuse_dir(disk) / layout.disk_image(disk).name
 
 
@@ -54,39 +58,89 @@ def start_fuse(layout: Layout, disk: str) -> int:
         return int(layout.pidfile(f"fuse-{disk}").read_text())
     proc = cgroup.spawn(layout.daemon_cgroup(f"fuse-{disk}"),
                         [sys.executable, "-m", "harness.testbed.faultdisk", "--image", str(layout.disk_image(disk)),
-                         "--mountpoint", str(mnt)], log=layout.state / f"fuse-{disk}.log")
+                         "--mountpoint", str(mnt), "--control", str(layout.disk_control(disk))],
+                        log=layout.state / f"fuse-{disk}.log")
     layout.pidfile(f"fuse-{disk}").write_text(str(proc.pid))
     faultdisk.wait_mounted(mnt, timeout=15)
     return proc.pid
 
 
-def attach(layout: Layout, disk: str) -> str:
-    """Loop device on the FUSE-exposed image; the stable symlink points at it."""
-    backing = backing_file(layout, disk)
-    dev = find_loops(layout, disk)
-    if not dev:
-        dev = [_run(["losetup", "--find", "--show", "--direct-io=off", str(backing)]).stdout.strip()]
-    link = layout.disk_link(disk)
+def _views(layout: Layout, disk: str, line: str) -> dict[str, Any]:
+    try:
+        return diskviews.request(layout.disk_control(disk), line)
+    except OSError as e:
+        raise TestbedError(f"disk {disk}: its FUSE layer did not do `{line}`: {e}") from None
+
+
+def node_views(layout: Layout, disk: str, node: str) -> dict[str, dict[str, Any]]:
+    """The views of `node` (one per incarnation not yet gone) and what each did; {} without a FUSE layer."""
+    if not layout.disk_control(disk).exists():
+        return {}
+    views: dict[str, dict[str, Any]] = _views(layout, disk, "status")["views"]
+    return {name: v for name, v in views.items() if name.rpartition(".")[0] == node}
+
+
+def attach_node(layout: Layout, disk: str, node: str) -> str:
+    """A fresh view and loop device for this incarnation of `node`; the node's link points at it."""
+    generation = 1 + max((int(n.rpartition(".")[2]) for n in node_views(layout, disk, node)), default=0)
+    name = f"{node}.{generation}"
+    _views(layout, disk, f"add {name}")
+    try:
+        dev = _run(["losetup", "--find", "--show", "--direct-io=off",
+                    str(layout.disk_fuse_dir(disk) / name)]).stdout.strip()
+    except BaseException:
+        _views(layout, disk, f"cut {name}")  # unopened: the layer forgets it
+        raise
+    link = layout.node_disk_link(node, disk)
+    link.parent.mkdir(parents=True, exist_ok=True)
     tmp = link.with_suffix(".tmp")
     if tmp.is_symlink():
         tmp.unlink()
-    tmp.symlink_to(dev[0])
+    tmp.symlink_to(dev)
     os.replace(tmp, link)
-    return dev[0]
+    return dev
 
 
-def find_loops(layout: Layout, disk: str | None = None) -> list[str]:
-    """Loop devices whose backing file is inside this testbed's state directory."""
+def cut_node(layout: Layout, disk: str, node: str) -> dict[str, dict[str, Any]]:
+    """The power cut, as `node`'s disk sees it: drop its unflushed writes, discard all it writes from now.
+
+    Returns each view's account (``dropped_pages``: what the cut lost). Nothing to cut without a
+    FUSE layer (the testbed is gone).
+    """
+    return {name: _views(layout, disk, f"cut {name}")
+            for name, v in node_views(layout, disk, node).items() if v["state"] == "on"}
+
+
+def detach_node(layout: Layout, disk: str, node: str) -> None:
+    """Let go of a powered-off node's loop devices: each goes when the dead node's ext4 lets go of it.
+
+    `losetup -d` of a busy device only marks it auto-clear: the mount of a dying mount namespace
+    is torn down a moment later (its writes land in the cut view and are discarded).
+    """
+    prefix = str(layout.disk_fuse_dir(disk) / f"{node}.")
+    for dev, backing in _loops(layout):
+        if backing.startswith(prefix):
+            subprocess.run(["losetup", "-d", dev], capture_output=True, text=True, timeout=30)
+    layout.node_disk_link(node, disk).unlink(missing_ok=True)
+
+
+def _loops(layout: Layout) -> list[tuple[str, str]]:
+    """(device, backing file) of every loop device whose backing file is in this testbed's state directory."""
     out = subprocess.run(["losetup", "--json", "--list"], capture_output=True, text=True, timeout=30).stdout
     devices = json.loads(out)["loopdevices"] if out.strip() else []
     base = str(layout.state) + "/"
-    want = str(backing_file(layout, disk)) if disk else None
     found = []
     for d in devices:
         f = (d.get("back-file") or "").removesuffix(" (deleted)")
-        if (want and f == want) or (not want and f.startswith(base)):
-            found.append(d["name"])
+        if f.startswith(base):
+            found.append((d["name"], f))
     return found
+
+
+def find_loops(layout: Layout, disk: str | None = None) -> list[str]:
+    """Loop devices of this testbed (of one disk's views, given `disk`)."""
+    base = str(layout.disk_fuse_dir(disk)) + "/" if disk else str(layout.state) + "/"
+    return [dev for dev, backing in _loops(layout) if backing.startswith(base)]
 
 
 def detach_all(layout: Layout, timeout: float = 10.0) -> list[str]:
@@ -160,16 +214,24 @@ def set_mode(layout: Layout, disk_name: str, mode: str) -> None:
 
 
 def read_error(layout: Layout, disk_name: str, timeout: float = 10.0) -> str | None:
-    """Read one block of the disk's loop device with O_DIRECT (no cache answers it): None when it
-    reads, else what the read got (`dd: error reading '/dev/loop3': Input/output error`).
+    """Read one block of the disk with O_DIRECT (no cache answers it): None when it reads, else what
+    the read got (`dd: error reading '/dev/loop3': Input/output error`).
 
-    This is the path the cluster's ext4 uses: loop device → FUSE layer → image.
+    Through a running node's loop device (its view): the path the cluster's ext4 uses
+    (loop device → FUSE layer → image).
     """
-    dev = layout.disk_link(disk_name)
-    if not dev.exists():
-        return f"no loop device behind {dev}"
+    dev = _node_device(layout, disk_name)
+    if not isinstance(dev, Path):
+        return dev
     return _dd(["dd", f"if={dev}", "of=/dev/null", "bs=4096", "count=1", "iflag=direct", "status=none"],
                f"a read of {dev}", timeout)
+
+
+def _node_device(layout: Layout, disk_name: str) -> Path | str:
+    """A running node's link to its loop device (its view of the disk), or why there is none."""
+    links = [layout.node_disk_link(n, disk_name) for n in layout.topology.node_names]
+    dev = next((link for link in links if link.exists()), None)
+    return dev if dev is not None else f"no loop device behind {', '.join(map(str, links))}"
 
 
 def _dd(argv: list[str], what: str, timeout: float) -> str | None:
@@ -190,14 +252,14 @@ def _dd(argv: list[str], what: str, timeout: float) -> str | None:
 
 
 def write_error(layout: Layout, disk_name: str, timeout: float = 10.0) -> str | None:
-    """Write the disk's first sector through its loop device with O_DIRECT: None when it writes, else the error.
+    """Write the disk's first sector through a node's loop device with O_DIRECT: None when it writes, else the error.
 
     The first 1024 bytes of an ext4 volume are never used by the filesystem (boot sector space), and
     what is written is what the image already holds there (read from the image itself, not through
     the layer under test), so the check changes nothing, whatever the filesystem does meanwhile.
     """
-    dev = layout.disk_link(disk_name)
-    if not dev.exists():
-        return f"no loop device behind {dev}"
+    dev = _node_device(layout, disk_name)
+    if not isinstance(dev, Path):
+        return dev
     return _dd(["dd", f"if={layout.disk_image(disk_name)}", f"of={dev}", "bs=512", "count=1", "oflag=direct",
                 "conv=notrunc", "status=none"], f"a write to {dev}", timeout)

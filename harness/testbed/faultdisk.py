@@ -7,6 +7,8 @@ holds it (hang) on command, like a pulled or frozen SAN path. Mount point layout
 
     <mountpoint>/<image name>   the image, passed through with pread/pwrite
     <mountpoint>/control        read: current mode + "\\n"; write a mode word to switch
+    <mountpoint>/<view>         a node's view with a volatile write cache (diskviews.py),
+                                added and cut through the ``--control`` socket
 
 The daemon is its own process (``python -m harness.testbed.faultdisk``) so that held I/O
 never blocks the harness; it is stopped by PID with SIGTERM, which unmounts.
@@ -32,6 +34,9 @@ from pathlib import Path
 from typing import Any
 
 from mfusepy import FUSE, FuseOSError, Operations  # type: ignore[import-untyped]
+
+from harness.testbed.diskviews import View, Views, serve_control
+from harness.testbed.loops import attach_loop, detach_loop, loop_backing_file  # noqa: F401 - their old home
 
 MODES: tuple[str, ...] = ("ok", "eio", "eio-read", "eio-write", "hang")
 CONTROL = "control"
@@ -75,14 +80,15 @@ class FaultDisk(Operations):  # type: ignore[misc]
 
     use_ns = True  # mfusepy: nanosecond timestamps (silences its deprecation warning)
 
-    def __init__(self, image: Path, mountpoint: Path) -> None:
-        self.image, self.mountpoint = Path(image), Path(mountpoint)
+    def __init__(self, image: Path, mountpoint: Path, control: Path | None = None) -> None:
+        self.image, self.mountpoint, self.control = Path(image), Path(mountpoint), control
         self.name = self.image.name
         if self.name == CONTROL:
             raise ValueError(f"image must not be named {CONTROL!r}")
         self._fd = os.open(self.image, os.O_RDWR | os.O_CLOEXEC)
         self._mode = "ok"
         self._cond = threading.Condition()
+        self.views = Views(self._fd, reserved=(CONTROL, self.name), on_cut=self._wake)
         self._libfuse = _Libfuse()
         self._session: int | None = None
         self.ready = False  # init ran: the kernel connection was up
@@ -100,15 +106,26 @@ class FaultDisk(Operations):  # type: ignore[misc]
             self._mode = mode
             self._cond.notify_all()
 
-    def _gate(self, kind: str) -> None:
-        """Apply the current mode to one image I/O of `kind` ("read" or "write")."""
+    def _wake(self) -> None:
         with self._cond:
-            while self._mode == "hang":
+            self._cond.notify_all()
+
+    def _view(self, path: str) -> View | None:
+        return self.views.get(path[1:]) if path not in ("/" + CONTROL, "/" + self.name) else None
+
+    def _gate(self, kind: str, view: View | None = None) -> None:
+        """Apply the current mode to one image I/O of `kind` ("read" or "write").
+
+        A cut view is a powered-off node's: its I/O never reaches the disk, so the disk's
+        mode does not apply (nor does a hang hold the dying node's umount).
+        """
+        with self._cond:
+            while self._mode == "hang" and not (view is not None and view.cut):
                 if self._libfuse.exited(self._session):
                     raise FuseOSError(errno.EIO)  # SIGTERM during a hang: let libfuse exit
                 self._cond.wait(_HANG_POLL_S)
             mode = self._mode
-        if mode in ("eio", f"eio-{kind}"):
+        if mode in ("eio", f"eio-{kind}") and not (view is not None and view.cut):
             raise FuseOSError(errno.EIO)
 
     def init(self, path: str) -> None:
@@ -131,21 +148,33 @@ class FaultDisk(Operations):  # type: ignore[misc]
             return {"st_mode": stat.S_IFREG | 0o600, "st_nlink": 1, "st_size": st.st_size,
                     "st_blocks": st.st_blocks, "st_atime": st.st_atime_ns,
                     "st_mtime": st.st_mtime_ns, "st_ctime": st.st_ctime_ns}
+        view = self.views.get(path[1:])
+        if view is not None:
+            return {"st_mode": stat.S_IFREG | 0o600, "st_nlink": 1, "st_size": view.size, **times}
         raise FuseOSError(errno.ENOENT)
 
     def readdir(self, path: str, fh: int) -> Iterable[str]:  # only "/" is a directory
-        return [".", "..", CONTROL, self.name]
+        return [".", "..", CONTROL, self.name, *self.views.names()]
 
     def open(self, path: str, flags: int) -> int:
         if path not in ("/" + CONTROL, "/" + self.name):
-            raise FuseOSError(errno.ENOENT)
+            try:
+                self.views.opened(path[1:])
+            except KeyError:
+                raise FuseOSError(errno.ENOENT) from None
+        return 0
+
+    def release(self, path: str, fh: int) -> int:
+        """A view's last handle gone (its loop device cleared): a cut view is forgotten."""
+        self.views.released(path[1:])
         return 0
 
     def read(self, path: str, size: int, offset: int, fh: int) -> bytes:
         if path == "/" + CONTROL:
             return (self.mode + "\n").encode()[offset:offset + size]
-        self._gate("read")
-        return os.pread(self._fd, size, offset)
+        view = self._view(path)
+        self._gate("read", view)
+        return view.read(size, offset) if view is not None else os.pread(self._fd, size, offset)
 
     def write(self, path: str, data: bytes, offset: int, fh: int) -> int:
         if path == "/" + CONTROL:
@@ -154,19 +183,27 @@ class FaultDisk(Operations):  # type: ignore[misc]
             except (UnicodeDecodeError, ValueError):
                 raise FuseOSError(errno.EINVAL) from None
             return len(data)
-        self._gate("write")
-        return os.pwrite(self._fd, data, offset)
+        view = self._view(path)
+        self._gate("write", view)
+        return view.write(data, offset) if view is not None else os.pwrite(self._fd, data, offset)
 
     def truncate(self, path: str, length: int, fh: int | None = None) -> int:
         """O_TRUNC on `control` (a shell ``>``) must succeed; the image is passed through."""
+        if self._view(path) is not None:
+            raise FuseOSError(errno.EPERM)  # a view is a disk: its size is the image's
         if path != "/" + CONTROL:
             self._gate("write")
             os.ftruncate(self._fd, length)
         return 0
 
     def fsync(self, path: str, datasync: int, fh: int) -> int:
-        """A loop-device flush (the ext4 journal commit) lands here: honour it or fail it."""
-        if path != "/" + CONTROL:
+        """A loop-device flush (the ext4 journal commit) lands here: honour it or fail it.
+        On a view it is what makes the view's cached writes durable."""
+        view = self._view(path)
+        if view is not None:
+            self._gate("write", view)
+            view.flush(bool(datasync))
+        elif path != "/" + CONTROL:
             self._gate("write")
             (os.fdatasync if datasync else os.fsync)(self._fd)
         return 0
@@ -194,6 +231,8 @@ class FaultDisk(Operations):  # type: ignore[misc]
         # escape thread receives SIGUSR1.
         signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGUSR1})
         threading.Thread(target=self._escape_hatch, name="sigusr1", daemon=True).start()
+        if self.control is not None:
+            serve_control(self.views, self.control)
         try:
             FUSE(self, str(self.mountpoint), foreground=True, nothreads=False,
                  max_idle_threads=10, direct_io=True, subtype="faultdisk",
@@ -207,6 +246,8 @@ class FaultDisk(Operations):  # type: ignore[misc]
             os.close(self._fd)
             if pidfile is not None:
                 pidfile.unlink(missing_ok=True)
+            if self.control is not None:
+                self.control.unlink(missing_ok=True)
 
 
 def set_mode(mountpoint: Path, mode: str) -> None:
@@ -281,11 +322,12 @@ def unmount(mountpoint: Path) -> None:
 
 
 def start_daemon(image: Path, mountpoint: Path, timeout: float = 10.0,
-                 stderr: Any = None) -> subprocess.Popen[bytes]:
+                 stderr: Any = None, control: Path | None = None) -> subprocess.Popen[bytes]:
     """Start the daemon in its own session and wait until it has mounted."""
     proc = subprocess.Popen(
         [sys.executable, "-m", "harness.testbed.faultdisk", "--image", str(image),
-         "--mountpoint", str(mountpoint)], start_new_session=True,
+         "--mountpoint", str(mountpoint), *(["--control", str(control)] if control else [])],
+        start_new_session=True,
         stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=stderr,
         cwd=Path(__file__).resolve().parents[2])
     try:
@@ -308,49 +350,16 @@ def stop_daemon(proc: subprocess.Popen[Any], mountpoint: Path, timeout: float = 
     unmount(mountpoint)
 
 
-def attach_loop(exposed: Path) -> str:
-    """Loop device on the FUSE-exposed image (--direct-io=off: the FUSE file is direct_io
-    already). Loop numbers are shared on the machine: use only the one returned."""
-    res = subprocess.run(["losetup", "--find", "--show", "--direct-io=off", str(exposed)],
-                         check=True, capture_output=True, text=True)
-    return res.stdout.strip()
-
-
-def loop_backing_file(device: str) -> str | None:
-    """Backing file of `device` from sysfs (losetup's 64-byte loop name may be truncated)."""
-    try:
-        return Path(f"/sys/block/{Path(device).name}/loop/backing_file").read_text().strip()
-    except OSError:
-        return None
-
-
-def detach_loop(device: str, backing: Path, timeout: float = 10.0) -> None:
-    """`losetup -d` our device and wait until it is really gone.
-
-    A busy device (its ext4 still held, e.g. by a mount copied into a namespace that
-    `ip netns exec` unshared meanwhile) is only marked auto-clear. The backing file is
-    checked first: a detached number may be reused by someone else, never touch theirs.
-    """
-    expected, detached, err = os.path.realpath(backing), False, ""
-    deadline = time.monotonic() + timeout
-    while loop_backing_file(device) == expected:
-        if time.monotonic() >= deadline:
-            raise RuntimeError(f"loop device {device} still bound after {timeout} s: {err}")
-        if not detached:
-            res = subprocess.run(["losetup", "-d", device], capture_output=True, text=True)
-            detached, err = res.returncode == 0, res.stderr.strip()
-        time.sleep(0.05)
-
-
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
     parser.add_argument("--image", type=Path, required=True)
     parser.add_argument("--mountpoint", type=Path, required=True)
     parser.add_argument("--pidfile", type=Path, help="written once mounted, removed at exit")
+    parser.add_argument("--control", type=Path, help="unix socket for the views (add, cut, status)")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="faultdisk: %(levelname)s %(message)s")
     try:
-        FaultDisk(args.image, args.mountpoint).serve(args.pidfile)
+        FaultDisk(args.image, args.mountpoint, args.control).serve(args.pidfile)
     except (OSError, ValueError, RuntimeError) as exc:
         print(f"faultdisk: {exc}", file=sys.stderr)
         return 1

@@ -16,6 +16,8 @@ STATE_ROOT = Path(os.environ.get("FALLOVER_STATE_ROOT", "/var/lib/fallover"))
 FREEZER_ROOT = Path("/sys/fs/cgroup/freezer/fallover")
 ASSETS = Path(__file__).resolve().parent / "assets"
 AGENTS = Path(__file__).resolve().parent.parent / "agents"
+NODE_DISKS = Path("/run/fallover-disks")
+"""Where a node sees its own disk links (its private /run; node-init.sh binds them there)."""
 
 
 def default_instance() -> str:
@@ -84,9 +86,18 @@ class Layout:
     def disk_fuse_dir(self, disk: str) -> Path:
         return self.state / "disks" / f"{disk}.fuse"
 
+    def disk_control(self, disk: str) -> Path:
+        """Unix socket of the disk's FUSE layer: adds and cuts the nodes' views (diskviews.py)."""
+        return self.state / "disks" / f"{disk}.ctl"
+
     def disk_link(self, disk: str) -> Path:
-        """Stable name the Filesystem resource uses; re-pointed at whatever loop device we got."""
-        return self.state / "disks" / f"{disk}.dev"
+        """The device the Filesystem resource mounts, as a path *inside a node*: each node sees its own
+        link there (node-init.sh binds the node's ``disks`` directory), pointing at its own loop device."""
+        return NODE_DISKS / f"{disk}.dev"
+
+    def node_disk_link(self, node: str, disk: str) -> Path:
+        """The host's path of that link for `node`, re-pointed at each power-on (nodes.start)."""
+        return self.node_dir(node) / "disks" / f"{disk}.dev"
 
     def mountpoint(self, group: str) -> Path:
         g = self.topology.group(group)

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from harness.errors import FalloverError, HealError, TestbedError
-from harness.testbed import cgroup, disk, fencedev, hostlogs, impair, network, nodes, wire
+from harness.testbed import cgroup, disk, faultdisk, fencedev, hostlogs, impair, network, nodes, wire
 from harness.testbed.base import CAPABILITIES, Capabilities, Impairment, LogFile, Progress, Rule, quiet
 from harness.testbed.layout import AGENTS, FREEZER_ROOT, Layout, default_instance
 from harness.topology import Topology
@@ -122,7 +122,7 @@ class LocalTestbed:
     def _fabric_alive(self) -> bool:
         return (set(network.our_namespaces(self.layout)) == {self.layout.net_ns, self.layout.client_ns}
                 and bool(cgroup.procs(self.layout.daemon_cgroup("broker")))
-                and all(disk.find_loops(self.layout, d.name) for d in self.topology.disks))
+                and all(faultdisk.is_mounted(self.layout.disk_fuse_dir(d.name)) for d in self.topology.disks))
 
     def _build(self, progress: Progress) -> None:
         L = self.layout
@@ -133,10 +133,9 @@ class LocalTestbed:
         progress("installing agents")
         nodes.install_agents(L)
         for d in self.topology.disks:
-            progress(f"shared disk {d.name}: image, FUSE layer, loop device")
+            progress(f"shared disk {d.name}: image and FUSE layer (each node gets its own view and loop device)")
             disk.prepare(L, d.name)
             disk.start_fuse(L, d.name)
-            disk.attach(L, d.name)
         for g in self.topology.groups:
             L.mountpoint(g.name).mkdir(parents=True, exist_ok=True)
         progress("networks: bridges and the client namespace")

@@ -14,18 +14,20 @@ def shared_mounts(testbed: Any, proc: Path = Path("/proc")) -> dict[str, list[st
 
     The embedded testbed mounts a shared disk in one node's mount namespace only, so the host sees
     it in ``/proc/<node init pid>/mountinfo`` of that node: a mount whose device (major:minor) is
-    the disk's loop device, wherever it is mounted. Plain file reads on the host, no subprocess.
+    one of the disk's loop devices (each node has its own), wherever it is mounted. Plain file
+    reads on the host, no subprocess.
     """
     layout = getattr(testbed, "layout", None)
     topology = getattr(testbed, "topology", None)
-    if layout is None or topology is None or not hasattr(layout, "disk_link"):
+    if layout is None or topology is None or not hasattr(layout, "node_disk_link"):
         return None
     devices: dict[int, str] = {}
     for d in topology.disks:
-        try:
-            devices[os.stat(layout.disk_link(d.name)).st_rdev] = d.name
-        except OSError:  # not attached (yet): nothing can be mounted from it
-            continue
+        for node in topology.node_names:
+            try:
+                devices[os.stat(layout.node_disk_link(node, d.name)).st_rdev] = d.name
+            except OSError:  # powered off (or not attached yet): nothing can be mounted from it
+                continue
     out: dict[str, list[str]] = {d.name: [] for d in topology.disks}
     for node in topology.node_names:
         pid = nodes.init_pid(layout, node)

@@ -14,12 +14,12 @@ import time
 from pathlib import Path
 
 from harness.errors import TestbedError
-from harness.testbed import cgroup, clusterconf, network, sshlab, vrrp
+from harness.testbed import cgroup, clusterconf, disk, network, sshlab, vrrp
 from harness.testbed.layout import ASSETS, Layout
 
 PRIVATE_DIRS = ("etc/corosync", "var/lib/pacemaker/cib", "var/lib/pacemaker/pengine",
                 "var/lib/pacemaker/blackbox", "var/lib/pacemaker/cores", "var/lib/corosync",
-                "var/log/cluster", "var/log/pacemaker", "var/log/crmsh")
+                "var/log/cluster", "var/log/pacemaker", "var/log/crmsh", "disks")
 
 
 def init_pid(layout: Layout, node: str) -> int | None:
@@ -84,6 +84,8 @@ def start(layout: Layout, node: str) -> int:
     group = cgroup.create(layout.node_cgroup(node))
     if cgroup.procs(group):
         cgroup.kill_all(group)  # stragglers of a previous incarnation
+    for shared in layout.topology.disks:  # a fresh view of each disk: nothing cached from a past life
+        disk.attach_node(layout, shared.name, node)
     proc = cgroup.spawn(group, ["unshare", "--net", "--mount", "--uts", "--ipc", "--pid", "--fork", "--kill-child",
                                 "--mount-proc", "--propagation", "private", str(ASSETS / "node-init.sh"), node,
                                 str(d), *filter(None, [under_tmp(layout.topology.source)])], log=d / "init.log")
@@ -129,16 +131,33 @@ def _child_of(proc: subprocess.Popen[bytes], timeout: float = 10.0) -> int:
 def power_off(layout: Layout, node: str) -> None:
     """Hard power off: every task dies, the cables go dead, the namespaces (VIP, mount) vanish with them.
 
-    The cables are unplugged right after the last task is gone (kill_all waits for that), not before:
-    a process still alive would log the network vanishing under it ("Network is unreachable"), which
-    no powered-off machine does. Unplugged at all, because the kernel frees the dead namespace late.
+    Frozen first, then its disk views cut, then killed: from the freeze on, no task of the node
+    returns to user space, so nothing is acknowledged after the cut; the cut drops what the node
+    had written but not flushed, and what its ext4 still writes back while the dead namespace is
+    torn down (diskviews.py). The cables are unplugged right after the last task is gone (kill_all
+    waits for that), not before: a process still alive would log the network vanishing under it
+    ("Network is unreachable"), which no powered-off machine does. Unplugged at all, because the
+    kernel frees the dead namespace late.
     """
-    cgroup.kill_all(layout.node_cgroup(node))
+    group = layout.node_cgroup(node)
+    if cgroup.procs(group):
+        cgroup.set_state(group, "FROZEN")  # takes effect at once for user space (a task in a syscall stops on return)
+    failed = []
+    for shared in layout.topology.disks:
+        try:
+            disk.cut_node(layout, shared.name, node)
+        except TestbedError as e:  # the power still goes off; the caller hears why the cut did not happen
+            failed.append(str(e))
+    cgroup.kill_all(group)
+    for shared in layout.topology.disks:
+        disk.detach_node(layout, shared.name, node)
     try:
         network.detach_node(layout, node)  # a dying namespace must not answer ARP for the VIP meanwhile
     except Exception:  # noqa: BLE001 - no switch any more (a torn-down or half-built testbed): nothing to unplug
         pass
     layout.node_pidfile(node).unlink(missing_ok=True)
+    if failed:
+        raise TestbedError(f"{node} is powered off, but its unflushed writes were not dropped: {'; '.join(failed)}")
 
 
 def install_agents(layout: Layout) -> None:

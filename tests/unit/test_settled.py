@@ -343,7 +343,7 @@ def mount_tb(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, mounted: dict[str,
     for node, pid in pids.items():
         (proc / str(pid)).mkdir(parents=True)
         (proc / str(pid) / "mountinfo").write_text(_mountinfo(dev if mounted.get(node) else "7:99"))
-    layout = SimpleNamespace(disk_link=lambda d: link if d == "shared" else tmp_path / "absent")
+    layout = SimpleNamespace(node_disk_link=lambda node, d: link if d == "shared" else tmp_path / "absent")
     from harness.testbed import nodes
     monkeypatch.setattr(nodes, "init_pid", lambda lay, node: pids.get(node) if node != "node3" or
                         mounted.get("node3") is not None else None)

@@ -15,6 +15,9 @@ for d in /etc/corosync /var/lib/pacemaker /var/lib/corosync /var/log; do
 done
 mount -t sysfs fallover-sys /sys                       # per-netns /sys/class/net
 mount -t tmpfs -o mode=755,size=64m fallover-run /run
+# This node's own links to its loop devices (layout.NODE_DISKS): one view of each shared disk
+# per node, so that a power cut loses what this node had not flushed (diskviews.py).
+mkdir -p /run/fallover-disks && mount --bind "$S/disks" /run/fallover-disks
 mount -t tmpfs -o mode=1777,size=256m fallover-shm /dev/shm   # libqb IPC ring buffers
 if [ -n "$KEEP" ]; then mkdir -p /run/fallover-keep && mount --bind "$KEEP" /run/fallover-keep; fi
 mount -t tmpfs -o mode=1777,size=64m fallover-tmp /tmp
