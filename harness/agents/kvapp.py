@@ -5,6 +5,9 @@ Standard library only, because Pacemaker runs it with the system python outside 
 virtualenv.  A PUT is acknowledged only after the value, and the directory entry that
 names it, have been fsync'ed, so an acknowledged write must survive any failover.
 Any OSError (EIO when the disk is pulled, ENOSPC, EROFS ...) yields 503, never an ack.
+
+``--ack-before-fsync`` breaks that on purpose, for fallover's own tests: a PUT is acknowledged
+once written, without fsync (what many applications do), so a power cut loses it.
 """
 
 import argparse
@@ -70,8 +73,8 @@ def check_dir(path):
 class Store:
     """The on-disk store: <data_dir>/kv/<key>, one file per key."""
 
-    def __init__(self, data_dir):
-        self.data_dir = data_dir
+    def __init__(self, data_dir, sync=True):
+        self.data_dir, self.sync = data_dir, sync
         self.kv_dir = os.path.join(data_dir, "kv")
         self.marker = os.path.join(data_dir, MARKER)
 
@@ -96,16 +99,19 @@ class Store:
             f.read(64)
 
     def put(self, key, value):
-        """Durable write: temp file, fsync, rename, fsync dir.  Raises OSError on failure."""
+        """Durable write: temp file, fsync, rename, fsync dir (no fsync at all when not `sync`).
+        Raises OSError on failure."""
         fd, tmp = tempfile.mkstemp(prefix=".tmp-", dir=self.kv_dir)
         try:
             with os.fdopen(fd, "wb") as f:
                 f.write(value)
                 f.flush()
-                os.fsync(f.fileno())
+                if self.sync:
+                    os.fsync(f.fileno())
             os.rename(tmp, os.path.join(self.kv_dir, key))
             tmp = None
-            self._fsync_dir(self.kv_dir)
+            if self.sync:
+                self._fsync_dir(self.kv_dir)
         finally:
             if tmp is not None:
                 try:
@@ -246,6 +252,8 @@ def parse_args(argv):
     p.add_argument("--bind", default=env.get("FALLOVER_BIND") or "0.0.0.0")
     p.add_argument("--node", default=env.get("FALLOVER_NODE") or socket.gethostname())
     p.add_argument("--pidfile")
+    p.add_argument("--ack-before-fsync", action="store_true",
+                   help="acknowledge a PUT without fsync (broken on purpose: a power cut loses it)")
     args = p.parse_args(argv)
     if not args.data_dir:
         p.error("FALLOVER_DATA_DIR or --data-dir is required")
@@ -262,7 +270,7 @@ def write_pidfile(path):
 
 def main(argv=None):
     args = parse_args(argv)
-    store = Store(args.data_dir)
+    store = Store(args.data_dir, sync=not args.ack_before_fsync)
     try:
         store.init()
         server = Server((args.bind, args.port), Handler)
@@ -279,7 +287,8 @@ def main(argv=None):
     signal.signal(signal.SIGINT, on_signal)
     if args.pidfile:
         write_pidfile(args.pidfile)
-    log(args.node, f"listening on {args.bind}:{args.port} data_dir={args.data_dir}")
+    log(args.node, f"listening on {args.bind}:{args.port} data_dir={args.data_dir}"
+                   + (" (acknowledging before fsync)" if args.ack_before_fsync else ""))
     try:
         server.serve_forever(poll_interval=0.2)
     finally:

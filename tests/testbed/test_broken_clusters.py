@@ -98,3 +98,20 @@ def test_a_high_migration_threshold_restarts_in_place_instead_of_falling_over(br
     result = Runner(broken, tmp_path).run(Case("app_kill", Target(group="app")))
     assert_judged(result, failing={"fallover", "wait for the outcome"},
                   cause=["below migration-threshold=3", "restarts it in place on node1"])
+
+
+@pytest.mark.parametrize("broken", ["unsynced"], indirect=True)
+def test_an_application_that_acknowledges_before_fsync_loses_writes_at_a_power_cut(broken: LocalTestbed,
+                                                                                  tmp_path: Path) -> None:
+    """Each node has its own view of the shared disk: the power cut of node1 drops what it had not flushed
+    (the sample application, which fsyncs, passes the same case: test_runner.py)."""
+    r = broken.node("node1").run(["pgrep", "-f", "kvapp.py --ack-before-fsync"], timeout=10, check=False)
+    assert r.ok, "the broken application is not what runs on node1"
+    result = Runner(broken, tmp_path).run(Case("node_power_off", Target(node="node1")))
+    assert_judged(result, failing={"lost_writes"}, cause=["acknowledged writes lost"])
+    lost = result.verdicts["lost_writes"]
+    assert isinstance(lost.measured, int) and lost.measured > 0, lost.explanation
+    assert lost.explanation.startswith(f"{lost.measured} of "), lost.explanation
+    # the fallover itself went as it should: only the application's durability is at fault
+    assert {v.name for v in result.failures} == {"lost_writes"}, result.report()
+

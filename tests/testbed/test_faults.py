@@ -12,7 +12,7 @@ from harness.faults import Nemesis
 from harness.testbed import nfqueue
 from harness.faults.base import FaultNotApplicable
 from harness.faults.disk import space_on
-from harness.testbed import network, wire
+from harness.testbed import disk, network, wire
 from harness.testbed.local import LocalTestbed
 from harness.wait import wait_until
 
@@ -28,6 +28,8 @@ def nemesis(testbed: LocalTestbed, cluster: PacemakerDriver) -> Iterator[Nemesis
     assert n.journal.entries() == [], "the journal must be empty after heal"
     assert wire.filters(testbed.layout) == [], "no filter table may remain on the switch"
     testbed.up()  # power fenced nodes on, clean failed actions, wait until settled
+    # one loop device per node and disk: a powered-off node's went with its dead namespace's mount
+    wait_until(lambda: len(disk.find_loops(testbed.layout)) == 3, timeout=15, what="one loop device per node")
 
 
 def links(tb: LocalTestbed, node: str) -> dict[str, str]:
@@ -71,7 +73,16 @@ def test_node_power_off_kills_every_process_and_heal_powers_it_on(testbed: Local
         with pytest.raises(FaultNotApplicable, match="node3 is powered off: its cable cannot be pulled"):
             nemesis.start("adapter_down", node="node3", network="service")
         assert [e.fault for e in nemesis.journal.entries()] == ["node_power_off"]
+        # its view of the shared disk was cut: whatever it had not flushed is gone, and its link with it
+        views = disk.node_views(testbed.layout, "shared", "node3")
+        assert all(v["state"] == "cut" for v in views.values()), views
+        assert not testbed.layout.node_disk_link("node3", "shared").exists()
     assert testbed.running("node3")
+    # powered on again: a fresh view on a loop device of its own, which the node sees at the Filesystem's path
+    views = disk.node_views(testbed.layout, "shared", "node3")
+    assert [v["state"] for v in views.values()].count("on") == 1, views
+    inside = testbed.node("node3").run(["readlink", "-f", str(testbed.layout.disk_link("shared"))], timeout=10)
+    assert inside.stdout.strip() == str(testbed.layout.node_disk_link("node3", "shared").resolve())
     wait_until(lambda: pidof(testbed, "node3", "corosync"), timeout=30, what="corosync in the powered-on node3")
 
 

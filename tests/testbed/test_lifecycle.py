@@ -12,9 +12,11 @@ from pathlib import Path
 import pytest
 
 from harness.errors import TransportError
+from harness.testbed import disk
 from harness.testbed.layout import FREEZER_ROOT
 from harness.testbed.local import LocalTestbed
 from harness.topology import DEFAULT_TESTBED, load_topology
+from harness.wait import wait_until
 
 pytestmark = pytest.mark.testbed
 
@@ -54,8 +56,16 @@ def test_up_is_idempotent_and_down_leaves_nothing(lc: LocalTestbed) -> None:
                for n in lc.topology.node_names}
     assert mounted == {"node1": True, "node2": False, "node3": False}
     assert str(lc.layout.mountpoint("app")) not in Path("/proc/mounts").read_text()
+    # each node has its own loop device (its own view of the shared disk), none the host's
+    devices = {n: lc.layout.node_disk_link(n, "shared").resolve() for n in lc.topology.node_names}
+    assert len(set(devices.values())) == 3
+    assert sorted(map(str, devices.values())) == sorted(disk.find_loops(lc.layout))
     lc.up()  # again: nothing rebuilt, nothing restarted
     assert {n: lc.node(n).target() for n in lc.topology.node_names} == pids  # type: ignore[attr-defined]
+    # powered off with the shared filesystem mounted: its loop device goes once the dead namespace lets go
+    lc.power_off("node1")
+    wait_until(lambda: sorted(disk.find_loops(lc.layout)) == sorted(str(devices[n]) for n in ("node2", "node3")) or None,
+               timeout=15, what="node1's loop device gone after its power off")
     gone = lc.down()
     assert any(g.startswith("node ") for g in gone) and any(g.startswith("loop ") for g in gone)
     assert machine_leftovers(lc) == []

@@ -197,3 +197,29 @@ def test_refuses_missing_data_dir(tmp_path):
     assert proc.returncode == 1
     assert "cannot start" in proc.stderr
     assert not (tmp_path / "absent").exists()
+
+
+def load_kvapp():
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("kvapp_under_test", KVAPP)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.mark.parametrize("sync", [True, False])
+def test_ack_before_fsync_writes_without_any_fsync(tmp_path, monkeypatch, sync):
+    """The broken mode (--ack-before-fsync) fallover's own tests use: the value is written, never fsynced."""
+    kvapp = load_kvapp()
+    synced = []
+    real = os.fsync
+    monkeypatch.setattr(os, "fsync", lambda fd: (synced.append(fd), real(fd)))
+    store = kvapp.Store(str(tmp_path), sync=sync)
+    store.init()
+    synced.clear()
+    store.put("k", b"v")
+    assert store.get("k") == b"v"
+    assert len(synced) == (2 if sync else 0)  # the file, then its directory entry
+    args = kvapp.parse_args(["--data-dir", str(tmp_path)] + ([] if sync else ["--ack-before-fsync"]))
+    assert args.ack_before_fsync is not sync
