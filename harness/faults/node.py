@@ -29,7 +29,8 @@ class NodePowerOff(_NodeFault):
     when_off: ClassVar[str] = "it cannot be powered off again"
     summary: ClassVar[str] = "hard power off, no clean shutdown"
     needs: ClassVar[tuple[str, ...]] = ("power",)
-    mechanism: ClassVar[str] = "SIGKILL every task of the node's cgroup, then thaw (namespaces vanish)"
+    mechanism: ClassVar[str] = ("freeze the node's cgroup, cut its view of each shared disk (what it had not "
+                                "flushed is lost), SIGKILL every task, thaw (namespaces vanish)")
 
     def inject(self, testbed: Testbed, target: Target, undo: dict[str, Any]) -> None:
         testbed.power_off(target.need("node"))
