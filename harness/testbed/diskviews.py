@@ -127,11 +127,20 @@ class View:
     def power_cut(self) -> int:
         """Drop the cache and discard every later write; returns how many pages were dropped."""
         with self._lock:
-            dropped = len(self._pages) if not self.cut else 0
-            self._pages.clear()
-            self.stats.dropped_pages += dropped
             self.stats.state = "cut"
-            return dropped
+            return self._drop()
+
+    def lose_cache(self) -> int:
+        """Drop the cache but stay on: a FLUSH failed (the disk was pulled), so what it held never
+        reaches the disk. Kept, it would land at some later flush, over what other nodes wrote since."""
+        with self._lock:
+            return self._drop()
+
+    def _drop(self) -> int:
+        dropped = len(self._pages)
+        self._pages.clear()
+        self.stats.dropped_pages += dropped
+        return dropped
 
     def snapshot(self) -> dict[str, Any]:
         with self._lock:

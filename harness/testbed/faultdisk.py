@@ -201,7 +201,11 @@ class FaultDisk(Operations):  # type: ignore[misc]
         On a view it is what makes the view's cached writes durable."""
         view = self._view(path)
         if view is not None:
-            self._gate("write", view)
+            try:
+                self._gate("write", view)
+            except FuseOSError:
+                view.lose_cache()
+                raise
             view.flush(bool(datasync))
         elif path != "/" + CONTROL:
             self._gate("write")

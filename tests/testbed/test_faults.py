@@ -29,7 +29,9 @@ def nemesis(testbed: LocalTestbed, cluster: PacemakerDriver) -> Iterator[Nemesis
     assert wire.filters(testbed.layout) == [], "no filter table may remain on the switch"
     testbed.up()  # power fenced nodes on, clean failed actions, wait until settled
     # one loop device per node and disk: a powered-off node's went with its dead namespace's mount
-    wait_until(lambda: len(disk.find_loops(testbed.layout)) == 3, timeout=15, what="one loop device per node")
+    want = len(testbed.topology.node_names) * len(testbed.topology.disks)
+    wait_until(lambda: len(disk.find_loops(testbed.layout)) == want, timeout=15, what="one loop device per node",
+               describe=lambda: f"loop devices: {disk.find_loops(testbed.layout)}")
 
 
 def links(tb: LocalTestbed, node: str) -> dict[str, str]:

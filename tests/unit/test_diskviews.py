@@ -73,6 +73,17 @@ def test_a_power_cut_drops_the_unflushed_and_discards_what_comes_after(image_fd:
     assert (stats["state"], stats["dropped_pages"], stats["discarded_writes"]) == ("cut", 2, 1)
 
 
+def test_a_lost_cache_never_lands_later(image_fd: int) -> None:
+    """A failed FLUSH (pulled disk) loses the cache: a later flush must not write it over newer data."""
+    one, two = View("node1.1", image_fd, 64 * PAGE), View("node2.1", image_fd, 64 * PAGE)
+    one.write(b"old" * 100, 0)
+    assert one.lose_cache() == 1 and one.snapshot()["state"] == "on"
+    two.write(b"new" * 100, 0)
+    two.flush()
+    one.flush()
+    assert on_image(image_fd, 300, 0) == b"new" * 100
+
+
 def test_another_view_sees_only_what_was_flushed(image_fd: int) -> None:
     one, two = View("node1.1", image_fd, 64 * PAGE), View("node2.1", image_fd, 64 * PAGE)
     one.write(b"1" * PAGE, 0)
@@ -284,3 +295,25 @@ def test_a_cut_releases_the_cut_views_io_held_by_a_hang_but_not_the_others(layer
     faultdisk.set_mode(layer.mnt, "ok")
     threads[1].join(5)
     assert "two" in done
+
+
+@needs_root
+@pytest.mark.timeout(60)
+def test_a_flush_that_fails_on_a_pulled_disk_loses_the_views_cache(layer: Layer) -> None:
+    device = layer.attach("node1.1")
+    fd = os.open(device, os.O_WRONLY | os.O_DIRECT)
+    try:
+        with mmap.mmap(-1, PAGE) as buf:
+            buf.write(b"p" * PAGE)
+            os.pwritev(fd, [buf], 1024 * PAGE)
+        assert diskviews.request(layer.control, "status")["views"]["node1.1"]["cached_pages"] == 1
+        faultdisk.set_mode(layer.mnt, "eio")
+        with pytest.raises(OSError):
+            os.fsync(fd)
+        faultdisk.set_mode(layer.mnt, "ok")
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+    view = diskviews.request(layer.control, "status")["views"]["node1.1"]
+    assert (view["cached_pages"], view["dropped_pages"], view["state"]) == (0, 1, "on")
+    assert layer.image.read_bytes()[1024 * PAGE:1025 * PAGE] != b"p" * PAGE
