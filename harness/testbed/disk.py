@@ -82,7 +82,15 @@ def node_views(layout: Layout, disk: str, node: str) -> dict[str, dict[str, Any]
 
 def attach_node(layout: Layout, disk: str, node: str) -> str:
     """A fresh view and loop device for this incarnation of `node`; the node's link points at it."""
-    generation = 1 + max((int(n.rpartition(".")[2]) for n in node_views(layout, disk, node)), default=0)
+    # counted across power cycles (the node's directory stays), so each incarnation's evidence has its own name
+    counter = layout.node_dir(node) / "disks" / f"{disk}.generation"
+    try:
+        last = int(counter.read_text())
+    except (OSError, ValueError):
+        last = 0
+    generation = 1 + max([last, *(int(n.rpartition(".")[2]) for n in node_views(layout, disk, node))])
+    counter.parent.mkdir(parents=True, exist_ok=True)
+    counter.write_text(f"{generation}\n")
     name = f"{node}.{generation}"
     _views(layout, disk, f"add {name}")
     try:
