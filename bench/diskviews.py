@@ -1,15 +1,16 @@
 """Measure the nodes' views of the shared disk (harness/testbed/diskviews.py) against the raw FUSE layer.
 
-Why: every block a node writes now goes through a view's write cache in the Python FUSE daemon,
-and a FLUSH applies it; what that costs the sample application must be a known figure.
+Why: every page a node writes for the first time since its last FLUSH is now read first (the
+view keeps its old contents, to roll back at a power cut); what that costs the sample
+application must be a known figure.
 
 Figures (medians over --rounds, raw and view interleaved so host load hits both alike):
   *_puts_per_s   the sample application's durable PUT on ext4 (temp file, write 100 B, fsync,
                  rename, fsync of the directory), one writer, for --seconds
   *_write_mbps   SIZE MB sequential write + fsync of one file on ext4
   view_put_ratio, view_write_ratio   view / raw (1.0 = no cost)
-  cut_ms         the `cut` request (the power cut of a node) with a cache of unflushed pages
-  dropped_pages  what that cut dropped
+  cut_ms             the `cut` request (the power cut of a node) with 4 MB written and not flushed
+  rolled_back_pages  what that cut undid
 
 Needs root, /dev/fuse and loop devices; cleans up after itself (bench/faultdisk.py's Bench).
 The last line printed is machine-readable ``key=value`` pairs.
@@ -64,18 +65,18 @@ def put_rate(ext4: Path, seconds: float) -> float:
     return n / elapsed
 
 
-def cut_with_cache(b: bench_faultdisk.Bench, control: Path) -> tuple[float, int]:
-    """Write 4 MB to a spare view's loop device without a flush, then time the cut."""
+def cut_unflushed(b: bench_faultdisk.Bench, control: Path) -> tuple[float, int]:
+    """Write 4 MB to a spare view's loop device without a FLUSH, then time the cut (it writes them back)."""
     diskviews.request(control, "add spare.1")
     device = b.attach(b.fuse_mnt / "spare.1")
     fd = os.open(device, os.O_WRONLY)
     try:
-        os.write(fd, os.urandom(4 * MiB))  # page cache; no fsync: the loop device writes back in time
+        os.write(fd, os.urandom(4 * MiB))
     finally:
-        os.close(fd)  # close of a block device writes its dirty pages back (no FLUSH)
+        os.close(fd)  # the last close writes the device's dirty pages back, without a FLUSH
     start = time.monotonic()
     answer = diskviews.request(control, "cut spare.1")
-    return (time.monotonic() - start) * 1000, int(answer["dropped_pages"])
+    return (time.monotonic() - start) * 1000, int(answer["rolled_back_pages"])
 
 
 def measure(b: bench_faultdisk.Bench, rounds: int, seconds: float, size_mb: int) -> dict[str, float]:
@@ -99,7 +100,7 @@ def measure(b: bench_faultdisk.Bench, rounds: int, seconds: float, size_mb: int)
     result = {k: statistics.median(v) for k, v in figures.items()}
     result["view_put_ratio"] = result["view_puts_per_s"] / result["raw_puts_per_s"]
     result["view_write_ratio"] = result["view_write_mbps"] / result["raw_write_mbps"]
-    result["cut_ms"], result["dropped_pages"] = cut_with_cache(b, control)
+    result["cut_ms"], result["rolled_back_pages"] = cut_unflushed(b, control)
     return result
 
 

@@ -110,9 +110,9 @@ def attach_node(layout: Layout, disk: str, node: str) -> str:
 
 
 def cut_node(layout: Layout, disk: str, node: str) -> dict[str, dict[str, Any]]:
-    """The power cut, as `node`'s disk sees it: drop its unflushed writes, discard all it writes from now.
+    """The power cut, as `node`'s disk sees it: roll its unflushed writes back, discard all it writes from now.
 
-    Returns each view's account (``dropped_pages``: what the cut lost). Nothing to cut without a
+    Returns each view's account (``rolled_back_pages``: what the cut undid). Nothing to cut without a
     FUSE layer (the testbed is gone).
     """
     return {name: _views(layout, disk, f"cut {name}")

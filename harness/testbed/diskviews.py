@@ -1,4 +1,4 @@
-"""Per-node views of the shared disk with a volatile write cache: what a power cut loses.
+"""Per-node views of the shared disk that a power cut rolls back to their last FLUSH.
 
 Why: every node used to mount the one loop device, so the host kernel kept a single page
 cache (and a single ext4 superblock) that outlived a powered-off node; an application that
@@ -7,13 +7,24 @@ lazyfs models that loss with a FUSE layer that keeps writes until fsync and forg
 ``clear-cache``. This is the same idea one level down, at the block device a node mounts:
 
 - each incarnation of a node gets its own *view*, a file the FUSE layer exposes next to the
-  image, with its own loop device (so its own ext4 superblock and page cache);
-- a write to a view lands in the view's cache; a FLUSH (ext4's journal commit, any fsync: the
-  loop device turns it into fsync on the file) writes the cache to the image;
-- ``cut`` is the power cut: the cache is dropped, and from then on the view discards every
-  write (the dying ext4's own write-back at umount) and never waits on a hung disk.
+  image, with its own loop device (so its own ext4 superblock and page cache, which die with
+  the node's mount namespace);
+- a write to a view goes to the image at once, and the view keeps what each page held before
+  its first write since the last FLUSH (ext4's journal commit, any fsync: the loop device
+  turns it into fsync on the file). A FLUSH forgets those old contents: the writes are durable;
+- ``cut`` is the power cut: the view writes the old contents back (the image is as it was at
+  the view's last FLUSH, a state ext4 recovers from like any crash) and from then on discards
+  every write (the dying ext4's own write-back at umount) and never waits on a hung disk.
 
-Other views read the image: the next node to mount sees exactly what was flushed.
+Why write-through with an undo log rather than a write cache that a FLUSH applies (lazyfs's
+way): a cache private to one node goes stale. An ext4 that aborted on a pulled disk never
+flushes again, and its cache, kept, surfaced later over what the next node wrote (seen: "bad
+block bitmap checksum" after a disk_pull). Here the image always holds the newest data, and a
+write by any other view takes those pages out of every undo log: rolling them back would undo
+the other node's writes, and a FLUSH by another view empties every other undo log: the next
+node committed on top of what they left. So the next node to mount after a power cut (which
+comes first: fencing precedes any takeover) sees only flushed data.
+
 The control socket (``add NAME``, ``cut NAME``, ``status``; one JSON line back) is served by
 a thread of its own, so it answers even when every FUSE worker is held by a ``hang``.
 """
@@ -26,6 +37,7 @@ import os
 import re
 import socket
 import threading
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -36,132 +48,40 @@ NAME_RE = re.compile(r"[a-z0-9][a-z0-9._-]{0,63}")
 
 @dataclass
 class ViewStats:
-    """What a view did: the evidence that a cut dropped writes (or that there was nothing to drop)."""
+    """What a view did: the evidence that a cut rolled writes back (or that there was nothing to undo)."""
 
     state: str = "on"            # "on", or "cut" after the power cut
     opens: int = 0               # open handles: the loop device holds one while it is bound
-    cached_pages: int = 0        # written since the last flush (lost if cut now)
+    unflushed_pages: int = 0     # written since the last flush (rolled back if cut now)
     flushes: int = 0
-    flushed_pages: int = 0
-    dropped_pages: int = 0       # cache dropped by the cut
+    rolled_back_pages: int = 0   # what the cut undid
     discarded_writes: int = 0    # writes that arrived after the cut
 
 
 class View:
-    """One node's block-level path to the image: reads see its own cache over the image.
+    """One node's block-level path to the image, with the old contents of the pages it has not flushed."""
 
-    One lock serialises the view's I/O: a flush applies the cache and fsyncs the image under
-    it, so no read sees a page half-way between cache and image, and a cut either precedes a
-    flush (the flush finds nothing) or follows it (the data is on the image, as a real disk
-    that acknowledged the FLUSH before the power went).
-    """
-
-    def __init__(self, name: str, fd: int, size: int) -> None:
-        self.name, self._fd, self.size = name, fd, size
-        self._pages: dict[int, bytes | bytearray] = {}
-        self._lock = threading.Lock()
+    def __init__(self, name: str, size: int) -> None:
+        self.name, self.size = name, size
+        self.undo: dict[int, bytes] = {}  # page index -> what the image held at the view's last FLUSH
         self.stats = ViewStats()
 
     @property
     def cut(self) -> bool:
         return self.stats.state == "cut"
 
-    def write(self, data: bytes, offset: int) -> int:
-        if offset + len(data) > self.size:
-            raise OSError(errno.ENOSPC, f"write beyond the end of view {self.name}")
-        with self._lock:
-            if self.cut:
-                self.stats.discarded_writes += 1
-                return len(data)
-            view, pos, end = memoryview(data), offset, offset + len(data)
-            while pos < end:
-                index, within = divmod(pos, PAGE)
-                n = min(PAGE - within, end - pos)
-                chunk = view[pos - offset:pos - offset + n]
-                if n == PAGE:
-                    self._pages[index] = bytes(chunk)
-                else:  # a partial page: start from what a read would return
-                    page = self._pages.get(index)
-                    if not isinstance(page, bytearray):
-                        page = bytearray(page if page is not None else self._image_page(index))
-                        self._pages[index] = page
-                    page[within:within + n] = chunk
-                pos += n
-            return len(data)
-
-    def read(self, size: int, offset: int) -> bytes:
-        with self._lock:
-            data = os.pread(self._fd, size, offset)
-            if self.cut or not self._pages or not data:
-                return data
-            out = bytearray(data)
-            end = offset + len(out)
-            for index in range(offset // PAGE, (end - 1) // PAGE + 1):
-                page = self._pages.get(index)
-                if page is None:
-                    continue
-                lo, hi = max(offset, index * PAGE), min(end, (index + 1) * PAGE)
-                out[lo - offset:hi - offset] = page[lo - index * PAGE:hi - index * PAGE]
-            return bytes(out)
-
-    def flush(self, datasync: bool = True) -> None:
-        """Write the cache to the image (runs of adjacent pages in one pwrite), then fsync it."""
-        with self._lock:
-            self.stats.flushes += 1
-            if self.cut or not self._pages:
-                return  # every earlier flush fsynced the image: nothing of this view is unsynced
-            run_start, chunks = -1, list[bytes | bytearray]()
-            for index in sorted(self._pages):
-                if chunks and index != run_start + len(chunks):
-                    self._pwrite_all(b"".join(chunks), run_start * PAGE)
-                    chunks = []
-                if not chunks:
-                    run_start = index
-                chunks.append(self._pages[index])
-            if chunks:
-                self._pwrite_all(b"".join(chunks), run_start * PAGE)
-            (os.fdatasync if datasync else os.fsync)(self._fd)
-            self.stats.flushed_pages += len(self._pages)
-            self._pages.clear()
-
-    def power_cut(self) -> int:
-        """Drop the cache and discard every later write; returns how many pages were dropped."""
-        with self._lock:
-            self.stats.state = "cut"
-            return self._drop()
-
-    def lose_cache(self) -> int:
-        """Drop the cache but stay on: a FLUSH failed (the disk was pulled), so what it held never
-        reaches the disk. Kept, it would land at some later flush, over what other nodes wrote since."""
-        with self._lock:
-            return self._drop()
-
-    def _drop(self) -> int:
-        dropped = len(self._pages)
-        self._pages.clear()
-        self.stats.dropped_pages += dropped
-        return dropped
-
     def snapshot(self) -> dict[str, Any]:
-        with self._lock:
-            self.stats.cached_pages = len(self._pages)
-            return asdict(self.stats)
-
-    def _image_page(self, index: int) -> bytes:
-        page = os.pread(self._fd, PAGE, index * PAGE)
-        return page + bytes(PAGE - len(page))
-
-    def _pwrite_all(self, data: bytes, offset: int) -> None:
-        view = memoryview(data)
-        while view:
-            n = os.pwrite(self._fd, view, offset)
-            view, offset = view[n:], offset + n
+        self.stats.unflushed_pages = len(self.undo)
+        return asdict(self.stats)
 
 
 class Views:
-    """The views of one image, by name; a cut view goes away when its last handle is released."""
+    """The views of one image. One lock orders every write, flush and cut against each other.
 
-    def __init__(self, fd: int, reserved: tuple[str, ...], on_cut: Any = None) -> None:
+    A cut view goes away when its last handle is released (its loop device is gone).
+    """
+
+    def __init__(self, fd: int, reserved: tuple[str, ...], on_cut: Callable[[], None] | None = None) -> None:
         self._fd, self._reserved = fd, reserved
         self._views: dict[str, View] = {}
         self._lock = threading.Lock()
@@ -179,20 +99,68 @@ class Views:
         with self._lock:
             if name in self._views:
                 raise ValueError(f"view {name!r} exists already")
-            view = self._views[name] = View(name, self._fd, os.fstat(self._fd).st_size)
+            view = self._views[name] = View(name, os.fstat(self._fd).st_size)
             return view
 
-    def cut(self, name: str) -> dict[str, Any]:
-        view = self._views.get(name)
-        if view is None:
-            raise ValueError(f"no view {name!r}")
-        view.power_cut()
-        if self._on_cut is not None:
-            self._on_cut()
+    def write(self, view: View | None, data: bytes, offset: int) -> int:
+        """Write through to the image; `view` None is the raw image (the harness's own writes)."""
+        if view is not None and offset + len(data) > view.size:
+            raise OSError(errno.ENOSPC, f"write beyond the end of view {view.name}")
         with self._lock:
+            if view is not None and view.cut:
+                view.stats.discarded_writes += 1
+                return len(data)
+            pages = range(offset // PAGE, (offset + len(data) - 1) // PAGE + 1) if data else range(0)
+            for other in self._views.values():
+                if other is not view and other.undo:
+                    for index in pages:
+                        other.undo.pop(index, None)
+            if view is not None:
+                for index in pages:
+                    if index not in view.undo:
+                        view.undo[index] = os.pread(self._fd, PAGE, index * PAGE)
+            return _pwrite_all(self._fd, data, offset)
+
+    def flush(self, view: View | None, datasync: bool = True) -> None:
+        """Make the image durable; the view's writes so far can no longer be rolled back."""
+        with self._lock:
+            if view is not None:
+                view.stats.flushes += 1
+                if view.cut:
+                    return
+                pending, view.undo = view.undo, {}
+            for other in self._views.values():
+                # another node committed on top of what they left unflushed (an ext4 that aborted on a
+                # pulled disk never flushes again): that is history now, never to be rolled back
+                if other is not view:
+                    other.undo.clear()
+        try:
+            (os.fdatasync if datasync else os.fsync)(self._fd)
+        except OSError:
+            if view is not None:
+                with self._lock:  # not durable: the last FLUSH that was stays the point to roll back to
+                    view.undo.update(pending)
+            raise
+
+    def cut(self, name: str) -> dict[str, Any]:
+        """The power cut: roll the view back to its last FLUSH, discard whatever it writes from now."""
+        with self._lock:
+            view = self._views.get(name)
+            if view is None:
+                raise ValueError(f"no view {name!r}")
+            if not view.cut:
+                view.stats.state = "cut"
+                for index, old in sorted(view.undo.items()):
+                    _pwrite_all(self._fd, old, index * PAGE)
+                view.stats.rolled_back_pages += len(view.undo)
+                view.undo.clear()
+                os.fdatasync(self._fd)
             if view.stats.opens == 0:
                 self._views.pop(name, None)
-        return view.snapshot()
+            answer = view.snapshot()
+        if self._on_cut is not None:
+            self._on_cut()
+        return answer
 
     def opened(self, name: str) -> None:
         with self._lock:
@@ -208,7 +176,8 @@ class Views:
                 del self._views[name]
 
     def status(self) -> dict[str, dict[str, Any]]:
-        return {name: view.snapshot() for name, view in sorted(self._views.items())}
+        with self._lock:
+            return {name: view.snapshot() for name, view in sorted(self._views.items())}
 
     def command(self, line: str) -> dict[str, Any]:
         """One control request → its JSON-able answer; errors are answers too (`error`)."""
@@ -217,13 +186,20 @@ class Views:
             if words == ["status"]:
                 return {"views": self.status()}
             if len(words) == 2 and words[0] == "add":
-                self.add(words[1])
-                return {"view": words[1], **self._views[words[1]].snapshot()}
+                return {"view": words[1], **self.add(words[1]).snapshot()}
             if len(words) == 2 and words[0] == "cut":
                 return {"view": words[1], **self.cut(words[1])}
-        except ValueError as exc:
+        except (ValueError, OSError) as exc:
             return {"error": str(exc)}
         return {"error": f"unknown request {line.strip()!r} (add NAME, cut NAME, status)"}
+
+
+def _pwrite_all(fd: int, data: bytes, offset: int) -> int:
+    view = memoryview(data)
+    while view:
+        n = os.pwrite(fd, view, offset)
+        view, offset = view[n:], offset + n
+    return len(data)
 
 
 def serve_control(views: Views, path: Path) -> threading.Thread:

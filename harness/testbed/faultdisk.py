@@ -7,8 +7,8 @@ holds it (hang) on command, like a pulled or frozen SAN path. Mount point layout
 
     <mountpoint>/<image name>   the image, passed through with pread/pwrite
     <mountpoint>/control        read: current mode + "\\n"; write a mode word to switch
-    <mountpoint>/<view>         a node's view with a volatile write cache (diskviews.py),
-                                added and cut through the ``--control`` socket
+    <mountpoint>/<view>         a node's view, which a power cut rolls back to its last
+                                flush (diskviews.py); added and cut through ``--control``
 
 The daemon is its own process (``python -m harness.testbed.faultdisk``) so that held I/O
 never blocks the harness; it is stopped by PID with SIGTERM, which unmounts.
@@ -172,9 +172,8 @@ class FaultDisk(Operations):  # type: ignore[misc]
     def read(self, path: str, size: int, offset: int, fh: int) -> bytes:
         if path == "/" + CONTROL:
             return (self.mode + "\n").encode()[offset:offset + size]
-        view = self._view(path)
-        self._gate("read", view)
-        return view.read(size, offset) if view is not None else os.pread(self._fd, size, offset)
+        self._gate("read", self._view(path))
+        return os.pread(self._fd, size, offset)
 
     def write(self, path: str, data: bytes, offset: int, fh: int) -> int:
         if path == "/" + CONTROL:
@@ -185,7 +184,7 @@ class FaultDisk(Operations):  # type: ignore[misc]
             return len(data)
         view = self._view(path)
         self._gate("write", view)
-        return view.write(data, offset) if view is not None else os.pwrite(self._fd, data, offset)
+        return self.views.write(view, data, offset)
 
     def truncate(self, path: str, length: int, fh: int | None = None) -> int:
         """O_TRUNC on `control` (a shell ``>``) must succeed; the image is passed through."""
@@ -198,18 +197,11 @@ class FaultDisk(Operations):  # type: ignore[misc]
 
     def fsync(self, path: str, datasync: int, fh: int) -> int:
         """A loop-device flush (the ext4 journal commit) lands here: honour it or fail it.
-        On a view it is what makes the view's cached writes durable."""
-        view = self._view(path)
-        if view is not None:
-            try:
-                self._gate("write", view)
-            except FuseOSError:
-                view.lose_cache()
-                raise
-            view.flush(bool(datasync))
-        elif path != "/" + CONTROL:
-            self._gate("write")
-            (os.fdatasync if datasync else os.fsync)(self._fd)
+        On a view it is also the point a power cut rolls back to."""
+        if path != "/" + CONTROL:
+            view = self._view(path)
+            self._gate("write", view)
+            self.views.flush(view, bool(datasync))
         return 0
 
     def flush(self, path: str, fh: int) -> int:

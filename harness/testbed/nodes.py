@@ -84,7 +84,7 @@ def start(layout: Layout, node: str) -> int:
     group = cgroup.create(layout.node_cgroup(node))
     if cgroup.procs(group):
         cgroup.kill_all(group)  # stragglers of a previous incarnation
-    for shared in layout.topology.disks:  # a fresh view of each disk: nothing cached from a past life
+    for shared in layout.topology.disks:  # a fresh view of each disk for this incarnation
         disk.attach_node(layout, shared.name, node)
     proc = cgroup.spawn(group, ["unshare", "--net", "--mount", "--uts", "--ipc", "--pid", "--fork", "--kill-child",
                                 "--mount-proc", "--propagation", "private", str(ASSETS / "node-init.sh"), node,
