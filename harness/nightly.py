@@ -15,6 +15,7 @@ the child gets SIGINT too (PR_SET_PDEATHSIG).
 from __future__ import annotations
 
 import hashlib
+import os
 import signal
 import subprocess
 import sys
@@ -85,7 +86,8 @@ def run_pytest(n: Nightly, log: Log) -> SuiteRun:
     """Run the suites as a child; Ctrl-C/SIGTERM become one SIGINT to it, then we wait for its clean stop."""
     n.run_dir.mkdir(parents=True, exist_ok=True)
     # preexec_fn is unsafe only with threads running; nightly starts none
-    proc = subprocess.Popen(n.pytest_argv(), cwd=REPO, start_new_session=True,
+    # unbuffered: each case's progress lines appear as they happen, also when the output goes to a log file
+    proc = subprocess.Popen(n.pytest_argv(), cwd=REPO, start_new_session=True, env={**os.environ, "PYTHONUNBUFFERED": "1"},
                             preexec_fn=_sigint_with_parent)  # noqa: PLW1509
     interrupted = False
     while True:

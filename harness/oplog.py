@@ -162,7 +162,8 @@ def waiting(what: str) -> Iterator[_Frame | None]:
         rec.stack.remove(frame)
         entry.seconds = round(time.monotonic() - t0, 3)
         seen = "; then ".join(frame.seen[-3:])
-        entry.detail = (f"{frame.commands} commands polled" + (f"; last seen: {seen}" if seen else ""))[:500]
+        polled = f"{frame.commands} command{'s' if frame.commands != 1 else ''} polled" if frame.commands else ""
+        entry.detail = "; ".join(filter(None, [polled, f"last seen: {seen}" if seen else ""]))[:500]
 
 
 def looked(frame: _Frame | None) -> None:
@@ -284,7 +285,7 @@ class _Recorded:
                 text = ACTIONS[name](named)
             except (TypeError, KeyError):  # a provider with another signature: still recorded, by name
                 named, text = {}, name.replace("_", " ")
-            shown = ", ".join(f"{v!r}" for k, v in named.items() if k not in ("progress", "undo"))
+            shown = ", ".join(f"{k}={v!r}" for k, v in named.items() if k not in ("progress", "undo"))
             with action(text, detail=f"{type(self._testbed).__name__}.{name}({shown})"):
                 return value(*args, **kwargs)
 

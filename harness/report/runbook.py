@@ -106,7 +106,7 @@ def build(run_dir: Path) -> Runbook:
         others = tuple(f"{c.name} ({c.status}, {c.seconds:.1f} s)" if c.phases else f"{c.name} ({c.status}, "
                        f"not recorded)" for c in group if c is not best)
         procedures.append(_procedure(best, others))
-    return Runbook(run_dir.name, procedures, missing)
+    return Runbook(run_dir.resolve().name, procedures, missing)
 
 
 def _case_dirs(run_dir: Path) -> list[Path]:
@@ -176,7 +176,7 @@ def describe(e: Entry) -> str:
     """One line: what this step did and why it matters."""
     if e.kind == "wait":
         looks = f", {e.polls} look{'s' if e.polls != 1 else ''}" if e.polls else ""
-        return f"until {e.text} ({'reached' if e.ok else 'NOT reached'}{looks})"
+        return f"for “{e.text}” ({'reached' if e.ok else 'NOT reached'}{looks})"
     if e.kind in ("action", "note"):
         return e.text
     try:

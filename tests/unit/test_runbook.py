@@ -75,7 +75,7 @@ def test_recovery_record_holds_the_heal_actions_commands_and_waits(tmp_path: Pat
     assert (failed.kind, failed.ok, failed.detail) == ("command", False, "exit 3")
     wait = next(e for e in recover.entries if e.kind == "wait")
     assert (wait.text, wait.polls, wait.ok) == ("the cluster whole", 3, True)
-    assert "1 commands polled" in wait.detail  # the `true` inside the wait is folded into it
+    assert "1 command polled" in wait.detail  # the `true` inside the wait is folded into it
     assert [p.name for p in OpLog.load(case / "recovery.json")] == ["heal", "operator recovery"]
 
 
@@ -137,7 +137,7 @@ def test_runbook_from_saved_case_dirs(tmp_path: Path) -> None:
     md = rb.to_markdown()
     assert "## node_power_off" in md and "proven; from case `node_power_off-node1`" in md
     assert "power on node1" in md and "`cat /dev/null`" in md and "**FAILED**" in md
-    assert "until the cluster whole (reached, 3 looks)" in md
+    assert "for “the cluster whole” (reached, 3 looks)" in md
 
 
 def test_runbook_without_a_restored_case_warns(tmp_path: Path) -> None:
