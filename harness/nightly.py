@@ -87,8 +87,8 @@ def run_pytest(n: Nightly, log: Log) -> SuiteRun:
     n.run_dir.mkdir(parents=True, exist_ok=True)
     # preexec_fn is unsafe only with threads running; nightly starts none
     # unbuffered: each case's progress lines appear as they happen, also when the output goes to a log file
-    proc = subprocess.Popen(n.pytest_argv(), cwd=REPO, start_new_session=True, env={**os.environ, "PYTHONUNBUFFERED": "1"},
-                            preexec_fn=_sigint_with_parent)  # noqa: PLW1509
+    proc = subprocess.Popen(n.pytest_argv(), cwd=REPO, start_new_session=True,
+                            env={**os.environ, "PYTHONUNBUFFERED": "1"}, preexec_fn=_sigint_with_parent)  # noqa: PLW1509
     interrupted = False
     while True:
         try:  # not proc.wait(): on Ctrl-C it waits 0.25 s more on its own before it lets us forward it

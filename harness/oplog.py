@@ -112,7 +112,7 @@ def recording() -> bool:
 def is_check(argv: tuple[str, ...]) -> bool:
     """A read-only command (crm_mon, pidof…), as opposed to one that changes the cluster.
 
-    >>> is_check(("crm_mon", "--one-shot")), is_check(("crm_resource", "--cleanup")), is_check(("ip", "link", "set", "x", "up"))
+    >>> is_check(("crm_mon", "--one-shot")), is_check(("crm_resource", "--cleanup")), is_check(("ip", "link", "set"))
     (True, False, False)
     """
     words = list(argv)

@@ -112,7 +112,8 @@ def build(run_dir: Path) -> Runbook:
 def _case_dirs(run_dir: Path) -> list[Path]:
     if not run_dir.is_dir():
         return []
-    return sorted(d for d in run_dir.iterdir() if d.is_dir() and ((d / "verdicts.json").exists() or (d / RECORD).exists()))
+    return sorted(d for d in run_dir.iterdir()
+                  if d.is_dir() and ((d / "verdicts.json").exists() or (d / RECORD).exists()))
 
 
 def _read_case(d: Path) -> _Case | None:

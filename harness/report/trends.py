@@ -130,7 +130,8 @@ def pass_rate_chart(records: Sequence[RunRecord]) -> str:
         color = "#2e7d32" if rate == 1 else "#c62828"
         t = r.tests
         tip = (f"{r.run_id} ({r.code}): {rate:.0%}: {t.get('passed', 0)} passed, {t.get('failed', 0)} failed, "
-               f"{t.get('error', 0)} errors, {t.get('skipped', 0)} skipped" + (" (interrupted)" if r.interrupted else ""))
+               f"{t.get('error', 0)} errors, {t.get('skipped', 0)} skipped"
+               + (" (interrupted)" if r.interrupted else ""))
         out.append(f'<rect x="{x - width / 2:.1f}" y="{y:.1f}" width="{width:.1f}" height="{H - PAD_B - y:.1f}" '
                    f'fill="{color}"><title>{html.escape(tip)}</title></rect>'
                    f'<text x="{x:.1f}" y="{y - 3:.1f}" class="bl">{rate:.0%}</text>')

@@ -84,7 +84,8 @@ def _fake_suites(statuses: dict[str, str], exit_status: int, interrupted: bool =
         for name, status in statuses.items():
             (n.run_dir / name).mkdir()
             (n.run_dir / name / "verdicts.json").write_text(json.dumps({
-                "case": name, "status": status, "verdicts": {"fallover": {"measured": 4.2}, "outage": {"measured": 5}}}))
+                "case": name, "status": status,
+                "verdicts": {"fallover": {"measured": 4.2}, "outage": {"measured": 5}}}))
             failure = "" if status == "PASS" else '<failure message="x"/>'
             cases.append(f'<testcase classname="test_fallover" name="test_fallover[{name}]">{failure}</testcase>')
         cases.append('<testcase classname="test_smoke" name="test_fence"><skipped/></testcase>')

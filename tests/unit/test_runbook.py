@@ -126,7 +126,8 @@ def test_runbook_from_saved_case_dirs(tmp_path: Path) -> None:
     rb = build(run)
     assert rb.run_id == "20261129-210000"
     (p,) = rb.procedures
-    assert (p.failure_type, p.from_case, p.restored, p.status) == ("node_power_off", "node_power_off-node1", True, "FAIL")
+    assert (p.failure_type, p.from_case, p.restored, p.status) == \
+        ("node_power_off", "node_power_off-node1", True, "FAIL")
     assert p.other_cases[0].startswith("node_power_off-node2 (PASS, ")
     assert "on other verdicts" in p.note
     assert [s.phase for s in p.steps][:1] == ["heal"] and p.total_s is not None and p.total_s > 0
