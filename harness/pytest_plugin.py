@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import random
@@ -203,6 +204,21 @@ def run_dir(pytestconfig: pytest.Config, topology: Topology) -> Path:
     return d
 
 
+def live_line(config: pytest.Config, line: str) -> None:
+    """A progress line on the terminal now, from inside a fixture or a test.
+
+    A plain ``reporter.write_line`` there goes into pytest's capture (it shows only under ``-s``,
+    or in a failure's "Captured stdout"): a case's steps must show while it runs (fallover nightly).
+    """
+    reporter = config.pluginmanager.get_plugin("terminalreporter")
+    if reporter is None:
+        return
+    capman = config.pluginmanager.get_plugin("capturemanager")
+    with capman.global_and_fixture_disabled() if capman is not None else contextlib.nullcontext():
+        reporter.ensure_newline()
+        reporter.write_line(line)
+
+
 @pytest.fixture(scope="session")
 def testbed(topology: Topology, pytestconfig: pytest.Config) -> Iterator[Testbed]:
     """The cluster's machines, brought up once per session (one per xdist worker) and torn down after."""
@@ -212,8 +228,8 @@ def testbed(topology: Topology, pytestconfig: pytest.Config) -> Iterator[Testbed
     reporter = pytestconfig.pluginmanager.get_plugin("terminalreporter")
 
     def progress(msg: str) -> None:
-        if reporter is not None and pytestconfig.getoption("verbose") > 0:
-            reporter.write_line(f"[testbed] {msg}")
+        if pytestconfig.getoption("verbose") > 0:
+            live_line(pytestconfig, f"[testbed] {msg}")
 
     try:
         tb.up(progress=progress)
@@ -267,11 +283,9 @@ def runner(testbed: Testbed, run_dir: Path, pytestconfig: pytest.Config, request
     """Runs plan cases under load and judges them (see harness.runner)."""
     from harness.runner import Runner
 
-    reporter = pytestconfig.pluginmanager.get_plugin("terminalreporter")
-
     def log(msg: str) -> None:
-        if reporter is not None and pytestconfig.getoption("verbose") > 1:
-            reporter.write_line(f"[fallover] {msg}")
+        if pytestconfig.getoption("verbose") > 1:
+            live_line(pytestconfig, f"[fallover] {msg}")
 
     return Runner(testbed, run_dir, load=not pytestconfig.getoption("--no-load"),
                   users=pytestconfig.getoption("--users"), log=log)

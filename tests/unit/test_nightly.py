@@ -182,3 +182,24 @@ def test_ctrl_c_reaches_the_suite_once_and_waits_for_its_heal(tmp_path: Path) ->
     assert (n.run_dir / "healed").read_text() == "yes"  # it was left to finish its heal
     assert (n.run_dir / "sigints").read_text() == "x"  # a second SIGINT would interrupt the heal
     assert lines[0].startswith("stopping the suite") and "still healing" in lines[1]
+
+
+def test_progress_lines_show_while_a_test_runs(pytester: pytest.Pytester) -> None:
+    """The plugin's [testbed]/[fallover] lines are written past pytest's capture, so nightly's log shows them live."""
+    pytester.makepyfile("""
+        import pytest
+        from harness.pytest_plugin import live_line
+
+        @pytest.fixture
+        def step(pytestconfig):
+            live_line(pytestconfig, "[fallover] injecting under load")
+            pytestconfig.pluginmanager.get_plugin("terminalreporter").write_line("[captured] swallowed")
+
+        def test_case(step):
+            pass
+    """)
+    result = pytester.runpytest_subprocess("-vv", "-p", "no:cacheprovider")  # capture as in a real run
+    result.assert_outcomes(passed=1)
+    out = result.stdout.str()
+    assert "[fallover] injecting under load" in out.splitlines()  # on a line of its own
+    assert "[captured] swallowed" not in out  # what the plugin did before: lost in the capture
