@@ -87,15 +87,12 @@ def line_chart(title: str, run_ids: Sequence[str], points: Sequence[Point], limi
     values += [v for v in limits.values() if v is not None]
     top, step = nice_scale(max(values + [1.0]) * 1.08)
     out = _axes(run_ids, top, step, "s", title)
-    same = limits.get("fallover") == limits.get("outage")
-    for k, (name, color) in enumerate(COLORS.items()):
+    for name, color in COLORS.items():
         limit = limits.get(name)
-        if limit is not None:
+        if limit is not None:  # its value is in the legend: a label on the line would sit on the points
             y = _y(limit, top)
-            label = "" if same and k else f"SLA {'fallover and outage' if same else name} {limit:g} s"
             out.append(f'<line x1="{PAD_L}" y1="{y:.1f}" x2="{W - PAD_R}" y2="{y:.1f}" stroke="{color}" '
-                       f'class="sla"/><text x="{W - PAD_R}" y="{y - 3:.1f}" class="sl" '
-                       f'fill="{"#555" if same else color}">{label}</text>')
+                       f'class="sla"/>')
         pts = [(index[p.run_id], getattr(p, f"{name}_s"), p) for p in points if p.run_id in index]
         xy = [(_x(i, len(run_ids)), _y(v, top), v, p) for i, v, p in pts if v is not None]
         if len(xy) > 1:
@@ -108,8 +105,10 @@ def line_chart(title: str, run_ids: Sequence[str], points: Sequence[Point], limi
             out.append(f'<circle cx="{x:.1f}" cy="{y:.1f}" r="4.5" fill="{color}" '
                        f'stroke="{"#c62828" if bad else "#fff"}" stroke-width="{2.5 if bad else 1}">'
                        f'<title>{html.escape(tip)}</title></circle>')
-    legend = "".join(f'<rect x="{W - PAD_R - 190 + 95 * k}" y="6" width="10" height="10" fill="{c}"/>'
-                     f'<text x="{W - PAD_R - 176 + 95 * k}" y="15" class="lg">{n}</text>'
+    legend = "".join(f'<rect x="{W - PAD_R - 330 + 165 * k}" y="6" width="10" height="10" fill="{c}"/>'
+                     f'<line x1="{W - PAD_R - 316 + 165 * k}" y1="11" x2="{W - PAD_R - 300 + 165 * k}" y2="11" '
+                     f'stroke="{c}" class="sla"/><text x="{W - PAD_R - 296 + 165 * k}" y="15" class="lg">'
+                     f'{n}{f" (SLA {limits[n]:g} s)" if limits.get(n) is not None else ""}</text>'
                      for k, (n, c) in enumerate(COLORS.items()))
     return _svg(out + [legend], title)
 
@@ -126,7 +125,7 @@ def pass_rate_chart(records: Sequence[RunRecord]) -> str:
         if rate is None:
             out.append(f'<text x="{x:.1f}" y="{H - PAD_B - 4}" class="na">n/a</text>')
             continue
-        y = _y(rate * 100, 100.0)
+        y = min(_y(rate * 100, 100.0), H - PAD_B - 2)  # 0 % still shows as a red sliver
         color = "#2e7d32" if rate == 1 else "#c62828"
         t = r.tests
         tip = (f"{r.run_id} ({r.code}): {rate:.0%}: {t.get('passed', 0)} passed, {t.get('failed', 0)} failed, "
