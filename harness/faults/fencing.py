@@ -46,7 +46,7 @@ class _FenceFault(Fault):
         """The real fence agent, through each broken device, gets an error (fail) or no answer (hang)."""
         node = target.need("node")
         for device in undo["devices"]:
-            seen = look_until(lambda d=device: testbed.fence_check(d, node, timeout=2.0),  # type: ignore[misc]
+            seen = look_until(lambda d=device: testbed.fence_check(d, node, timeout=1.0),  # type: ignore[misc]
                               lambda e: e is not None and (self.mode != "hang" or "no answer" in e), timeout=3.0)
             if seen is None:
                 raise self.not_in_effect(target, f"fence device {device} still answers OK")
