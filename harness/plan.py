@@ -151,10 +151,10 @@ def _fence_cases(topology: Topology, name: str, target: Target) -> list[Case]:
     delays the second by the fence timeout: that case is left to `fallover inject --device`."""
     if target.node not in {g.nodes[0] for g in topology.groups}:
         return []
-    cases = [Case(name, target, trigger="node_power_off")]
+    cases = [Case(name, target)]
     levels = topology.cluster.fencing_topology
     if name == "fence_fail" and len(levels) > 1:
-        cases.append(Case(name, replace(target, device=levels[0]), trigger="node_power_off"))
+        cases.append(Case(name, replace(target, device=levels[0])))
     return cases
 
 

@@ -123,6 +123,12 @@ _UNREACHABLE = _rule(r"ping\(reach-\S+\)\[\d+\]:\s+ERROR: Unexpected result for 
                      r"connect: Network is unreachable",
                      "an adapter set administratively down (`ip link set … down`: the SSH provider's cable pull) "
                      "takes its routes along, so the client reachability ping cannot even send")
+_FENCE_AGENT_FAILED = _rule(r"pacemaker-fenced\s*\[\d+\] \(log_async_result\)\s+error: Operation '(?:off|reboot)' "
+                            r"\[\d+\] targeting \S+ using \S+ returned \d+",
+                            "the fence agent reports that the broken device failed: that is the fault")
+_FENCE_OP_FAILED = _rule(r"pacemaker-fenced\s*\[\d+\] \(finalize_op\)\s+error: Operation '(?:off|reboot)' targeting "
+                         r"\S+ by \S+ for \S+: (?:Error occurred|Timer expired|No route to host)",
+                         "the fencer gives the fencing of the node up as failed (no device could fence it): the fault")
 CONSEQUENCES: dict[str, tuple[Rule, ...]] = {
     # Pacemaker 2.1.5 logs a node loss, its fencing ("will be fenced: peer is no longer part of the
     # cluster", "Stonith/shutdown ... was not expected"), a failed monitor and a refused start at
@@ -158,8 +164,8 @@ CONSEQUENCES: dict[str, tuple[Rule, ...]] = {
     "disk_read_errors": (),  # filled below from disk_pull's: the same agents fail the same way
     "disk_write_errors": (),
     "disk_hang": (),
-    "fence_fail": (),
-    "fence_hang": (),
+    "fence_fail": (_FENCE_AGENT_FAILED, _FENCE_OP_FAILED),
+    "fence_hang": (_FENCE_OP_FAILED,),
     "disk_full": (_rule(r"kvapp\[\d+\] \S+ ERROR .*: ENOSPC: ", "the app's writes under load fail on the full disk"),),
     "app_hang": (_rule(r"fallover-app\[\d+\] \S+ monitor: ERROR pid \d+ alive but unhealthy",
                        "the app's monitor reports the stopped (SIGSTOP) process: that is its job"),),

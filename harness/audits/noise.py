@@ -110,9 +110,9 @@ DISRUPTS: dict[str, Effect] = {
                             "fenced or restarted by heal"),
     "pacemaker_kill": _stack("pacemakerd and the controller die; the remaining daemons lose their peers, the node "
                              "is fenced or restarted by heal"),
-    "fence_fail": _nothing("only the fence path breaks; its trigger (node_power_off) is a fault of its own, and "
-                           "disrupts the node"),
-    "fence_hang": _nothing("as fence_fail: a hung device kills nothing, its trigger does"),
+    "fence_fail": _stack("the node is powered off once its fence device is broken (every task SIGKILLed); the heal "
+                         "fences it through the mended device and powers it on"),
+    "fence_hang": _stack("as fence_fail: the node is powered off while its fence device hangs"),
     "group_move": _nothing("a planned move: resources stop and start, no daemon does"),
     "node_standby": _nothing("a planned standby: the node stays a member, no daemon stops"),
     "node_maintenance": _nothing("resources are unmanaged, no daemon stops"),

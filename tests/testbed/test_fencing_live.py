@@ -29,7 +29,7 @@ TESTBEDS = Path(__file__).resolve().parents[2] / "testbeds"
 
 
 def fence_case(device: str | None = None, fault: str = "fence_fail") -> Case:
-    return Case(fault, Target(node="node1", device=device), trigger="node_power_off")
+    return Case(fault, Target(node="node1", device=device))
 
 
 def fences(result: CaseResult) -> list[tuple[str, str]]:

@@ -219,21 +219,34 @@ def test_a_powered_off_node_cannot_vouch_for_its_logging(tmp_path: Path) -> None
 # -- fence faults against the fake -------------------------------------------------------------------------
 
 
-def test_fence_fail_breaks_every_level_verifies_by_asking_and_heals(tmp_path: Path) -> None:
+def test_fence_fail_breaks_every_level_asks_it_powers_off_and_heals_by_fencing_first(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     tb = FakeTestbed(tmp_path)
+    order: list[str] = []
+    monkeypatch.setattr(tb, "power_off", lambda node: (tb.powered.discard(node), order.append(f"off {node}")))
+
+    class Driver:
+        def admin(self, argv: list[str], timeout: float = 30.0) -> None:
+            order.append(" ".join(argv[:3]))
+
+    import harness.drivers
+    import harness.faults.fencing as fencing
+    monkeypatch.setattr(harness.drivers, "open_driver", lambda testbed: Driver())
+    monkeypatch.setattr(fencing, "make_whole", lambda testbed, node: order.append(f"whole {node}"))
     fault, target, undo = FAULTS["fence_fail"], Target(node="node1"), {"id": "x"}
     fault.precheck(tb, target)  # type: ignore[arg-type]
     fault.inject(tb, target, undo)  # type: ignore[arg-type]
     fault.verify(tb, target, undo)  # type: ignore[arg-type]
-    assert tb.fence == {"fence": "fail"}
+    assert tb.fence == {"fence": "fail"} and order == ["off node1"]
     fault.heal(tb, target, undo)  # type: ignore[arg-type]
     assert tb.fence == {"fence": "ok"}
+    assert order == ["off node1", "stonith_admin --fence node1", "whole node1"]  # mended, fenced, then powered on
 
 
-def test_a_fence_fault_whose_device_still_answers_is_not_in_effect(tmp_path: Path) -> None:
+def test_a_fence_fault_whose_device_still_answers_is_not_in_effect_and_powers_nothing_off(tmp_path: Path) -> None:
     tb = FakeTestbed(tmp_path)
     tb.set_fence_device = lambda device, mode: None  # type: ignore[method-assign]  # the switch does nothing
     fault, target, undo = FAULTS["fence_hang"], Target(node="node1"), {"id": "x"}
-    fault.inject(tb, target, undo)  # type: ignore[arg-type]
     with pytest.raises(FaultNotInEffect, match="fence device fence still answers OK"):
-        fault.verify(tb, target, undo)  # type: ignore[arg-type]
+        fault.inject(tb, target, undo)  # type: ignore[arg-type]
+    assert "powered_off" not in undo and "node1" in tb.powered
