@@ -161,9 +161,13 @@ CONSEQUENCES: dict[str, tuple[Rule, ...]] = {
         _rule(r"kvapp\[\d+\] \S+ ERROR .*: (?:EIO|EROFS): ",
               "the app's writes under load fail on the pulled disk (errors=remount-ro gives EROFS)"),
     ),
-    "disk_read_errors": (),  # filled below from disk_pull's: the same agents fail the same way
+    "disk_read_errors": (_rule(r"Filesystem\(\S+-fs\)\[\d+\]:\s+ERROR: Cannot read the status file",
+                               "the Filesystem monitor (OCF_CHECK_LEVEL=20) cannot read back its status file: that "
+                               "is how it notices read errors"),),  # and disk_pull's, below
     "disk_write_errors": (),
-    "disk_hang": (),
+    "disk_hang": (_rule(r"pacemaker-controld\s*\[\d+\] \(log_executor_event\)\s+error: Result of monitor operation "
+                        r"for \S+-fs on \S+: Timed Out",
+                        "the Filesystem monitor times out on the hung disk: that is how the cluster notices a hang"),),
     "fence_fail": (_FENCE_AGENT_FAILED, _FENCE_OP_FAILED),
     "fence_hang": (_FENCE_OP_FAILED,),
     "disk_full": (_rule(r"kvapp\[\d+\] \S+ ERROR .*: ENOSPC: ", "the app's writes under load fail on the full disk"),),
