@@ -1,25 +1,31 @@
 """Cluster-consistency audits and the log pipeline on the embedded cluster, whole and deliberately broken.
 
-On the whole cluster every check passes; a resource left unmanaged, a configuration changed on one
-node only, and a log read from the wrong place each turn their check to a finding (or unknown).
-About 1 minute.
+On the whole cluster every check passes; a resource left unmanaged, a configuration changed in one
+partition only (of a cluster without fencing, split in two), and a log read from the wrong place each
+turn their check to a finding (or unknown). About 2 minutes (one testbed of its own).
 """
 
 from __future__ import annotations
 
 import time
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
 from harness.audits.cluster import audit_cluster
 from harness.audits.logs import LogAudit
 from harness.drivers import open_driver
+from harness.faults import Nemesis
 from harness.testbed.base import LogFile, Testbed
+from harness.testbed.local import LocalTestbed
+from harness.wait import wait_until
+from own_testbed import separate_testbed
 
 pytestmark = pytest.mark.testbed
 
 PROP = "fallover-audit-probe"
+BROKEN = Path(__file__).resolve().parent.parent / "data" / "broken"
 
 
 def by_name(testbed: Testbed) -> dict[str, object]:
@@ -50,24 +56,25 @@ def test_an_unmanaged_resource_is_a_finding(unmanaged: None, testbed: Testbed) -
 
 
 @pytest.fixture
-def diverged(cluster: object, testbed: Testbed) -> Iterator[str]:
-    """A cluster property written into one node's CIB only (`--local`), as a node that missed an update."""
-    node = testbed.topology.node_names[-1]
-    xml = f'<cluster_property_set id="cib-bootstrap-options"><nvpair id="{PROP}" name="{PROP}" value="1"/>' \
-          f'</cluster_property_set>'
-    testbed.node(node).run(["cibadmin", "--modify", "--local", "--scope", "crm_config", "--xml-text", xml],
-                           timeout=30)
-    try:
-        yield node
-    finally:  # the cluster's own copy, pushed to every node again
-        testbed.node(testbed.topology.node_names[0]).run(["cibadmin", "--sync"], timeout=30, check=False)
-        testbed.node(node).run(["cibadmin", "--delete", "--local", "--xml-text", f'<nvpair id="{PROP}"/>'],
-                               timeout=30, check=False)
+def split_cluster() -> Iterator[LocalTestbed]:
+    """The `nofence` cluster (fencing off, quorum ignored: deliberately broken) with node3 partitioned away: both
+    sides run on, each with its own DC, and a change made on one side never reaches the other."""
+    with separate_testbed(BROKEN / "nofence.yaml") as tb:
+        driver = open_driver(tb)
+        with Nemesis(tb).inject("partition", nodes=("node3",)):
+            wait_until(lambda: (v := driver.view("node3")) is not None and v.online == ["node3"] and v.dc == "node3",
+                       timeout=60, interval=0.5, what="node3 alone in a partition of its own, as its DC")
+            tb.node("node1").run(["crm_attribute", "--type", "crm_config", "--name", PROP, "--update", "1"],
+                                 timeout=30)
+            yield tb
 
 
-def test_a_configuration_changed_on_one_node_only_is_a_finding(diverged: str, testbed: Testbed) -> None:
-    c = by_name(testbed)["cib"]
-    assert c.valid is False and f"{diverged} differs" in c.detail and PROP in c.detail, c  # type: ignore[attr-defined]
+def test_a_configuration_changed_in_one_partition_only_is_a_finding(split_cluster: LocalTestbed) -> None:
+    checks = by_name(split_cluster)
+    cib, dc = checks["cib"], checks["dc"]
+    assert cib.valid is False and "node3 differs" in cib.detail and PROP in cib.detail, cib  # type: ignore[attr-defined]
+    # two partitions, each with exactly one DC of its own: that much is as CTS wants it
+    assert dc.valid is True and "2 partition(s)" in dc.detail and "node3 with DC node3" in dc.detail, dc  # type: ignore[attr-defined]
 
 
 def test_the_log_pipeline_works_and_a_log_read_from_the_wrong_place_is_unknown(cluster: object,
