@@ -310,7 +310,8 @@ def assert_case(result, message: str = "") -> None:  # type: ignore[no-untyped-d
     text = (message + "\n" if message else "") + result.report()
     if result.status == "ERROR":
         raise CaseError(text)
-    assert result.passed, text
+    if not result.passed:  # not `assert`: pytest's rewrite would print the whole CaseResult after the report
+        raise AssertionError(text)
 
 
 @pytest.hookimpl(hookwrapper=True)
