@@ -169,7 +169,10 @@ CONSEQUENCES: dict[str, tuple[Rule, ...]] = {
                         r"for \S+-fs on \S+: Timed Out",
                         "the Filesystem monitor times out on the hung disk: that is how the cluster notices a hang"),),
     "fence_fail": (_FENCE_AGENT_FAILED, _FENCE_OP_FAILED),
-    "fence_hang": (_FENCE_OP_FAILED,),
+    "fence_hang": (_FENCE_OP_FAILED, _rule(
+        r"pacemaker-fenced\s*\[\d+\] \(log_async_result\)\s+error: Operation '(?:off|reboot)' \[\d+\] targeting \S+ "
+        r"using \S+ could not be executed: Timed Out",
+        "the fencer kills the agent of the hung device at its timeout (stonith-timeout): that is the fault")),
     "disk_full": (_rule(r"kvapp\[\d+\] \S+ ERROR .*: ENOSPC: ", "the app's writes under load fail on the full disk"),),
     "app_hang": (_rule(r"fallover-app\[\d+\] \S+ monitor: ERROR pid \d+ alive but unhealthy",
                        "the app's monitor reports the stopped (SIGSTOP) process: that is its job"),),
