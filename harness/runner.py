@@ -289,7 +289,9 @@ class Runner:
         """Error lines in the cluster's logs, minus what the fault and the recovery explain (audits/noise.py)."""
         assert c.audit is not None
         faults = [c.case.fault] + ([c.case.trigger] if c.case.trigger else [])
+        t0 = time.monotonic()
         c.audit.check_pipeline()  # a log that its node's marker never reached is unknown, not clean
+        c.timings["log_pipeline_s"] = time.monotonic() - t0
         res = c.audit.result(disruptions_from(c.timeline, self.topology), faults=faults)
         res.save(c.run_dir)
         return res.verdict("logs", evidence=c.run_dir)

@@ -19,6 +19,7 @@ import shlex
 import time
 import uuid
 from collections.abc import Callable, Iterable
+from concurrent.futures import ThreadPoolExecutor
 
 from harness.errors import FalloverError
 from harness.testbed.base import LogFile, Testbed
@@ -95,9 +96,13 @@ def check_markers(markers: list[Marker], read: Callable[[], Iterable[tuple[str, 
 
 def clear(testbed: Testbed, markers: list[Marker]) -> None:
     """Remove the marker attribute again (best effort: a transient attribute also goes with a restart)."""
-    for node in sorted({m.log.node for m in markers if m.log.path in DAEMON_LOGS}):
+    def one(node: str) -> None:
         try:
             testbed.node(node).run(["attrd_updater", "--name", ATTRIBUTE, "--delete", "--node", node], timeout=15,
                                    check=False)
         except FalloverError:
             pass
+
+    nodes = sorted({m.log.node for m in markers if m.log.path in DAEMON_LOGS})
+    with ThreadPoolExecutor(max_workers=max(1, len(nodes))) as pool:  # one at a time would add up per case
+        list(pool.map(one, nodes))
