@@ -30,7 +30,12 @@ from harness.backup.manifest import CIB, read_manifest
 from harness.backup.procedure import backup, restore
 from harness.backup.result import SETUP_STEPS, BackupCaseResult
 from harness.checkers import Verdict, check_safe
-from harness.checkers.backup import BackupHistory, RefusalHistory, check_refused, judge_case
+from harness.checkers.backup import (
+    BackupHistory,
+    RefusalHistory,
+    check_refused,
+    judge_case,
+)
 from harness.drivers import open_driver
 from harness.errors import FalloverError, WaitTimeout
 from harness.load import REPO, Load, verify
@@ -39,7 +44,14 @@ from harness.poller import ClusterPoller
 from harness.status import service_answer
 from harness.steps import Steps
 from harness.testbed.base import Testbed
-from harness.timeline import CLUSTER_REDUNDANT, FAULT_HEALED, FAULT_INJECTED, TEST_MARK, Timeline, load_requests
+from harness.timeline import (
+    CLUSTER_REDUNDANT,
+    FAULT_HEALED,
+    FAULT_INJECTED,
+    TEST_MARK,
+    Timeline,
+    load_requests,
+)
 from harness.wait import wait_until
 
 Kind = Literal["data", "config"]
@@ -206,7 +218,8 @@ class BackupCase:
                                 node_before=state.group_node(self.group.name) if state else None)
                     r = subprocess.run([sys.executable, "-m", "harness.cli", "restore", str(d / "backup"),
                                         "--testbed", str(self.topology.source)], capture_output=True, text=True,
-                                       timeout=300, cwd=REPO, env={**os.environ, "PYTHONPATH": str(REPO)})
+                                       timeout=300, cwd=REPO, env={**os.environ, "PYTHONPATH": str(REPO)},
+                                       check=False)
                     state = self.driver.state()
                     h = replace(h, exit_status=r.returncode, stderr=r.stderr,
                                 config_after=version(self.driver.config_dump()),
@@ -283,7 +296,7 @@ class BackupCase:
                             ("verdicts and report", result.save)):
             try:
                 write()
-            except Exception as e:  # one piece of evidence that cannot be written never costs the others
+            except Exception as e:  # noqa: BLE001  # one piece of evidence that cannot be written never costs the others
                 problems.append(f"{what}: {type(e).__name__}: {e}")
         if problems:
             (r.dir / "evidence-errors.txt").write_text("\n".join(problems) + "\n")

@@ -18,13 +18,25 @@ import os
 import shutil
 import time
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import Literal
 
 from harness.backup.cib import differences, normalise
 from harness.backup.data import copy_out, pack, put_back, unpack
-from harness.backup.manifest import CIB, DATA, META, BackupMeta, GroupData, read_meta, verify, write_manifest, write_meta
+from harness.backup.manifest import (
+    CIB,
+    DATA,
+    META,
+    BackupMeta,
+    GroupData,
+    read_meta,
+    verify,
+    write_manifest,
+    write_meta,
+)
 from harness.drivers.base import DRIVER_CAPABILITIES, Driver
+from harness.drivers.state import ClusterState
 from harness.errors import BackupRefused, FalloverError, UsageError
 from harness.status import service_answer
 from harness.testbed.base import Progress, Testbed, quiet
@@ -152,8 +164,11 @@ def restore(testbed: Testbed, driver: Driver, src: Path, *, only: Only = None, p
         t_group = time.monotonic()
         # running, and the cluster idle: right after a configuration change the cluster re-probes every
         # resource everywhere, and stopping the application in the middle of that only adds to it
-        driver.wait_until(lambda s: s.group_node(name) is not None and driver.busy(s) is None, timeout=timeout,
-                          what=f"{name} running and the cluster idle", progress=progress)
+        def running_and_idle(s: ClusterState, group: str = name) -> bool:
+            return s.group_node(group) is not None and driver.busy(s) is None
+
+        driver.wait_until(running_and_idle, timeout=timeout, what=f"{name} running and the cluster idle",
+                          progress=progress)
         prefix = f"{DATA}/{name}/"
         mine = {rel[len(prefix):]: h for rel, h in sums.items() if rel.startswith(prefix)}
         archive = pack(src / DATA / name)
@@ -166,7 +181,7 @@ def restore(testbed: Testbed, driver: Driver, src: Path, *, only: Only = None, p
         done.timings[f"data_{name}_s"] = round(time.monotonic() - t_group, 3)
     for g in testbed.topology.groups:
         progress(f"waiting for {g.name} to answer at {g.service_ip}")
-        wait_until(lambda: service_answer(testbed, g.name), timeout=timeout, interval=0.2,
+        wait_until(partial(service_answer, testbed, g.name), timeout=timeout, interval=0.2,
                    what=f"{g.name} answering at {g.service_ip}:{g.application.port}")
     done.restore_s = time.monotonic() - t0
     return done

@@ -24,7 +24,7 @@ pytestmark = pytest.mark.testbed
 def fallover(testbed: Testbed, *args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run([sys.executable, "-m", "harness.cli", *args, "--testbed", str(testbed.topology.source)],
                           capture_output=True, text=True, timeout=300, cwd=REPO,
-                          env={**os.environ, "PYTHONPATH": str(REPO)})
+                          env={**os.environ, "PYTHONPATH": str(REPO)}, check=False)
 
 
 def kv(testbed: Testbed, key: str, value: str | None = None) -> str:

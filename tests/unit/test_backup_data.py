@@ -73,7 +73,7 @@ def test_copy_freezes_copies_thaws_and_leaves_no_guard_behind(tmp_path: Path, be
     copy = copy_out(bed, "node1", str(fs), guard_s=1)  # type: ignore[arg-type]
     assert calls(tmp_path) == [f"--freeze {fs}", f"--unfreeze {fs}"]
     assert copy.freeze_s is not None and copy.freeze_s >= 0
-    files, size = unpack(copy.archive, tmp_path / "out")
+    files, _ = unpack(copy.archive, tmp_path / "out")
     assert files == 21 and (tmp_path / "out" / "kv" / "k7").read_text() == "value 7"
     assert not (tmp_path / "out" / "lost+found").exists() and not (tmp_path / "out" / ".Filesystem_status").exists()
     time.sleep(1.5)  # past the guard's time: a guard left behind would thaw (and log) once more

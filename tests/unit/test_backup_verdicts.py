@@ -58,9 +58,10 @@ def read(key: str, t: float, value: str | None, ok: bool = True) -> Request:
 
 
 def history(**kw: object) -> BackupHistory:
-    base: dict[str, object] = dict(case="backup_restore_data", disaster_kind="data", backup_point=100.0,
-                                   backup_s=2.0, freeze_s=0.2, disaster=105.0, restore_start=106.0, restore_s=8.0,
-                                   saved_config=normalise(cib()), restored_config=normalise(cib(epoch=12)))
+    base: dict[str, object] = {"case": "backup_restore_data", "disaster_kind": "data", "backup_point": 100.0,
+                               "backup_s": 2.0, "freeze_s": 0.2, "disaster": 105.0, "restore_start": 106.0,
+                               "restore_s": 8.0, "saved_config": normalise(cib()),
+                               "restored_config": normalise(cib(epoch=12))}
     return BackupHistory(**{**base, **kw})  # type: ignore[arg-type]
 
 
@@ -179,10 +180,9 @@ def pcmk(target_role: str | None = None):  # type: ignore[no-untyped-def]
 
 def test_the_application_is_stopped_with_its_filesystem_kept_and_started_again_even_after_an_error() -> None:
     d = pcmk()
-    with pytest.raises(RuntimeError):
-        with d.application_stopped("app") as node:
-            assert node == "node1" and d.app_role == "Stopped"
-            raise RuntimeError("the put-back failed")
+    with pytest.raises(RuntimeError), d.application_stopped("app") as node:
+        assert node == "node1" and d.app_role == "Stopped"
+        raise RuntimeError("the put-back failed")
     changes = [c for c in d.commands if c[0] == "crm_resource"]
     assert changes[0][-3:] == ["target-role", "--parameter-value", "Stopped"] and changes[0][2] == "app-app"
     assert changes[-1][-2:] == ["--delete-parameter", "target-role"]  # it had none: none is left
