@@ -12,10 +12,12 @@ from harness.timeline import NOTIFICATION, Event
 NAME = "notification"
 
 
-# Pacemaker's execution status of an operation (CRM_alert_status, enum pcmk_exec_status):
-# 0 done (the rc is the agent's answer), 1 pending, 2 cancelled; 3 and up (timed out, error,
-# hard error, fatal, not installed, not connected, invalid, no fence device, no secrets) failed.
-EXEC_DONE, EXEC_PENDING, EXEC_CANCELLED = 0, 1, 2
+# Pacemaker's execution status of an operation (CRM_alert_status, enum pcmk_exec_status in
+# include/crm/common/results.h): -1 pending, 0 done (the rc is the agent's answer), 1 cancelled;
+# 2 and up (timed out, not supported, error, hard error, fatal, not installed, not connected,
+# invalid, no fence device, no secrets) failed. Measured: a monitor that timed out on a hung disk
+# alerts with status 2 ("Timed Out"), a cancelled one with status 1 ("Cancelled").
+EXEC_PENDING, EXEC_DONE, EXEC_CANCELLED = -1, 0, 1
 FAIL_COUNT = re.compile(r"^fail-count-(?P<rsc>[^#]+)")
 
 
@@ -32,7 +34,7 @@ def connectivity_lost(name: str, value: Any) -> bool:
 def op_failed(d: Mapping[str, Any]) -> bool:
     """Whether a resource alert reports a *failed* operation, not merely an operation.
 
-    Failed: the execution itself failed (status ≥ 3: timeout, error, not installed, …), or it
+    Failed: the execution itself failed (status ≥ 2: timeout, error, not installed, …), or it
     completed with an rc other than the one the cluster expected (``target_rc``). Without a
     target_rc (older agents, hand-written records) the OCF meaning decides: a recurring monitor
     succeeds with 0 (8: promoted), a probe (monitor with interval 0) answers 0, 7 (not running)

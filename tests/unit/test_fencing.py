@@ -241,3 +241,14 @@ def test_broken_devices_the_cluster_never_asked_are_unknown_and_no_victim_is_not
     v = check_fencing(ctx(fence_history()))
     assert v.valid is True and not v.judged
     assert BASE  # the histories share checker_history's origin
+
+
+def test_a_monitor_that_timed_out_is_a_failed_operation_and_a_cancelled_one_is_not() -> None:
+    from harness.checkers.notification import op_failed
+    # as alerted on the embedded cluster when the Filesystem monitor timed out on a hung disk (disk_hang)
+    timed_out = {"kind": "resource", "rsc": "app-fs", "task": "monitor", "interval": 2000, "rc": 1, "target_rc": 0,
+                 "status": 2, "desc": "Timed Out"}
+    cancelled = {**timed_out, "rc": 0, "status": 1, "desc": "Cancelled"}
+    assert op_failed(timed_out) and not op_failed(cancelled)
+    assert not op_failed({**timed_out, "rc": 0, "status": 0, "desc": "ok"})
+    assert not op_failed({**timed_out, "status": -1})  # pending
