@@ -177,6 +177,24 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
         items.sort(key=lambda it: it.nodeid.split("[step")[-1] if "[step" in it.nodeid else "")
 
 
+def pytest_collection_finish(session: pytest.Session) -> None:
+    """With --collect-only, each plan case with the outcome a correct cluster gives (where its group runs
+    first: the first node of its list), so a plan can be read before anything is touched."""
+    if not session.config.option.collectonly:
+        return
+    reporter = session.config.pluginmanager.get_plugin("terminalreporter")
+    if reporter is None:
+        return
+    from harness.plan import expect
+
+    topo = _topology(session.config)
+    home = {g.name: g.nodes[0] for g in topo.groups}
+    for item in session.items:
+        case = getattr(item, "callspec", None) and item.callspec.params.get("fallover_case")
+        if isinstance(case, Case) and topo.groups:
+            reporter.write_line(f"{item.nodeid}  expected: {expect(topo, case, home)[0].describe()}")
+
+
 @pytest.fixture(scope="session")
 def topology(pytestconfig: pytest.Config) -> Topology:
     """The declared cluster under test (with any --sla-* overrides applied)."""
