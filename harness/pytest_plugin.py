@@ -192,7 +192,7 @@ def pytest_collection_finish(session: pytest.Session) -> None:
     for item in session.items:
         case = getattr(item, "callspec", None) and item.callspec.params.get("fallover_case")
         if isinstance(case, Case) and topo.groups:
-            reporter.write_line(f"{item.nodeid}  expected: {expect(topo, case, home)[0].describe()}")
+            reporter.write_line(f"expected {item.name}: {expect(topo, case, home)[0].describe()}")
 
 
 @pytest.fixture(scope="session")

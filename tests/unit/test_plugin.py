@@ -75,6 +75,6 @@ def test_a_suite_named_by_its_faults_gets_them_and_the_daily_suite_does_not(pyte
 def test_collect_only_shows_each_case_with_its_expected_outcome(pytester: pytest.Pytester) -> None:
     pytester.makepyfile(test_cluster=CLUSTER_SUITE)
     out = pytester.runpytest("--collect-only", "-q").stdout.str()
-    assert ("test_cluster[corosync_pause_short-node1]  expected: app stays on node1 (a 0.5 s pause is shorter "
+    assert ("expected test_cluster[corosync_pause_short-node1]: app stays on node1 (a 0.5 s pause is shorter "
             "than the 1000 ms token") in out
-    assert "test_cluster[cluster_one_by_one-cluster]  expected: app stops with the cluster and starts once" in out
+    assert "expected test_cluster[cluster_one_by_one-cluster]: app stops with the cluster and starts once" in out
