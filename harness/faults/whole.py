@@ -126,7 +126,9 @@ class ClusterOneByOne(_WholeCluster):
         for i, node in enumerate(order):
             if i == 0:
                 mark(undo, START)
-            driver.start_services(node)
+            # make_whole, not start_services: once quorum returns the DC fences the nodes it has never seen
+            # (startup-fencing, documented), so a node still waiting for its turn may be powered off by then
+            make_whole(testbed, node)
             undo["started"].append(node)
             _wait_online(driver, undo["started"])
         mark(undo, UP)
