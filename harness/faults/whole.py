@@ -50,6 +50,19 @@ def _wait_online(driver: Driver, nodes: list[str], timeout: float = 90.0) -> Non
                       what=f"{', '.join(nodes)} online with a DC")
 
 
+def _restart_at_once(testbed: Testbed, driver: Driver, undo: dict[str, Any]) -> None:
+    """Every node's stack stopped at once, then started at once, until all are online; marks each phase."""
+    nodes = testbed.topology.node_names
+    _at_once(nodes, driver.stop_services)
+    undo["stopped"] = list(nodes)
+    mark(undo, STOPPED)
+    mark(undo, START)
+    _at_once(nodes, driver.start_services)
+    undo["started"] = list(nodes)
+    _wait_online(driver, nodes)
+    mark(undo, UP)
+
+
 class _WholeCluster(Fault):
     family: ClassVar[str] = "planned"
     target_kind: ClassVar[str] = "cluster"
@@ -84,15 +97,8 @@ class ClusterSimulRestart(_WholeCluster):
     extra_asserted: ClassVar[tuple[str, ...]] = ("starts",)
 
     def inject(self, testbed: Testbed, target: Target, undo: dict[str, Any]) -> None:
-        driver, nodes = _driver(testbed), testbed.topology.node_names
-        _at_once(nodes, driver.stop_services)
-        undo["stopped"] = list(nodes)
-        mark(undo, STOPPED)
-        mark(undo, START)
-        _at_once(nodes, driver.start_services)
-        undo["started"] = list(nodes)
-        _wait_online(driver, nodes)
-        mark(undo, UP)
+        driver = _driver(testbed)
+        _restart_at_once(testbed, driver, undo)
         driver.wait_settled(timeout=testbed.topology.sla.max_recovery_s + 30)
 
 
@@ -158,20 +164,12 @@ class ClusterReattach(_WholeCluster):
 
     def inject(self, testbed: Testbed, target: Target, undo: dict[str, Any]) -> None:
         driver, topo = _driver(testbed), testbed.topology
-        nodes = topo.node_names
         mark(undo, "application before", processes=_app_processes(testbed, driver))
         driver.admin(["crm_attribute", "--type", "crm_config", "--name", "maintenance-mode", "--update", "true"])
         undo["maintenance"] = True
         driver.wait_until(lambda s: all(not r.managed for g in s.groups.values() for r in g.resources), timeout=30,
                           what="every group resource unmanaged")
-        _at_once(nodes, driver.stop_services)
-        undo["stopped"] = list(nodes)
-        mark(undo, STOPPED)
-        mark(undo, START)
-        _at_once(nodes, driver.start_services)
-        undo["started"] = list(nodes)
-        _wait_online(driver, nodes)
-        mark(undo, UP)
+        _restart_at_once(testbed, driver, undo)
         homes = {g.name: g.nodes[0] for g in topo.groups}
         driver.wait_until(lambda s: all(s.group_node(g) is not None for g in homes), timeout=60,
                           what="every group re-detected where it runs")
