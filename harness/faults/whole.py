@@ -165,6 +165,8 @@ class ClusterReattach(_WholeCluster):
     def inject(self, testbed: Testbed, target: Target, undo: dict[str, Any]) -> None:
         driver, topo = _driver(testbed), testbed.topology
         mark(undo, "application before", processes=_app_processes(testbed, driver))
+        before = driver.state()
+        attributes = {n: sorted(a) for n, a in (before.attributes if before else {}).items()}
         driver.admin(["crm_attribute", "--type", "crm_config", "--name", "maintenance-mode", "--update", "true"])
         undo["maintenance"] = True
         driver.wait_until(lambda s: all(not r.managed for g in s.groups.values() for r in g.resources), timeout=30,
@@ -174,6 +176,9 @@ class ClusterReattach(_WholeCluster):
         driver.wait_until(lambda s: all(s.group_node(g) is not None for g in homes), timeout=60,
                           what="every group re-detected where it runs")
         _refresh_attributes(testbed, driver)
+        driver.wait_until(lambda s: all(name in s.attributes.get(n, {}) for n, names in attributes.items()
+                                        for name in names), timeout=30,
+                          what=f"the node attributes back ({attributes})")
         _lift_maintenance(driver)
         undo["maintenance"] = False
         driver.wait_settled(timeout=topo.sla.max_recovery_s + 30)
