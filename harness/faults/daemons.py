@@ -13,6 +13,7 @@ against the node the group runs on, where each of them would matter.
 
 from __future__ import annotations
 
+import time
 from typing import Any, ClassVar
 
 from harness.errors import FalloverError, TransportError
@@ -153,8 +154,6 @@ class CorosyncKillLoop(_KillDaemon):
         return "stay", f"{target.node} is not the node running {group}", set()
 
     def inject(self, testbed: Testbed, target: Target, undo: dict[str, Any]) -> None:
-        import time
-
         node = target.need("node")
         deadline = time.monotonic() + KILL_LOOP_S
         kills = 0
