@@ -26,8 +26,9 @@ from harness.topology import Topology
 if TYPE_CHECKING:
     from harness.drivers.base import Driver
 
-STOPPED, START, UP = "cluster stopped", "cluster start", "cluster up"
-"""The marks every whole-cluster operation leaves: the last node stopped, the first start, every node online."""
+STOPPED, START, QUORATE, UP = "cluster stopped", "cluster start", "cluster start with quorum", "cluster up"
+"""The marks every whole-cluster operation leaves: the last node stopped, the first start, the start of the node
+that makes a majority (time to service counts from there: before it, the group must not run), every node online."""
 WHOLE_EXPECTATION: dict[str, Any] = {"max_poller_errors": 100000, "whole_cluster": True}
 """While no node runs a stack nobody answers crm_mon: those blind polls are the operation, not a hole."""
 
@@ -57,6 +58,7 @@ def _restart_at_once(testbed: Testbed, driver: Driver, undo: dict[str, Any]) -> 
     undo["stopped"] = list(nodes)
     mark(undo, STOPPED)
     mark(undo, START)
+    mark(undo, QUORATE)
     _at_once(nodes, driver.start_services)
     undo["started"] = list(nodes)
     _wait_online(driver, nodes)
@@ -129,9 +131,12 @@ class ClusterOneByOne(_WholeCluster):
                 driver.wait_until(lambda s, n=node: n in s.offline, timeout=60,
                                   what=f"{node} seen stopped by {', '.join(left)}")
         mark(undo, STOPPED)
+        majority = len(order) // 2 + 1
         for i, node in enumerate(order):
             if i == 0:
                 mark(undo, START)
+            if i + 1 == majority:
+                mark(undo, QUORATE)
             # make_whole, not start_services: once quorum returns the DC fences the nodes it has never seen
             # (startup-fencing, documented), so a node still waiting for its turn may be powered off by then
             make_whole(testbed, node)
