@@ -182,7 +182,11 @@ CONSEQUENCES: dict[str, tuple[Rule, ...]] = {
     "based_kill": (), "fenced_kill": (), "execd_kill": (), "attrd_kill": (), "schedulerd_kill": (),
     "controld_kill": (), "pacemakerd_kill": (), "corosync_kill_loop": (),
     "corosync_pause_short": (), "corosync_pause_long": (),
-    "cluster_simul_restart": (), "cluster_one_by_one": (), "cluster_reattach": (),
+    "cluster_simul_restart": (), "cluster_one_by_one": (),
+    "cluster_reattach": (_rule(r"pacemaker-controld\s+\[\d+\] \(lrm_state_verify_stopped\)\s+error: \d+ resources? "
+                               r"(?:were|was) active at shutdown",
+                               "the stack stops under maintenance mode, leaving the resources running: that is what "
+                               "a reattach is (CTS's Reattach ignores the same line)"),),
     "app_kill_threshold": (), "app_failure_expiry": (),
 }
 for _f in ("disk_read_errors", "disk_write_errors", "disk_hang"):
