@@ -119,6 +119,21 @@ IGNORE: tuple[Rule, ...] = (
 
 _ETHMONITOR_DOWN = _rule(r"ethmonitor\(linkmon-\w+\)\[\d+\]:\s+ERROR: Monitoring of linkmon-\w+ failed",
                          "the link monitor reports the pulled service cable: that is its job")
+_CONTROLLER_RESTART = (
+    _rule(r"pacemaker-controld\s+\[\d+\] \(do_log\)\s+error: Input I_(?:ERROR|TERMINATE) received in state S_\w+ from "
+          r"\w+",
+          "the controller lost a daemon it cannot work without and exits through S_RECOVERY (CTS ComponentFail's "
+          "patterns for pacemaker-based, -execd and -schedulerd)"),
+    _rule(r"pacemaker-controld\s+\[\d+\] \(lrm_state_verify_stopped\)\s+error: \d+ resources? (?:were|was) active at "
+          r"shutdown", "the exiting controller notes the resources it leaves running; its respawned successor probes them"),
+    _rule(r"pacemaker-controld\s+\[\d+\] \(crmd_fast_exit\)\s+error: Could not recover from internal error",
+          "the controller's last line before pacemakerd respawns it (CTS: 'Could not recover from internal error')"),
+    _rule(r"pacemakerd\s+\[\d+\] \(pcmk_child_exit\)\s+error: pacemaker-controld\[\d+\] exited with status 1",
+          "pacemakerd reports the controller's exit, then respawns it (CTS: 'pacemaker-controld[…] exited with status 1')"),
+    _rule(r"attrd_updater\s+\[\d+\] \(connect_and_send_attrd_request\)\s+error: Could not connect to attrd",
+          "a resource agent's attribute update meets an attrd that is exiting with the CIB manager it lost, or "
+          "respawning (CTS: 'pacemaker-attrd[…] exited with status 102')"),
+)
 _UNREACHABLE = _rule(r"ping\(reach-\S+\)\[\d+\]:\s+ERROR: Unexpected result for 'ping [^']*' \d+: ping: "
                      r"connect: Network is unreachable",
                      "an adapter set administratively down (`ip link set … down`: the SSH provider's cable pull) "
@@ -179,14 +194,21 @@ CONSEQUENCES: dict[str, tuple[Rule, ...]] = {
     # issue 14 (suites/cluster): partition shapes, single-daemon kills and whole-cluster operations; their IPC
     # noise comes from harness.audits.noise (what each one disrupts), anything else on a log is news
     "partition_majority": (), "partition_oneway": (), "partition_bridge": (),
-    "based_kill": (), "fenced_kill": (), "execd_kill": (), "attrd_kill": (), "schedulerd_kill": (),
-    "controld_kill": (), "pacemakerd_kill": (), "corosync_kill_loop": (),
+    # a single subdaemon killed: what CTS ComponentFail expects of each (python/pacemaker/_cts/patterns.py)
+    "based_kill": _CONTROLLER_RESTART, "schedulerd_kill": _CONTROLLER_RESTART, "controld_kill": _CONTROLLER_RESTART,
+    "attrd_kill": _CONTROLLER_RESTART,
+    "execd_kill": (*_CONTROLLER_RESTART,
+                   _rule(r"pacemaker-controld\s+\[\d+\] \(lrm_connection_destroy\)\s+crit: Connection to executor failed",
+                         "the controller loses its local executor, killed (CTS: 'Lost connection to local executor')")),
+    "fenced_kill": (_rule(r"pacemaker-controld\s+\[\d+\] \(tengine_stonith_connection_destroy\)\s+crit: Fencing "
+                          r"daemon connection failed",
+                          "the controller loses the fencer, killed, and reconnects to its respawned successor (CTS: "
+                          "'Lost fencer connection')"),),
+    "pacemakerd_kill": (), "corosync_kill_loop": (),
     "corosync_pause_short": (), "corosync_pause_long": (),
     "cluster_simul_restart": (), "cluster_one_by_one": (),
-    "cluster_reattach": (_rule(r"pacemaker-controld\s+\[\d+\] \(lrm_state_verify_stopped\)\s+error: \d+ resources? "
-                               r"(?:were|was) active at shutdown",
-                               "the stack stops under maintenance mode, leaving the resources running: that is what "
-                               "a reattach is (CTS's Reattach ignores the same line)"),),
+    "cluster_reattach": (Rule(_CONTROLLER_RESTART[1].regex, "the stack stops under maintenance mode, leaving the "
+                              "resources running: that is what a reattach is (CTS's Reattach ignores the same line)"),),
     "app_kill_threshold": (), "app_failure_expiry": (),
 }
 for _f in ("disk_read_errors", "disk_write_errors", "disk_hang"):

@@ -238,12 +238,26 @@ class PacemakerDriver(Polling, PacemakerBackup):
             except WaitTimeout:
                 if left <= RECOVER_ROUND_S:
                     raise
+                self.refresh_attributes()
         left = max(1.0, deadline - time.monotonic())
         # A node killed and restarted within the token timeout still looks online to its peers
         # while its own stack is starting: whole means every running node answers for itself too.
         self.wait_until(lambda _: all(v is not None and v.dc is not None for v in self.views().values()),
                         timeout=left, what="every running node answering crm_mon", progress=progress)
         return state
+
+    def refresh_attributes(self) -> None:
+        """`attrd_updater --refresh` on every running node: attrd writes all its values to the CIB again.
+
+        The operator's repair for a node whose transient attributes were erased from the CIB while attrd
+        kept them (Pacemaker 2.1.5 after its controller restarted: attrd holds the link monitor's 1 and
+        never writes it back, and the group stays banned from the node).
+        """
+        for node in self._query_order():
+            try:
+                self.testbed.node(node).run(["attrd_updater", "--refresh"], timeout=10, check=False)
+            except TransportError:
+                continue
 
     # -- steering -------------------------------------------------------------------------------
 
