@@ -134,6 +134,10 @@ _CONTROLLER_RESTART = (
           "a resource agent's attribute update meets an attrd that is exiting with the CIB manager it lost, or "
           "respawning (CTS: 'pacemaker-attrd[…] exited with status 102')"),
 )
+_LOST_FENCER = _rule(r"pacemaker-controld\s+\[\d+\] \(log_executor_event\)\s+error: Result of (?:probe|monitor) "
+                     r"operation for \S+ on \S+: Error \(Lost connection to fencer\)",
+                     "the fence device's probe or monitor ran while the fencer restarted (CTS ignores 'Result of … "
+                     "operation for Fencing … Error (Lost connection to fencer)' for pacemaker-based and -fenced kills)")
 _UNREACHABLE = _rule(r"ping\(reach-\S+\)\[\d+\]:\s+ERROR: Unexpected result for 'ping [^']*' \d+: ping: "
                      r"connect: Network is unreachable",
                      "an adapter set administratively down (`ip link set … down`: the SSH provider's cable pull) "
@@ -195,12 +199,12 @@ CONSEQUENCES: dict[str, tuple[Rule, ...]] = {
     # noise comes from harness.audits.noise (what each one disrupts), anything else on a log is news
     "partition_majority": (), "partition_oneway": (), "partition_bridge": (),
     # a single subdaemon killed: what CTS ComponentFail expects of each (python/pacemaker/_cts/patterns.py)
-    "based_kill": _CONTROLLER_RESTART, "schedulerd_kill": _CONTROLLER_RESTART, "controld_kill": _CONTROLLER_RESTART,
+    "based_kill": (*_CONTROLLER_RESTART, _LOST_FENCER), "schedulerd_kill": _CONTROLLER_RESTART, "controld_kill": _CONTROLLER_RESTART,
     "attrd_kill": _CONTROLLER_RESTART,
     "execd_kill": (*_CONTROLLER_RESTART,
                    _rule(r"pacemaker-controld\s+\[\d+\] \(lrm_connection_destroy\)\s+crit: Connection to executor failed",
                          "the controller loses its local executor, killed (CTS: 'Lost connection to local executor')")),
-    "fenced_kill": (_rule(r"pacemaker-controld\s+\[\d+\] \(tengine_stonith_connection_destroy\)\s+crit: Fencing "
+    "fenced_kill": (_LOST_FENCER, _rule(r"pacemaker-controld\s+\[\d+\] \(tengine_stonith_connection_destroy\)\s+crit: Fencing "
                           r"daemon connection failed",
                           "the controller loses the fencer, killed, and reconnects to its respawned successor (CTS: "
                           "'Lost fencer connection')"),),

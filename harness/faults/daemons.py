@@ -24,6 +24,8 @@ from harness.testbed.base import Testbed
 from harness.topology import Topology
 
 PAUSE_TIMER = "/run/fallover-corosync-pause.pid"
+RESPAWN_WAIT_S = 30.0
+"""How long a subdaemon kill's heal waits for pacemakerd to respawn the daemon before it restarts the stack."""
 KILL_LOOP_S = 60.0
 """How long `corosync_kill_loop` keeps killing before it says the node was never fenced."""
 
@@ -57,6 +59,17 @@ class _Subdaemon(_KillDaemon):
     def expect(self, topology: Topology, target: Target, group: str, home: str) -> tuple[str, str, set[str]]:
         return "stay", f"pacemakerd respawns {self.processes[0]} (documented); the resources stay where they run", \
             set()
+
+    def heal(self, testbed: Testbed, target: Target, undo: dict[str, Any]) -> None:
+        """Give pacemakerd its chance to respawn the daemon first: restarting the stack over a respawn in
+        progress would be our doing, not the cluster's. Only a node still missing it (or more) is made whole."""
+        node = target.need("node")
+        if testbed.running(node):
+            try:
+                look_until(lambda: pids(testbed, node, self.processes[0]), bool, timeout=RESPAWN_WAIT_S)
+            except TransportError:
+                pass  # fenced meanwhile: make_whole powers it on
+        make_whole(testbed, node)
 
 
 class BasedKill(_Subdaemon):
