@@ -134,6 +134,9 @@ _CONTROLLER_RESTART = (
           "a resource agent's attribute update meets an attrd that is exiting with the CIB manager it lost, or "
           "respawning (CTS: 'pacemaker-attrd[…] exited with status 102')"),
 )
+_ADOPTED_GONE = _rule(r"pacemakerd\s+\[\d+\] \(check_next_subdaemon\)\s+error: pacemaker-\w+\[\d+\] terminated$",
+                      "a pacemakerd that adopted running subdaemons (started again after pacemakerd_kill) watches them "
+                      "by PID, and reports each one the lost cluster layer ends (CTS's Pat:ChildKilled)")
 _LOST_FENCER = _rule(r"pacemaker-controld\s+\[\d+\] \(log_executor_event\)\s+error: Result of (?:probe|monitor) "
                      r"operation for \S+ on \S+: Error \(Lost connection to fencer\)",
                      "the fence device's probe or monitor ran while the fencer restarted (CTS ignores 'Result of … "
@@ -208,8 +211,8 @@ CONSEQUENCES: dict[str, tuple[Rule, ...]] = {
                           r"daemon connection failed",
                           "the controller loses the fencer, killed, and reconnects to its respawned successor (CTS: "
                           "'Lost fencer connection')"),),
-    "pacemakerd_kill": (), "corosync_kill_loop": (),
-    "corosync_pause_short": (), "corosync_pause_long": (),
+    "pacemakerd_kill": (), "corosync_kill_loop": (_ADOPTED_GONE,),
+    "corosync_pause_short": (), "corosync_pause_long": (_ADOPTED_GONE,),
     "cluster_simul_restart": (), "cluster_one_by_one": (),
     "cluster_reattach": (Rule(_CONTROLLER_RESTART[1].regex, "the stack stops under maintenance mode, leaving the "
                               "resources running: that is what a reattach is (CTS's Reattach ignores the same line)"),),
