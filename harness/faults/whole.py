@@ -16,7 +16,7 @@ from __future__ import annotations
 from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING, Any, ClassVar
 
-from harness.errors import FalloverError
+from harness.errors import FalloverError, WaitTimeout
 from harness.faults.app import _agent
 from harness.faults.base import Fault, Target, mark
 from harness.faults.ops import make_whole
@@ -63,6 +63,22 @@ def _restart_at_once(testbed: Testbed, driver: Driver, undo: dict[str, Any]) -> 
     undo["started"] = list(nodes)
     _wait_online(driver, nodes)
     mark(undo, UP)
+
+
+def _start_joining(testbed: Testbed, driver: Driver, node: str, online: list[str]) -> None:
+    """Start one node's stack and wait until it is online, again if the startup fencing powered it off meanwhile.
+
+    Once quorum returns, the DC fences every node it has never seen (startup-fencing, on by default): a
+    node whose turn comes next may be fenced while it starts. make_whole powers such a node on.
+    """
+    for attempt in range(3):
+        make_whole(testbed, node)
+        try:
+            _wait_online(driver, online, timeout=60)
+            return
+        except WaitTimeout:
+            if testbed.running(node) or attempt == 2:
+                raise
 
 
 class _WholeCluster(Fault):
@@ -137,11 +153,8 @@ class ClusterOneByOne(_WholeCluster):
                 mark(undo, START)
             if i + 1 == majority:
                 mark(undo, QUORATE)
-            # make_whole, not start_services: once quorum returns the DC fences the nodes it has never seen
-            # (startup-fencing, documented), so a node still waiting for its turn may be powered off by then
-            make_whole(testbed, node)
+            _start_joining(testbed, driver, node, [*undo["started"], node])
             undo["started"].append(node)
-            _wait_online(driver, undo["started"])
         mark(undo, UP)
         driver.wait_settled(timeout=topo.sla.max_recovery_s + 30)
 
