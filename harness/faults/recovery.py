@@ -84,6 +84,7 @@ class AppKillThreshold(_Recovering):
             where = self.kill_once(testbed, group, home, i, undo)
             if where != home:
                 return  # moved (or gone) before the threshold: the fail_counts verdict says so
+        mark(undo, "threshold failure", fault_start=True)  # detection and fallover count from this kill
         sent = _agent(testbed, home, group, "signal", "KILL")  # the failure that reaches the threshold
         undo["processes"] = [f"{p['pid']}:{p['start']}" for p in sent["processes"]]
         undo["kills"] = threshold

@@ -13,6 +13,7 @@ checkers measure from them.
 
 from __future__ import annotations
 
+import time
 from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING, Any, ClassVar
 
@@ -29,6 +30,9 @@ if TYPE_CHECKING:
 STOPPED, START, QUORATE, UP = "cluster stopped", "cluster start", "cluster start with quorum", "cluster up"
 """The marks every whole-cluster operation leaves: the last node stopped, the first start, the start of the node
 that makes a majority (time to service counts from there: before it, the group must not run), every node online."""
+QUORUMLESS_HOLD_S = 10.0
+"""Beyond the detection SLA, how long one-by-one stays with too few nodes for quorum, each way: a cluster that
+ignores quorum would start (or keep) the group meanwhile, and the `starts` verdict would see it."""
 WHOLE_EXPECTATION: dict[str, Any] = {"max_poller_errors": 100000, "whole_cluster": True}
 """While no node runs a stack nobody answers crm_mon: those blind polls are the operation, not a hole."""
 
@@ -139,6 +143,8 @@ class ClusterOneByOne(_WholeCluster):
         driver, topo = _driver(testbed), testbed.topology
         order = self.start_order(topo)
         undo["stopped"], undo["started"] = [], []
+        majority = len(order) // 2 + 1
+        hold = topo.sla.max_detection_s + QUORUMLESS_HOLD_S
         for i, node in enumerate(reversed(order)):
             driver.stop_services(node)
             undo["stopped"].append(node)
@@ -146,8 +152,9 @@ class ClusterOneByOne(_WholeCluster):
             if left:
                 driver.wait_until(lambda s, n=node: n in s.offline, timeout=60,
                                   what=f"{node} seen stopped by {', '.join(left)}")
+            if len(left) == majority - 1:
+                time.sleep(hold)  # the first nodes without quorum: long enough to see whether they stop the group
         mark(undo, STOPPED)
-        majority = len(order) // 2 + 1
         for i, node in enumerate(order):
             if i == 0:
                 mark(undo, START)
@@ -155,6 +162,8 @@ class ClusterOneByOne(_WholeCluster):
                 mark(undo, QUORATE)
             _start_joining(testbed, driver, node, [*undo["started"], node])
             undo["started"].append(node)
+            if i + 2 == majority:
+                time.sleep(hold)  # the last moment without quorum: long enough to see whether the group starts
         mark(undo, UP)
         driver.wait_settled(timeout=topo.sla.max_recovery_s + 30)
 
