@@ -189,7 +189,10 @@ CONSEQUENCES: dict[str, tuple[Rule, ...]] = {
     "disk_write_errors": (),
     "disk_hang": (_rule(r"pacemaker-controld\s*\[\d+\] \(log_executor_event\)\s+error: Result of monitor operation "
                         r"for \S+-fs on \S+: Timed Out",
-                        "the Filesystem monitor times out on the hung disk: that is how the cluster notices a hang"),),
+                        "the Filesystem monitor times out on the hung disk: that is how the cluster notices a hang"),
+                  _rule(r"Filesystem\(\S+-fs\)\[\d+\]:\s+ERROR: Couldn't unmount \S+; trying cleanup with (?:TERM|KILL)",
+                        "the stop after the timed-out monitor finds the filesystem busy (the application's I/O was "
+                        "held by the hang), so the agent signals what holds it: its normal escalation")),
     "fence_fail": (_FENCE_AGENT_FAILED, _FENCE_OP_FAILED),
     "fence_hang": (_FENCE_OP_FAILED, _rule(
         r"pacemaker-fenced\s*\[\d+\] \(log_async_result\)\s+error: Operation '(?:off|reboot)' \[\d+\] targeting \S+ "
