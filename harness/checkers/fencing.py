@@ -64,7 +64,8 @@ def check_fencing(ctx: Context) -> Verdict:
     """
     victim = ctx.expectation.get("fence_victim")
     if not victim:
-        return ctx.not_judged(NAME, "node", "no node that ran the group was lost, so none had to be fenced")
+        return ctx.not_judged(NAME, "node", "judged for the fence faults only (fence_fail, fence_hang), "
+                                            "which name the victim whose fence must come first")
     if ctx.t0 is None:
         return Verdict(NAME, UNKNOWN, None, None, "node", "no fault was injected")
     tried = attempts(ctx.events, str(victim), ctx.t0)
