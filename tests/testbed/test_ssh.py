@@ -193,7 +193,7 @@ def test_a_nodes_alert_lines_are_mirrored_over_ssh(lab: SshTestbed, tmp_path: Pa
     mirror.start()  # from the end: nothing the lab wrote before is copied
     try:
         assert not (tmp_path / "notifications.log").exists()
-        lab.node("node2").run(["crm_resource", "--cleanup"], timeout=30)  # re-probes: resource alerts
+        lab.node("node2").run(["crm_resource", "--refresh"], timeout=30)  # re-probes every resource: alerts
         wait_until(lambda: (tmp_path / "notifications.log").exists(), timeout=30, what="a mirrored alert line")
     finally:
         mirror.stop()
