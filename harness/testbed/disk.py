@@ -125,11 +125,15 @@ def detach_node(layout: Layout, disk: str, node: str) -> None:
     `losetup -d` of a busy device only marks it auto-clear: the mount of a dying mount namespace
     is torn down a moment later (its writes land in the cut view and are discarded).
     """
-    prefix = str(layout.disk_fuse_dir(disk) / f"{node}.")
-    for dev, backing in _loops(layout):
-        if backing.startswith(prefix):
-            subprocess.run(["losetup", "-d", dev], capture_output=True, text=True, timeout=30)
+    for dev in node_loops(layout, disk, node):
+        subprocess.run(["losetup", "-d", dev], capture_output=True, text=True, timeout=30)
     layout.node_disk_link(node, disk).unlink(missing_ok=True)
+
+
+def node_loops(layout: Layout, disk: str, node: str) -> list[str]:
+    """The loop devices on `node`'s views of `disk` (one per incarnation still bound)."""
+    prefix = str(layout.disk_fuse_dir(disk) / f"{node}.")
+    return [dev for dev, backing in _loops(layout) if backing.startswith(prefix)]
 
 
 def _loops(layout: Layout) -> list[tuple[str, str]]:
