@@ -1,9 +1,13 @@
-"""Commands on a node over SSH (paramiko): one connection per node, opened lazily and reused.
+"""Commands on a node over SSH (fabric): one `fabric.Connection` per node, opened lazily and reused.
 
-Why paramiko rather than the `ssh` binary: one TCP connection carries every command of a run
-(a fault run sends thousands: polls, audits, heals), the socket can be created by the caller
-(the embedded SSH lab opens it from inside its switch namespace), and auth/host-key failures
-arrive as typed exceptions that become one line naming the host.
+Why fabric (over paramiko) rather than the `ssh` binary: one TCP connection carries every
+command of a run (a fault run sends thousands: polls, audits, heals), the socket can be created
+by the caller (the embedded SSH lab opens it from inside its switch namespace), and auth/host-key
+failures arrive as typed exceptions that become one line naming the host. The connection is a
+`fabric.Connection` (no ssh_config files read: the inventory alone says where a node is); a
+command is one channel on its transport rather than `Connection.run`, because the harness needs
+what `run_process` gives locally: a hard remote kill at the timeout, stdin, and the exit status
+of a command whose detached children keep its output open.
 
 Semantics match `run_process`: a mandatory timeout after which the whole remote process group
 is killed (`timeout -s KILL` on the node) and `CommandTimedOut` is raised; `CommandFailed` for
@@ -23,6 +27,7 @@ from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import ClassVar
 
+import fabric
 import paramiko
 
 from harness import oplog
@@ -96,7 +101,7 @@ class SshTransport:
         self.strict = strict
         self.connect_timeout = connect_timeout
         self.sock_factory = sock_factory
-        self._client: paramiko.SSHClient | None = None
+        self._conn: fabric.Connection | None = None
         self._lock = threading.Lock()
 
     def __repr__(self) -> str:
@@ -108,42 +113,44 @@ class SshTransport:
     def connect(self) -> paramiko.Transport:
         """The live connection, opened (or re-opened after the node restarted) when needed."""
         with self._lock:
-            c = self._client
-            t = c.get_transport() if c is not None else None
-            if t is not None and t.is_active():
-                return t
+            c = self._conn
+            if c is not None and c.is_connected:
+                assert c.transport is not None
+                return c.transport
             if c is not None:
                 c.close()
-            self._client = self._open()
-            t = self._client.get_transport()
-            assert t is not None
-            return t
+            self._conn = self._open()
+            assert self._conn.transport is not None
+            return self._conn.transport
 
-    def _open(self) -> paramiko.SSHClient:
+    def _open(self) -> fabric.Connection:
         e = self.endpoint
         where = f"{e.user}@{e.host}:{e.port}"
-        client = paramiko.SSHClient()
         sock = None
+        conn: fabric.Connection | None = None
         try:  # reach the host first: an unreachable host is reported as such, whatever known_hosts says
             if self.sock_factory is not None:
                 sock = self.sock_factory(e.host, e.port, self.connect_timeout)
             else:
                 sock = socket.create_connection((e.host, e.port), timeout=self.connect_timeout)
             _keepalive(sock)
-            if self.strict:
+            conn = fabric.Connection(
+                e.host, user=e.user, port=e.port,
+                config=fabric.Config(overrides={"load_ssh_configs": False}),
+                connect_kwargs={"sock": sock, "timeout": self.connect_timeout,
+                                "banner_timeout": self.connect_timeout, "auth_timeout": self.connect_timeout,
+                                "key_filename": str(e.key_file) if e.key_file else None,
+                                "allow_agent": e.key_file is None, "look_for_keys": e.key_file is None})
+            if self.strict:  # fabric's default policy adds unknown hosts: checking is on unless the inventory says no
                 known = self.known_hosts or Path.home() / ".ssh" / "known_hosts"
                 if not known.is_file():
                     raise FileNotFoundError(f"known_hosts file {known} does not exist")
-                client.load_host_keys(str(known))
-                client.set_missing_host_key_policy(paramiko.RejectPolicy())
-            else:
-                client.set_missing_host_key_policy(paramiko.AutoAddPolicy())
-            client.connect(e.host, port=e.port, username=e.user, sock=sock, timeout=self.connect_timeout,
-                           banner_timeout=self.connect_timeout, auth_timeout=self.connect_timeout,
-                           key_filename=str(e.key_file) if e.key_file else None,
-                           allow_agent=e.key_file is None, look_for_keys=e.key_file is None)
+                conn.client.load_host_keys(str(known))
+                conn.client.set_missing_host_key_policy(paramiko.RejectPolicy())
+            conn.open()
         except Exception as exc:  # noqa: BLE001 - every way a connect fails is one line naming the host
-            client.close()
+            if conn is not None:
+                conn.client.close()
             if sock is not None:
                 sock.close()
             raise TransportError(self.name, f"{where}: {describe(exc)}") from None
@@ -151,14 +158,14 @@ class SshTransport:
             SshTransport.connections_opened += 1
         log.info("%s: connected to %s (connection #%d of this process)", self.name, where,
                  SshTransport.connections_opened)
-        return client
+        return conn
 
     def close(self) -> None:
         """Drop the connection (the node was powered off: its TCP peer is gone without a word)."""
         with self._lock:
-            if self._client is not None:
-                self._client.close()
-                self._client = None
+            if self._conn is not None:
+                self._conn.client.close()
+                self._conn = None
 
     def alive(self) -> bool:
         try:
