@@ -41,6 +41,10 @@ class Oob(_Model):
     """Out-of-band commands, run on the harness host; `{node}`, `{disk}`, `{topology}` and `{python}` are
     substituted (each shell-quoted). A command that exits non-zero fails the fault with its output."""
 
+    sysrq: Literal["reboot", "off"] | None = None
+    """Cut power from inside the node through the kernel's `/proc/sysrq-trigger` (no clean shutdown, no
+    sync): `reboot` (`b`) and the node boots again by itself; `off` (`o`) and `power_on`/`power_status`
+    bring it back. For hosts with no BMC the harness can reach; never with `lab: embedded`."""
     power_off: str | None = None
     power_on: str | None = None
     power_status: str | None = None
@@ -54,8 +58,19 @@ class Oob(_Model):
 
     @model_validator(mode="after")
     def _complete(self) -> Oob:
-        for kind, keys in (("power", ("power_off", "power_on", "power_status")),
-                           ("disk", ("disk_pull", "disk_restore", "disk_status"))):
+        power = ("power_off", "power_on", "power_status")
+        if self.sysrq is not None:  # sysrq cuts the power; what brings it back depends on the letter
+            if self.power_off:
+                raise ValueError("sysrq: not with power_off (one way to cut the power)")
+            back = ("power_on", "power_status") if self.sysrq == "off" else ()
+            for k in power[1:]:
+                if k in back and not getattr(self, k):
+                    raise ValueError(f"{k}: required with sysrq: off (a node powered off by sysrq cannot power "
+                                     "itself on)")
+                if k not in back and getattr(self, k):
+                    raise ValueError(f"{k}: not with sysrq: reboot (the node boots again by itself)")
+            power = ()
+        for kind, keys in (("power", power), ("disk", ("disk_pull", "disk_restore", "disk_status"))):
             given = [k for k in keys if getattr(self, k)]
             if given and len(given) != len(keys):
                 missing = next(k for k in keys if not getattr(self, k))
@@ -98,6 +113,9 @@ class SshInventory(_Model):
                     raise ValueError(f"{where}.disks: unknown disk {d!r}")
         if self.alerts_log is not None and not self.alerts_log.startswith("/"):
             raise ValueError(f"ssh.alerts_log: {self.alerts_log!r} must be an absolute path on the nodes")
+        if self.lab is not None and self.oob.sysrq is not None:
+            raise ValueError("ssh.oob.sysrq: not with lab: embedded (the lab's nodes share this machine's kernel: "
+                             "sysrq would cut the power of the harness host itself)")
         if self.lab is None:
             if self.lab_subnet is not None:
                 raise ValueError("ssh.lab_subnet: only for lab: embedded")

@@ -15,6 +15,7 @@ import os
 import re
 import shlex
 import shutil
+import socket
 import subprocess
 import sys
 import time
@@ -39,6 +40,8 @@ POWER_TTL_S = 2.0
 
 BOOT_WAIT_S = 120.0
 """How long `up` waits for SSH on a node that was powered on again (a lab node: seconds; a server: minutes)."""
+SYSRQ_WAIT_S = 15.0
+"""How long a node has, after its sysrq power cut, to stop answering on its SSH port."""
 
 
 class InventoryError(UsageError):
@@ -216,8 +219,9 @@ class SshTestbed(SshNetwork, SshStorage):
         caps["disk_modes"] = "a disk is pulled whole here (its device offline, or your oob command): no read-only, " \
                              "write-only or hanging I/O"
         caps["fence_device"] = "fallover does not drive your fence devices (it would have to break your IPMI)"
-        if not oob.power_off:
-            caps["power"] = "the inventory declares no out-of-band power commands (ssh.oob.power_off/on/status)"
+        if not oob.power_off and not oob.sysrq:
+            caps["power"] = "the inventory declares no out-of-band power commands (ssh.oob.power_off/on/status) " \
+                            "nor ssh.oob.sysrq"
         if not oob.disk_pull and not all(d.name in h.disks for d in self.topology.disks
                                          for h in self.inventory.hosts.values()):
             caps["disk"] = ("the inventory declares neither ssh.oob.disk_pull/restore/status nor each disk's "
@@ -301,15 +305,32 @@ class SshTestbed(SshNetwork, SshStorage):
         return on
 
     def power_off(self, node: str) -> None:
-        self._oob("power_off", node=node)
+        if self.inventory.oob.sysrq is not None:
+            self._sysrq(node, "b" if self.inventory.oob.sysrq == "reboot" else "o")
+        else:
+            self._oob("power_off", node=node)
         self._nodes[node].close()  # a powered-off peer sends no FIN: do not wait for keepalive to notice
         self._power[node] = (time.monotonic(), False)
 
+    def _sysrq(self, node: str, letter: str) -> None:
+        """The kernel cuts the power from inside the node: detached and a moment late, so that the command
+        that asks for it returns over SSH first; then the node must stop answering on its SSH port."""
+        self._sh(node, f"setsid -f sh -c 'sleep 0.3; echo {letter} > /proc/sysrq-trigger' >/dev/null 2>&1 "
+                       "</dev/null", timeout=10)
+        host = self.inventory.hosts[node]
+        deadline = time.monotonic() + SYSRQ_WAIT_S
+        while _answers(host.host, host.port):
+            if time.monotonic() > deadline:
+                raise TestbedError(f"{node} still answers on {host.host}:{host.port} {SYSRQ_WAIT_S:g}s after "
+                                   f"sysrq {letter!r} (is /proc/sysrq-trigger writable by {host.user}?)")
+            time.sleep(0.2)
+
     def power_on(self, node: str) -> None:
-        """Power on out of band; returns once the node answers SSH (at most `BOOT_WAIT_S`): what comes
-        next (start its services, heal) goes over SSH."""
+        """Power on out of band (or, after sysrq `reboot`, let it boot); returns once the node answers SSH
+        (at most `BOOT_WAIT_S`): what comes next (start its services, heal) goes over SSH."""
         self._nodes[node].close()
-        self._oob("power_on", node=node)
+        if self.inventory.oob.sysrq != "reboot":
+            self._oob("power_on", node=node)
         self._power.pop(node, None)
         self._reach(node, first=False)
 
@@ -356,3 +377,11 @@ class LocalClient(HostTransport):
     def wrap(self, argv: list[str]) -> list[str]:
         return list(argv)
 
+
+def _answers(host: str, port: int, timeout: float = 1.0) -> bool:
+    """Whether something accepts a TCP connection at host:port now (a node whose power was cut does not)."""
+    try:
+        socket.create_connection((host, port), timeout=timeout).close()
+        return True
+    except OSError:
+        return False

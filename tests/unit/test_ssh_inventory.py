@@ -72,3 +72,29 @@ def test_bad_lab(tmp_path: Path, mutate, field: str) -> None:  # type: ignore[no
     mutate(raw["ssh"])
     with pytest.raises(TopologyError, match=field.replace(".", r"\.")):
         load(tmp_path, raw)
+
+
+@pytest.mark.parametrize("oob, field", [
+    ({"sysrq": "reboot", "power_off": "x", "power_on": "y", "power_status": "z"}, "ssh.oob: sysrq: not with power_off"),
+    ({"sysrq": "off"}, "ssh.oob: power_on: required with sysrq: off"),
+    ({"sysrq": "off", "power_on": "y"}, "ssh.oob: power_status: required with sysrq: off"),
+    ({"sysrq": "reboot", "power_on": "y"}, "ssh.oob: power_on: not with sysrq: reboot"),
+    ({"sysrq": "halt"}, "ssh.oob.sysrq"),
+])
+def test_sysrq_power_comes_with_the_right_commands(tmp_path: Path, oob: dict, field: str) -> None:  # type: ignore[type-arg]
+    raw = real_inventory()
+    raw["ssh"]["oob"] = oob
+    with pytest.raises(TopologyError, match=field.replace(".", r"\.")):
+        load(tmp_path, raw)
+
+
+def test_sysrq_is_refused_on_the_embedded_lab(tmp_path: Path) -> None:
+    """The lab's nodes share this machine's kernel: a sysrq there would cut the harness host's power."""
+    raw = yaml.safe_load(LAB.read_text())
+    raw["ssh"]["oob"] = {"sysrq": "reboot"}
+    with pytest.raises(TopologyError, match=r"ssh\.oob\.sysrq: not with lab: embedded"):
+        load(tmp_path, raw)
+    for ok in ({"sysrq": "reboot"}, {"sysrq": "off", "power_on": "y", "power_status": "z"}):
+        real = real_inventory()
+        real["ssh"]["oob"] = ok
+        assert load(tmp_path, real).ssh.oob.sysrq == ok["sysrq"]  # type: ignore[attr-defined]

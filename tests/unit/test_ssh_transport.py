@@ -128,3 +128,51 @@ def test_an_out_of_band_failure_names_the_key_never_the_command_line(tmp_path) -
     with pytest.raises(TestbedError) as e:
         tb.power_off("node2")
     assert str(e.value) == "ssh.oob.power_off for node2 exited 4: failed" and "hunter2" not in str(e.value)
+
+
+@pytest.mark.parametrize("mode, letter, oob_calls", [("reboot", "b", []), ("off", "o", ["power_on"])])
+def test_sysrq_cuts_the_power_from_inside_and_waits_for_silence(tmp_path, monkeypatch, mode, letter,  # type: ignore[no-untyped-def]
+                                                                 oob_calls) -> None:
+    import yaml
+
+    from harness.testbed import ssh as sshmod
+    from harness.topology import load_topology
+    from tests.unit.test_ssh_inventory import real_inventory
+
+    raw = real_inventory()
+    raw["ssh"]["oob"] = {"sysrq": mode} if mode == "reboot" else {"sysrq": mode, "power_on": "y", "power_status": "z"}
+    (tmp_path / "t.yaml").write_text(yaml.safe_dump(raw))
+    tb = sshmod.SshTestbed(load_topology(tmp_path / "t.yaml"), instance="unit")
+    sent: list[str] = []
+    answers = iter([True, True, False])  # the node still answers twice after the trigger, then is silent
+    monkeypatch.setattr(tb, "_sh", lambda node, script, **kw: sent.append(f"{node}: {script}") or "")
+    monkeypatch.setattr(sshmod, "_answers", lambda host, port, timeout=1.0: next(answers))
+    monkeypatch.setattr(sshmod.time, "sleep", lambda s: None)
+    called: list[str] = []
+    monkeypatch.setattr(tb, "_oob", lambda key, **kw: called.append(key) or "")
+    monkeypatch.setattr(tb, "_reach", lambda node, first: called.append("reach"))
+    tb.power_off("node2")
+    assert sent == [(f"node2: setsid -f sh -c 'sleep 0.3; echo {letter} > /proc/sysrq-trigger' >/dev/null 2>&1 "
+                     "</dev/null")]
+    assert tb.running("node2") is False and called == []  # no out-of-band command cut it
+    tb.power_on("node2")
+    assert called == [*oob_calls, "reach"]  # `reboot` boots by itself: only wait for SSH
+
+
+def test_a_sysrq_that_did_not_cut_the_power_is_an_error(tmp_path, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    import yaml
+
+    from harness.errors import TestbedError
+    from harness.testbed import ssh as sshmod
+    from harness.topology import load_topology
+    from tests.unit.test_ssh_inventory import real_inventory
+
+    raw = real_inventory()
+    raw["ssh"]["oob"] = {"sysrq": "reboot"}
+    (tmp_path / "t.yaml").write_text(yaml.safe_dump(raw))
+    tb = sshmod.SshTestbed(load_topology(tmp_path / "t.yaml"), instance="unit")
+    monkeypatch.setattr(tb, "_sh", lambda node, script, **kw: "")
+    monkeypatch.setattr(sshmod, "_answers", lambda host, port, timeout=1.0: True)
+    monkeypatch.setattr(sshmod, "SYSRQ_WAIT_S", 0.0)
+    with pytest.raises(TestbedError, match=r"node1 still answers on db1\.example\.net:22 0s after sysrq 'b'"):
+        tb.power_off("node1")
