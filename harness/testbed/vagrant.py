@@ -31,7 +31,8 @@ from harness.testbed import vagrantbox, vagrantconf
 from harness.testbed.base import CAPABILITIES, Capabilities, LogFile, Progress, quiet
 from harness.testbed.layout import AGENTS, ASSETS, Layout, default_instance
 from harness.testbed.ssh import SshTestbed
-from harness.testbed.vagrantlab import EVENTS_PORT, ISCSI_PORT, Lab
+from harness.testbed.vagrantlab import Lab
+from harness.testbed.vagrantnames import EVENTS_PORT, ISCSI_PORT
 from harness.testbed.vagrantvm import VmControl
 from harness.topology import Topology
 from harness.transport import NetnsTransport

@@ -19,7 +19,8 @@ from pathlib import Path
 
 from harness.testbed import clusterconf
 from harness.testbed.layout import Layout
-from harness.testbed.vagrantlab import EVENTS_PORT, FENCE_MCAST, ISCSI_PORT, Lab
+from harness.testbed.vagrantlab import Lab
+from harness.testbed.vagrantnames import EVENTS_PORT, FENCE_MCAST, ISCSI_PORT
 
 GUEST_STATE_ROOT = Path("/var/lib/fallover")
 FENCE_KEY_GUEST = "/etc/cluster/fence_xvm.key"

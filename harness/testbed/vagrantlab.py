@@ -10,31 +10,22 @@ removing those directories. The network namespace holds the bridges: no lab addr
 appears in the host's namespace, and the lab has no way out (no `<forward>`, no uplink).
 
 Every name derives from the topology and the instance (`Layout.prefix`), so `down` and `leftovers`
-work after an `up` that was killed at any point.
+work after an `up` that was killed at any point. This module builds and removes the namespaces, the
+bridges and the management network; the names live in `vagrantnames`, the daemons in `vagrantprocs`.
 """
 
 from __future__ import annotations
 
-import ipaddress
-import os
-import signal
-import socket
 import shutil
 import subprocess
-import time
-from collections.abc import Callable
 from pathlib import Path
 
 from harness.errors import TestbedError
-from harness.testbed.layout import Layout
-
-MNT_ROOT = Path("/run/fallover-mnt")
-"""Mount-namespace files (a private bind mount, as `ip netns` keeps /run/netns)."""
+from harness.testbed.vagrantnames import MNT_ROOT, is_mounted
+from harness.testbed.vagrantprocs import LabProcesses, terminate
 
 LIBVIRT_DIRS = {"etc": "/etc/libvirt", "lib": "/var/lib/libvirt", "log": "/var/log/libvirt",
                 "cache": "/var/cache/libvirt"}
-DAEMONS = ("virtlogd", "libvirtd", "tgtd", "fence_virtd", "events")
-"""Started in this order, stopped in the reverse one, each by the PID in its pid file."""
 
 QEMU_CONF = """
 user = "root"
@@ -45,146 +36,13 @@ namespaces = [ ]
 cgroup_controllers = [ ]
 """
 
-ISCSI_PORT = 3260
-EVENTS_PORT = 7700
-FENCE_MCAST = "225.0.0.12"
-
-
-def bridge(network: str) -> str:
-    """The Linux bridge of a topology network inside the lab namespace (≤ 15 characters)."""
-    return f"br-{network}"[:15]
-
-
 MGMT_BRIDGE = "br-mgmt"
 CLIENT_VETH = "client0"
 
 
-class Lab:
-    """Names, paths and the namespace plumbing of one VM lab."""
-
-    def __init__(self, layout: Layout) -> None:
-        self.layout = layout
-        self.topology = layout.topology
-        v = self.topology.vagrant
-        from harness.topology import Vagrant
-
-        self.settings = v if v is not None else Vagrant()
-
-    # -- names ------------------------------------------------------------------------------------
-
-    @property
-    def prefix(self) -> str:
-        return self.layout.prefix
-
-    @property
-    def state(self) -> Path:
-        return self.layout.state
-
-    @property
-    def netns(self) -> str:
-        return self.layout.net_ns
-
-    @property
-    def client_ns(self) -> str:
-        return self.layout.client_ns
-
-    @property
-    def mnt_file(self) -> Path:
-        return MNT_ROOT / self.prefix
-
-    @property
-    def in_host_netns(self) -> bool:
-        """A user's real host bridges (`vagrant.bridges`): the lab then shares the host's network namespace."""
-        return bool(self.settings.bridges)
-
-    def bridge(self, network: str) -> str:
-        return self.settings.bridges.get(network) or bridge(network)
-
-    @property
-    def mgmt_network(self) -> str:
-        return f"{self.prefix}-mgmt"
-
-    @property
-    def mgmt_address(self) -> ipaddress.IPv4Address:
-        """The harness's address on the management network (libvirt's, in the lab): SSH, iSCSI, events."""
-        return self.settings.mgmt_subnet.network_address + 1
-
-    def node_mgmt_address(self, node: str) -> ipaddress.IPv4Address:
-        return self.settings.mgmt_subnet.network_address + 10 + self.topology.node_index(node)
-
-    def fence_address(self) -> ipaddress.IPv4Address:
-        """fence_virtd's TCP call-back address on the service bridge (a cut-off node cannot fence)."""
-        return self.topology.service_network.subnet.broadcast_address - 1
-
-    def domain(self, node: str) -> str:
-        return f"{self.prefix}-{node}"
-
-    def mac(self, node: str, nic: int) -> str:
-        """Stable MACs: the management DHCP lease and the guest's interface names follow them."""
-        h = sum(self.prefix.encode()) % 256
-        return f"52:54:{h:02x}:{len(self.prefix) % 256:02x}:{self.topology.node_index(node):02x}:{nic:02x}"
-
-    def iqn(self, disk: str) -> str:
-        return f"iqn.2026-11.net.fallover:{self.prefix}.{disk}"
-
-    def tid(self, disk: str) -> int:
-        return [d.name for d in self.topology.disks].index(disk) + 1
-
-    def disk_image(self, disk: str) -> Path:
-        return self.state / "disks" / f"{disk}.img"
-
-    def pidfile(self, daemon: str) -> Path:
-        return self.state / f"{daemon}.pid"
-
-    @property
-    def libvirt_root(self) -> Path:
-        return self.state / "libvirt"
-
-    @property
-    def pool_dir(self) -> Path:
-        """libvirt's `default` pool of every lab (in the box cache): box volumes stay, domain volumes
-        are named after their domain (`<prefix>-<node>…`) and go with the lab."""
-        from harness.testbed.vagrantbox import BOX_ROOT
-
-        return BOX_ROOT / "pool"
-
-    def own_volumes(self) -> list[Path]:
-        return sorted(p for p in self.pool_dir.glob(f"{self.prefix}-*") if p.is_file()) \
-            if self.pool_dir.is_dir() else []
-
-    @property
-    def vagrant_dot(self) -> Path:
-        return self.state / "vagrant"
-
-    @property
-    def fence_key(self) -> Path:
-        return self.state / "fence_xvm.key"
-
-    @property
-    def notifications(self) -> Path:
-        return self.layout.notification_log
-
-    @property
-    def fences(self) -> Path:
-        return self.state / "fence-events.jsonl"
-
-    # -- running commands in the lab --------------------------------------------------------------
-
-    def argv(self, argv: list[str]) -> list[str]:
-        ns = [] if self.in_host_netns else [f"--net=/run/netns/{self.netns}"]
-        return ["nsenter", f"--mount={self.mnt_file}", *ns, "--", *argv]
-
-    def run(self, argv: list[str], *, timeout: float = 60, check: bool = True, input: str | None = None,
-            env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
-        r = subprocess.run(self.argv(argv), capture_output=True, text=True, timeout=timeout, input=input,
-                           env=env)
-        if check and r.returncode != 0:
-            raise TestbedError(f"{' '.join(argv[:3])} in the lab exited {r.returncode}: "
-                               f"{(r.stderr or r.stdout).strip()[-400:]}")
-        return r
-
-    def virsh(self, *args: str, check: bool = True, timeout: float = 60) -> subprocess.CompletedProcess[str]:
-        return self.run(["virsh", "-q", "-c", "qemu:///system", *args], check=check, timeout=timeout)
+class Lab(LabProcesses):
+    """Names, paths and the namespace plumbing of one VM lab (names in `vagrantnames`, daemons in
+    `vagrantprocs`)."""
 
     # -- namespaces -------------------------------------------------------------------------------
 
@@ -205,10 +63,10 @@ class Lab:
                 x.unlink()
             with open(etc / "qemu.conf", "a") as f:
                 f.write(QEMU_CONF)
-        if _is_mounted(self.mnt_file):
+        if is_mounted(self.mnt_file):
             return
         MNT_ROOT.mkdir(parents=True, exist_ok=True)
-        if not _is_mounted(MNT_ROOT):
+        if not is_mounted(MNT_ROOT):
             subprocess.run(["mount", "--bind", str(MNT_ROOT), str(MNT_ROOT)], check=True, timeout=30)
         subprocess.run(["mount", "--make-private", str(MNT_ROOT)], check=True, timeout=30)
         self.mnt_file.touch()
@@ -224,7 +82,7 @@ class Lab:
         inner = ["sh", "-c", script] if self.in_host_netns else \
             ["nsenter", f"--net=/run/netns/{self.netns}", "--", "sh", "-c", script]
         r = subprocess.run(["unshare", f"--mount={self.mnt_file}", "--propagation", "private", *inner],
-                           capture_output=True, text=True, timeout=30)
+                           check=False, capture_output=True, text=True, timeout=30)
         if r.returncode != 0:
             raise TestbedError(f"lab mount namespace: {r.stderr.strip()[-300:]}")
 
@@ -275,105 +133,21 @@ class Lab:
         if "Active:         yes" not in self.virsh("net-info", self.mgmt_network).stdout:
             self.virsh("net-start", self.mgmt_network)
 
-    # -- daemons (by PID) -------------------------------------------------------------------------
-
-    def pid(self, daemon: str) -> int | None:
-        """The daemon's PID if it runs (and is in the lab); None otherwise."""
-        try:
-            pid = int(self.pidfile(daemon).read_text().split()[0])
-        except (OSError, ValueError, IndexError):
-            return None
-        return pid if pid in self.processes() else None
-
-    def start_daemon(self, daemon: str, argv: list[str], *, ready: Path | Callable[[], bool] | None = None,
-                     timeout: float = 30, foreground: bool = False) -> int:
-        """Start ``argv`` in the lab unless its pid file names a live lab process; wait for ``ready``
-        (a path in the lab, or a test)."""
-        pid = self.pid(daemon)
-        if pid is not None:
-            return pid
-        log = open(self.state / f"{daemon}.log", "ab")
-        if foreground:  # no daemon mode of its own: we record its PID
-            proc = subprocess.Popen(self.argv(argv), stdout=log, stderr=log, stdin=subprocess.DEVNULL,
-                                    start_new_session=True)
-            self.pidfile(daemon).write_text(str(proc.pid))  # nsenter execs: the PID is the daemon's
-        else:
-            subprocess.run(self.argv(argv), stdout=log, stderr=log, stdin=subprocess.DEVNULL, timeout=timeout,
-                           check=True)
-        deadline = time.monotonic() + timeout
-        while True:
-            pid = self.pid(daemon)
-            if pid is not None and (ready is None or (ready() if callable(ready) else _lab_path_exists(self, ready))):
-                return pid
-            if time.monotonic() > deadline:
-                tail = (self.state / f"{daemon}.log").read_text(errors="replace")[-400:]
-                raise TestbedError(f"{daemon} did not start in the lab within {timeout:g}s: {tail.strip()}")
-            time.sleep(0.1)
-
-    def listening(self, port: int) -> bool:
-        """Something in the lab accepts TCP connections on the harness's management address and ``port``."""
-        from harness.testbed.nfqueue import in_netns
-
-        def probe() -> bool:
-            try:
-                socket.create_connection((str(self.mgmt_address), port), timeout=1).close()
-                return True
-            except OSError:
-                return False
-
-        return probe() if self.in_host_netns else in_netns(self.netns, probe)
-
-    def stop_daemon(self, daemon: str, timeout: float = 15) -> bool:
-        pid = self.pid(daemon)
-        if pid is None:
-            self.pidfile(daemon).unlink(missing_ok=True)
-            return False
-        _terminate([pid], timeout)
-        self.pidfile(daemon).unlink(missing_ok=True)
-        return True
-
-    def processes(self) -> dict[int, str]:
-        """Every process of the lab (PID → command line): those in its mount namespace (or, on a host
-        network, its qemu), all started by the lab's daemons or by fallover."""
-        try:
-            ino = os.stat(self.mnt_file).st_ino if _is_mounted(self.mnt_file) else None
-        except OSError:
-            ino = None
-        nino = None
-        if not self.in_host_netns:
-            try:
-                nino = os.stat(f"/run/netns/{self.netns}").st_ino
-            except OSError:
-                pass
-        found: dict[int, str] = {}
-        for d in Path("/proc").iterdir():
-            if not d.name.isdigit():
-                continue
-            try:
-                mine = (ino is not None and os.stat(d / "ns" / "mnt").st_ino == ino) or \
-                    (nino is not None and os.stat(d / "ns" / "net").st_ino == nino)
-                if mine:
-                    found[int(d.name)] = (d / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
-            except OSError:
-                continue
-        found.pop(os.getpid(), None)
-        return found
-
     # -- teardown ---------------------------------------------------------------------------------
 
     def remove_namespaces(self) -> list[str]:
         gone = []
         left = self.processes()
         if left:
-            _terminate(list(left), 10)
+            terminate(list(left), 10)
             gone.append(f"{len(left)} lab processes")
-        if _is_mounted(self.mnt_file):
-            subprocess.run(["umount", "-l", str(self.mnt_file)], capture_output=True, timeout=30)
+        if is_mounted(self.mnt_file):
+            subprocess.run(["umount", "-l", str(self.mnt_file)], check=False, capture_output=True, timeout=30)
             gone.append(f"mount namespace {self.mnt_file}")
         self.mnt_file.unlink(missing_ok=True)
         for ns in (self.client_ns, self.netns):
             if not self.in_host_netns and Path(f"/run/netns/{ns}").exists():
-                subprocess.run(["ip", "netns", "del", ns], capture_output=True, timeout=30)
+                subprocess.run(["ip", "netns", "del", ns], check=False, capture_output=True, timeout=30)
                 gone.append(f"namespace {ns}")
         return gone
 
@@ -386,46 +160,7 @@ class Lab:
 
 
 def _ip(ns: str, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
-    r = subprocess.run(["ip", "-n", ns, *args], capture_output=True, text=True, timeout=30)
+    r = subprocess.run(["ip", "-n", ns, *args], check=False, capture_output=True, text=True, timeout=30)
     if check and r.returncode != 0:
         raise TestbedError(f"ip -n {ns} {' '.join(args)}: {r.stderr.strip()}")
     return r
-
-
-def _is_mounted(path: Path) -> bool:
-    try:
-        text = Path("/proc/self/mountinfo").read_text()
-    except OSError:
-        return False
-    return any(line.split()[4] == str(path) for line in text.splitlines())
-
-
-def _lab_path_exists(lab: Lab, path: Path) -> bool:
-    return lab.run(["test", "-e", str(path)], check=False, timeout=10).returncode == 0
-
-
-def _terminate(pids: list[int], timeout: float) -> None:
-    """SIGTERM, then SIGKILL what is still there after ``timeout``: only these PIDs, never by name."""
-    for p in pids:
-        try:
-            os.kill(p, signal.SIGTERM)
-        except ProcessLookupError:
-            pass
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        alive = [p for p in pids if Path(f"/proc/{p}").exists() and not _zombie(p)]
-        if not alive:
-            return
-        time.sleep(0.1)
-    for p in pids:
-        try:
-            os.kill(p, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
-
-
-def _zombie(pid: int) -> bool:
-    try:
-        return Path(f"/proc/{pid}/stat").read_text().split(") ")[1].startswith("Z")
-    except (OSError, IndexError):
-        return True
