@@ -122,14 +122,30 @@ class PartitionMajority(Partition):
         return quorum_outcome(topology, set(target.nodes), home)
 
 
-class PartitionOneWay(_Dropping):
-    name: ClassVar[str] = "partition_oneway"
-    event: ClassVar[str] = "network_partition (one-way, Jepsen net/drop!)"
+class _Grudging(_Dropping):
+    """Shapes installed as one grudge rule: the grudge depends on every node, so `rule(target)` alone cannot
+    build it and `inject` asks the testbed's topology."""
+
     target_kind: ClassVar[str] = "partition"
-    summary: ClassVar[str] = "nothing the node sends reaches the other nodes; it still hears them (--node)"
-    mechanism: ClassVar[str] = "nft bridge-family drops from the node's ports to the other nodes' ports, one way"
     needs: ClassVar[tuple[str, ...]] = ("rules", "quorum")
     suite: ClassVar[str | None] = "cluster"
+
+    def grudge(self, nodes: Sequence[str], target: Target) -> Grudge:
+        raise NotImplementedError
+
+    def rule(self, target: Target) -> Rule:
+        raise NotImplementedError  # needs the topology: see inject
+
+    def inject(self, testbed: Testbed, target: Target, undo: dict[str, Any]) -> None:
+        grudge = self.grudge(testbed.topology.node_names, target)
+        undo["rules"] = testbed.add_rule(undo["id"], Rule("grudge", grudge=grudge))
+
+
+class PartitionOneWay(_Grudging):
+    name: ClassVar[str] = "partition_oneway"
+    event: ClassVar[str] = "network_partition (one-way, Jepsen net/drop!)"
+    summary: ClassVar[str] = "nothing the node sends reaches the other nodes; it still hears them (--node)"
+    mechanism: ClassVar[str] = "nft bridge-family drops from the node's ports to the other nodes' ports, one way"
 
     def targets(self, topology: Topology) -> list[Target]:
         return [Target(nodes=(n,)) for n in topology.node_names]
@@ -142,12 +158,8 @@ class PartitionOneWay(_Dropping):
     def precheck(self, testbed: Testbed, target: Target) -> None:
         Partition.precheck(self, testbed, target)  # type: ignore[arg-type]  # same sides, same refusal
 
-    def rule(self, target: Target) -> Rule:
-        raise NotImplementedError  # needs the topology: see inject
-
-    def inject(self, testbed: Testbed, target: Target, undo: dict[str, Any]) -> None:
-        grudge = one_way(target.nodes[0], testbed.topology.node_names)
-        undo["rules"] = testbed.add_rule(undo["id"], Rule("grudge", grudge=grudge))
+    def grudge(self, nodes: Sequence[str], target: Target) -> Grudge:
+        return one_way(target.nodes[0], nodes)
 
     def expect(self, topology: Topology, target: Target, group: str, home: str) -> tuple[str, str, set[str]]:
         """Unheard is as good as gone: the others form a membership without the node (quorum as a partition)."""
@@ -155,14 +167,11 @@ class PartitionOneWay(_Dropping):
         return outcome, f"{why}; nobody hears {target.nodes[0]}, though it hears them", lost
 
 
-class PartitionBridge(_Dropping):
+class PartitionBridge(_Grudging):
     name: ClassVar[str] = "partition_bridge"
     event: ClassVar[str] = "network_partition (bridge, Jepsen bridge)"
-    target_kind: ClassVar[str] = "partition"
     summary: ClassVar[str] = "the other nodes split in two halves that do not see each other; --node sees both"
     mechanism: ClassVar[str] = "nft bridge-family drops between the two halves' ports; the bridge node's pass"
-    needs: ClassVar[tuple[str, ...]] = ("rules", "quorum")
-    suite: ClassVar[str | None] = "cluster"
 
     def targets(self, topology: Topology) -> list[Target]:
         nodes = topology.node_names
@@ -181,12 +190,8 @@ class PartitionBridge(_Dropping):
             if not any(testbed.running(n) for n in side):
                 raise self.refused(target, f"every node of {name} ({', '.join(side)}) is powered off")
 
-    def rule(self, target: Target) -> Rule:
-        raise NotImplementedError  # needs the topology: see inject
-
-    def inject(self, testbed: Testbed, target: Target, undo: dict[str, Any]) -> None:
-        grudge = bridge(testbed.topology.node_names, target.nodes[0])
-        undo["rules"] = testbed.add_rule(undo["id"], Rule("grudge", grudge=grudge))
+    def grudge(self, nodes: Sequence[str], target: Target) -> Grudge:
+        return bridge(nodes, target.nodes[0])
 
     def expect(self, topology: Topology, target: Target, group: str, home: str) -> tuple[str, str, set[str]]:
         """A membership needs every member to hear every other: one half with the bridge, at most.
