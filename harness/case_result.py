@@ -12,22 +12,22 @@ from __future__ import annotations
 import json
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any, ClassVar
 
-from harness.checkers import UNKNOWN, Verdict
+from harness.checkers import Verdict
+from harness.outcome import Judged
 from harness.plan import Case, Expected
 from harness.steps import Step
 
 if TYPE_CHECKING:
     from harness.topology import Topology
 
-Status = Literal["PASS", "FAIL", "ERROR"]
 SETUP_STEPS = ("make the cluster whole", "start the recording", "baseline", "inject")
 """Steps before the fault is in effect: their failure means the case never tested the cluster."""
 
 
 @dataclass
-class CaseResult:
+class CaseResult(Judged):
     case: Case
     expected: Expected | None
     verdicts: dict[str, Verdict]
@@ -38,36 +38,18 @@ class CaseResult:
     steps: list[Step] = field(default_factory=list)
     diagnosis: dict[str, list[str]] = field(default_factory=dict)  # step → the cluster's account
     counts: dict[str, int] = field(default_factory=dict)
+    setup_steps: ClassVar[tuple[str, ...]] = SETUP_STEPS
 
-    @property
-    def errors(self) -> list[str]:
-        """Why the case is an ERROR (empty when it is not): harness errors and failed setup steps."""
-        return [f"{s.name}: {s.error}" for s in self.steps
-                if not s.ok and (s.harness_error or s.name in SETUP_STEPS)]
-
-    @property
-    def failures(self) -> list[Verdict]:
-        return [v for n, v in self.verdicts.items() if n in self.asserted and v.valid is not True]
-
-    @property
-    def status(self) -> Status:
-        if self.errors:
-            return "ERROR"
-        return "FAIL" if self.failures or self.extra_findings else "PASS"
-
-    @property
-    def passed(self) -> bool:
-        return self.status == "PASS"
+    def failed_otherwise(self) -> bool:
+        """A step after the inject got an answer that breaks the case (see the module docstring)."""
+        return bool(self.extra_findings)
 
     def report(self) -> str:
         """What was done, what was expected, what was measured, and why it failed: an engineer's report."""
         expected = self.expected.describe() if self.expected else "(not derived: the case stopped before)"
         lines = [f"{self.status}: {self.case.fault} on {self.case.target.label} under load; expected: {expected}"]
         lines += [f"  [  ERROR] {e}" for e in self.errors]
-        for name, v in self.verdicts.items():
-            mark = ("FAIL" if v.valid is False else "UNKNOWN" if v.valid == UNKNOWN
-                    else "ok" if v.judged else "n/a") if name in self.asserted else "info"
-            lines.append(f"  [{mark:>7}] {name}: {v.explanation}")
+        lines += self.verdict_lines()
         lines += [f"  [   FAIL] {f}" for f in self.extra_findings]
         for step, why in self.diagnosis.items():
             lines.append(f"  why, as the cluster reported it when '{step}' ran out:")

@@ -10,13 +10,13 @@ from __future__ import annotations
 import json
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, ClassVar
 
-from harness.checkers import UNKNOWN, Verdict
+from harness.checkers import Verdict
 from harness.checkers.backup import BackupHistory, RefusalHistory
+from harness.outcome import Judged
 from harness.steps import Step
 
-Status = Literal["PASS", "FAIL", "ERROR"]
 SETUP_STEPS = ("make the cluster whole", "start the recording", "warm up")
 """Steps before the backup: their failure means the case never tested backup and restore."""
 MEASURES = {"backup_s": ("backup_time", "max_backup_s"), "restore_s": ("restore_time", "max_restore_s"),
@@ -25,7 +25,7 @@ MEASURES = {"backup_s": ("backup_time", "max_backup_s"), "restore_s": ("restore_
 
 
 @dataclass
-class BackupCaseResult:
+class BackupCaseResult(Judged):
     case: str
     title: str
     verdicts: dict[str, Verdict]
@@ -37,24 +37,7 @@ class BackupCaseResult:
     timings: dict[str, float] = field(default_factory=dict)
     info: list[str] = field(default_factory=list)
     """Lines for the report that are not verdicts (sizes, nodes, what the restore did)."""
-
-    @property
-    def errors(self) -> list[str]:
-        return [f"{s.name}: {s.error}" for s in self.steps if not s.ok and (s.harness_error or s.name in SETUP_STEPS)]
-
-    @property
-    def failures(self) -> list[Verdict]:
-        return [v for n, v in self.verdicts.items() if n in self.asserted and v.valid is not True]
-
-    @property
-    def status(self) -> Status:
-        if self.errors:
-            return "ERROR"
-        return "FAIL" if self.failures else "PASS"
-
-    @property
-    def passed(self) -> bool:
-        return self.status == "PASS"
+    setup_steps: ClassVar[tuple[str, ...]] = SETUP_STEPS
 
     def measures(self) -> dict[str, float]:
         out = {}
@@ -71,10 +54,7 @@ class BackupCaseResult:
     def report(self) -> str:
         lines = [f"{self.status}: {self.case}: {self.title}"]
         lines += [f"  [  ERROR] {e}" for e in self.errors]
-        for name, v in self.verdicts.items():
-            mark = ("FAIL" if v.valid is False else "UNKNOWN" if v.valid == UNKNOWN else "ok" if v.judged else "n/a") \
-                if name in self.asserted else "info"
-            lines.append(f"  [{mark:>7}] {name}: {v.explanation}")
+        lines += self.verdict_lines()
         lines += [f"  {line}" for line in self.info]
         lines.append(f"  evidence: {self.run_dir}")
         return "\n".join(lines)

@@ -13,9 +13,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from harness.case_result import CaseResult, Status
+from harness.case_result import CaseResult
 from harness.checkers import Verdict
 from harness.faults.base import Target
+from harness.outcome import Status
 from harness.plan import Case, Expected
 from harness.steps import Step
 from harness.timeline import Timeline
