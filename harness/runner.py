@@ -389,7 +389,9 @@ class Runner:
                 "membership": self.driver.membership, **e.limits, "outcome": e.outcome, "home": e.home,
                 **fault.expectation,
                 "notifications_unseen": self.testbed.capabilities().get("notifications"),
-                **({"fence_victim": e.home, "fence_broken": True} if fault.family == "fencing" else {})}
+                # a fault that asserts `fencing` names the group's node as the victim whose fence must come first
+                **({"fence_victim": e.home} if "fencing" in fault.extra_asserted else {}),
+                **({"fence_broken": True} if fault.family == "fencing" else {})}
 
     def _seen_now(self, group: str) -> str:
         try:

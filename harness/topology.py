@@ -120,9 +120,22 @@ class Cluster(Model):
     """The fence devices in level order (Pacemaker's fencing-topology, one device per level): when
     level 1 fails to fence a node, level 2 is tried. The embedded testbed makes each a device of its
     own through the fence broker, so that one level can be broken (`fence_fail --device`) alone."""
+    pacemaker_env: dict[str, str] = Field(default_factory=dict)
+    """pacemakerd's environment on the embedded testbed's nodes, as /etc/sysconfig/pacemaker sets it on a
+    packaged node (e.g. ``PCMK_fail_fast: "yes"``: a subdaemon's death panics the node). Names PCMK_*."""
     fence_timeout_s: int = Field(default=15, ge=2, le=300)
     """stonith-timeout: how long a fence action may take before the cluster counts it failed (a hung
     fence device is given up after this; Pacemaker's default of 60 s would make every such case a minute)."""
+
+    @field_validator("pacemaker_env")
+    @classmethod
+    def _env(cls, v: dict[str, str]) -> dict[str, str]:
+        for name, value in v.items():
+            if not re.match(r"^PCMK_[A-Za-z_]{1,40}$", name):
+                raise ValueError(f"{name!r}: a Pacemaker environment variable is PCMK_ and letters or '_'")
+            if not re.match(r"^[A-Za-z0-9_.,:/+-]{0,200}$", value):
+                raise ValueError(f"{name}: {value!r} holds characters a shell would read (letters, digits, _.,:/+-)")
+        return v
 
     @field_validator("fencing_topology")
     @classmethod

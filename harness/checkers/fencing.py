@@ -60,7 +60,9 @@ def check_fencing(ctx: Context) -> Verdict:
 
     Judged when the expectation names a ``fence_victim`` (the lost node that ran the group); with
     ``fence_broken`` the fault broke the fence devices, and a case where the cluster never asked a
-    broken device could not test that: "unknown".
+    broken device could not test that: "unknown". With ``clean_move_ok`` (a subdaemon kill, after which
+    the cluster may ban the group from a node that stays a member) a start elsewhere is also right while
+    the victim has not left the membership: its controller stopped the group there.
     """
     victim = ctx.expectation.get("fence_victim")
     if not victim:
@@ -85,6 +87,12 @@ def check_fencing(ctx: Context) -> Verdict:
                                  f"{group} started on {first[1]} at {ctx.rel(first[0])}, after {victim} had rejoined "
                                  f"the cluster at {ctx.rel(back.mono)} (powered on by the recovery): no fence needed "
                                  f"then; before it, no takeover ({tried_words})"), PROBE + POLLER)
+    if first is not None and (fenced is None or first[0] < fenced.end) and ctx.expectation.get("clean_move_ok") \
+            and (lost is None or lost.mono > first[0]):
+        return ctx.vouch(Verdict(NAME, True, first[1], "after a fence, or a clean stop", "node",
+                                 f"{group} started on {first[1]} at {ctx.rel(first[0])} while {victim} was still a "
+                                 f"member: moved off it by the cluster, no fence needed ({tried_words}); a run on "
+                                 f"both is split_brain's to judge"), PROBE + POLLER)
     if first is not None and (fenced is None or first[0] < fenced.end):
         when, node = first
         before = "although it was never fenced" if fenced is None else \

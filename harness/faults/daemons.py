@@ -1,14 +1,16 @@
 """Single-daemon faults (CTS ComponentFail, crmsh crash_test): one Pacemaker subdaemon killed, pacemakerd
 alone killed, corosync killed until the node is fenced, corosync paused shorter or longer than the token.
 
-Each has the outcome Pacemaker documents: pacemakerd "spawns all the other daemons, and respawns
-them if they unexpectedly exit" (Pacemaker 2.1, *Clusters from Scratch* / *Pacemaker
-Administration*, "Pacemaker Architecture"; PCMK_fail_fast defaults to no), so a subdaemon killed
-alone changes nothing a client sees; pacemakerd killed alone leaves its children running, and the
-resources with them (crm cluster crash_test --kill-pacemakerd); corosync gone or silent past the
-token and consensus timeouts means the node has left the membership, and a node that leaves
-without a clean shutdown is fenced (*Pacemaker Explained*, "Fencing"). The suites run these
-against the node the group runs on, where each of them would matter.
+The prose docs say pacemakerd "spawns all the other daemons, and respawns them if they unexpectedly
+exit" (*Pacemaker Administration*, "Pacemaker Architecture"; PCMK_fail_fast defaults to no), which
+reads as: a subdaemon killed alone changes nothing a client sees. The source says more
+(`pcmk_source.py` holds what was read, per daemon, with the version range): a kill that takes the
+node's controller down with it (based, execd, the DC's schedulerd, controld itself) leaves the DC
+free to fence the node, and the expected outcome follows the installed version's source, not the
+prose. pacemakerd killed alone leaves its children running, and the resources with them (crm cluster
+crash_test --kill-pacemakerd); corosync gone or silent past the token and consensus timeouts means
+the node has left the membership, and a node that leaves without a clean shutdown is fenced
+(*Pacemaker Explained*, "Fencing"). The suites run these against the node the group runs on.
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ from harness.errors import FalloverError, TransportError
 from harness.faults.base import Fault, Target, look_until
 from harness.faults.cluster import _KillDaemon
 from harness.faults.ops import make_whole, pids
+from harness.faults.pcmk_source import SUBDAEMONS, Subdaemon, expected_after_kill
 from harness.testbed.base import Testbed
 from harness.topology import Topology
 
@@ -48,17 +51,23 @@ def loss_after_s(topology: Topology) -> float:
 
 
 class _Subdaemon(_KillDaemon):
-    """SIGKILL of one of pacemakerd's children; pacemakerd respawns it and the resources stay."""
+    """SIGKILL of one of pacemakerd's children; what follows is the installed version's (`pcmk_source`).
+
+    One class for the six: each catalogue entry is a subclass made from its row of `SUBDAEMONS`
+    (`_kill_fault`), so that `fallover faults` and the registry keep one name per daemon.
+    """
 
     event: ClassVar[str] = "clstrmgr_kill (one subdaemon, CTS ComponentFail)"
     suite: ClassVar[str | None] = "cluster"
+    facts: ClassVar[Subdaemon]
 
     def targets(self, topology: Topology) -> list[Target]:
         return home_nodes(topology)
 
     def expect(self, topology: Topology, target: Target, group: str, home: str) -> tuple[str, str, set[str]]:
-        return "stay", f"pacemakerd respawns {self.processes[0]} (documented); the resources stay where they run", \
-            set()
+        if target.node != home:
+            return "stay", f"{target.node} is not the node running {group}", set()
+        return expected_after_kill(self.facts, topology, home)
 
     def heal(self, testbed: Testbed, target: Target, undo: dict[str, Any]) -> None:
         """Give pacemakerd its chance to respawn the daemon first: restarting the stack over a respawn in
@@ -72,49 +81,20 @@ class _Subdaemon(_KillDaemon):
         make_whole(testbed, node)
 
 
-class BasedKill(_Subdaemon):
-    name: ClassVar[str] = "based_kill"
-    summary: ClassVar[str] = "pacemaker-based alone SIGKILLed on the node; pacemakerd respawns it"
-    mechanism: ClassVar[str] = "kill -KILL of the node's pacemaker-based; heal: the stack restarted if it is not whole"
-    processes: ClassVar[tuple[str, ...]] = ("pacemaker-based",)
+def _kill_fault(facts: Subdaemon) -> _Subdaemon:
+    """The catalogue entry for one row of `SUBDAEMONS` (a subclass, since a fault's name is a class attribute)."""
+    daemon = facts.daemon
+    attrs = {"name": f"{facts.short}_kill", "facts": facts, "processes": (daemon,),
+             "summary": f"{daemon} alone SIGKILLed on the node; pacemakerd respawns it",
+             "mechanism": f"kill -KILL of the node's {daemon}; heal: the stack restarted if it is not whole",
+             # a move after this kill must follow a fence of the node, or a clean stop while it stayed a member
+             "extra_asserted": ("fencing",) if facts.controller_exits else (),
+             "expectation": {"clean_move_ok": True} if facts.controller_exits else {}}
+    cls = type(f"{facts.short.capitalize()}Kill", (_Subdaemon,), attrs)
+    return cls()
 
 
-class FencedKill(_Subdaemon):
-    name: ClassVar[str] = "fenced_kill"
-    summary: ClassVar[str] = "pacemaker-fenced alone SIGKILLed on the node; pacemakerd respawns it"
-    mechanism: ClassVar[str] = "kill -KILL of the node's pacemaker-fenced; heal: the stack restarted if it is not whole"
-    processes: ClassVar[tuple[str, ...]] = ("pacemaker-fenced",)
-
-
-class ExecdKill(_Subdaemon):
-    name: ClassVar[str] = "execd_kill"
-    summary: ClassVar[str] = "pacemaker-execd alone SIGKILLed on the node; pacemakerd respawns it"
-    mechanism: ClassVar[str] = "kill -KILL of the node's pacemaker-execd; heal: the stack restarted if it is not whole"
-    processes: ClassVar[tuple[str, ...]] = ("pacemaker-execd",)
-
-
-class AttrdKill(_Subdaemon):
-    name: ClassVar[str] = "attrd_kill"
-    summary: ClassVar[str] = "pacemaker-attrd alone SIGKILLed on the node; pacemakerd respawns it"
-    mechanism: ClassVar[str] = "kill -KILL of the node's pacemaker-attrd; heal: the stack restarted if it is not whole"
-    processes: ClassVar[tuple[str, ...]] = ("pacemaker-attrd",)
-
-
-class SchedulerdKill(_Subdaemon):
-    name: ClassVar[str] = "schedulerd_kill"
-    summary: ClassVar[str] = "pacemaker-schedulerd alone SIGKILLed on the node; pacemakerd respawns it"
-    mechanism: ClassVar[str] = "kill -KILL of the node's pacemaker-schedulerd; heal: the stack restarted if it is not whole"
-    processes: ClassVar[tuple[str, ...]] = ("pacemaker-schedulerd",)
-
-
-class ControldKill(_Subdaemon):
-    name: ClassVar[str] = "controld_kill"
-    summary: ClassVar[str] = "pacemaker-controld alone SIGKILLed on the node; pacemakerd respawns it"
-    mechanism: ClassVar[str] = "kill -KILL of the node's pacemaker-controld; heal: the stack restarted if it is not whole"
-    processes: ClassVar[tuple[str, ...]] = ("pacemaker-controld",)
-
-
-SUBDAEMON_KILLS: list[_Subdaemon] = [BasedKill(), FencedKill(), ExecdKill(), AttrdKill(), SchedulerdKill(), ControldKill()]
+SUBDAEMON_KILLS: list[_Subdaemon] = [_kill_fault(f) for f in SUBDAEMONS]
 
 
 class PacemakerdKill(_KillDaemon):
@@ -143,7 +123,9 @@ class PacemakerdKill(_KillDaemon):
             make_whole(testbed, node)  # more than pacemakerd died meanwhile: the stack's own repair
             return
         if not pids(testbed, node, "pacemakerd"):
-            testbed.spawn(node, ["pacemakerd"], pidfile="/run/fallover-pacemakerd.pid")
+            env = [f"{k}={v}" for k, v in sorted(testbed.topology.cluster.pacemaker_env.items())]
+            testbed.spawn(node, ["env", *env, "pacemakerd"] if env else ["pacemakerd"],
+                          pidfile="/run/fallover-pacemakerd.pid")
         if not look_until(lambda: pids(testbed, node, "pacemakerd"), bool):
             raise FalloverError(f"{node}: pacemakerd did not start again")
 

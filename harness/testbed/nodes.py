@@ -72,7 +72,13 @@ def services_script(layout: Layout) -> str:
         return lab + vrrp.services_lines()
     return lab + ("corosync >/var/log/cluster/corosync.stdout 2>&1\n"
             "for i in $(seq 200); do corosync-cfgtool -s >/dev/null 2>&1 && break; sleep 0.05; done\n"
-            "setsid -f pacemakerd >>/var/log/pacemaker/pacemakerd.stdout 2>&1 </dev/null\n")
+            f"{_pacemaker_env(layout)}setsid -f pacemakerd >>/var/log/pacemaker/pacemakerd.stdout 2>&1 </dev/null\n")
+
+
+def _pacemaker_env(layout: Layout) -> str:
+    """`env PCMK_…=… ` for the topology's cluster.pacemaker_env (validated: no shell metacharacters)."""
+    env = layout.topology.cluster.pacemaker_env
+    return f"env {' '.join(f'{k}={v}' for k, v in sorted(env.items()))} " if env else ""
 
 
 def start(layout: Layout, node: str) -> int:

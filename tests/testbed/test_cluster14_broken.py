@@ -1,11 +1,13 @@
 """Issue 14 on clusters broken for the purpose: each new kind of case must FAIL there, naming why.
 
-The same cases pass on the correct embedded cluster (`pytest suites/cluster`). Each test brings up
-a testbed of its own (tests/data/broken), runs one case and takes it down: about 1-2 min each.
+The same cases pass on the correct embedded cluster (`pytest suites/cluster`). Each broken cluster is a
+testbed of its own (tests/data/broken), up once per module fixture: about 1 min to bring up, and 1-2 min
+per case.
 """
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -14,6 +16,7 @@ import pytest
 from harness.faults import Target
 from harness.plan import Case
 from harness.runner import Runner
+from harness.testbed import nodes
 from harness.testbed.local import LocalTestbed
 from own_testbed import separate_testbed
 from test_broken_clusters import assert_judged
@@ -53,3 +56,39 @@ def test_a_blocked_application_is_not_recovered_in_place(tmp_path: Path) -> None
     # must (1, then 2). Which wrong value the harness reads depends on the monitor and on failure-timeout
     # (20 s here) expiring the first failure: "is 0, not 1" and "is 0, not 2" were both seen.
     assert_judged(result, failing={"fail_counts"}, cause=["the fail count on node1 is "])
+
+
+# -- single-daemon kills (issue 14 item 5): a cluster that panics a node for a subdaemon's death ------------
+
+
+@pytest.fixture(scope="module")
+def failfast() -> Iterator[LocalTestbed]:
+    """PCMK_fail_fast=yes and fencing off: a subdaemon's death panics its node, and nobody fences it.
+
+    Pacemaker's panic writes "b" to /proc/sysrq-trigger (node-init.sh hides the host's) and then calls
+    reboot(2), which in a PID namespace other than the host's only ends that namespace: this test
+    refuses to run otherwise rather than reboot the machine.
+    """
+    with separate_testbed(BROKEN / "failfast.yaml") as tb:
+        for node in tb.topology.node_names:
+            init = nodes.init_pid(tb.layout, node)
+            assert init is not None and os.readlink(f"/proc/{init}/ns/pid") != os.readlink("/proc/self/ns/pid"), \
+                f"{node} shares the host's PID namespace: a Pacemaker panic there would reboot the host"
+        yield tb
+
+
+@pytest.mark.parametrize("fault", ["fenced_kill", "attrd_kill"])
+def test_with_fail_fast_a_kill_the_controller_rides_out_moves_the_group(failfast: LocalTestbed, tmp_path: Path,
+                                                                        fault: str) -> None:
+    """Expected: the group stays. Here node1 panics, and the group moves although nothing should have."""
+    result = Runner(failfast, tmp_path).run(Case(fault, Target(node="node1")))
+    assert_judged(result, failing={"fallover"}, cause=["although no fallover was expected"])
+
+
+@pytest.mark.parametrize("fault", ["based_kill", "execd_kill", "schedulerd_kill", "controld_kill"])
+def test_with_fail_fast_and_no_fencing_a_controller_kill_moves_the_group_unfenced(failfast: LocalTestbed,
+                                                                                  tmp_path: Path, fault: str) -> None:
+    """Expected: the group stays, or moves after a fence or a clean stop. Here node1 panics (it leaves the
+    membership: no clean stop) and the group starts on node2 without anyone fencing node1."""
+    result = Runner(failfast, tmp_path).run(Case(fault, Target(node="node1")))
+    assert_judged(result, failing={"fencing"}, cause=["although it was never fenced"])

@@ -61,14 +61,6 @@ def test_the_cluster_suite_holds_the_new_faults_on_the_groups_home_node() -> Non
         assert FAULTS[f].family and FAULTS[f].event and FAULTS[f].summary and FAULTS[f].mechanism
 
 
-@pytest.mark.parametrize("fault", ["based_kill", "fenced_kill", "execd_kill", "attrd_kill", "schedulerd_kill",
-                                   "controld_kill", "pacemakerd_kill"])
-def test_a_single_daemon_kill_is_expected_to_change_nothing_a_client_sees(fault: str) -> None:
-    outcome, takeover, text = describe(fault, node="node1")
-    assert (outcome, takeover) == ("stay", None)
-    assert "respawns" in text or "outlive pacemakerd" in text
-
-
 def test_corosync_faults_follow_the_token() -> None:
     assert effective_token_ms(TOPO) == 1000 and loss_after_s(TOPO) == pytest.approx(2.2)
     assert describe("corosync_pause_short", node="node1")[:2] == ("stay", None)

@@ -14,6 +14,9 @@ for d in /etc/corosync /var/lib/pacemaker /var/lib/corosync /var/log; do
     mount --bind "$S$d" "$d"
 done
 mount -t sysfs fallover-sys /sys                       # per-netns /sys/class/net
+# Pacemaker's panic (PCMK_fail_fast, fence-reaction=panic) writes "b" to /proc/sysrq-trigger before its
+# reboot(2), which in this PID namespace only ends the node: the host's trigger must not be reachable.
+if [ -e /proc/sysrq-trigger ]; then mount --bind /dev/null /proc/sysrq-trigger; fi
 mount -t tmpfs -o mode=755,size=64m fallover-run /run
 # This node's own links to its loop devices (layout.NODE_DISKS): one view of each shared disk
 # per node, so that a power cut loses what this node had not flushed (diskviews.py).
