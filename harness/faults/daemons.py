@@ -71,7 +71,13 @@ class _Subdaemon(_KillDaemon):
 
     def heal(self, testbed: Testbed, target: Target, undo: dict[str, Any]) -> None:
         """Give pacemakerd its chance to respawn the daemon first: restarting the stack over a respawn in
-        progress would be our doing, not the cluster's. Only a node still missing it (or more) is made whole."""
+        progress would be our doing, not the cluster's. Only a node still missing it (or more) is made whole.
+
+        After a kill that took the controller down, the node's attrd is asked to write its attributes again
+        (`attrd_updater --refresh`): the DC erased them from the CIB when the controller left, and attrd
+        does not write back values it thinks unchanged (pcmk_source), so the group would stay banned from
+        a node that is whole again. That is the operator's repair, and the policy verdict judges what follows.
+        """
         node = target.need("node")
         if testbed.running(node):
             try:
@@ -79,6 +85,11 @@ class _Subdaemon(_KillDaemon):
             except TransportError:
                 pass  # fenced meanwhile: make_whole powers it on
         make_whole(testbed, node)
+        if self.facts.controller_exits and testbed.running(node):
+            try:
+                testbed.node(node).run(["attrd_updater", "--refresh"], timeout=10, check=False)
+            except TransportError:
+                pass  # fenced after all: a node that starts again has its attributes written afresh
 
 
 def _kill_fault(facts: Subdaemon) -> _Subdaemon:
