@@ -10,12 +10,15 @@ from __future__ import annotations
 import warnings
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 from harness.faults import FAULTS, Target
 from harness.faults.app import locate_problem
 from harness.faults.partitions import quorum_outcome, two_way_splits
 from harness.topology import Topology
+
+if TYPE_CHECKING:
+    from harness.drivers.state import ClusterState
 
 Outcome = Literal["fallover", "stay", "outage", "planned", "restart"]
 
@@ -195,13 +198,14 @@ def _next(order: list[str], after: str, excluded: set[str]) -> str | None:
     return None
 
 
-def expect(topology: Topology, case: Case, home: dict[str, str]) -> list[Expected]:
-    """The correct outcome for every group, given where each runs at injection (`home`)."""
+def expect(topology: Topology, case: Case, home: dict[str, str], seen: ClusterState | None = None) -> list[Expected]:
+    """The correct outcome for every group, given where each runs at injection (`home`) and, when the runner
+    has looked, the cluster as it was then (``seen``: the DC and its version decide some daemon kills)."""
     t = case.target
     out = []
     for g in topology.groups:
         h = home.get(g.name, g.nodes[0])
-        outcome, why, lost = _outcome(topology, case, g.name, h)
+        outcome, why, lost = _outcome(topology, case, g.name, h, seen)
         declared = topology.expectations.get(f"{case.fault}:{t.label}") or topology.expectations.get(case.fault)
         if declared is not None and declared != outcome:
             outcome, why = declared, f"declared in the topology's expectations ({why})"
@@ -226,11 +230,12 @@ def _limits(topology: Topology, case: Case) -> dict[str, float]:
     return {}
 
 
-def _outcome(topology: Topology, case: Case, group: str, home: str) -> tuple[Outcome, str, set[str]]:
+def _outcome(topology: Topology, case: Case, group: str, home: str,
+             seen: ClusterState | None = None) -> tuple[Outcome, str, set[str]]:
     """(outcome, reason, nodes that cannot take over) for one group."""
     f, t = case.fault, case.target
     g = topology.group(group)
-    decided = FAULTS[f].expect(topology, t, group, home)
+    decided = FAULTS[f].expect_seen(topology, t, group, home, seen)
     if decided is not None:
         return decided  # type: ignore[return-value]  # Fault.expect returns an Outcome
     if f in NODE_LOSS:

@@ -123,7 +123,7 @@ class Runner:
         with steps("make the cluster whole"):
             state = self._reset()
             home = {g.name: state.group_node(g.name) or g.nodes[0] for g in topo.groups}
-            c.expected = expect(topo, c.case, home)[0]  # load and probe watch the first group
+            c.expected = expect(topo, c.case, home, seen=state)[0]  # load and probe watch the first group
             timeline.meta["expected"] = asdict(c.expected)
         c.timings["reset_s"] = time.monotonic() - c.t_start
         save_snapshot(tb, c.run_dir, "before")

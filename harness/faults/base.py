@@ -6,11 +6,14 @@ import dataclasses
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, ClassVar, TypeVar
+from typing import TYPE_CHECKING, Any, ClassVar, TypeVar
 
 from harness.errors import FalloverError, UsageError
 from harness.testbed.base import Testbed
 from harness.topology import Topology
+
+if TYPE_CHECKING:
+    from harness.drivers.state import ClusterState
 
 T = TypeVar("T")
 
@@ -146,6 +149,12 @@ class Fault:
         expected outcome beside their mechanism.
         """
         return None
+
+    def expect_seen(self, topology: Topology, target: Target, group: str, home: str,
+                    seen: ClusterState | None) -> tuple[str, str, set[str]] | None:
+        """`expect`, given the cluster as the runner saw it before the case (``seen``: its DC, the version
+        the DC runs), for the faults whose outcome depends on them; None while only planning."""
+        return self.expect(topology, target, group, home)
 
     def inject(self, testbed: Testbed, target: Target, undo: dict[str, Any]) -> None:
         """Break something. Record in ``undo`` (journaled again afterwards) what heal needs.

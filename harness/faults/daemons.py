@@ -16,7 +16,7 @@ the node has left the membership, and a node that leaves without a clean shutdow
 from __future__ import annotations
 
 import time
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from harness.errors import FalloverError, TransportError
 from harness.faults.base import Fault, Target, look_until
@@ -25,6 +25,9 @@ from harness.faults.ops import make_whole, pids
 from harness.faults.pcmk_source import SUBDAEMONS, Subdaemon, expected_after_kill
 from harness.testbed.base import Testbed
 from harness.topology import Topology
+
+if TYPE_CHECKING:
+    from harness.drivers.state import ClusterState
 
 PAUSE_TIMER = "/run/fallover-corosync-pause.pid"
 RESPAWN_WAIT_S = 30.0
@@ -65,9 +68,13 @@ class _Subdaemon(_KillDaemon):
         return home_nodes(topology)
 
     def expect(self, topology: Topology, target: Target, group: str, home: str) -> tuple[str, str, set[str]]:
+        return self.expect_seen(topology, target, group, home, None)
+
+    def expect_seen(self, topology: Topology, target: Target, group: str, home: str,
+                    seen: ClusterState | None) -> tuple[str, str, set[str]]:
         if target.node != home:
             return "stay", f"{target.node} is not the node running {group}", set()
-        return expected_after_kill(self.facts, topology, home)
+        return expected_after_kill(self.facts, topology, home, seen)
 
     def heal(self, testbed: Testbed, target: Target, undo: dict[str, Any]) -> None:
         """Give pacemakerd its chance to respawn the daemon first: restarting the stack over a respawn in

@@ -35,8 +35,12 @@ import functools
 import re
 import subprocess
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from harness.topology import Topology
+
+if TYPE_CHECKING:
+    from harness.drivers.state import ClusterState
 
 READ_RANGE = ((2, 0, 0), (3, 0, 2))
 """The versions whose source the rows below were read from (both ends read)."""
@@ -106,18 +110,27 @@ def _v(version: tuple[int, int, int]) -> str:
     return ".".join(map(str, version))
 
 
-def expected_after_kill(facts: Subdaemon, topology: Topology, home: str) -> tuple[str, str, set[str]]:
-    """(outcome, why, nodes that cannot take over) for a SIGKILL of ``facts.daemon`` on ``home``, the group's node."""
-    version = installed_version(topology)
+def expected_after_kill(facts: Subdaemon, topology: Topology, home: str,
+                        seen: ClusterState | None = None) -> tuple[str, str, set[str]]:
+    """(outcome, why, nodes that cannot take over) for a SIGKILL of ``facts.daemon`` on ``home``, the group's node.
+
+    ``seen`` (the runner's look at the cluster before the case) gives the version the DC runs, which
+    wins over the one planning assumed, and which node is the DC (the scheduler matters there only).
+    """
+    version = parse_version((seen.stack_versions.get("pacemaker") or "") if seen else "") or installed_version(topology)
     lo, hi = READ_RANGE
     span = f"{_v(lo)}-{_v(hi)}"
     if version is not None and not lo <= version <= hi:
         return "stay", (f"pacemakerd respawns {facts.daemon}, as documented: Pacemaker {_v(version)} is outside the "
                         f"versions whose source was read ({span})"), set()
     which = f"Pacemaker {_v(version)}" if version else f"the Pacemaker of {topology.provider} nodes (unknown yet)"
+    dc = seen.dc if seen else None
+    if facts.dc_only and dc is not None and dc != home:
+        return "stay", (f"pacemakerd respawns {facts.daemon}, and no controller is connected to it: {home} is not "
+                        f"the DC ({dc} is; {facts.source} on the DC only; {which}, source {span})"), set()
     if not facts.controller_exits:
         return "stay", f"pacemakerd respawns {facts.daemon} and {facts.source} ({which}, source {span})", set()
-    when = f" (on the DC only: is {home} the DC?)" if facts.dc_only else ""
+    when = "" if not facts.dc_only else f" ({home} is the DC)" if dc == home else f" (on the DC only: is {home} it?)"
     return "planned", (
         f"{home} keeps it, or it moves once {home} is fenced or stopped there cleanly, never running twice: "
         f"{facts.source}{when}; the DC fences {home} if its scheduler runs before the respawned controller rejoins "

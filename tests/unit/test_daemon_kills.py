@@ -10,6 +10,7 @@ import pytest
 from checker_history import ctx, ev, probe  # type: ignore[attr-defined]
 
 from harness.checkers.fencing import check_fencing
+from harness.drivers.state import ClusterState
 from harness.faults import FAULTS, Target, pcmk_source
 from harness.faults.daemons import SUBDAEMON_KILLS
 from harness.plan import Case, expect
@@ -69,7 +70,7 @@ def test_a_kill_that_takes_the_controller_down_expects_either_outcome_with_one_o
 
 def test_the_scheduler_kill_says_it_matters_on_the_dc_only(version: Any) -> None:
     version((2, 1, 5))
-    assert "(on the DC only: is node1 the DC?)" in expected("schedulerd_kill")[1]
+    assert "(on the DC only: is node1 it?)" in expected("schedulerd_kill")[1]
 
 
 @pytest.mark.parametrize("fault", QUIET)
@@ -93,6 +94,24 @@ def test_a_testbed_whose_nodes_are_not_this_host_is_not_asked_while_planning(ver
     ssh = TOPO.model_copy(update={"provider": "ssh"})
     outcome, text = expected("based_kill", ssh)
     assert outcome == "planned" and "the Pacemaker of ssh nodes (unknown yet)" in text
+
+
+def seen(dc: str, version: str = "2.1.5-a3f44794f94") -> ClusterState:
+    return ClusterState("node2", dc, True, {}, {}, {}, stack_versions={"pacemaker": version})
+
+
+def test_the_runners_look_at_the_cluster_decides_the_scheduler_kill(version: Any) -> None:
+    version((2, 1, 5))
+    elsewhere = expect(TOPO, Case("schedulerd_kill", Target(node="node1")), HOME, seen=seen("node2"))[0]
+    assert elsewhere.outcome == "stay" and "node1 is not the DC (node2 is" in elsewhere.why
+    on_dc = expect(TOPO, Case("schedulerd_kill", Target(node="node1")), HOME, seen=seen("node1"))[0]
+    assert on_dc.outcome == "planned" and "(node1 is the DC)" in on_dc.why
+
+
+def test_the_version_the_dc_runs_wins_over_the_one_planning_assumed(version: Any) -> None:
+    version((2, 1, 5))
+    e = expect(TOPO, Case("controld_kill", Target(node="node1")), HOME, seen=seen("node2", "1.1.24-1"))[0]
+    assert e.outcome == "stay" and "Pacemaker 1.1.24 is outside" in e.why
 
 
 def test_a_kill_on_a_node_the_group_does_not_run_on_expects_nothing(version: Any) -> None:
