@@ -14,6 +14,13 @@ from harness.errors import TopologyError
 from harness.inventory import SshInventory
 
 NAME = r"^[a-z][a-z0-9]{0,11}$"
+
+
+def _private_subnet(v: ipaddress.IPv4Network, largest_prefix: int) -> ipaddress.IPv4Network:
+    # Workplace rule: test traffic stays inside namespaces we create, on private addresses.
+    if not v.is_private or v.prefixlen > largest_prefix:
+        raise ValueError(f"must be a private IPv4 subnet of /{largest_prefix} or larger")
+    return v
 """Node, network, disk and group names: short, because they become Linux interface names."""
 
 
@@ -36,10 +43,7 @@ class Network(Model):
     @field_validator("subnet")
     @classmethod
     def _private(cls, v: ipaddress.IPv4Network) -> ipaddress.IPv4Network:
-        # Workplace rule: test traffic stays inside namespaces we create, on private addresses.
-        if not v.is_private or v.prefixlen > 28:
-            raise ValueError("must be a private IPv4 subnet of /28 or larger")
-        return v
+        return _private_subnet(v, 28)
 
 
 class Disk(Model):
@@ -194,9 +198,7 @@ class Vagrant(Model):
     @field_validator("mgmt_subnet")
     @classmethod
     def _private_mgmt(cls, v: ipaddress.IPv4Network) -> ipaddress.IPv4Network:
-        if not v.is_private or v.prefixlen > 24:
-            raise ValueError("must be a private IPv4 subnet of /24 or larger")
-        return v
+        return _private_subnet(v, 24)
 
 
 class Topology(Model):
