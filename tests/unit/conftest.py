@@ -1,15 +1,19 @@
-"""Fixtures the fault-check modules share (test_fault_checks*.py): a fake testbed and its switch.
+"""Fixtures that modules split by concept share: the fault checks' fake testbed and its switch
+(test_fault_checks*.py), the OCF agent and a daemon for it to start (test_ocf_agent*.py).
 
 None is autouse: a module asks for `quick` with `pytestmark = pytest.mark.usefixtures("quick")`.
 """
 
 from __future__ import annotations
 
+import os
+import signal
 from pathlib import Path
 from typing import Any
 
 import pytest
 from fake_testbed import FakeTestbed
+from ocf_agent import DAEMON, Agent
 
 from harness.faults import base
 
@@ -29,4 +33,31 @@ def tb(tmp_path: Path) -> FakeTestbed:
 def switch(tb: FakeTestbed) -> dict[str, Any]:
     """The switch as the network faults see it: carrier per adapter, networks, rule tables."""
     return tb.net
+
+
+
+@pytest.fixture
+def agent(tmp_path):
+    a = Agent(tmp_path)
+    yield a
+    a.kill_leftover()
+
+
+@pytest.fixture
+def daemon(tmp_path):
+    """A start command's daemon; every process whose command line names it is killed afterwards."""
+    path = tmp_path / "daemon.py"
+    path.write_text(DAEMON)
+    yield "/usr/bin/python3 %s" % path
+    for _ in range(3):
+        for pid in os.listdir("/proc"):
+            try:
+                cmd = Path("/proc/%s/cmdline" % pid).read_bytes()
+            except OSError:
+                continue
+            if str(path).encode() in cmd and pid.isdigit():
+                try:
+                    os.kill(int(pid), signal.SIGKILL)
+                except ProcessLookupError:
+                    pass
 
