@@ -12,6 +12,37 @@ from harness.errors import WaitTimeout
 T = TypeVar("T")
 
 
+def poll(
+    look: Callable[[], T],
+    good: Callable[[T], bool],
+    *,
+    timeout: float,
+    interval: float,
+    on_look: Callable[[], None] | None = None,
+    on_poll: Callable[[float], None] | None = None,
+) -> tuple[T, bool]:
+    """The one deadline loop: call ``look`` until ``good(seen)`` or ``timeout``; return (last look, good?).
+
+    It never raises on its own: a caller that must fail on a timeout (`wait_until`) raises, one that
+    judges and quotes what it last saw (`faults.base.look_until`) does that. The last sleep ends at
+    the deadline, so the last look happens there and not an ``interval`` later.
+    """
+    start = time.monotonic()
+    deadline = start + timeout
+    while True:
+        if on_look is not None:
+            on_look()
+        seen = look()
+        if good(seen):
+            return seen, True
+        now = time.monotonic()
+        if on_poll is not None:
+            on_poll(now - start)
+        if now >= deadline:
+            return seen, False
+        time.sleep(min(interval, max(0.0, deadline - now)))
+
+
 def wait_until(
     predicate: Callable[[], T],
     *,
@@ -28,17 +59,9 @@ def wait_until(
     Exceptions from the predicate propagate: a broken probe is not "not yet". While the
     runner records a recovery (harness/oplog.py), the wait is one step of its runbook.
     """
-    start = time.monotonic()
-    deadline = start + timeout
     with oplog.waiting(what) as frame:
-        while True:
-            oplog.looked(frame)
-            value = predicate()
-            if value:
-                return value
-            now = time.monotonic()
-            if on_poll is not None:
-                on_poll(now - start)
-            if now >= deadline:
-                raise WaitTimeout(what, timeout, describe() if describe else None)
-            time.sleep(min(interval, max(0.0, deadline - now)))
+        value, ok = poll(predicate, bool, timeout=timeout, interval=interval,
+                         on_look=lambda: oplog.looked(frame), on_poll=on_poll)
+        if ok:
+            return value
+        raise WaitTimeout(what, timeout, describe() if describe else None)

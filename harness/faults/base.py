@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Any, ClassVar, TypeVar
 from harness.errors import FalloverError, UsageError
 from harness.testbed.base import Testbed
 from harness.topology import Topology
+from harness.wait import poll
 
 if TYPE_CHECKING:
     from harness.drivers.state import ClusterState
@@ -58,13 +59,11 @@ def look_until(look: Callable[[], T], good: Callable[[T], bool], timeout: float 
 
     Some effects take a moment to show (a cgroup goes FREEZING → FROZEN, a SIGKILLed process
     is reaped, a detached child execs): a verification waits for them, but never for long.
+    The loop is `wait.poll`, wait_until's own; not wait_until itself, because a look that stays
+    bad is an answer here (the caller quotes it), not a WaitTimeout, a good look may be falsy
+    (`c is False`), and these looks are part of the fault's own step, not a wait of the runbook.
     """
-    deadline = time.monotonic() + (SETTLE_S if timeout is None else timeout)
-    while True:
-        seen = look()
-        if good(seen) or time.monotonic() >= deadline:
-            return seen
-        time.sleep(interval)
+    return poll(look, good, timeout=SETTLE_S if timeout is None else timeout, interval=interval)[0]
 
 TARGET_KINDS = ("node", "adapter", "network", "disk", "group", "group_node", "partition", "cluster")
 
