@@ -17,6 +17,7 @@ from pathlib import Path
 
 from harness.errors import TestbedError
 from harness.testbed.vagrantnames import LabNames, is_mounted
+from harness.wait import poll
 
 DAEMONS = ("virtlogd", "libvirtd", "tgtd", "fence_virtd", "events")
 """Started in this order, stopped in the reverse one, each by the PID in its pid file."""
@@ -119,12 +120,10 @@ def terminate(pids: list[int], timeout: float) -> None:
             os.kill(p, signal.SIGTERM)
         except ProcessLookupError:
             pass
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        alive = [p for p in pids if Path(f"/proc/{p}").exists() and not _zombie(p)]
-        if not alive:
-            return
-        time.sleep(0.1)
+    _, gone = poll(lambda: [p for p in pids if Path(f"/proc/{p}").exists() and not _zombie(p)],
+                   lambda alive: not alive, timeout=timeout, interval=0.1)
+    if gone:
+        return
     for p in pids:
         try:
             os.kill(p, signal.SIGKILL)
