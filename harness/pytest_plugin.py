@@ -152,25 +152,6 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
     metafunc.parametrize("fallover_case", [_param(c, i + 1 if random_mode else None) for i, c in enumerate(cases)])
 
 
-def pytest_collection_finish(session: pytest.Session) -> None:
-    """With --collect-only, each plan case with the outcome a correct cluster gives (groups at their first node)."""
-    if not session.config.option.collectonly:
-        return
-    from harness.plan import expect
-
-    reporter = session.config.pluginmanager.get_plugin("terminalreporter")
-    cases = [(item.nodeid, item.callspec.params["fallover_case"]) for item in session.items
-             if hasattr(item, "callspec") and "fallover_case" in item.callspec.params]
-    if reporter is None or not cases:
-        return
-    topo = _topology(session.config)
-    home = {g.name: g.nodes[0] for g in topo.groups}
-    reporter.write_line("")
-    for nodeid, case in cases:
-        expected = "; ".join(e.describe() for e in expect(topo, case, home))
-        reporter.write_line(f"{nodeid.split('::')[-1]:<48} {expected}")
-
-
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     # A random scenario is a sequence: keep it in drawing order even if other plugins reorder.
     if config.getoption("--scenario") == "random":
@@ -192,7 +173,7 @@ def pytest_collection_finish(session: pytest.Session) -> None:
     for item in session.items:
         case = getattr(item, "callspec", None) and item.callspec.params.get("fallover_case")
         if isinstance(case, Case) and topo.groups:
-            reporter.write_line(f"expected {item.name}: {expect(topo, case, home)[0].describe()}")
+            reporter.write_line(f"expected {item.name}: {'; '.join(e.describe() for e in expect(topo, case, home))}")
 
 
 @pytest.fixture(scope="session")
@@ -243,7 +224,6 @@ def testbed(topology: Topology, pytestconfig: pytest.Config) -> Iterator[Testbed
     from harness.testbed import open_testbed
 
     tb = open_testbed(topology)
-    reporter = pytestconfig.pluginmanager.get_plugin("terminalreporter")
 
     def progress(msg: str) -> None:
         if pytestconfig.getoption("verbose") > 0:
@@ -257,8 +237,8 @@ def testbed(topology: Topology, pytestconfig: pytest.Config) -> Iterator[Testbed
         if not pytestconfig.getoption("--keep-testbed"):
             tb.down()
         opened = getattr(tb, "connections_opened", None)
-        if reporter is not None and opened is not None:  # the issue's measure: ~one per node, plus one per restart
-            reporter.write_line(f"[testbed] {topology.name}: {opened} SSH connections opened in this session")
+        if opened is not None:  # the issue's measure: ~one per node, plus one per restart (past pytest's capture)
+            live_line(pytestconfig, f"[testbed] {topology.name}: {opened} SSH connections opened in this session")
 
 
 def _record_environment(config: pytest.Config, topology: Topology, testbed: Testbed) -> None:
