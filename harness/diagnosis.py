@@ -263,8 +263,8 @@ def _last_ran(root: ET.Element, group: str | None) -> list[str]:
     for r in _members(root, group):
         rid = r.get("id", "?")
         if rid in last:
-            _, node, what = last[rid]
-            out.append(f"{rid} last ran on {node} ({what})")
+            _, ran_on, what = last[rid]
+            out.append(f"{rid} last ran on {ran_on} ({what})")
         else:
             out.append(f"{rid}: no online node has a successful start of it in its operation history")
     return out

@@ -58,7 +58,7 @@ class Oob(_Model):
 
     @model_validator(mode="after")
     def _complete(self) -> Oob:
-        power = ("power_off", "power_on", "power_status")
+        power: tuple[str, ...] = ("power_off", "power_on", "power_status")
         if self.sysrq is not None:  # sysrq cuts the power; what brings it back depends on the letter
             if self.power_off:
                 raise ValueError("sysrq: not with power_off (one way to cut the power)")

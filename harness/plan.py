@@ -225,8 +225,8 @@ def _limits(topology: Topology, case: Case) -> dict[str, float]:
         wait = FS_MONITOR_INTERVAL_S + FS_MONITOR_TIMEOUT_S
         return {"max_detection_s": sla.max_detection_s + wait, "max_notification_s": sla.max_notification_s + wait}
     if case.fault == "fence_hang" and case.target.device:  # the next level is tried once the hung one timed out
-        wait = topology.cluster.fence_timeout_s * 1.2  # the fencer's margin over the device's timeout
-        return {"max_fallover_s": sla.max_fallover_s + wait, "max_outage_s": sla.max_outage_s + wait}
+        margin = topology.cluster.fence_timeout_s * 1.2  # the fencer's margin over the device's timeout
+        return {"max_fallover_s": sla.max_fallover_s + margin, "max_outage_s": sla.max_outage_s + margin}
     return {}
 
 

@@ -224,10 +224,10 @@ class ClusterPoller:
                 tl.add(CLUSTER_GROUP_SPLIT, None, group=name, nodes=list(g.nodes))
         if old is not None:  # attributes: changes only (the first snapshot is the baseline)
             for node in sorted(set(old.attributes) | set(new.attributes)):
-                was, now = old.attributes.get(node, {}), new.attributes.get(node, {})
-                for name in sorted(set(was) | set(now)):
-                    if was.get(name) != now.get(name):
-                        tl.add(CLUSTER_ATTRIBUTE, node, name=name, value=now.get(name), was=was.get(name),
+                had, has = old.attributes.get(node, {}), new.attributes.get(node, {})
+                for name in sorted(set(had) | set(has)):
+                    if had.get(name) != has.get(name):
+                        tl.add(CLUSTER_ATTRIBUTE, node, name=name, value=has.get(name), was=had.get(name),
                                seen_from=new.seen_from)
         for f in new.failed_actions:
             key = str(f)

@@ -171,7 +171,8 @@ def pytest_collection_finish(session: pytest.Session) -> None:
     topo = _topology(session.config)
     home = {g.name: g.nodes[0] for g in topo.groups}
     for item in session.items:
-        case = getattr(item, "callspec", None) and item.callspec.params.get("fallover_case")
+        callspec = getattr(item, "callspec", None)
+        case = callspec.params.get("fallover_case") if callspec is not None else None
         if isinstance(case, Case) and topo.groups:
             reporter.write_line(f"expected {item.name}: {'; '.join(e.describe() for e in expect(topo, case, home))}")
 

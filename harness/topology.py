@@ -268,9 +268,9 @@ class Topology(Model):
                 raise ValueError(f"{where}.service_ip: {g.service_ip} is a node's or the client's address")
             if g.disk is not None and g.disk not in {d.name for d in self.disks}:
                 raise ValueError(f"{where}.disk: unknown disk {g.disk!r}")
-            for n in g.nodes:
-                if n not in nodes:
-                    raise ValueError(f"{where}.nodes: unknown node {n!r}")
+            for member in g.nodes:
+                if member not in nodes:
+                    raise ValueError(f"{where}.nodes: unknown node {member!r}")
         return self
 
     # -- derived addressing: node i gets .1i, the client .50 on every network --------------

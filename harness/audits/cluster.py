@@ -50,7 +50,7 @@ class Check:
     detail: str
 
     def __str__(self) -> str:
-        word = {True: "ok", False: "FAIL"}.get(self.valid, "unknown")  # type: ignore[call-overload]
+        word = "unknown" if self.valid == "unknown" else "ok" if self.valid else "FAIL"
         return f"[{word}] {self.name}: {self.detail}"
 
 

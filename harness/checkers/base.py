@@ -111,8 +111,8 @@ class Context:
     def counts(self) -> dict[str, int]:
         """What the recorders lost, from timeline.meta["counts"] (aliases folded in) and timeline.dropped."""
         out: dict[str, int] = {}
-        for key, value in dict(self.timeline.meta.get("counts") or {}).items():
-            key = COUNT_ALIASES.get(key, key)
+        for raw, value in dict(self.timeline.meta.get("counts") or {}).items():
+            key = str(COUNT_ALIASES.get(raw, raw))
             try:
                 out[key] = max(out.get(key, 0), int(value))
             except (TypeError, ValueError):

@@ -185,9 +185,9 @@ def stop_fuse(layout: Layout) -> list[str]:
         if faultdisk.is_mounted(mnt):
             faultdisk.unmount(mnt)
             gone.append(f"fuse {mnt}")
-    for mnt in fuse_mounts(layout):
-        faultdisk.unmount(Path(mnt))
-        gone.append(f"fuse {mnt}")
+    for line in fuse_mounts(layout):
+        faultdisk.unmount(Path(line))
+        gone.append(f"fuse {line}")
     return gone
 
 
