@@ -9,6 +9,7 @@ takeover came before a successful fence); with one level broken the next level f
 
 from __future__ import annotations
 
+import functools
 from typing import Any, ClassVar
 
 from harness.errors import FalloverError
@@ -45,7 +46,7 @@ class _FenceFault(Fault):
         for device in undo["devices"]:
             testbed.set_fence_device(device, self.mode)
         for device in undo["devices"]:
-            seen = look_until(lambda d=device: testbed.fence_check(d, node, timeout=1.0),  # type: ignore[misc]
+            seen = look_until(functools.partial(testbed.fence_check, device, node, timeout=1.0),
                               lambda e: e is not None and (self.mode != "hang" or "no answer" in e), timeout=3.0)
             if seen is None or (self.mode == "hang" and "no answer" not in seen):
                 raise self.not_in_effect(target, f"fence device {device} still answers "

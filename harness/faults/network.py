@@ -130,6 +130,14 @@ class _Dropping(Fault):
         testbed.remove_rule(undo["id"])  # idempotent; raises if it stays
 
 
+def both_sides_running(fault: Fault, testbed: Testbed, target: Target) -> None:
+    """A cut needs a running node on both sides (``target.nodes`` and the rest), or nothing is cut off."""
+    rest = [n for n in testbed.topology.node_names if n not in target.nodes]
+    for side, name in ((list(target.nodes), "the cut-off side"), (rest, "the other side")):
+        if not any(testbed.running(n) for n in side):
+            raise fault.refused(target, f"every node of {name} ({', '.join(side)}) is powered off")
+
+
 class Partition(_Dropping):
     name: ClassVar[str] = "partition"
     event: ClassVar[str] = "network_partition (split brain)"
@@ -139,11 +147,7 @@ class Partition(_Dropping):
     needs: ClassVar[tuple[str, ...]] = ("rules", "quorum")
 
     def precheck(self, testbed: Testbed, target: Target) -> None:
-        """Both sides need a running node, or nothing is cut off from anything."""
-        rest = [n for n in testbed.topology.node_names if n not in target.nodes]
-        for side, name in ((list(target.nodes), "the cut-off side"), (rest, "the other side")):
-            if not any(testbed.running(n) for n in side):
-                raise self.refused(target, f"every node of {name} ({', '.join(side)}) is powered off")
+        both_sides_running(self, testbed, target)
 
     def rule(self, target: Target) -> Rule:
         return Rule("partition", nodes=target.nodes)

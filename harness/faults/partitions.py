@@ -14,7 +14,7 @@ from typing import Any, ClassVar
 
 from harness.errors import UsageError
 from harness.faults.base import Target
-from harness.faults.network import Partition, _Dropping
+from harness.faults.network import Partition, _Dropping, both_sides_running
 from harness.testbed.base import Rule, Testbed
 from harness.topology import Topology
 
@@ -156,7 +156,7 @@ class PartitionOneWay(_Grudging):
         return super().validate(topology, target)
 
     def precheck(self, testbed: Testbed, target: Target) -> None:
-        Partition.precheck(self, testbed, target)  # type: ignore[arg-type]  # same sides, same refusal
+        both_sides_running(self, testbed, target)
 
     def grudge(self, nodes: Sequence[str], target: Target) -> Grudge:
         return one_way(target.nodes[0], nodes)
