@@ -69,6 +69,11 @@ class ClientProcess:
         return self.proc is not None and self.proc.poll() is None
 
     def start(self) -> Self:
+        """Spawn the process and wait until it logged its first line (stopped again if it never does)."""
+        return self.spawn().wait_ready()
+
+    def spawn(self) -> Self:
+        """Only spawn it: several can then start at once, each waited for with :meth:`wait_ready`."""
         if self.proc is not None:
             raise FalloverError(f"{self.what} already started (pid {self.proc.pid})")
         wrap = getattr(self.testbed.client(), "wrap", None)
@@ -83,6 +88,12 @@ class ClientProcess:
             self.proc = subprocess.Popen(wrap(self.argv), stdin=subprocess.DEVNULL, stdout=log,
                                          stderr=subprocess.STDOUT, env=env, cwd=REPO, start_new_session=True,
                                          preexec_fn=die_with_parent)
+        return self
+
+    def wait_ready(self) -> Self:
+        """Until the process logged its first line; it is stopped if it exits or the wait runs out."""
+        if self.proc is None:
+            raise FalloverError(f"{self.what} was never started")
         try:
             wait_until(self._ready, timeout=self.ready_timeout, interval=0.05, what=f"{self.what} to log its first line",
                        describe=lambda: f"{self.out} empty; output:\n{_tail(self.stdout_log)}")
@@ -161,7 +172,7 @@ class Load(ClientProcess):
     def __init__(self, testbed: Testbed, *, log: Path, host: str, profile: Path = DEFAULT_PROFILE,
                  users: int = 10, spawn_rate: float = 10, run_time: float | None = None,
                  wait: str = DEFAULT_WAIT, run_id: str | None = None, timeout_s: float = 2.0,
-                 ready_timeout: float = 30.0) -> None:
+                 ready_timeout: float = 30.0, gated: bool = False) -> None:
         argv = [sys.executable, "-m", "locust", "-f", str(profile), "--headless", "-u", str(users),
                 "-r", str(spawn_rate), "--host", host, "--only-summary", "--loglevel", "WARNING"]
         if run_time is not None:
@@ -170,8 +181,25 @@ class Load(ClientProcess):
                "FALLOVER_LOAD_TIMEOUT": str(timeout_s)}
         if run_id:
             env["FALLOVER_RUN_ID"] = run_id
+        self.gate = log.with_name(log.name + ".gate") if gated else None
+        if self.gate is not None:
+            self.gate.unlink(missing_ok=True)
+            env["FALLOVER_LOAD_GATE"] = str(self.gate)
         super().__init__(testbed, argv, out=log, what="locust load", env=env, ready_timeout=ready_timeout)
         self.log, self.host = log, host
+
+    def open_gate(self) -> None:
+        """Let a ``gated`` load's users go: spawned early (locust's imports and user spawning take about a
+        second), it sends nothing until now; :meth:`wait_ready` then waits for its first request."""
+        if self.gate is not None:
+            self.gate.touch()
+
+    def stop(self, grace: float = 10.0) -> int | None:
+        try:
+            return super().stop(grace)
+        finally:
+            if self.gate is not None:
+                self.gate.unlink(missing_ok=True)  # a control file, not evidence
 
     def requests(self) -> list[Request]:
         return load_requests(self.log)

@@ -11,82 +11,50 @@ Every step is bounded and runs inside ``Steps`` (harness/steps.py): a step the c
 answers with a failure becomes a verdict naming the step, the command and the answer; a bug
 of ours makes the case an ERROR. When an outcome does not come, the cluster is asked why
 (harness/diagnosis.py) and its answer goes into the report. The evidence (timeline,
-verdicts, report, plot) is written in a ``finally``, whatever happened.
+verdicts, report, plot) is written in a ``finally``, whatever happened. The recorders are in
+harness/recording.py, the verdicts in harness/judging.py.
+
+Where a case's time goes (``timings`` in verdicts.json): the fixed parts are the cluster's own
+(a ride-out holds ``max_detection_s``, a recovery waits ``SETTLE_QUIET_S`` after the heal); the
+rest is kept off the critical path: locust is spawned before the reset, the ``fallover status``
+snapshots, the audits and the deletion of the case's keys run beside other steps.
 """
 
 from __future__ import annotations
 
-import threading
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict
 from pathlib import Path
-from typing import Any
 
-from harness.arpwatch import ArpWatch, node_macs
-from harness.audits.cluster import Consistency, audit_cluster
-from harness.audits.logs import LogAudit, disruptions_from
-from harness.case_result import CaseResult, new_case_dir, save_evidence
-from harness.checkers import CHECKERS, Context, Verdict, check_safe
+from harness.arpwatch import node_macs
+from harness.audits.cluster import audit_cluster
+from harness.case_result import CaseResult, new_case_dir
+from harness.checkers import Context
 from harness.checkers.detection import check_detection
 from harness.checkers.fencing import failed_fence_seen
-from harness.checkers.recorded import context_of
 from harness.diagnosis import diagnose
 from harness.drivers import open_driver
 from harness.drivers.state import ClusterState
 from harness.errors import WaitTimeout
-from harness.faults import FAULTS, Nemesis
-from harness.load import Load, verify
-from harness.notifications import testbed_tails
-from harness.oplog import OpLog, recorded
-from harness.plan import Case, Expected, expect
-from harness.poller import ClusterPoller
-from harness.probe import Probe, load_samples, transitions, wait_for_answer
-from harness.testbed.base import Testbed
+from harness.faults import FAULTS
+from harness.judging import ASSERTED, PROBE_HZ, Judging
+from harness.load import verify
+from harness.oplog import recorded
+from harness.plan import Case, expect
+from harness.probe import Probe, wait_for_answer
+from harness.recording import CaseRun, Recording
 from harness.status import save_snapshot
 from harness.steps import Steps
-from harness.timeline import CLUSTER_GROUP_STARTED, FAULT_INJECTED, TEST_MARK, Timeline, load_requests
+from harness.testbed.base import Testbed
+from harness.timeline import CLUSTER_GROUP_STARTED, FAULT_INJECTED, TEST_MARK, Timeline
+from harness.topology import Group
 from harness.wait import wait_until
 
-# Which verdicts decide the test, per expected outcome (the others are recorded as information).
-ASSERTED: dict[str, tuple[str, ...]] = {
-    "fallover": ("detection", "notification", "fallover", "outage", "lost_writes", "split_brain",
-                 "redundancy_restored", "policy"),
-    "stay": ("fallover", "outage", "lost_writes", "split_brain", "redundancy_restored", "policy"),
-    "outage": ("detection", "notification", "lost_writes", "split_brain", "redundancy_restored", "policy"),
-    "planned": ("outage", "lost_writes", "split_brain", "redundancy_restored", "policy"),
-    "restart": ("starts", "lost_writes", "split_brain", "redundancy_restored", "policy"),
-}
-PROBE_HZ = 100.0  # harness.probe's default schedule
+__all__ = ["ASSERTED", "PROBE_HZ", "Runner"]
 
 
-@dataclass
-class _Case:
-    """What one run of a case holds while it runs: the recorders exist only once their step succeeded."""
-
-    case: Case
-    run_dir: Path
-    steps: Steps
-    t_start: float
-    timeline: Timeline
-    expected: Expected | None = None
-    nemesis: Nemesis | None = None
-    poller: ClusterPoller | None = None
-    probe: Probe | None = None
-    arp: ArpWatch | None = None
-    load: Load | None = None
-    audit: LogAudit | None = None
-    consistency: Consistency | None = None
-    macs: dict[str, str] = field(default_factory=dict)
-    fault_mono: float | None = None
-    missed: bool = False  # the expected outcome did not come by its deadline
-    diagnosis: dict[str, list[str]] = field(default_factory=dict)  # step → the cluster's account at its deadline
-    counts: dict[str, int] = field(default_factory=dict)
-    timings: dict[str, float] = field(default_factory=dict)
-    recovery: OpLog = field(default_factory=OpLog)  # heal and recovery as done: the runbook's source
-
-
-class Runner:
+class Runner(Recording, Judging):
     def __init__(self, testbed: Testbed, run_root: Path, *, load: bool = True, users: int = 10,
                  log: Callable[[str], None] = lambda _: None) -> None:
         self.testbed = testbed
@@ -104,9 +72,9 @@ class Runner:
         PASS, FAIL or ERROR; only Ctrl-C propagates (after healing and saving).
         """
         run_dir = new_case_dir(self.run_root, case.id)
-        c = _Case(case, run_dir, Steps(run_dir / "harness-error.txt"), t_start=time.monotonic(),
-                  timeline=Timeline(meta={"case": case.id, "fault": case.fault, "target": case.target.to_dict(),
-                                          "started_wall": time.time()}))
+        c = CaseRun(case, run_dir, Steps(run_dir / "harness-error.txt"), t_start=time.monotonic(),
+                    timeline=Timeline(meta={"case": case.id, "fault": case.fault, "target": case.target.to_dict(),
+                                            "started_wall": time.time()}))
         try:
             self._record_and_break(c)
         finally:
@@ -116,9 +84,15 @@ class Runner:
 
     # -- the case, step by step -------------------------------------------------------------------
 
-    def _record_and_break(self, c: _Case) -> None:
+    @staticmethod
+    def _base(group: Group) -> str:
+        return f"http://{group.service_ip}:{group.application.port}"
+
+    def _record_and_break(self, c: CaseRun) -> None:
         topo, tb, steps, timeline = self.topology, self.testbed, c.steps, c.timeline
         sla = topo.sla
+        if topo.groups:  # the group load and probe watch: expect()'s first, the topology's first
+            self._prespawn_load(c, self._base(topo.groups[0]))
         self.log(f"{c.case.id}: making the cluster whole")
         with steps("make the cluster whole"):
             state = self._reset()
@@ -126,26 +100,18 @@ class Runner:
             c.expected = expect(topo, c.case, home, seen=state)[0]  # load and probe watch the first group
             timeline.meta["expected"] = asdict(c.expected)
         c.timings["reset_s"] = time.monotonic() - c.t_start
-        save_snapshot(tb, c.run_dir, "before")
         if steps.failed("make the cluster whole") or c.expected is None:
+            save_snapshot(tb, c.run_dir, "before")
             self._diagnose(c, "make the cluster whole", None)
             return
+        # the cluster as it was before the fault: read beside the recorders' start, complete before the inject
+        before = self.beside(c, "snapshot before", lambda: save_snapshot(tb, c.run_dir, "before"))
         group = topo.group(c.expected.group)
-        base = f"http://{group.service_ip}:{group.application.port}"
+        base = self._base(group)
+        t_rec = time.monotonic()
         with steps("start the recording"):
-            c.nemesis = Nemesis(tb, timeline, log=self.log)
-            c.poller = ClusterPoller(self.driver, timeline, tails=testbed_tails(tb))
-            c.probe = Probe(tb, url=f"{base}/health", out=c.run_dir / "probe.jsonl")
-            c.arp = ArpWatch(tb, iface=group.network, ips=[str(group.service_ip)], out=c.run_dir / "arp.jsonl")
-            c.load = Load(tb, log=c.run_dir / "load.jsonl", host=base, users=self.users,
-                          run_id=c.run_dir.name) if self.load else None
-            c.macs = node_macs(tb, group.network)
-            c.audit = LogAudit(tb)
-            c.audit.mark()
-            c.poller.start()
-            for proc in (c.probe, c.arp, c.load):
-                if proc is not None:
-                    proc.start()
+            self._start_recording(c, base=base, network=group.network, service_ip=str(group.service_ip))
+        c.timings["record_start_s"] = time.monotonic() - t_rec
         if steps.failed("start the recording"):
             return
         assert c.probe is not None and c.nemesis is not None
@@ -155,6 +121,7 @@ class Runner:
         if steps.failed("baseline"):
             self._diagnose(c, "baseline", group.name)
             return
+        before.join()
         self.log(f"{c.case.id}: injecting under load")
         t_inject = time.monotonic()
         with steps("inject"):
@@ -178,8 +145,10 @@ class Runner:
             self._diagnose(c, "wait for the outcome", group.name)
         c.timings["fault_s"] = time.monotonic() - c.fault_mono
         self.log(f"{c.case.id}: healing")
+        t_heal = time.monotonic()
         with steps("heal"), c.recovery.phase("heal"):
             c.nemesis.heal_all()
+        c.timings["heal_s"] = time.monotonic() - t_heal
         t_heal = time.monotonic()
         self.log(f"{c.case.id}: recovering")
         timeline.add(TEST_MARK, None, label="recovery start")
@@ -196,23 +165,20 @@ class Runner:
         c.timings["recover_s"] = time.monotonic() - t_heal
         if steps.failed("operator recovery"):
             self._diagnose(c, "operator recovery", group.name)
-        side = threading.Thread(target=self._audit_cluster, args=(c,), name="audit", daemon=True)
-        side.start()  # beside the read-back of the writes: the audits must add little to a case
-        save_snapshot(tb, c.run_dir, "after")
-        c.macs |= node_macs(tb, group.network)  # restarted nodes have new MACs
-        time.sleep(0.5)
+        # beside the read-back of the writes: the audits and the snapshot must add little to a case
+        self.beside(c, "audit", lambda: self._audit_cluster(c))
+        self.beside(c, "snapshot after", lambda: self._snapshot_after(c, group.network))
         t_verify = time.monotonic()
         if c.load is not None:
             with steps("verify writes"):
                 c.load.stop()
                 self.log(f"{c.case.id}: reading back acknowledged writes")
                 verify(tb, c.load.log, base)
-            with steps("forget this case's keys"):
-                self._forget_keys(group.name, c.run_dir.name)
+            # nothing reads them any more: deleted beside the recorders' stop
+            self.beside(c, "forget keys", lambda: self._forget_step(c, group.name))
         c.timings["verify_s"] = time.monotonic() - t_verify
-        side.join()
 
-    def _audit_cluster(self, c: _Case) -> None:
+    def _audit_cluster(self, c: CaseRun) -> None:
         """CTS's audits on the recovered cluster (CIB, DC, primitives, managed), and the log markers sent."""
         t0 = time.monotonic()
         with c.steps("audit the cluster"):
@@ -221,96 +187,21 @@ class Runner:
                 c.audit.send_markers()
         c.timings["audit_s"] = time.monotonic() - t0
 
-    def _wind_down(self, c: _Case) -> None:
-        """Heal whatever is still injected and stop every recorder: each on its own, none skipped."""
-        t_stop = time.monotonic()
-        if c.nemesis is not None:
-            with c.steps("final heal"), c.recovery.phase("final heal"):
-                c.nemesis.heal_all()
-        for name, proc in (("load", c.load), ("probe", c.probe), ("ARP watch", c.arp), ("cluster poller", c.poller)):
-            if proc is not None:
-                with c.steps(f"stop the {name}"):
-                    proc.stop()
-        c.timings["stop_recording_s"] = time.monotonic() - t_stop
-
-    def _judge(self, c: _Case, asserted: tuple[str, ...] | None) -> CaseResult:
-        """Verdicts from the recording; the evidence files are written even when judging fails."""
-        t_judge = time.monotonic()
-        verdicts: dict[str, Verdict] = {}
-        requests: list[Any] = []
-        findings: list[str] = []
-        with c.steps("judge"):
-            timeline = c.timeline
-            samples = load_samples(c.probe.out) if c.probe is not None and c.probe.out.exists() else []
-            timeline.probe.extend(samples)
-            for ev in transitions(samples) + (c.arp.events(c.macs) if c.arp is not None else []):
-                timeline.add(ev.kind, ev.node, mono=ev.mono, wall=ev.wall, data=ev.data)
-            c.counts.update(self._counts(c, samples))
-            timeline.meta["counts"] = c.counts
-            requests = load_requests(c.load.log) if c.load is not None and c.load.log.exists() else []
-            if c.expected is not None and c.fault_mono is not None:
-                # what the checkers are given is saved with the timeline: `fallover report --sla` re-judges from it
-                timeline.meta["expectation"] = self._expectation(c)
-                timeline.meta["fault_start"] = c.fault_mono
-                ctx = context_of(timeline, requests, self.topology)
-                verdicts = {name: check_safe(fn, ctx, name=name) for name, fn in CHECKERS.items()}
-                if c.load is not None and not any(r.kind == "put" and r.ok for r in requests):
-                    errors = [r.error for r in requests if r.kind == "put" and r.error]
-                    findings.append(
-                        "no write was acknowledged during the whole case, so nothing could be judged for lost writes"
-                        + (f"; most common error: {max(set(errors), key=errors.count)[:200]}" if errors else ""))
-        if c.audit is not None and c.fault_mono is not None:
-            with c.steps("audit the logs"):
-                verdicts["logs"] = self._audit_logs(c)
-        if c.consistency is not None:
-            verdicts["consistency"] = c.consistency.verdict()
-            c.consistency.save(c.run_dir)
-        names = asserted if asserted is not None else self._asserted(c)
-        after_inject = c.steps.done[[s.name for s in c.steps.done].index("inject") + 1:] \
-            if c.steps.get("inject") else []
-        for s in after_inject:
-            if not s.ok and not s.harness_error:  # the cluster's answer to a step: a verdict of its own
-                why = c.diagnosis.get(s.name, [])
-                told = f"; the cluster says: {'; '.join(why[:3])}" if why else ""
-                verdicts[s.name] = Verdict(s.name, False, None, None, "", f"{s.error or 'failed'}{told}")
-                names = (*names, s.name)
-        c.timings["judge_s"] = time.monotonic() - t_judge
-        c.timings["total_s"] = time.monotonic() - c.t_start
-        result = CaseResult(c.case, c.expected, verdicts, c.run_dir, tuple(names), c.timings, findings,
-                            c.steps.done, c.diagnosis, c.counts)
-        save_evidence(result, c.timeline, requests, c.recovery, topology=self.topology)
-        return result
-
-    def _asserted(self, c: _Case) -> tuple[str, ...]:
-        if c.expected is None:
-            return ()
-        names = ASSERTED[c.expected.outcome] + FAULTS[c.case.fault].extra_asserted + ("logs", "consistency")
-        if FAULTS[c.case.fault].family == "planned":  # nothing failed: nothing to detect or notify
-            names = tuple(a for a in names if a not in ("detection", "notification"))
-        return names
-
-    def _audit_logs(self, c: _Case) -> Verdict:
-        """Error lines in the cluster's logs, minus what the fault and the recovery explain (audits/noise.py)."""
-        assert c.audit is not None
-        faults = [c.case.fault] + ([c.case.trigger] if c.case.trigger else [])
+    def _snapshot_after(self, c: CaseRun, network: str) -> None:
+        """`fallover status` after the recovery, and the MACs of restarted nodes (new ones) for the ARP evidence."""
         t0 = time.monotonic()
-        c.audit.check_pipeline()  # a log that its node's marker never reached is unknown, not clean
-        c.timings["log_pipeline_s"] = time.monotonic() - t0
-        res = c.audit.result(disruptions_from(c.timeline, self.topology), faults=faults)
-        res.save(c.run_dir)
-        return res.verdict("logs", evidence=c.run_dir)
+        save_snapshot(self.testbed, c.run_dir, "after")
+        with c.steps("read the nodes' MACs"):
+            c.macs |= node_macs(self.testbed, network)
+        c.timings["snapshot_after_s"] = time.monotonic() - t0
 
-    def _counts(self, c: _Case, samples: list[Any]) -> dict[str, int]:
-        """What the recorders lost or could not read: shown in the report, judged by the checkers."""
-        counts = {"poller_errors": c.poller.errors if c.poller is not None else 0,
-                  "timeline_dropped": c.timeline.dropped,
-                  "bad_notification_lines": c.poller.bad_notification_lines if c.poller is not None else 0}
-        if len(samples) > 1:  # the probe sends on a fixed 100 Hz schedule: a gap is a slot it skipped
-            span = samples[-1].mono - samples[0].mono
-            counts["probe_skipped"] = max(0, int(round(span * PROBE_HZ)) + 1 - len(samples))
-        return counts
+    def _forget_step(self, c: CaseRun, group: str) -> None:
+        t0 = time.monotonic()
+        with c.steps("forget this case's keys"):
+            self._forget_keys(group, c.run_dir.name)
+        c.timings["forget_keys_s"] = time.monotonic() - t0
 
-    def _diagnose(self, c: _Case, step: str, group: str | None) -> None:
+    def _diagnose(self, c: CaseRun, step: str, group: str | None) -> None:
         """The cluster's own account of why, at the moment ``step`` ran out; never raises."""
         try:
             if self.driver.capabilities().get("pacemaker") is None:
@@ -337,7 +228,7 @@ class Runner:
                 state = self.driver.move_group(g.name, want)
         return self.driver.state() or state
 
-    def _await_outcome(self, c: _Case) -> None:
+    def _await_outcome(self, c: CaseRun) -> None:
         """Until the expected outcome (or its deadline); a takeover that never comes raises WaitTimeout.
 
         The deadlines are generous (SLA + 10 s): they bound the case, while the checkers judge
@@ -372,26 +263,10 @@ class Runner:
         else:  # stay: give the cluster the time it would need to (wrongly) react
             time.sleep(sla.max_detection_s)
 
-    def _detected(self, c: _Case) -> bool:
+    def _detected(self, c: CaseRun) -> bool:
         """Whether the recording so far holds what the detection checker counts as the cluster noticing."""
         ctx = Context(c.timeline, (), self.topology, fault_start=c.fault_mono, expectation=self._expectation(c))
         return check_detection(ctx).measured is not None
-
-    def _expectation(self, c: _Case) -> dict[str, Any]:
-        assert c.expected is not None
-        e = c.expected
-        fault = FAULTS[c.case.fault]
-        return {"group": e.group, "expect_fallover": e.outcome == "fallover",
-                "expected_node": e.takeover if e.outcome == "fallover" else e.home,
-                "fault_node": c.case.target.node, "load": self.load,
-                "planned": fault.family == "planned",
-                "shared_storage": self.topology.group(e.group).disk is not None,
-                "membership": self.driver.membership, **e.limits, "outcome": e.outcome, "home": e.home,
-                **fault.expectation,
-                "notifications_unseen": self.testbed.capabilities().get("notifications"),
-                # a fault that asserts `fencing` names the group's node as the victim whose fence must come first
-                **({"fence_victim": e.home} if "fencing" in fault.extra_asserted else {}),
-                **({"fence_broken": True} if fault.family == "fencing" else {})}
 
     def _seen_now(self, group: str) -> str:
         try:

@@ -10,6 +10,8 @@
 #                          so 10 users make ~400 req/s), "0.05" (seconds between), "0.01-0.05",
 #                          or "0" (flat out: ~1,600 req/s here, and users spin on instant errors)
 #   FALLOVER_LOAD_TIMEOUT  connect and read timeout in seconds (default 2)
+#   FALLOVER_LOAD_GATE     a file: every user waits in on_start until it exists (so locust can be
+#                          started, its imports and spawning paid, before the recording begins)
 
 from __future__ import annotations
 
@@ -21,6 +23,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+import gevent
 from locust import FastHttpUser, between, constant, constant_throughput, events, task
 
 RUN_ID = os.environ.get("FALLOVER_RUN_ID") or secrets.token_hex(4)
@@ -33,6 +36,17 @@ if not LOG_PATH:
 # torn last line, which load_requests skips.
 _log = open(LOG_PATH, "a", buffering=1, encoding="utf-8")
 _user_ids = itertools.count(1)
+GATE = os.environ.get("FALLOVER_LOAD_GATE") or None
+_gate_open = GATE is None
+
+
+def _wait_for_gate() -> None:
+    """Until FALLOVER_LOAD_GATE exists (latched: users spawned later go straight through)."""
+    global _gate_open
+    while not _gate_open:
+        _gate_open = os.path.exists(GATE or "")
+        if not _gate_open:
+            gevent.sleep(0.01)
 
 
 def _wait_time(spec: str) -> Callable[..., float]:
@@ -102,6 +116,7 @@ class KvUser(FastHttpUser):
     max_retries = 0  # a silent retry would hide the failure we are here to measure
 
     def on_start(self) -> None:
+        _wait_for_gate()
         self.prefix = f"{RUN_ID}-{next(_user_ids)}"
         self.n = 0
 

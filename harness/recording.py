@@ -1,0 +1,144 @@
+"""What one run of a case holds while it runs, and its recorders: started together, stopped on every exit path.
+
+Split from harness/runner.py (the steps of a case) and harness/judging.py (the verdicts): this is
+where a case's time goes that is neither the fault nor the cluster's reaction, so it is kept lean:
+
+- locust takes about a second to import and spawn its users. It is spawned *gated* before the
+  cluster is made whole (loadprofiles/kv.py: its users wait in ``on_start`` for a file) and the
+  gate is opened when the recording starts: it sends nothing before, so the recording is the same;
+- the probe and the ARP watch are spawned together with it, then each is waited for until it logs
+  its first line, as before (a recorder that never works still fails "start the recording");
+- evidence that judges nothing (the ``fallover status`` snapshots) and work that needs no answer
+  before the next step (forgetting the case's keys) run beside the case in threads, joined before
+  the case is judged: their failures still land in the report.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from harness.arpwatch import ArpWatch, node_macs
+from harness.audits.cluster import Consistency
+from harness.audits.logs import LogAudit
+from harness.drivers.base import Driver
+from harness.faults import Nemesis
+from harness.load import Load
+from harness.notifications import testbed_tails
+from harness.oplog import OpLog
+from harness.plan import Case, Expected
+from harness.poller import ClusterPoller
+from harness.probe import Probe
+from harness.steps import Steps
+from harness.testbed.base import Testbed
+from harness.timeline import Timeline
+
+
+@dataclass
+class CaseRun:
+    """What one run of a case holds while it runs: the recorders exist only once their step succeeded."""
+
+    case: Case
+    run_dir: Path
+    steps: Steps
+    t_start: float
+    timeline: Timeline
+    expected: Expected | None = None
+    nemesis: Nemesis | None = None
+    poller: ClusterPoller | None = None
+    probe: Probe | None = None
+    arp: ArpWatch | None = None
+    load: Load | None = None
+    audit: LogAudit | None = None
+    consistency: Consistency | None = None
+    macs: dict[str, str] = field(default_factory=dict)
+    fault_mono: float | None = None
+    missed: bool = False  # the expected outcome did not come by its deadline
+    diagnosis: dict[str, list[str]] = field(default_factory=dict)  # step → the cluster's account at its deadline
+    counts: dict[str, int] = field(default_factory=dict)
+    timings: dict[str, float] = field(default_factory=dict)
+    recovery: OpLog = field(default_factory=OpLog)  # heal and recovery as done: the runbook's source
+    beside: list[threading.Thread] = field(default_factory=list)  # work running beside the case (``Recording.beside``)
+
+
+class Recording:
+    """The recorders of a case (cluster poller, probe, ARP watch, load); needs ``testbed``, ``driver``,
+    ``load`` and ``users`` from the runner."""
+
+    testbed: Testbed
+    driver: Driver
+    load: bool
+    users: int
+    log: Callable[[str], None]
+
+    def _new_load(self, c: CaseRun, base: str, *, gated: bool) -> Load:
+        return Load(self.testbed, log=c.run_dir / "load.jsonl", host=base, users=self.users, run_id=c.run_dir.name,
+                    gated=gated)
+
+    def _prespawn_load(self, c: CaseRun, base: str) -> None:
+        """Spawn locust gated, before the cluster is made whole, so that its start costs the case nothing.
+
+        A spawn that fails leaves it to "start the recording", which starts it the ordinary way and
+        fails there, as it always did, if it cannot.
+        """
+        if not self.load:
+            return
+        load = self._new_load(c, base, gated=True)
+        try:
+            load.spawn()
+        except Exception:  # noqa: BLE001 — see the docstring: the recording step reports it
+            load.stop()
+            return
+        c.load = load
+
+    def _start_recording(self, c: CaseRun, *, base: str, network: str, service_ip: str) -> None:
+        """Poller and log mark first, then probe, ARP watch and load spawned at once and each seen working."""
+        tb = self.testbed
+        c.nemesis = Nemesis(tb, c.timeline, log=self.log)
+        c.poller = ClusterPoller(self.driver, c.timeline, tails=testbed_tails(tb))
+        c.probe = Probe(tb, url=f"{base}/health", out=c.run_dir / "probe.jsonl")
+        c.arp = ArpWatch(tb, iface=network, ips=[service_ip], out=c.run_dir / "arp.jsonl")
+        if self.load and c.load is None:
+            c.load = self._new_load(c, base, gated=False)
+        c.macs = node_macs(tb, network)
+        c.audit = LogAudit(tb)
+        c.audit.mark()
+        c.poller.start()
+        c.probe.spawn()
+        c.arp.spawn()
+        if c.load is not None:
+            if c.load.proc is None:
+                c.load.spawn()
+            c.load.open_gate()
+        for proc in (c.probe, c.arp, c.load):
+            if proc is not None:
+                proc.wait_ready()
+
+    def beside(self, c: CaseRun, name: str, work: Callable[[], None]) -> threading.Thread:
+        """Run ``work`` in a thread beside the case; :meth:`_join_beside` waits for it before judging."""
+        t = threading.Thread(target=work, name=name, daemon=True)
+        t.start()
+        c.beside.append(t)
+        return t
+
+    def _join_beside(self, c: CaseRun) -> None:
+        while c.beside:
+            c.beside.pop(0).join()
+
+    def _wind_down(self, c: CaseRun) -> None:
+        """Heal whatever is still injected and stop every recorder: each on its own, none skipped."""
+        t_stop = time.monotonic()
+        if c.nemesis is not None:
+            with c.steps("final heal"), c.recovery.phase("final heal"):
+                c.nemesis.heal_all()
+        for name, proc in (("load", c.load), ("probe", c.probe), ("ARP watch", c.arp), ("cluster poller", c.poller)):
+            if proc is not None:
+                with c.steps(f"stop the {name}"):
+                    proc.stop()
+        c.timings["stop_recording_s"] = time.monotonic() - t_stop
+        t_join = time.monotonic()
+        self._join_beside(c)
+        c.timings["beside_wait_s"] = time.monotonic() - t_join
