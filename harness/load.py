@@ -60,6 +60,7 @@ class ClientProcess:
         self.stdout_log = out.with_name(out.name + ".stdout")
         self.proc: subprocess.Popen[bytes] | None = None
         self._offset = 0
+        self._terminated = False
 
     @property
     def pid(self) -> int | None:
@@ -123,13 +124,21 @@ class ClientProcess:
         except subprocess.TimeoutExpired:
             raise WaitTimeout(f"{self.what} to finish", timeout) from None
 
+    def terminate(self) -> None:
+        """SIGTERM only, not waited for: several recorders then wind down at once (:meth:`stop` waits)."""
+        if self.proc is not None and self.proc.poll() is None and not self._terminated:
+            self._signal(signal.SIGTERM)
+            self._terminated = True
+
     def stop(self, grace: float = 10.0) -> int | None:
         """SIGTERM to our process group, then SIGKILL after `grace`; idempotent, safe on any path."""
         proc = self.proc
         if proc is None:
             return None
         if proc.poll() is None:
-            self._signal(signal.SIGTERM)
+            if not self._terminated:  # one SIGTERM: a second one could cut a clean shutdown short
+                self._signal(signal.SIGTERM)
+                self._terminated = True
             try:
                 proc.wait(grace)
             except subprocess.TimeoutExpired:

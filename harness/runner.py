@@ -220,13 +220,19 @@ class Runner(Recording, Judging):
     def _reset(self) -> ClusterState:
         """A whole cluster with every group on its first node, whatever the previous case left."""
         self.testbed.up(placement=False)  # powers fenced nodes on, heals a crashed run's journal, cleans up
-        state = self.driver.recover(timeout=self.topology.sla.max_recovery_s + 60, placement=False)
+        # every testbed's `up` ends with the driver's `recover`: one look confirms it, rather than a second recover
+        state = self.driver.state()
+        if state is None or self.driver.unsettled(state, placement=False) is not None:
+            state = self.driver.recover(timeout=self.topology.sla.max_recovery_s + 60, placement=False)
+        moved = False
         for g in self.topology.groups:
             want = self.driver.expected_node(g.name, state) if g.policy == "cascading" else g.nodes[0]
             if want is not None and state.group_node(g.name) != want:
                 self.log(f"moving {g.name} home to {want} before the case")
                 state = self.driver.move_group(g.name, want)
-        return self.driver.state() or state
+                moved = True
+        # `recover` has just seen this state settled: only after a move is it worth reading again
+        return (self.driver.state() or state) if moved else state
 
     def _await_outcome(self, c: CaseRun) -> None:
         """Until the expected outcome (or its deadline); a takeover that never comes raises WaitTimeout.

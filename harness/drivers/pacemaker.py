@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from concurrent.futures import ThreadPoolExecutor
 
 from harness.drivers.settle import SETTLE_QUERY, parse_settle_query
 from harness.drivers.pcmk_backup import PacemakerBackup
@@ -63,8 +64,15 @@ class PacemakerDriver(Polling, PacemakerBackup):
             return None
 
     def views(self) -> dict[str, ClusterState | None]:
-        """Every running node's view: different answers mean a partitioned cluster."""
-        return {n: self.view(n) for n in self.topology.node_names if self.testbed.running(n)}
+        """Every running node's view: different answers mean a partitioned cluster.
+
+        Asked in parallel: `recover` asks every poll until each node answers, at the start and the
+        end of every case, and one at a time the nodes' crm_mon calls added up (a frozen one's to its timeout)."""
+        nodes = [n for n in self.topology.node_names if self.testbed.running(n)]
+        if len(nodes) < 2:
+            return {n: self.view(n) for n in nodes}
+        with ThreadPoolExecutor(max_workers=len(nodes)) as pool:
+            return dict(zip(nodes, pool.map(self.view, nodes)))
 
     def state(self) -> ClusterState | None:
         """The first view that knows a DC, asking first the node that gave the last good one.
