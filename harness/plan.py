@@ -216,6 +216,36 @@ def expect(topology: Topology, case: Case, home: dict[str, str], seen: ClusterSt
     return out
 
 
+def repetitions(topology: Topology, cases: list[Case]) -> set[str]:
+    """Ids of the cases that repeat an earlier case's failure type on another node of the same role.
+
+    Same fault (and trigger), same target but for its node(s), the node(s) in the same role (the
+    groups that run there when the plan starts: each group's first node) and the same expected
+    outcome for every group: the passive nodes' power-off, partition, link faults … are one
+    failure type each. The first such case (in plan order: the lowest node) stays in the daily
+    `suites/fallover`; the others are the fuller matrix, `suites/matrix`.
+
+    >>> from harness.topology import DEFAULT_TESTBED, load_topology
+    >>> topo = load_topology(DEFAULT_TESTBED)
+    >>> sorted(repetitions(topo, [Case("node_power_off", Target(node=n)) for n in topo.node_names]))
+    ['node_power_off-node3']
+    """
+    home = {g.name: g.nodes[0] for g in topology.groups}
+    seen: set[tuple[object, ...]] = set()
+    out: set[str] = set()
+    for c in cases:
+        struck = {c.target.node} if c.target.node else set(c.target.nodes)
+        if not struck:
+            continue  # a network, a disk, a group: one case per target is the failure type itself
+        role = tuple(sorted(g.name for g in topology.groups if g.nodes[0] in struck))
+        outcomes = tuple((e.group, e.outcome, e.home, e.takeover) for e in expect(topology, c, home))
+        key = (c.fault, c.trigger, replace(c.target, node=None, nodes=()), len(struck), role, outcomes)
+        if key in seen:
+            out.add(c.id)
+        seen.add(key)
+    return out
+
+
 def _limits(topology: Topology, case: Case) -> dict[str, float]:
     """The SLA limits a case must widen, because the cluster can only react once one of its timeouts ran out."""
     from harness.testbed.clusterconf import FS_MONITOR_INTERVAL_S, FS_MONITOR_TIMEOUT_S

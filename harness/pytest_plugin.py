@@ -107,9 +107,12 @@ def pytest_report_header(config: pytest.Config) -> list[str]:
     return lines
 
 
-def selected_cases(config: pytest.Config, families: set[str] | None = None, suite: str | None = None) -> list[Case]:
+def selected_cases(config: pytest.Config, families: set[str] | None = None, suite: str | None = None,
+                   repetitions: str | None = None) -> list[Case]:
     """The plan's cases of one suite: its families, and only the faults that name it as their suite
-    (a suite module without SUITE takes the faults that name none)."""
+    (a suite module without SUITE takes the faults that name none). ``repetitions`` (a suite module's
+    REPETITIONS): "leave out" the cases that repeat a failure type on another node of the same role
+    (`harness.plan.repetitions`: the daily suite), or take "only" them (the matrix suite); None: all."""
     topo = _topology(config)
     names = config.getoption("--faults")
     wanted = [n.strip() for n in names.split(",")] if names else None
@@ -117,8 +120,16 @@ def selected_cases(config: pytest.Config, families: set[str] | None = None, suit
     if unknown:
         raise pytest.UsageError(f"--faults: unknown fault {unknown[0]!r}; `fallover faults` lists them")
     random_mode = config.getoption("--scenario") == "random"
-    cases = [c for c in plan(topo, wanted, every_split=random_mode)
+    every = plan(topo, wanted, every_split=random_mode)
+    cases = [c for c in every
              if (families is None or FAULTS[c.fault].family in families) and FAULTS[c.fault].suite == suite]
+    if repetitions is not None:
+        from harness.plan import repetitions as repeated
+
+        if repetitions not in ("leave out", "only"):
+            raise pytest.UsageError(f"REPETITIONS = {repetitions!r}: 'leave out' or 'only'")
+        again = repeated(topo, every)
+        cases = [c for c in cases if (c.id in again) == (repetitions == "only")]
     if random_mode:
         rng = random.Random(config.getoption("--seed"))
         cases = [rng.choice(cases) for _ in range(config.getoption("--repeat"))] if cases else []
@@ -140,7 +151,8 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
     if "fallover_case" not in metafunc.fixturenames:
         return
     families = getattr(metafunc.module, "FAMILIES", None)
-    cases = selected_cases(metafunc.config, families, getattr(metafunc.module, "SUITE", None))
+    cases = selected_cases(metafunc.config, families, getattr(metafunc.module, "SUITE", None),
+                           getattr(metafunc.module, "REPETITIONS", None))
     outcomes = getattr(metafunc.module, "OUTCOMES", None)
     if outcomes is not None:  # e.g. recovery: only failures the cluster has to recover from
         from harness.plan import expect

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from harness.faults import FAULTS, Target
-from harness.plan import Case, PlanExclusion, excluded, expect, plan
+from harness.plan import Case, PlanExclusion, excluded, expect, plan, repetitions
 from harness.topology import DEFAULT_TESTBED, load_topology
 
 TOPO = load_topology(DEFAULT_TESTBED)
@@ -177,3 +177,32 @@ def test_a_missing_capability_of_the_testbed_leaves_the_fault_out_with_the_reaso
     with pytest.warns(PlanExclusion, match="packet_delay-node1-service left out"):
         cases = plan(TOPO, capabilities=caps)
     assert not any(c.fault in ("packet_delay", "packet_corrupt") for c in cases)
+
+
+def test_repetitions_are_the_other_passive_nodes_and_every_failure_type_stays_in_the_daily_suite() -> None:
+    """suites/fallover leaves out `repetitions` (issue 14's budget); suites/matrix runs them. Moving a case must
+    never drop a failure type: a fault, its network/disk/group, the role of the node it strikes, the outcome."""
+    cases = plan(TOPO)
+    again = repetitions(TOPO, cases)
+    moved = [c for c in cases if c.id in again]
+    assert moved and all({c.target.node, *c.target.nodes} - {None} == {"node3"} for c in moved), [c.id for c in moved]
+    assert "node_power_off-node3" in again and "packet_loss-node3-standby" in again and "partition-node3" in again
+
+    def kind(c: Case) -> tuple[object, ...]:
+        e = expect(TOPO, c, HOME)[0]
+        struck = {c.target.node, *c.target.nodes} - {None}
+        return (c.fault, c.trigger, c.target.network, c.target.disk, c.target.group, "node1" in struck,
+                bool(struck), e.outcome, e.takeover)
+
+    daily = [c for c in cases if c.id not in again]
+    assert {kind(c) for c in daily} == {kind(c) for c in cases}
+    assert {"node_power_off-node1", "node_power_off-node2", "adapter_down-node2-standby"} <= {c.id for c in daily}
+
+
+def test_a_node_that_runs_a_group_is_never_a_repetition_of_a_passive_one() -> None:
+    """With a second group at home on node3, node3's faults are their own failure type again."""
+    second = TOPO.groups[0].model_copy(update={"name": "app2", "nodes": ["node3", "node1", "node2"]})
+    topo = TOPO.model_copy(update={"groups": [*TOPO.groups, second]})
+    cases = [Case("node_power_off", Target(node=n)) for n in topo.node_names]
+    assert repetitions(topo, cases) == set()
+    assert repetitions(TOPO, cases) == {"node_power_off-node3"}
