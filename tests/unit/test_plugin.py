@@ -78,3 +78,20 @@ def test_collect_only_shows_each_case_with_its_expected_outcome(pytester: pytest
     assert ("expected test_cluster[corosync_pause_short-node1]: app stays on node1 (a 0.5 s pause is shorter "
             "than the 1000 ms token") in out
     assert "expected test_cluster[cluster_one_by_one-cluster]: app stops with the cluster and starts once" in out
+
+
+def test_the_daily_suite_leaves_out_repetitions_and_the_matrix_suite_takes_only_them(pytester: pytest.Pytester) -> None:
+    """REPETITIONS (issue 14's budget): the two suites split the plan, together exactly the suite without it."""
+    pytester.makepyfile(test_all=SUITE, test_daily=SUITE.replace("}\n", '}\nREPETITIONS = "leave out"\n', 1),
+                        test_matrix=SUITE.replace("}\n", '}\nREPETITIONS = "only"\n', 1))
+    out = pytester.runpytest("--collect-only", "-q").outlines
+
+    def of(module: str) -> list[str]:
+        return [line.split("[", 1)[1].rstrip("]") for line in out if line.startswith(f"{module}::test_fallover[")]
+
+    every, daily, matrix = of("test_all.py"), of("test_daily.py"), of("test_matrix.py")
+    assert daily and matrix and sorted(daily + matrix) == sorted(every)
+    assert "node_power_off-node3" in matrix and "node_power_off-node2" in daily and "disk_pull-shared" in daily
+    # --faults narrows both the same way
+    out = pytester.runpytest("--collect-only", "-q", "--faults", "partition").outlines
+    assert of("test_daily.py") == ["partition-node1", "partition-node2"] and of("test_matrix.py") == ["partition-node3"]
