@@ -17,7 +17,7 @@ def poll(
     good: Callable[[T], bool],
     *,
     timeout: float,
-    interval: float,
+    interval: float | Callable[[], float],
     on_look: Callable[[], None] | None = None,
     on_poll: Callable[[float], None] | None = None,
 ) -> tuple[T, bool]:
@@ -25,7 +25,9 @@ def poll(
 
     It never raises on its own: a caller that must fail on a timeout (`wait_until`) raises, one that
     judges and quotes what it last saw (`faults.base.look_until`) does that. The last sleep ends at
-    the deadline, so the last look happens there and not an ``interval`` later.
+    the deadline, so the last look happens there and not an ``interval`` later. ``interval`` may be a
+    function, asked after each look: a look that knows nothing can change for a while (a quiet period
+    still running) need not be repeated before then.
     """
     start = time.monotonic()
     deadline = start + timeout
@@ -40,7 +42,8 @@ def poll(
             on_poll(now - start)
         if now >= deadline:
             return seen, False
-        time.sleep(min(interval, max(0.0, deadline - now)))
+        pause = interval() if callable(interval) else interval
+        time.sleep(min(pause, max(0.0, deadline - now)))
 
 
 def wait_until(
@@ -48,7 +51,7 @@ def wait_until(
     *,
     timeout: float,
     what: str,
-    interval: float = 0.1,
+    interval: float | Callable[[], float] = 0.1,
     describe: Callable[[], str] | None = None,
     on_poll: Callable[[float], None] | None = None,
 ) -> T:

@@ -203,12 +203,17 @@ class PacemakerDriver(Polling, PacemakerBackup):
         last: list[ClusterState | None] = [None]
         why = ["no node answered crm_mon"]
         shown = [""]
+        pause = [0.25]
 
         def check() -> ClusterState | None:
             s = self.state()
             last[0] = s
+            pause[0] = 0.25
             reason = "no node answers crm_mon" if s is None else self.unsettled(s, placement)
             if reason is None and (left := self.quiet_left()) > 0:
+                # settled but for the quiet period: no look before it ends can answer yes, so the next
+                # look is when it ends (rather than ~12 crm_mon and settle queries at 4 Hz meanwhile)
+                pause[0] = max(0.25, left)
                 reason = f"waiting {left:.1f} s more for results in flight since the last fault change"
             why[0] = reason or ""
             line = f"{s.summary() if s else 'no node answers'}" + (f" ({reason})" if reason else "")
@@ -220,7 +225,7 @@ class PacemakerDriver(Polling, PacemakerBackup):
         def describe() -> str:
             return f"{last[0].summary() if last[0] else 'no node answers crm_mon'}; not settled: {why[0]}"
 
-        settled = wait_until(check, timeout=timeout, what=what, interval=0.25, describe=describe)
+        settled = wait_until(check, timeout=timeout, what=what, interval=lambda: pause[0], describe=describe)
         assert settled is not None  # wait_until returns only a truthy answer
         return settled
 

@@ -141,6 +141,18 @@ def test_wait_settled_waits_out_the_quiet_period_after_a_fault_change(tmp_path: 
     assert time.monotonic() - t0 < 0.5
 
 
+def test_wait_settled_does_not_poll_through_the_quiet_period(tmp_path: Path) -> None:
+    """Settled but for the quiet period: the next look is when it ends, not a crm_mon every 0.25 s until then
+    (the CPU the cluster needs, and a case's recovery ending up to a poll late)."""
+    journal = tmp_path / "faults.journal"
+    journal.write_text("")  # just healed
+    script = Script()
+    d = driver(script, journal=journal, quiet_s=1.0)
+    d.wait_settled(timeout=5)
+    assert d.quiet_left() == 0.0
+    assert [what for _, what in script.ran].count("crm_mon") == 2, script.ran  # before and after the quiet period
+
+
 def test_wait_settled_timeout_says_what_is_pending() -> None:
     from harness.errors import WaitTimeout
     d = driver(Script(settle=IDLE + 'name="ethmonitor-service" host="node1" value="1"\n@rc=0\n'
