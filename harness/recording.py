@@ -21,7 +21,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from harness.arpwatch import ArpWatch, node_macs
+from harness.arpwatch import ArpWatch
 from harness.audits.cluster import Consistency
 from harness.audits.logs import LogAudit
 from harness.drivers.base import Driver
@@ -103,7 +103,6 @@ class Recording:
         c.arp = ArpWatch(tb, iface=network, ips=[service_ip], out=c.run_dir / "arp.jsonl")
         if self.load and c.load is None:
             c.load = self._new_load(c, base, gated=False)
-        c.macs = node_macs(tb, network)
         c.audit = LogAudit(tb)
         c.audit.mark()
         c.poller.start()

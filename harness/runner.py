@@ -104,9 +104,9 @@ class Runner(Recording, Judging):
             save_snapshot(tb, c.run_dir, "before")
             self._diagnose(c, "make the cluster whole", None)
             return
-        # the cluster as it was before the fault: read beside the recorders' start, complete before the inject
-        before = self.beside(c, "snapshot before", lambda: save_snapshot(tb, c.run_dir, "before"))
         group = topo.group(c.expected.group)
+        # the cluster as it was before the fault: read beside the recorders' start, complete before the inject
+        before = self.beside(c, "snapshot before", lambda: self._snapshot(c, "before", group.network))
         base = self._base(group)
         t_rec = time.monotonic()
         with steps("start the recording"):
@@ -167,7 +167,7 @@ class Runner(Recording, Judging):
             self._diagnose(c, "operator recovery", group.name)
         # beside the read-back of the writes: the audits and the snapshot must add little to a case
         self.beside(c, "audit", lambda: self._audit_cluster(c))
-        self.beside(c, "snapshot after", lambda: self._snapshot_after(c, group.network))
+        self.beside(c, "snapshot after", lambda: self._snapshot(c, "after", group.network))
         t_verify = time.monotonic()
         if c.load is not None:
             with steps("verify writes"):
@@ -187,13 +187,14 @@ class Runner(Recording, Judging):
                 c.audit.send_markers()
         c.timings["audit_s"] = time.monotonic() - t0
 
-    def _snapshot_after(self, c: CaseRun, network: str) -> None:
-        """`fallover status` after the recovery, and the MACs of restarted nodes (new ones) for the ARP evidence."""
+    def _snapshot(self, c: CaseRun, when: str, network: str) -> None:
+        """`fallover status` before the fault or after the recovery, and the nodes' MACs on the service
+        network for the ARP evidence (after: a restarted node has a new one)."""
         t0 = time.monotonic()
-        save_snapshot(self.testbed, c.run_dir, "after")
-        with c.steps("read the nodes' MACs"):
+        save_snapshot(self.testbed, c.run_dir, when)
+        with c.steps(f"read the nodes' MACs {when}"):
             c.macs |= node_macs(self.testbed, network)
-        c.timings["snapshot_after_s"] = time.monotonic() - t0
+        c.timings[f"snapshot_{when}_s"] = time.monotonic() - t0
 
     def _forget_step(self, c: CaseRun, group: str) -> None:
         t0 = time.monotonic()
