@@ -46,7 +46,7 @@ def _wait_for_gate() -> None:
     while not _gate_open:
         _gate_open = os.path.exists(GATE or "")
         if not _gate_open:
-            gevent.sleep(0.01)
+            gevent.sleep(0.02)
 
 
 def _wait_time(spec: str) -> Callable[..., float]:
