@@ -289,9 +289,10 @@ def faults(testbed: Testbed, timeline: Timeline) -> Iterator[Nemesis]:
         n.heal_all()
 
 
-@pytest.fixture
-def runner(testbed: Testbed, run_dir: Path, pytestconfig: pytest.Config, request: pytest.FixtureRequest):  # type: ignore[no-untyped-def]
-    """Runs plan cases under load and judges them (see harness.runner)."""
+@pytest.fixture(scope="session")
+def runner(testbed: Testbed, run_dir: Path, pytestconfig: pytest.Config):  # type: ignore[no-untyped-def]
+    """Runs plan cases under load and judges them (see harness.runner). One per session, like the testbed: it
+    knows whether the last case left the cluster whole, so the next one need not make it whole again."""
     from harness.runner import Runner
 
     def log(msg: str) -> None:

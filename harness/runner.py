@@ -64,6 +64,7 @@ class Runner(Recording, Judging):
         self.load = load
         self.users = users
         self.log = log
+        self._left_whole: tuple[int, int] | None = None  # the fault journal's stamp when the last case left it whole
 
     def run(self, case: Case, *, asserted: tuple[str, ...] | None = None) -> CaseResult:
         """Run one case; ``asserted`` narrows which verdicts decide it (default: by expected outcome).
@@ -75,8 +76,9 @@ class Runner(Recording, Judging):
         c = CaseRun(case, run_dir, Steps(run_dir / "harness-error.txt"), t_start=time.monotonic(),
                     timeline=Timeline(meta={"case": case.id, "fault": case.fault, "target": case.target.to_dict(),
                                             "started_wall": time.time()}))
+        whole, self._left_whole = self._left_whole, None
         try:
-            self._record_and_break(c)
+            self._record_and_break(c, whole)
         finally:
             self._wind_down(c)
             result = self._judge(c, asserted)
@@ -88,14 +90,14 @@ class Runner(Recording, Judging):
     def _base(group: Group) -> str:
         return f"http://{group.service_ip}:{group.application.port}"
 
-    def _record_and_break(self, c: CaseRun) -> None:
+    def _record_and_break(self, c: CaseRun, whole: tuple[int, int] | None = None) -> None:
         topo, tb, steps, timeline = self.topology, self.testbed, c.steps, c.timeline
         sla = topo.sla
         if topo.groups:  # the group load and probe watch: expect()'s first, the topology's first
             self._prespawn_load(c, self._base(topo.groups[0]))
         self.log(f"{c.case.id}: making the cluster whole")
         with steps("make the cluster whole"):
-            state = self._reset()
+            state = self._reset(whole)
             home = {g.name: state.group_node(g.name) or g.nodes[0] for g in topo.groups}
             c.expected = expect(topo, c.case, home, seen=state)[0]  # load and probe watch the first group
             timeline.meta["expected"] = asdict(c.expected)
@@ -157,10 +159,12 @@ class Runner(Recording, Judging):
             recorded(tb).up(placement=False, progress=c.recovery.note)
             try:  # then give the policy its chance (failback); the policy checker judges the outcome
                 self.driver.wait_settled(timeout=sla.max_recovery_s, placement=True)
+                left_whole = self._journal_stamp()
             except WaitTimeout:
-                pass
+                left_whole = None
             # and the service answers again, to a request sent now: an answer from before the fault is no proof
             self._wait_probe_ok(c.probe, None, timeout=30, after=time.monotonic())
+            self._left_whole = left_whole
         timeline.add(TEST_MARK, None, label="recovery end")
         c.timings["recover_s"] = time.monotonic() - t_heal
         if steps.failed("operator recovery"):
@@ -218,8 +222,28 @@ class Runner(Recording, Judging):
 
     # -- steps ----------------------------------------------------------------------------------
 
-    def _reset(self) -> ClusterState:
-        """A whole cluster with every group on its first node, whatever the previous case left."""
+    def _journal_stamp(self) -> tuple[int, int] | None:
+        """The fault journal's (mtime, size): a fault injected or healed since changes it."""
+        try:
+            st = Path(self.testbed.journal_path).stat()
+        except OSError:
+            return None
+        return st.st_mtime_ns, st.st_size
+
+    def _reset(self, whole: tuple[int, int] | None = None) -> ClusterState:
+        """A whole cluster with every group on its first node, whatever the previous case left.
+
+        ``whole``: the journal's stamp when the previous case's recovery left the cluster settled
+        with every group where its policy puts it (`up`, every node answering, then `wait_settled`).
+        If no fault changed since, every node still runs and one look finds it settled with the
+        groups at home, that look is the reset: `up` would only repeat what that recovery checked.
+        """
+        if whole is not None and whole == self._journal_stamp() \
+                and all(self.testbed.running(n) for n in self.topology.node_names):
+            state = self.driver.state()
+            if state is not None and self.driver.unsettled(state, placement=True) is None \
+                    and all(state.group_node(g.name) == g.nodes[0] for g in self.topology.groups):
+                return state
         self.testbed.up(placement=False)  # powers fenced nodes on, heals a crashed run's journal, cleans up
         # every testbed's `up` ends with the driver's `recover`: one look confirms it, rather than a second recover
         state = self.driver.state()
