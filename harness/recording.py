@@ -133,9 +133,9 @@ class Recording:
         if c.nemesis is not None:
             with c.steps("final heal"), c.recovery.phase("final heal"):
                 c.nemesis.heal_all()
-        for proc in (c.load, c.probe, c.arp):  # all told at once: each then takes its time to exit in parallel
-            if proc is not None:
-                proc.terminate()
+        for client in (c.load, c.probe, c.arp):  # all told at once: each then takes its time to exit in parallel
+            if client is not None:
+                client.terminate()
         for name, proc in (("load", c.load), ("probe", c.probe), ("ARP watch", c.arp), ("cluster poller", c.poller)):
             if proc is not None:
                 with c.steps(f"stop the {name}"):

@@ -145,6 +145,7 @@ class Runner(Recording, Judging):
             self._await_outcome(c)
         if steps.failed("wait for the outcome") or c.missed:
             self._diagnose(c, "wait for the outcome", group.name)
+        assert c.fault_mono is not None  # set by the inject step, which succeeded
         c.timings["fault_s"] = time.monotonic() - c.fault_mono
         self.log(f"{c.case.id}: healing")
         t_heal = time.monotonic()
