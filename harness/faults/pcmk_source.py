@@ -23,6 +23,9 @@ tags Pacemaker-2.0.0, 2.1.0, 2.1.5, 3.0.0 and 3.0.2 of ClusterLabs/pacemaker (`f
   `attrd_cib_updated_cb`: the controller is not a client that triggers a refresh). A group with a
   location rule on such an attribute (the testbed's link and reachability rules) is then banned from the
   node and moved off it cleanly: stopped there by its controller, started on the next node.
+- attrd's loss is noticed only at the controller's next attribute update: on the DC a failed one makes the
+  controller exit fatally (`controld_attrd.c` `handle_attr_error`) and pacemakerd stop the node cleanly.
+  That needs an update within attrd's respawn (about a second), so the plan does not expect it.
 - CTS's ComponentFail (2.1.5 `cts/lab/CTStests.py`, `ClusterManager.py` `Components`) passes either way:
   "if shot: … return self.success()", else it looks for the recovery patterns (S_RECOVERY, "Lost
   connection to the CIB manager", "LRM Connection failed", …); it kills the scheduler on the DC only
