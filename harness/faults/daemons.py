@@ -74,7 +74,7 @@ class _Subdaemon(_KillDaemon):
                     seen: ClusterState | None) -> tuple[str, str, set[str]]:
         if target.node != home:
             return "stay", f"{target.node} is not the node running {group}", set()
-        return expected_after_kill(self.facts, topology, home, seen)
+        return expected_after_kill(self.facts, topology, group, home, seen)
 
     def heal(self, testbed: Testbed, target: Target, undo: dict[str, Any]) -> None:
         """Give pacemakerd its chance to respawn the daemon first: restarting the stack over a respawn in

@@ -113,9 +113,9 @@ def _v(version: tuple[int, int, int]) -> str:
     return ".".join(map(str, version))
 
 
-def expected_after_kill(facts: Subdaemon, topology: Topology, home: str,
+def expected_after_kill(facts: Subdaemon, topology: Topology, group: str, home: str,
                         seen: ClusterState | None = None) -> tuple[str, str, set[str]]:
-    """(outcome, why, nodes that cannot take over) for a SIGKILL of ``facts.daemon`` on ``home``, the group's node.
+    """(outcome, why, nodes that cannot take over) for a SIGKILL of ``facts.daemon`` on ``home``, ``group``'s node.
 
     ``seen`` (the runner's look at the cluster before the case) gives the version the DC runs, which
     wins over the one planning assumed, and which node is the DC (the scheduler matters there only).
@@ -133,9 +133,13 @@ def expected_after_kill(facts: Subdaemon, topology: Topology, home: str,
                         f"the DC ({dc} is; {facts.source} on the DC only; {which}, source {span})"), set()
     if not facts.controller_exits:
         return "stay", f"pacemakerd respawns {facts.daemon} and {facts.source} ({which}, source {span})", set()
+    order = topology.group(group).nodes
+    i = order.index(home) if home in order else -1
+    nxt = next(iter(order[i + 1:] + order[:max(i, 0)]), None)  # the group's next node after home
+    where = f"{group} moves to {nxt}" if nxt else f"{group} stops"
     when = "" if not facts.dc_only else f" ({home} is the DC)" if dc == home else f" (on the DC only: is {home} it?)"
     return "planned", (
-        f"{home} keeps it, or it moves once {home} is fenced or stopped there cleanly, never running twice: "
+        f"{home} keeps it, or {where} once {home} is fenced or stopped there cleanly, never running twice: "
         f"{facts.source}{when}; the DC fences {home} if its scheduler runs before the respawned controller rejoins "
         f"(\"peer process is no longer available\", unpack.c), and erases {home}'s transient attributes "
         f"(controld_callbacks.c), which bans the group from {home} where its rules need them. Documented: "

@@ -3,8 +3,9 @@
 Kept out of suites/fallover, the quick daily check: each case here restarts the whole stack or
 waits out a fencing. One test per (fault, target) of the plan whose fault names this suite:
 `test_cluster[controld_kill-node1]`, `test_cluster[cluster_one_by_one-cluster]`, each with the outcome
-Pacemaker documents for it (`pytest suites/cluster --collect-only -q` lists them;
-`fallover plan` shows each expectation).
+the installed Pacemaker gives: what it documents, or for the subdaemon kills what its source says
+(harness/faults/pcmk_source.py) where that differs (`pytest suites/cluster --collect-only -q` lists
+them; `fallover plan` shows each expectation).
 """
 
 from __future__ import annotations

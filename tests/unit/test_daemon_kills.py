@@ -59,7 +59,7 @@ def test_a_kill_that_takes_the_controller_down_expects_either_outcome_with_one_o
     version((2, 1, 5))
     outcome, text = expected(fault)
     assert outcome == "planned"
-    assert "node1 keeps it, or it moves once node1 is fenced or stopped there cleanly, never running twice" in text
+    assert "node1 keeps it, or app moves to node2 once node1 is fenced or stopped there cleanly, never running twice" in text
     assert "peer process is no longer available" in text and "Pacemaker 2.1.5, source 2.0.0-3.0.2" in text
     assert "Documented: respawned, nothing happens" in text  # where the source and the prose differ
     # the move is judged: after a fence (or a clean stop), by one owner, within the outage SLA
