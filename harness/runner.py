@@ -294,6 +294,13 @@ class Runner(Recording, Judging):
             time.sleep(1.0)
         else:  # stay: give the cluster the time it would need to (wrongly) react
             time.sleep(sla.max_detection_s)
+            if expected.outcome == "planned":
+                # staying and moving are both right: a move under way must end before the heal, whose
+                # power-on of a fenced node would otherwise decide where the group goes (and stretch the outage)
+                try:
+                    self._wait_probe_ok(c.probe, None, timeout=sla.max_fallover_s + 10, after=time.monotonic())
+                except WaitTimeout:
+                    c.missed = True  # the outage verdict says how long; the diagnosis says why
 
     def _detected(self, c: CaseRun) -> bool:
         """Whether the recording so far holds what the detection checker counts as the cluster noticing."""

@@ -92,7 +92,7 @@ class _Subdaemon(_KillDaemon):
             except TransportError:
                 pass  # fenced meanwhile: make_whole powers it on
         make_whole(testbed, node)
-        if self.facts.controller_exits and testbed.running(node):
+        if self.facts.either and testbed.running(node):
             try:
                 testbed.node(node).run(["attrd_updater", "--refresh"], timeout=10, check=False)
             except TransportError:
@@ -106,8 +106,8 @@ def _kill_fault(facts: Subdaemon) -> _Subdaemon:
              "summary": f"{daemon} alone SIGKILLed on the node; pacemakerd respawns it",
              "mechanism": f"kill -KILL of the node's {daemon}; heal: the stack restarted if it is not whole",
              # a move after this kill must follow a fence of the node, or a clean stop while it stayed a member
-             "extra_asserted": ("fencing",) if facts.controller_exits else (),
-             "expectation": {"clean_move_ok": True} if facts.controller_exits else {}}
+             "extra_asserted": ("fencing",) if facts.either else (),
+             "expectation": {"clean_move_ok": True} if facts.either else {}}
     cls = type(f"{facts.short.capitalize()}Kill", (_Subdaemon,), attrs)
     return cls()
 

@@ -23,6 +23,10 @@ tags Pacemaker-2.0.0, 2.1.0, 2.1.5, 3.0.0 and 3.0.2 of ClusterLabs/pacemaker (`f
   `attrd_cib_updated_cb`: the controller is not a client that triggers a refresh). A group with a
   location rule on such an attribute (the testbed's link and reachability rules) is then banned from the
   node and moved off it cleanly: stopped there by its controller, started on the next node.
+- A starting attrd, respawned ones included, clears its node's transient attributes from the CIB
+  (2.1.5 `pacemaker-attrd.c` `attrd_erase_attrs`: "We have no attribute values in memory, wipe the CIB to
+  match", with a \\todo that a respawned one should sync from the writer instead; `attrd_cib_init` in 3.0),
+  so until the node's monitors set them again the same rules ban the group from the node.
 - attrd's loss is noticed only at the controller's next attribute update: on the DC a failed one makes the
   controller exit fatally (`controld_attrd.c` `handle_attr_error`) and pacemakerd stop the node cleanly.
   That needs an update within attrd's respawn (about a second), so the plan does not expect it.
@@ -58,6 +62,12 @@ class Subdaemon:
     controller_exits: bool  # the node's controller goes down with it (always, or on the DC only)
     source: str            # what the source says happens, with the file
     dc_only: bool = False  # the controller exits only when the node is the DC
+    wipes_attributes: bool = False  # the node's transient attributes leave the CIB until its monitors set them
+
+    @property
+    def either(self) -> bool:
+        """Whether the group may stay or move: what follows the kill can ban it from the node, or fence the node."""
+        return self.controller_exits or self.wipes_attributes
 
 
 SUBDAEMONS: tuple[Subdaemon, ...] = (
@@ -71,8 +81,9 @@ SUBDAEMONS: tuple[Subdaemon, ...] = (
               "the controller exits with its executor (controld_execd.c lrm_connection_destroy: \"Connection to "
               "executor failed\", \"Lost connection to local executor\" from 2.1.7)"),
     Subdaemon("pacemaker-attrd", "attrd", False,
-              "nothing exits with it: the controller asks attrd per request, and the respawned attrd takes the "
-              "values back from its peers"),
+              "the respawned attrd clears the node's transient attributes from the CIB (pacemaker-attrd.c "
+              "attrd_erase_attrs: \"We have no attribute values in memory, wipe the CIB to match\")",
+              wipes_attributes=True),
     Subdaemon("pacemaker-schedulerd", "schedulerd", True,
               "the controller exits with its scheduler (controld_schedulerd.c handle_disconnect, with R_PE_REQUIRED)",
               dc_only=True),
@@ -131,12 +142,17 @@ def expected_after_kill(facts: Subdaemon, topology: Topology, group: str, home: 
     if facts.dc_only and dc is not None and dc != home:
         return "stay", (f"pacemakerd respawns {facts.daemon}, and no controller is connected to it: {home} is not "
                         f"the DC ({dc} is; {facts.source} on the DC only; {which}, source {span})"), set()
-    if not facts.controller_exits:
+    if not facts.either:
         return "stay", f"pacemakerd respawns {facts.daemon} and {facts.source} ({which}, source {span})", set()
     order = topology.group(group).nodes
     i = order.index(home) if home in order else -1
     nxt = next(iter(order[i + 1:] + order[:max(i, 0)]), None)  # the group's next node after home
     where = f"{group} moves to {nxt}" if nxt else f"{group} stops"
+    if not facts.controller_exits:
+        return "planned", (
+            f"{home} keeps it, perhaps stopped and started again there, or {where} after a clean stop on {home}, "
+            f"never running twice: {facts.source}, and until {home}'s monitors set them again the group's rules on "
+            f"them ban it from {home}. Documented: respawned, nothing happens; {which}, source {span}"), {home}
     when = "" if not facts.dc_only else f" ({home} is the DC)" if dc == home else f" (on the DC only: is {home} it?)"
     return "planned", (
         f"{home} keeps it, or {where} once {home} is fenced or stopped there cleanly, never running twice: "

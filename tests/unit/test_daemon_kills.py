@@ -29,7 +29,7 @@ from harness.topology import DEFAULT_TESTBED, Topology, load_topology
 TOPO = load_topology(DEFAULT_TESTBED)
 HOME = {"app": "node1"}
 RACE = ("based_kill", "execd_kill", "schedulerd_kill", "controld_kill")
-QUIET = ("fenced_kill", "attrd_kill")
+QUIET = ("fenced_kill",)
 
 
 @pytest.fixture
@@ -66,6 +66,15 @@ def test_a_kill_that_takes_the_controller_down_expects_either_outcome_with_one_o
     f = FAULTS[fault]
     assert f.extra_asserted == ("fencing",) and f.expectation == {"clean_move_ok": True}
     assert {"outage", "split_brain", "lost_writes"} <= set(ASSERTED[outcome])
+
+
+def test_an_attrd_kill_expects_the_group_stays_or_moves_cleanly_as_its_respawn_wipes_the_attributes(
+        version: Any) -> None:
+    version((2, 1, 5))
+    outcome, text = expected("attrd_kill")
+    assert outcome == "planned" and "attrd_erase_attrs" in text and "ban it from node1" in text
+    assert "or app moves to node2 after a clean stop on node1, never running twice" in text
+    assert FAULTS["attrd_kill"].extra_asserted == ("fencing",)
 
 
 def test_the_scheduler_kill_says_it_matters_on_the_dc_only(version: Any) -> None:
