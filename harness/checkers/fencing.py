@@ -85,7 +85,7 @@ def check_fencing(ctx: Context) -> Verdict:
     if first is not None and back is not None and first[0] >= back.mono and (fenced is None or back.mono < fenced.end):
         return ctx.vouch(Verdict(NAME, True, first[1], "after a successful fence", "node",
                                  f"{group} started on {first[1]} at {ctx.rel(first[0])}, after {victim} had rejoined "
-                                 f"the cluster at {ctx.rel(back.mono)} (powered on by the recovery): no fence needed "
+                                 f"the cluster at {ctx.rel(back.mono)} (powered on, or its controller respawned): no fence needed "
                                  f"then; before it, no takeover ({tried_words})"), PROBE + POLLER)
     if first is not None and (fenced is None or first[0] < fenced.end) and ctx.expectation.get("clean_move_ok") \
             and (lost is None or lost.mono > first[0]):
