@@ -94,8 +94,23 @@ def check_untouched(ctx: Context) -> Verdict:
     was, now = before.data.get("processes") or {}, after.data.get("processes") or {}
     changed = sorted(g for g in set(was) | set(now) if was.get(g) != now.get(g))
     if changed:
-        return Verdict(name, False, len(changed), 0, "groups",
-                       "; ".join(f"{g}'s application was restarted: {was.get(g)} before, {now.get(g)} after"
-                                 for g in changed))
+        told = [f"{g}'s application is not running after the reattach ({was.get(g)} before)" if not now.get(g)
+                else f"{g}'s application was restarted: {was.get(g)} before, {now.get(g)} after" for g in changed]
+        return Verdict(name, False, len(changed), 0, "groups", "; ".join(told + _why_touched(ctx)))
     shown = "; ".join(f"{g}: {', '.join(p)}" for g, p in sorted(now.items()))
     return Verdict(name, True, 0, 0, "groups", f"the same application processes before and after ({shown})")
+
+
+def _why_touched(ctx: Context) -> list[str]:
+    """What the reattach noted that explains it: node attributes the restart erased and nothing set again
+    (a location rule on them then stops or moves the group), a cluster that did not settle afterwards."""
+    out = []
+    lost = _mark(ctx, "attributes lost")
+    if lost is not None:
+        shown = "; ".join(f"{n}: {', '.join(a)}" for n, a in sorted((lost.data.get("attributes") or {}).items()))
+        out.append(f"node attributes the stack restart erased and nothing set again before maintenance mode ended "
+                   f"({shown})")
+    unsettled = _mark(ctx, "not settled after maintenance")
+    if unsettled is not None:
+        out.append(f"after maintenance mode: {unsettled.data.get('why')}")
+    return out

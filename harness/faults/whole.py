@@ -190,6 +190,9 @@ class ClusterReattach(_WholeCluster):
                         "restart and are re-detected where they run; target outage: none"), set()
 
     def inject(self, testbed: Testbed, target: Target, undo: dict[str, Any]) -> None:
+        """The operator's reattach, step by step; what the cluster does once maintenance mode ends is marked,
+        never raised: a cluster that loses state in the restart and then stops or moves a group fails the
+        `untouched` and `outage` verdicts (a FAIL of the cluster), not the operation (an ERROR)."""
         driver, topo = _driver(testbed), testbed.topology
         mark(undo, "application before", processes=_app_processes(testbed, driver))
         before = driver.state()
@@ -202,14 +205,22 @@ class ClusterReattach(_WholeCluster):
         homes = {g.name: g.nodes[0] for g in topo.groups}
         driver.wait_until(lambda s: all(s.group_node(g) is not None for g in homes), timeout=60,
                           what="every group re-detected where it runs")
-        _refresh_attributes(testbed, driver)
-        driver.wait_until(lambda s: all(name in s.attributes.get(n, {}) for n, names in attributes.items()
+        restored = _refresh_attributes(testbed, driver)
+        awaited = {n: [a for a in names if restored is None or a in restored] for n, names in attributes.items()}
+        driver.wait_until(lambda s: all(name in s.attributes.get(n, {}) for n, names in awaited.items()
                                         for name in names), timeout=30,
-                          what=f"the node attributes back ({attributes})")
+                          what=f"the node attributes back ({awaited})")
+        after = driver.state()
+        lost = {n: [a for a in names if a not in (after.attributes.get(n, {}) if after else {})]
+                for n, names in attributes.items()}
+        if any(lost.values()):  # transient attributes nothing sets again: the cluster acts on their absence
+            mark(undo, "attributes lost", attributes={n: a for n, a in lost.items() if a})
         _lift_maintenance(driver)
         undo["maintenance"] = False
-        driver.wait_settled(timeout=topo.sla.max_recovery_s + 30)
-        mark(undo, "application after", processes=_app_processes(testbed, driver))
+        unsettled = _settle_after_lift(driver, [g.name for g in topo.groups], topo.sla.max_recovery_s + 30)
+        if unsettled:
+            mark(undo, "not settled after maintenance", why=unsettled)
+        mark(undo, "application after", processes=_app_processes(testbed, driver, stopped_ok=True))
 
     def heal(self, testbed: Testbed, target: Target, undo: dict[str, Any]) -> None:
         super().heal(testbed, target, undo)
@@ -221,30 +232,66 @@ def _lift_maintenance(driver: Driver) -> None:
     driver.admin(["crm_attribute", "--type", "crm_config", "--name", "maintenance-mode", "--delete"])
 
 
-def _refresh_attributes(testbed: Testbed, driver: Driver) -> None:
+def _refresh_attributes(testbed: Testbed, driver: Driver) -> set[str] | None:
     """Set the node attributes the groups' location rules read again, before maintenance mode ends.
 
     The restart erased them (transient attributes die with the stack), and maintenance mode pauses
     the monitors that set them: lifting it with them missing would stop every group they guard
     (Pacemaker Administration, "Detach and Reattach", the note on ocf:pacemaker:ping). Running each
     clone's monitor once on every node is the operator's "verify that the cluster re-detected all
-    resources correctly".
+    resources correctly". Returns the names of the attributes those monitors set (each agent's `name`
+    parameter), None when one could not be read: an attribute nothing sets again (one an operator's
+    script wrote with attrd_updater) is not waited for, and the reattach notes it lost.
     """
     s = driver.state()
     clones = sorted(r for r in (s.resources if s else {}) if r.startswith(("linkmon-", "reach-")))
-    for node in testbed.topology.node_names:
-        for clone in clones:
-            rsc = clone.removesuffix("-clone")
+    nodes = testbed.topology.node_names
+    ask = testbed.node(next((n for n in nodes if testbed.running(n)), nodes[0]))
+    names: set[str] | None = set()
+    for clone in clones:
+        rsc = clone.removesuffix("-clone")
+        for node in nodes:
             testbed.node(node).run(["crm_resource", "--force-check", "--resource", rsc], timeout=30, check=False)
+        r = ask.run(["crm_resource", "--resource", rsc, "--get-parameter", "name"], timeout=15, check=False)
+        value = r.stdout.strip().splitlines()[-1].strip() if r.ok and r.stdout.strip() else ""
+        if names is not None and value and " " not in value:
+            names.add(value)
+        else:
+            names = None  # which attribute it sets is unknown: wait for every one
+    return names
 
 
-def _app_processes(testbed: Testbed, driver: Driver) -> dict[str, list[str]]:
-    """Each group's application processes (PID:start time) where it runs: the same ones afterwards, or it restarted."""
+def _settle_after_lift(driver: Driver, groups: list[str], timeout: float) -> str | None:
+    """Until the cluster settles after maintenance mode, or has stopped a group and gone idle (it decided
+    not to run it: waiting longer shows nothing new). Returns why it did not settle (None: settled)."""
+    def done(s: Any) -> bool:
+        return driver.settled(s) or (any(s.group_node(g) is None for g in groups) and driver.busy(s) is None)
+
+    try:
+        s = driver.wait_until(done, timeout=timeout, what="the cluster settled after maintenance mode")
+    except WaitTimeout as e:
+        return str(e)
+    stopped = [g for g in groups if s.group_node(g) is None]
+    if stopped:
+        return f"{', '.join(stopped)} stopped once maintenance mode ended: {s.summary()}"
+    try:
+        driver.wait_settled(timeout=timeout)  # the quiet period: a result in flight may still move a group
+    except WaitTimeout as e:
+        return str(e)
+    return None
+
+
+def _app_processes(testbed: Testbed, driver: Driver, *, stopped_ok: bool = False) -> dict[str, list[str]]:
+    """Each group's application processes (node:PID:start time) where it runs: the same ones afterwards, or it
+    restarted. A group that is not running has none (``stopped_ok``; before the operation it is an error)."""
     s = driver.state()
     out: dict[str, list[str]] = {}
     for g in testbed.topology.groups:
         node = s.group_node(g.name) if s else None
         if node is None:
+            if stopped_ok:
+                out[g.name] = []
+                continue
             raise FalloverError(f"group {g.name} is not running: {s.summary() if s else 'no node answers'}")
         found = _agent(testbed, node, g.name, "pids")
         out[g.name] = sorted(f"{node}:{p['pid']}:{p['start']}" for p in found["processes"])

@@ -1,8 +1,9 @@
 """Issue 14 on clusters broken for the purpose: each new kind of case must FAIL there, naming why.
 
-The same cases pass on the correct embedded cluster (`pytest suites/cluster`). Each broken cluster is a
-testbed of its own (tests/data/broken), up once per module fixture: about 1 min to bring up, and 1-2 min
-per case.
+The same cases pass on the correct embedded cluster (`pytest suites/cluster`, and with
+`--testbed testbeds/local-recovery.yaml` for recovery in place). Each broken cluster is a testbed of its own
+(tests/data/broken), up once per module fixture: about 1 min to bring up, and 1-3 min per case (each test
+says what it measured).
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ import pytest
 from own_testbed import separate_testbed
 from test_broken_clusters import assert_judged
 
+from harness.drivers import open_driver
 from harness.faults import Target
 from harness.plan import Case
 from harness.runner import Runner
@@ -37,6 +39,24 @@ def test_one_by_one_without_quorum_policy_starts_the_group_without_quorum(nofenc
                                                                           tmp_path: Path) -> None:
     result = Runner(nofence, tmp_path).run(Case("cluster_one_by_one", Target()))
     assert_judged(result, failing={"starts"}, cause=["without quorum"])
+
+
+def test_a_slow_first_election_fails_the_time_to_service_of_a_simultaneous_start(tmp_path: Path) -> None:
+    """dc-deadtime 45 s: after the restart every node waits that long for a DC, the group with it.
+
+    A simultaneous restart on `nofence` (quorum ignored, no fencing) passed: the three nodes join
+    within the 2 s dc-deadtime, so the group still starts once, on node1, with quorum.
+    """
+    with separate_testbed(BROKEN / "slowstart.yaml") as tb:
+        result = Runner(tb, tmp_path).run(Case("cluster_simul_restart", Target()))
+    assert_judged(result, failing={"starts"}, cause=["time to service", "exceeds 30 s"])
+
+
+def test_a_bridge_without_fencing_or_quorum_policy_is_a_split_brain(nofence: LocalTestbed, tmp_path: Path) -> None:
+    """node2 sees both halves, node1 and node3 do not see each other: without quorum policy or fencing the
+    half that loses node2 keeps (or starts) the group too."""
+    result = Runner(nofence, tmp_path).run(Case("partition_bridge", Target(nodes=("node2",))))
+    assert_judged(result, failing={"split_brain"}, cause=["split brain"])
 
 
 def test_a_one_way_cut_without_fencing_is_a_split_brain(nofence: LocalTestbed, tmp_path: Path) -> None:
@@ -91,3 +111,53 @@ def test_with_fail_fast_every_subdaemon_kill_fails_its_expectation(failfast: Loc
     else:
         assert result.expected.outcome == "planned", result.report()
         assert_judged(result, failing={"fencing"}, cause=["although it was never fenced"])
+
+
+# -- recovery in place and reattach (issue 14 items 3, 4) ----------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def inplace() -> Iterator[LocalTestbed]:
+    """Recovery in place as local-recovery.yaml declares it; each test below breaks it its own way."""
+    with separate_testbed(BROKEN / "inplace.yaml") as tb:
+        yield tb
+
+
+def test_a_failure_that_never_expires_fails_the_expiry(inplace: LocalTestbed, tmp_path: Path) -> None:
+    """The topology declares failure-timeout 20 s; the cluster holds 0 (never forget): the count stays 1."""
+    group_meta(inplace, "failure-timeout", "0")
+    try:
+        result = Runner(inplace, tmp_path).run(Case("app_failure_expiry", Target(group="app")))
+    finally:
+        group_meta(inplace, "failure-timeout", "20s")
+    assert_judged(result, failing={"fail_counts"}, cause=["the fail count on node1 still reads 1",
+                                                          "(failure-timeout 20 s)"])
+
+
+def test_a_rule_on_an_attribute_the_restart_erases_fails_the_reattach(inplace: LocalTestbed, tmp_path: Path) -> None:
+    """The group needs `gw-ok`, a transient node attribute an operator's script set with attrd_updater: the
+    stack restart of a reattach erases it, nothing sets it again, and once maintenance mode ends the group
+    stops: the application is not the one that ran before, and clients saw an outage."""
+    nodes = inplace.topology.node_names
+    driver = open_driver(inplace)
+    for node in nodes:
+        inplace.node(node).run(["attrd_updater", "--name", "gw-ok", "--update", "1"], timeout=15)
+    driver.wait_until(lambda s: all(s.attributes.get(n, {}).get("gw-ok") == "1" for n in nodes), timeout=30,
+                      what="gw-ok on every node")
+    driver.admin(["cibadmin", "--create", "--scope", "constraints", "--xml-text",
+                  '<rsc_location id="app-needs-gw" rsc="app"><rule id="app-needs-gw-rule" score="-INFINITY">'
+                  '<expression id="app-needs-gw-expr" attribute="gw-ok" operation="not_defined"/></rule>'
+                  '</rsc_location>'])
+    try:
+        result = Runner(inplace, tmp_path).run(Case("cluster_reattach", Target()))
+    finally:
+        driver.admin(["cibadmin", "--delete", "--xml-text", '<rsc_location id="app-needs-gw"/>'])
+    assert_judged(result, failing={"untouched", "outage"},
+                  cause=["app's application is not running after the reattach",
+                         "nothing set again before maintenance mode ended (node1: gw-ok; node2: gw-ok; node3: gw-ok)"])
+
+
+def group_meta(tb: LocalTestbed, name: str, value: str) -> None:
+    """Set a meta attribute of the group `app` in the cluster (it overrides what the topology generated)."""
+    open_driver(tb).admin(["crm_resource", "--resource", "app", "--meta", "--set-parameter", name,
+                           "--parameter-value", value])

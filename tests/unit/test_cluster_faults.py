@@ -203,8 +203,59 @@ def test_untouched_compares_the_application_before_and_after() -> None:
     assert v.valid is False and "app's application was restarted: ['node1:5:77'] before" in v.explanation
 
 
+def test_untouched_names_the_attributes_a_reattach_lost_when_the_group_stopped() -> None:
+    t = Timeline()
+    t.add(TEST_MARK, None, mono=1.0, label="application before", processes={"app": ["node1:5:77"]})
+    t.add(TEST_MARK, None, mono=5.0, label="attributes lost", attributes={"node1": ["gw-ok"], "node2": ["gw-ok"]})
+    t.add(TEST_MARK, None, mono=8.0, label="not settled after maintenance", why="app stopped once maintenance "
+          "mode ended")
+    t.add(TEST_MARK, None, mono=9.0, label="application after", processes={"app": []})
+    v = check_untouched(Context(t, (), TOPO))
+    assert v.valid is False and v.measured == 1
+    assert "app's application is not running after the reattach (['node1:5:77'] before)" in v.explanation
+    assert "nothing set again before maintenance mode ended (node1: gw-ok; node2: gw-ok)" in v.explanation
+    assert "after maintenance mode: app stopped once maintenance mode ended" in v.explanation
+
+
 def test_time_to_service_counts_from_the_start_that_makes_a_majority() -> None:
     v = check_starts(whole_ctx([START, (TEST_MARK, None, 8.0, {"label": "cluster start with quorum"}),
                                 (CLUSTER_GROUP_STARTED, "node1", 10.0, {"group": "app", "quorate": True})]))
     assert v.valid is True and v.measured == 4.0
     assert "time to service 4 s from cluster start with quorum at +8.00 s" in v.explanation
+
+
+class _LiftDriver:
+    """The driver as a reattach sees it once maintenance mode ends: a scripted list of (group node, DC busy)."""
+
+    def __init__(self, looks: list[tuple[str | None, str | None]]) -> None:
+        self.looks, self.settle_waits = looks, 0
+
+    def wait_until(self, predicate: Any, *, timeout: float, what: str) -> Any:
+        for node, busy in self.looks:
+            s = type("S", (), {"group_node": lambda self, g, n=node: n, "summary": lambda self, n=node:
+                               f"app={n or 'stopped'}", "busy": busy})()
+            if predicate(s):
+                return s
+        from harness.errors import WaitTimeout
+        raise WaitTimeout(what, timeout)
+
+    def settled(self, s: Any) -> bool:
+        return s.group_node("app") == "node1" and s.busy is None
+
+    def busy(self, s: Any) -> str | None:
+        return s.busy
+
+    def wait_settled(self, *, timeout: float) -> None:
+        self.settle_waits += 1
+
+
+def test_after_maintenance_a_group_the_cluster_stopped_ends_the_wait_and_is_reported() -> None:
+    from harness.faults.whole import _settle_after_lift
+
+    stopping = _LiftDriver([("node1", "transition running"), (None, "transition running"), (None, None)])
+    assert _settle_after_lift(stopping, ["app"], 60) == "app stopped once maintenance mode ended: app=stopped"  # type: ignore[arg-type]
+    assert stopping.settle_waits == 0  # nothing more will come: no wait for the quiet period
+    calm = _LiftDriver([("node1", "transition running"), ("node1", None)])
+    assert _settle_after_lift(calm, ["app"], 60) is None and calm.settle_waits == 1  # type: ignore[arg-type]
+    stuck = _LiftDriver([("node1", "transition running")])
+    assert "the cluster settled after maintenance mode" in (_settle_after_lift(stuck, ["app"], 60) or "")  # type: ignore[arg-type]
