@@ -165,7 +165,11 @@ class PacemakerDriver(Polling, PacemakerBackup):
         """
         if s.dc is None:
             return f"{s.seen_from} knows no DC"
-        names = sorted({name for attrs in s.attributes.values() for name in attrs})
+        return self._settle_query(s, sorted({name for attrs in s.attributes.values() for name in attrs}))
+
+    def _settle_query(self, s: ClusterState, names: list[str]) -> str | None:
+        """SETTLE_QUERY on the node that gave ``s``: the DC's state, then attrd's value of each of ``names``."""
+        assert s.dc is not None
         order = self._query_order()
         node = s.seen_from if s.seen_from in order else (order[0] if order else None)
         if node is None:
@@ -251,13 +255,24 @@ class PacemakerDriver(Polling, PacemakerBackup):
             except WaitTimeout:
                 if left <= RECOVER_ROUND_S:
                     raise
-                self.refresh_attributes()
+                if self.dc_idle():  # a DC at work is the cluster recovering: a refresh would abort its transition
+                    self.refresh_attributes()
         left = max(1.0, deadline - time.monotonic())
         # A node killed and restarted within the token timeout still looks online to its peers
         # while its own stack is starting: whole means every running node answers for itself too.
         self.wait_until(lambda _: all(v is not None and v.dc is not None for v in self.views().values()),
                         timeout=left, what="every running node answering crm_mon", progress=progress)
         return state
+
+    def dc_idle(self) -> bool:
+        """Whether the DC's controller is in S_IDLE (or there is no DC to ask: nothing runs that could be upset).
+
+        attrd's refresh writes every attribute to the CIB again, and the DC aborts the transition it is
+        running on such a change: a failback under way then waits for its in-flight operations and a new
+        transition (seen: 3-4 s more outage on a loaded host). It is the repair for a stuck cluster only.
+        """
+        s = self.state()
+        return s is None or s.dc is None or self._settle_query(s, []) is None
 
     def refresh_attributes(self) -> None:
         """`attrd_updater --refresh` on every running node: attrd writes all its values to the CIB again.

@@ -182,3 +182,27 @@ def test_state_asks_the_last_good_node_first() -> None:
     calls.clear()
     assert d.state() is not None and calls == ["node2"]
 
+
+
+@pytest.mark.parametrize("dc, refreshed", [("S_TRANSITION_ENGINE", False), ("S_IDLE", True)])
+def test_recover_asks_attrd_to_refresh_only_a_cluster_that_is_not_at_work(dc: str, refreshed: bool,
+                                                                           monkeypatch: pytest.MonkeyPatch) -> None:
+    """A round that did not settle while the DC runs a transition (a failback under way) is left alone: attrd's
+    refresh rewrites every attribute and the DC would abort that transition. A stuck, idle cluster is refreshed."""
+    from harness.drivers import pacemaker
+    from harness.errors import WaitTimeout
+
+    monkeypatch.setattr(pacemaker, "RECOVER_ROUND_S", 0.05)
+    script = Script(settle=f"{dc}\n@rc=0\n")
+    d = driver(script)
+    rounds = iter([WaitTimeout("cluster settling", 0.05), None])
+
+    def settle(**_: Any) -> ClusterState:
+        exc = next(rounds)
+        if exc is not None:
+            raise exc
+        return parse_crm_mon(SETTLED, seen_from="node1")
+
+    monkeypatch.setattr(d, "wait_settled", settle)
+    d.recover(timeout=5)
+    assert (("node1", "attrd_updater") in script.ran) is refreshed, script.ran
