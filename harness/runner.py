@@ -36,8 +36,9 @@ from harness.checkers.fencing import failed_fence_seen
 from harness.diagnosis import diagnose
 from harness.drivers import open_driver
 from harness.drivers.state import ClusterState
-from harness.errors import WaitTimeout
+from harness.errors import FalloverError, WaitTimeout
 from harness.faults import FAULTS
+from harness.faults.partitions import HOLD_FOR_TAKEOVER
 from harness.judging import ASSERTED, PROBE_HZ, Judging
 from harness.load import verify
 from harness.oplog import recorded
@@ -177,6 +178,12 @@ class Runner(Recording, Judging):
         if c.load is not None:
             with steps("verify writes"):
                 c.load.stop()
+                if steps.failed("operator recovery"):  # every read of a dead service times out: 5 min for nothing
+                    try:
+                        self._wait_probe_ok(c.probe, None, timeout=5, after=time.monotonic())
+                    except WaitTimeout:
+                        raise FalloverError("not read back: the service does not answer after the operator "
+                                            "recovery failed") from None
                 self.log(f"{c.case.id}: reading back acknowledged writes")
                 verify(tb, c.load.log, base)
             # nothing reads them any more: deleted beside the recorders' stop
@@ -292,8 +299,9 @@ class Runner(Recording, Judging):
                            interval=0.2, what=f"a fence of {victim} to fail")
                 time.sleep(sla.max_detection_s)  # the time a takeover would need, were the cluster to (wrongly) try
             time.sleep(1.0)
-        else:  # stay: give the cluster the time it would need to (wrongly) react
-            time.sleep(sla.max_detection_s)
+        else:  # stay: give the cluster the time it would need to (wrongly) react, or to (wrongly) take over
+            held = FAULTS[c.case.fault].expectation.get(HOLD_FOR_TAKEOVER)
+            time.sleep(sla.max_fallover_s if held else sla.max_detection_s)
             if expected.outcome == "planned":
                 # staying and moving are both right: a move under way must end before the heal, whose
                 # power-on of a fenced node would otherwise decide where the group goes (and stretch the outage)

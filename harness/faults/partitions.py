@@ -19,6 +19,10 @@ from harness.testbed.base import Rule, Testbed
 from harness.topology import Topology
 
 Grudge = tuple[tuple[str, tuple[str, ...]], ...]
+HOLD_FOR_TAKEOVER = "hold_for_takeover"
+"""Where the group may stay, the split is held as long as a takeover takes (max_fallover_s), not only the
+detection SLA: a side that wrongly runs the group too (quorum ignored, no fencing) must have the time to
+start it, or split_brain cannot see it (a 5 s bridge on such a cluster passed)."""
 
 
 # -- shapes (pure) -------------------------------------------------------------------------------
@@ -129,6 +133,7 @@ class _Grudging(_Dropping):
     target_kind: ClassVar[str] = "partition"
     needs: ClassVar[tuple[str, ...]] = ("rules", "quorum")
     suite: ClassVar[str | None] = "cluster"
+    expectation: ClassVar[dict[str, Any]] = {HOLD_FOR_TAKEOVER: True}
 
     def grudge(self, nodes: Sequence[str], target: Target) -> Grudge:
         raise NotImplementedError

@@ -129,3 +129,12 @@ def test_shape_targets_are_validated_in_one_line() -> None:
         FAULTS["partition_bridge"].validate(TOPO, Target(nodes=("node1", "node2")))
     with pytest.raises(UsageError, match="one --node"):
         FAULTS["partition_oneway"].validate(TOPO, Target(nodes=("node1", "node2")))
+
+
+def test_the_shapes_where_the_group_may_stay_are_held_as_long_as_a_takeover_takes() -> None:
+    """A cluster that ignores quorum needs a takeover's time to start the group on the wrong side too."""
+    from harness.faults.partitions import HOLD_FOR_TAKEOVER
+
+    assert FAULTS["partition_bridge"].expectation.get(HOLD_FOR_TAKEOVER) is True
+    assert FAULTS["partition_oneway"].expectation.get(HOLD_FOR_TAKEOVER) is True
+    assert not FAULTS["partition"].expectation.get(HOLD_FOR_TAKEOVER)  # the daily suite keeps its pace
