@@ -45,18 +45,12 @@ def test_a_slow_first_election_fails_the_time_to_service_of_a_simultaneous_start
     """dc-deadtime 45 s: after the restart every node waits that long for a DC, the group with it.
 
     A simultaneous restart on `nofence` (quorum ignored, no fencing) passed: the three nodes join
-    within the 2 s dc-deadtime, so the group still starts once, on node1, with quorum.
+    within the 2 s dc-deadtime, so the group still starts once, on node1, with quorum. This one took
+    141 s with its bring-up (load 16-21).
     """
     with separate_testbed(BROKEN / "slowstart.yaml") as tb:
         result = Runner(tb, tmp_path).run(Case("cluster_simul_restart", Target()))
     assert_judged(result, failing={"starts"}, cause=["time to service", "exceeds 30 s"])
-
-
-def test_a_bridge_without_fencing_or_quorum_policy_is_a_split_brain(nofence: LocalTestbed, tmp_path: Path) -> None:
-    """node2 sees both halves, node1 and node3 do not see each other: without quorum policy or fencing the
-    half that loses node2 keeps (or starts) the group too."""
-    result = Runner(nofence, tmp_path).run(Case("partition_bridge", Target(nodes=("node2",))))
-    assert_judged(result, failing={"split_brain"}, cause=["split brain"])
 
 
 def test_a_one_way_cut_without_fencing_is_a_split_brain(nofence: LocalTestbed, tmp_path: Path) -> None:
@@ -124,7 +118,8 @@ def inplace() -> Iterator[LocalTestbed]:
 
 
 def test_a_failure_that_never_expires_fails_the_expiry(inplace: LocalTestbed, tmp_path: Path) -> None:
-    """The topology declares failure-timeout 20 s; the cluster holds 0 (never forget): the count stays 1."""
+    """The topology declares failure-timeout 20 s; the cluster holds 0 (never forget): the count stays 1.
+    74 s (the expiry is waited for up to 35 s)."""
     group_meta(inplace, "failure-timeout", "0")
     try:
         result = Runner(inplace, tmp_path).run(Case("app_failure_expiry", Target(group="app")))
@@ -137,7 +132,8 @@ def test_a_failure_that_never_expires_fails_the_expiry(inplace: LocalTestbed, tm
 def test_a_rule_on_an_attribute_the_restart_erases_fails_the_reattach(inplace: LocalTestbed, tmp_path: Path) -> None:
     """The group needs `gw-ok`, a transient node attribute an operator's script set with attrd_updater: the
     stack restart of a reattach erases it, nothing sets it again, and once maintenance mode ends the group
-    stops: the application is not the one that ran before, and clients saw an outage."""
+    stops: the application is not the one that ran before, and clients saw an outage. 131 s, most of it
+    the operator recovery waiting 90 s for a group that can run nowhere."""
     nodes = inplace.topology.node_names
     driver = open_driver(inplace)
     for node in nodes:
