@@ -82,7 +82,8 @@ def check_fencing(ctx: Context) -> Verdict:
     lost = next((e for e in ctx.of(CLUSTER_NODE_LOST, after=ctx.t0) if e.node == victim), None)
     back = next((e for e in ctx.of(CLUSTER_NODE_JOINED, after=lost.mono) if e.node == victim), None) \
         if lost is not None else None
-    if first is not None and back is not None and first[0] >= back.mono and (fenced is None or back.mono < fenced.end):
+    if first is not None and back is not None and first[0] >= back.mono and (fenced is None or back.mono < fenced.end)\
+            and (fenced is None or first[0] < fenced.end):  # a start after a fence is explained by the fence
         return ctx.vouch(Verdict(NAME, True, first[1], "after a successful fence", "node",
                                  f"{group} started on {first[1]} at {ctx.rel(first[0])}, after {victim} had rejoined "
                                  f"the cluster at {ctx.rel(back.mono)} (powered on, or its controller respawned): no fence needed "

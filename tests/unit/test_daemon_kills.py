@@ -19,6 +19,7 @@ from harness.testbed import nodes
 from harness.testbed.layout import Layout
 from harness.timeline import (
     CLUSTER_GROUP_STARTED,
+    CLUSTER_NODE_JOINED,
     CLUSTER_NODE_LOST,
     FAULT_INJECTED,
     FENCED,
@@ -164,6 +165,16 @@ def test_a_move_after_the_node_left_and_was_fenced_passes() -> None:
     fenced.data["done"] = fenced.wall + 0.2
     t = kill_history(ev(1, CLUSTER_NODE_LOST, "node1"), fenced, ev(3, CLUSTER_GROUP_STARTED, "node2", group="app"))
     assert check_fencing(ctx(t, **EITHER)).valid is True
+
+
+def test_a_move_after_a_fence_that_came_just_after_the_controller_rejoined_is_put_down_to_the_fence() -> None:
+    """Seen live (based_kill): the controller rejoined at +1.47 s, the DC's fence (decided before) at +1.51 s."""
+    fenced = ev(1.51, FENCED, "node1", action="off", outcome="OK", device="fence")
+    fenced.data["done"] = fenced.wall + 0.1
+    t = kill_history(ev(0.3, CLUSTER_NODE_LOST, "node1"), ev(1.47, CLUSTER_NODE_JOINED, "node1"), fenced,
+                     ev(6.75, CLUSTER_GROUP_STARTED, "node2", group="app"))
+    v = check_fencing(ctx(t, **EITHER))
+    assert v.valid is True and "after node1 was fenced" in v.explanation, v.explanation
 
 
 def test_without_clean_move_ok_a_move_of_a_member_still_needs_a_fence() -> None:
