@@ -28,9 +28,14 @@ pytestmark = pytest.mark.testbed
 BROKEN = Path(__file__).resolve().parent.parent / "data" / "broken"
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture
 def nofence() -> Iterator[LocalTestbed]:
-    """stonith-enabled=false and no-quorum-policy=ignore: nothing stops a node that lost quorum."""
+    """stonith-enabled=false and no-quorum-policy=ignore: nothing stops a node that lost quorum.
+
+    A fresh one per test (about 15 s): the split brains these cases provoke mount the shared ext4 on two
+    nodes at once and corrupt it, and the next case on the same testbed could not be made whole (every
+    Filesystem monitor failed to write its status file: an ERROR of corosync_pause_long after the one-way cut).
+    """
     with separate_testbed(BROKEN / "nofence.yaml") as tb:
         yield tb
 
