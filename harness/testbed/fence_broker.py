@@ -70,8 +70,8 @@ class Broker:
             try:
                 if action in ("off", "reboot") and on:
                     nodes.power_off(self.layout, node)
-                if action in ("on", "reboot") and nodes.init_pid(self.layout, node) is None:
-                    nodes.start(self.layout, node)
+                if action in ("on", "reboot"):
+                    nodes.start_if_off(self.layout, node)
             except Exception as e:  # the agent must get an answer, whatever went wrong
                 self._record(action, node, t0, f"ERR {e}", device)
                 return f"ERR {e}"

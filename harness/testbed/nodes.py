@@ -6,11 +6,14 @@ cgroup, so "power off" is exact: SIGKILL the cgroup's tasks, then thaw.
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import os
 import pwd
 import shutil
 import subprocess
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 from harness.errors import TestbedError
@@ -81,8 +84,38 @@ def _pacemaker_env(layout: Layout) -> str:
     return f"env {' '.join(f'{k}={v}' for k, v in sorted(env.items()))} " if env else ""
 
 
+@contextlib.contextmanager
+def power_switch(layout: Layout, node: str) -> Iterator[None]:
+    """One hand on a node's power switch at a time, across processes.
+
+    The harness, the fence broker and the SSH lab's out-of-band command each power nodes on and
+    off; a fence owed from a power-off can land while the harness powers the node back on. Two
+    starts at once would each see the node off, and the second would kill the first's incarnation
+    half-wired (seen in CI: the node came back without its management link).
+    """
+    path = layout.node_dir(node).with_name(f".{node}.power.lock")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with path.open("a") as f:
+        fcntl.flock(f, fcntl.LOCK_EX)
+        yield
+
+
 def start(layout: Layout, node: str) -> int:
     """Start one node (namespaces, wiring, then corosync and pacemaker); returns its init PID."""
+    with power_switch(layout, node):
+        return _start(layout, node)
+
+
+def start_if_off(layout: Layout, node: str) -> bool:
+    """Power a node on unless it runs (a fence's `on` or a second `on` is no error); True if it was started."""
+    with power_switch(layout, node):
+        if init_pid(layout, node) is not None:
+            return False
+        _start(layout, node)
+        return True
+
+
+def _start(layout: Layout, node: str) -> int:
     if init_pid(layout, node) is not None:
         raise TestbedError(f"{node} is already running; a second incarnation would split the cluster")
     d = layout.node_dir(node)
@@ -145,6 +178,11 @@ def power_off(layout: Layout, node: str) -> None:
     ("Network is unreachable"), which no powered-off machine does. Unplugged at all, because the
     kernel frees the dead namespace late.
     """
+    with power_switch(layout, node):
+        _power_off(layout, node)
+
+
+def _power_off(layout: Layout, node: str) -> None:
     group = layout.node_cgroup(node)
     if cgroup.procs(group):
         cgroup.set_state(group, "FROZEN")  # takes effect at once for user space (a task in a syscall stops on return)

@@ -57,8 +57,7 @@ def _act(layout: Layout, action: str, target: str) -> str:
         nodes.power_off(layout, target)
         return "off"
     if action == "on":
-        if nodes.init_pid(layout, target) is None:
-            nodes.start(layout, target)
+        nodes.start_if_off(layout, target)  # a fence may have powered it on first
         return "on"
     from harness.testbed.local import LocalTestbed
 
