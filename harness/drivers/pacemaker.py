@@ -324,11 +324,6 @@ class PacemakerDriver(Polling, PacemakerBackup):
         finally:
             self.clear_move(group)
 
-    def restart_group(self, group: str, *, timeout: float = 120.0) -> None:
-        """Stop and start a group where it is (crm_resource waits for both)."""
-        self.admin(["crm_resource", "--resource", group, "--restart", f"--timeout={int(timeout * 1000)}"],
-                  timeout=timeout + 10)
-
     def clear_move(self, group: str) -> None:
         self.admin(["crm_resource", "--resource", group, "--clear"])
 

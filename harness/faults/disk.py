@@ -74,7 +74,9 @@ class DiskPull(Fault):
         """Plug the disk back, then remount it where it is mounted.
 
         ext4 aborted its journal on the I/O errors (and may already be read-only); only a fresh
-        mount (the cluster's stop + start of the group) gives the pre-fault, writable state.
+        mount (the cluster's stop + start of the group) gives the pre-fault, writable state. The
+        restart also forgets the group's failures: where its filesystem's start failed on every node,
+        nothing else would let it start again.
         """
         from harness.drivers import open_driver
 

@@ -137,6 +137,7 @@ class FakePacemaker:
     def __init__(self, target_role: str | None = None) -> None:
         self.commands: list[list[str]] = []
         self.app_role = "Started"
+        self.group_role = "Started"
         self.meta = (f'<meta_attributes id="m"><nvpair id="m-t" name="target-role" value="{target_role}"/>'
                      '</meta_attributes>' if target_role else "")
 
@@ -146,21 +147,25 @@ class FakePacemaker:
         self.commands.append(argv)
         if argv[:2] == ["cibadmin", "--query"]:
             return Result("node1", tuple(argv), 0, cib(meta=self.meta), "", 0.0)
-        if "--set-parameter" in argv:
-            self.app_role = "Stopped" if argv[-1] == "Stopped" else "Started"
-        if "--delete-parameter" in argv:
-            self.app_role = "Started"
+        if "--resource" in argv and ("--set-parameter" in argv or "--delete-parameter" in argv):
+            role = "Stopped" if "--set-parameter" in argv and argv[-1] == "Stopped" else "Started"
+            setattr(self, "group_role" if argv[argv.index("--resource") + 1] == "app" else "app_role", role)
         return Result("node1", tuple(argv), 0, "", "", 0.0)
+
+    def cleanup(self, resource: str | None = None) -> None:
+        self.commands.append(["cleanup", str(resource)])
 
     def state(self) -> object:
         from harness.drivers.state import parse_crm_mon
 
-        app_node = '<node name="node1"/>' if self.app_role == "Started" else ""
+        fs_role = self.group_role
+        app_role = "Stopped" if "Stopped" in (self.group_role, self.app_role) else "Started"
+        where = {"Started": '<node name="node1"/>', "Stopped": ""}
         return parse_crm_mon(
             '<crm_mon><summary><current_dc present="true" name="node1"/></summary><nodes>'
             '<node name="node1" online="true"/></nodes><resources><group id="app">'
-            '<resource id="app-fs" role="Started"><node name="node1"/></resource>'
-            f'<resource id="app-app" role="{self.app_role}">{app_node}</resource>'
+            f'<resource id="app-fs" role="{fs_role}">{where[fs_role]}</resource>'
+            f'<resource id="app-app" role="{app_role}">{where[app_role]}</resource>'
             '</group></resources></crm_mon>', "node1")
 
     def wait_until(self, predicate, *, timeout: float, what: str, **_: object) -> object:  # type: ignore[no-untyped-def]
@@ -195,6 +200,25 @@ def test_a_target_role_the_application_had_is_put_back_as_it_was() -> None:
         pass
     assert [c for c in d.commands if c[0] == "crm_resource"][-1][-3:] == ["target-role", "--parameter-value",
                                                                           "Started"]
+
+
+def test_a_group_restart_stops_every_member_clears_its_failures_then_lets_the_cluster_start_it() -> None:
+    """Not crm_resource --restart, which waits for every member back where it was (a disk repair hung 120 s)."""
+    d = pcmk()
+    seen: list[str] = []
+    real_cleanup = d.cleanup
+
+    def cleanup(resource: str | None = None) -> None:
+        seen.append(d.group_role)  # the failures are forgotten while the group is stopped
+        real_cleanup(resource)
+
+    d.cleanup = cleanup  # type: ignore[method-assign]
+    d.restart_group("app")
+    changes = [c for c in d.commands if c[0] in ("crm_resource", "cleanup")]
+    assert changes[0][2] == "app" and changes[0][-1] == "Stopped"
+    assert changes[1] == ["cleanup", "app"] and seen == ["Stopped"]
+    assert changes[-1][-2:] == ["--delete-parameter", "target-role"] and d.group_role == "Started"
+    assert not any("--restart" in c for c in d.commands)
 
 
 def test_a_saved_case_is_judged_again_from_its_files_against_other_slas(tmp_path) -> None:  # type: ignore[no-untyped-def]
