@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any, ClassVar
 
+from harness.drivers.state import ClusterState
 from harness.faults.base import Fault, Target, look_until
 from harness.faults.ops import make_whole
 from harness.testbed.base import Testbed
@@ -123,9 +124,12 @@ class RollingRestart(Fault):
         driver = _driver(testbed)
         for node in reversed(testbed.topology.node_names):  # the usual order: the busiest node last
             driver.stop_services(node)
-            driver.wait_until(lambda s, n=node: n in s.offline and all(
-                s.group_node(g.name) is not None for g in testbed.topology.groups), timeout=60,
-                what=f"{node} stopped and its groups running elsewhere")
+            groups = [g.name for g in testbed.topology.groups]
+
+            def handed_over(s: ClusterState, node: str = node) -> bool:
+                return node in s.offline and all(s.group_node(g) is not None for g in groups)
+
+            driver.wait_until(handed_over, timeout=60, what=f"{node} stopped and its groups running elsewhere")
             driver.start_services(node)
             driver.wait_settled(timeout=90)
             undo.setdefault("done", []).append(node)

@@ -17,6 +17,7 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING, Any, ClassVar
 
+from harness.drivers.state import ClusterState
 from harness.errors import FalloverError, WaitTimeout
 from harness.faults.app import _agent
 from harness.faults.base import Fault, Target, mark
@@ -150,8 +151,10 @@ class ClusterOneByOne(_WholeCluster):
             undo["stopped"].append(node)
             left = [n for n in order if n not in undo["stopped"]]
             if left:
-                driver.wait_until(lambda s, n=node: n in s.offline, timeout=60,
-                                  what=f"{node} seen stopped by {', '.join(left)}")
+                def seen_stopped(s: ClusterState, node: str = node) -> bool:
+                    return node in s.offline
+
+                driver.wait_until(seen_stopped, timeout=60, what=f"{node} seen stopped by {', '.join(left)}")
             if len(left) == majority - 1:
                 time.sleep(hold)  # the first nodes without quorum: long enough to see whether they stop the group
         mark(undo, STOPPED)
