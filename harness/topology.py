@@ -194,6 +194,9 @@ class Vagrant(Model):
     network namespace. Default: fallover makes each network's bridge inside the lab namespace."""
     box: str | None = None
     """A box vagrant already knows (e.g. a published one) instead of the box `fallover box build` makes."""
+    disk_pull: Literal["path", "device"] = "path"
+    """`path`: `disk_pull` drops the nodes' iSCSI traffic to the portal in the lab (a SAN path loss; EIO after
+    the initiators' timeouts, ~20 s); `device`: the guests' SCSI devices set offline (instant EIO)."""
 
     @field_validator("mgmt_subnet")
     @classmethod
@@ -239,6 +242,9 @@ class Topology(Model):
             for net in self.vagrant.bridges:
                 if net not in nets:
                     raise ValueError(f"vagrant.bridges: unknown network {net!r}")
+            if self.vagrant.disk_pull == "path" and len(self.disks) > 1:
+                raise ValueError("vagrant.disk_pull: 'path' drops a node's whole iSCSI path, every disk behind the "
+                                 "portal at once; with more than one disk use 'device'")
             for n in self.networks:
                 if n.subnet.overlaps(self.vagrant.mgmt_subnet):
                     raise ValueError(f"vagrant.mgmt_subnet: overlaps network {n.name} ({n.subnet})")

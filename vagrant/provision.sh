@@ -27,13 +27,18 @@ for nic in $NICS; do rest=${nic#*=}; dev=${rest%%=*}; networkctl reconfigure "$d
 log "iSCSI: initiator, login to every LUN"
 mkdir -p /etc/iscsi
 echo "InitiatorName=$INITIATOR" > /etc/iscsi/initiatorname.iscsi
-sed -i 's/^node.session.timeo.replacement_timeout = .*/node.session.timeo.replacement_timeout = 10/' /etc/iscsi/iscsid.conf
+sed -i -e "s/^node.session.timeo.replacement_timeout = .*/node.session.timeo.replacement_timeout = $ISCSI_REPLACEMENT/" \
+  -e "s/^node.conn\[0\].timeo.noop_out_interval = .*/node.conn[0].timeo.noop_out_interval = $ISCSI_NOOP_INTERVAL/" \
+  -e "s/^node.conn\[0\].timeo.noop_out_timeout = .*/node.conn[0].timeo.noop_out_timeout = $ISCSI_NOOP_TIMEOUT/" \
+  /etc/iscsi/iscsid.conf
 sed -i 's/^node.startup = .*/node.startup = automatic/' /etc/iscsi/iscsid.conf
 systemctl restart iscsid
 iscsiadm -m discovery -t st -p "$PORTAL" >/dev/null
 for iqn in $IQNS; do
   iscsiadm -m node -T "$iqn" -p "$PORTAL" -o update -n node.startup -v automatic
-  iscsiadm -m node -T "$iqn" -p "$PORTAL" -o update -n node.session.timeo.replacement_timeout -v 10
+  iscsiadm -m node -T "$iqn" -p "$PORTAL" -o update -n node.session.timeo.replacement_timeout -v "$ISCSI_REPLACEMENT"
+  iscsiadm -m node -T "$iqn" -p "$PORTAL" -o update -n "node.conn[0].timeo.noop_out_interval" -v "$ISCSI_NOOP_INTERVAL"
+  iscsiadm -m node -T "$iqn" -p "$PORTAL" -o update -n "node.conn[0].timeo.noop_out_timeout" -v "$ISCSI_NOOP_TIMEOUT"
   iscsiadm -m session 2>/dev/null | grep -q "$iqn" || iscsiadm -m node -T "$iqn" -p "$PORTAL" --login >/dev/null
 done
 systemctl enable iscsid open-iscsi >/dev/null 2>&1

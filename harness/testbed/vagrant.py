@@ -31,6 +31,7 @@ from harness.testbed import vagrantbox, vagrantconf
 from harness.testbed.base import CAPABILITIES, Capabilities, LogFile, Progress, quiet
 from harness.testbed.layout import AGENTS, ASSETS, Layout, default_instance
 from harness.testbed.ssh import SshTestbed
+from harness.testbed.vagrantdisk import VmDisk
 from harness.testbed.vagrantlab import Lab
 from harness.testbed.vagrantnames import EVENTS_PORT, ISCSI_PORT
 from harness.testbed.vagrantvm import VmControl
@@ -44,7 +45,7 @@ REQUIRED = ("vagrant", "virsh", "libvirtd", "virtlogd", "qemu-system-x86_64", "t
             "nsenter", "unshare", "mkfs.ext4")
 
 
-class VagrantTestbed(VmControl, SshTestbed):
+class VagrantTestbed(VmControl, VmDisk, SshTestbed):
     """VMs in a lab; see the module docstring."""
 
     def __init__(self, topology: Topology, instance: str | None = None, accel: str | None = None) -> None:
@@ -299,7 +300,8 @@ class VagrantTestbed(VmControl, SshTestbed):
 
     def capabilities(self) -> Capabilities:
         caps: dict[str, str | None] = {k: None for k in CAPABILITIES}
-        caps["disk_modes"] = "the LUN is pulled whole (its SCSI device offline): no read-only, write-only or hanging I/O"
+        caps["disk_modes"] = ("the LUN is pulled whole (its iSCSI path dropped, or its SCSI device offline): no "
+                              "read-only, write-only or hanging I/O")
         caps["fence_device"] = "fence_virtd serves every fence_xvm device at once: one cannot be broken alone yet"
         if not self.topology.disks:
             caps["disk"] = "the topology declares no shared disk"

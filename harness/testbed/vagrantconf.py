@@ -20,7 +20,8 @@ from pathlib import Path
 from harness.testbed import clusterconf
 from harness.testbed.layout import Layout
 from harness.testbed.vagrantlab import Lab
-from harness.testbed.vagrantnames import EVENTS_PORT, FENCE_MCAST, ISCSI_PORT
+from harness.testbed.vagrantnames import (EVENTS_PORT, FENCE_MCAST, ISCSI_NOOP_INTERVAL_S, ISCSI_NOOP_TIMEOUT_S,
+                                          ISCSI_PORT, ISCSI_REPLACEMENT_S)
 
 GUEST_STATE_ROOT = Path("/var/lib/fallover")
 FENCE_KEY_GUEST = "/etc/cluster/fence_xvm.key"
@@ -227,6 +228,8 @@ def node_env(lab: Lab, node: str) -> dict[str, str]:
         "STATE": str(gl.state), "AGENTS": str(gl.agents_dir),
         "MOUNTS": " ".join(str(gl.mountpoint(g.name)) for g in t.groups),
         "COLLECTOR": f"{lab.mgmt_address}:{EVENTS_PORT}", "NOTIFY_LOG": str(gl.notification_log),
+        "ISCSI_REPLACEMENT": str(ISCSI_REPLACEMENT_S), "ISCSI_NOOP_INTERVAL": str(ISCSI_NOOP_INTERVAL_S),
+        "ISCSI_NOOP_TIMEOUT": str(ISCSI_NOOP_TIMEOUT_S),
     }
 
 

@@ -18,6 +18,13 @@ MNT_ROOT = Path("/run/fallover-mnt")
 """Mount-namespace files (a private bind mount, as `ip netns` keeps /run/netns)."""
 
 ISCSI_PORT = 3260
+ISCSI_NOOP_INTERVAL_S = 5
+"""The guests' initiators ping the target (NOP-Out) this often while the session is idle (open-iscsi's default)."""
+ISCSI_NOOP_TIMEOUT_S = 5
+"""An unanswered NOP-Out fails the connection after this long (open-iscsi's default)."""
+ISCSI_REPLACEMENT_S = 10
+"""`replacement_timeout`: how long I/O waits for a failed session to come back before it fails with EIO
+(the default 120 s would leave the cluster's monitors hanging two minutes on a pulled path)."""
 EVENTS_PORT = 7700
 FENCE_MCAST = "225.0.0.12"
 
