@@ -8,7 +8,8 @@ import os
 import signal
 import sys
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 from typing import NoReturn
 
@@ -91,11 +92,29 @@ def cmd_up(args: argparse.Namespace) -> int:
         with console.status("bringing the testbed up") as st:
             tb.up(progress=_progress(st))
     except KeyboardInterrupt:
-        console.print("interrupted: removing the half-built testbed")
-        tb.down()
+        console.print("interrupted: removing the half-built testbed (another Ctrl-C does not cut this short)")
+        with _teardown_uninterrupted():
+            gone = tb.down()
+        console.print(f"removed {len(gone)} things; `fallover down` removes whatever a kill left")
         return 130
     console.print(f"testbed {tb.topology.name} up in {time.monotonic() - t0:.1f}s")
     return cmd_status(args, testbed=tb)
+
+
+@contextmanager
+def _teardown_uninterrupted() -> Iterator[None]:
+    """Ctrl-C and SIGTERM are noted, not obeyed, while a half-built testbed is removed: a teardown cut
+    short leaves more behind than the one it interrupted. A no-op handler, not SIG_IGN, so that the
+    commands the teardown runs keep their default dispositions (SIG_IGN would be inherited across exec)."""
+    def note(signum: int, frame: object) -> None:
+        console.print("still removing the testbed (kill -9 leaves the rest to `fallover down`)")
+
+    old = {s: signal.signal(s, note) for s in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield
+    finally:
+        for s, h in old.items():
+            signal.signal(s, h)
 
 
 def cmd_down(args: argparse.Namespace) -> int:

@@ -34,6 +34,7 @@ from harness.testbed.ssh import SshTestbed
 from harness.testbed.vagrantdisk import VmDisk
 from harness.testbed.vagrantlab import Lab
 from harness.testbed.vagrantnames import EVENTS_PORT, ISCSI_PORT
+from harness.testbed.vagrantrun import run_vagrant
 from harness.testbed.vagrantvm import VmControl
 from harness.topology import Topology
 from harness.transport import NetnsTransport
@@ -43,6 +44,9 @@ from harness.transport.ssh import SshTransport
 VAGRANT_DIR = Path(__file__).resolve().parents[2] / "vagrant"
 REQUIRED = ("vagrant", "virsh", "libvirtd", "virtlogd", "qemu-system-x86_64", "tgtd", "tgtadm", "fence_virtd",
             "nsenter", "unshare", "mkfs.ext4")
+VAGRANT_UP_S = 1800.0
+"""`vagrant up` of the VMs, provisioning included: measured 435-472 s for 3 TCG guests at a host load of 15-30
+(72 s for 2 on a quiet host); about four times the worst seen before it counts as stuck."""
 
 
 class VagrantTestbed(VmControl, VmDisk, SshTestbed):
@@ -115,8 +119,11 @@ class VagrantTestbed(VmControl, VmDisk, SshTestbed):
             self._build_lab(progress)
         lab_s = time.monotonic() - t0
         defined = self._defined()
+        provision_s = 0.0
         if set(defined) != set(self.topology.node_names):
+            t1 = time.monotonic()
             self._vagrant_up(box, progress)
+            provision_s = time.monotonic() - t1
         for n in self.topology.node_names:
             st = self._domstate(n, fresh=True)
             if st == "paused":
@@ -134,10 +141,12 @@ class VagrantTestbed(VmControl, VmDisk, SshTestbed):
                 progress(f"healed {u}")
         from harness.drivers import open_driver
 
-        progress("waiting for the cluster to settle (nodes joining, group starting)")
-        open_driver(self).recover(timeout=600, progress=progress, placement=placement)
+        accel = vagrantconf.accel(self.labx, self.accel)
+        settle_s = vagrantconf.settle_timeout(accel, provision_s)
+        progress(f"waiting for the cluster to settle (nodes joining, group starting; at most {settle_s:.0f} s)")
+        open_driver(self).recover(timeout=settle_s, progress=progress, placement=placement)
         info = {"topology": str(self.topology.source), "instance": self.layout.instance, "prefix": self.labx.prefix,
-                "accel": vagrantconf.accel(self.labx, self.accel), "lab_s": round(lab_s, 1),
+                "accel": accel, "lab_s": round(lab_s, 1), "provision_s": round(provision_s, 1),
                 "booted_s": round(booted_s, 1), "settled_s": round(time.monotonic() - t0, 1)}
         old = self._up_info()
         (self.state / "up.json").write_text(json.dumps({**info, "first": old.get("first", info)}))
@@ -243,19 +252,8 @@ class VagrantTestbed(VmControl, VmDisk, SshTestbed):
         (self.state / "spec.json").write_text(vagrantconf.dump_spec(spec))
         lab.define_mgmt_network()  # `vagrant destroy` undefines it
         progress(f"vagrant up: {len(self.topology.nodes)} VMs under {accel.upper()} (boot, iSCSI, cluster join)")
-        log = open(self.state / "vagrant-up.log", "ab")
-        proc = subprocess.Popen(lab.argv(["vagrant", "up", "--parallel"]), env=self._vagrant_env(),
-                                stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True)
-        assert proc.stdout is not None
-        tail: list[str] = []
-        for raw in proc.stdout:
-            log.write(raw)
-            line = raw.decode(errors="replace").rstrip()
-            tail = (tail + [line])[-15:]
-            if line.startswith("==> ") or "provision " in line:
-                progress(f"vagrant: {line.removeprefix('==> ').strip()[:110]}")
-        if proc.wait() != 0:
-            raise TestbedError(f"vagrant up failed (log {self.state / 'vagrant-up.log'}):\n" + "\n".join(tail))
+        run_vagrant(lab.argv(["vagrant", "up", "--parallel"]), env=self._vagrant_env(),
+                    log=self.state / "vagrant-up.log", progress=progress, timeout=VAGRANT_UP_S)
 
     def down(self, progress: Progress = quiet) -> list[str]:
         lab, gone = self.labx, []
