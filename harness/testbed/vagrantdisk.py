@@ -16,8 +16,12 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from harness.errors import FalloverError, TestbedError, WaitTimeout
-from harness.testbed.vagrantnames import (ISCSI_NOOP_INTERVAL_S, ISCSI_NOOP_TIMEOUT_S, ISCSI_PORT,
-                                          ISCSI_REPLACEMENT_S)
+from harness.testbed.vagrantnames import (
+    ISCSI_NOOP_INTERVAL_S,
+    ISCSI_NOOP_TIMEOUT_S,
+    ISCSI_PORT,
+    ISCSI_REPLACEMENT_S,
+)
 from harness.wait import wait_until
 
 if TYPE_CHECKING:

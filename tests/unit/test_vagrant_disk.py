@@ -21,8 +21,14 @@ from harness.errors import TestbedError, TopologyError
 from harness.testbed import vagrantdisk
 from harness.testbed.layout import Layout
 from harness.testbed.nfqueue import in_netns
-from harness.testbed.vagrantdisk import (PATH_FAIL_S, VmDisk, drop_table, path_drop_packets, path_drop_script,
-                                         path_restore_script)
+from harness.testbed.vagrantdisk import (
+    PATH_FAIL_S,
+    VmDisk,
+    drop_table,
+    path_drop_packets,
+    path_drop_script,
+    path_restore_script,
+)
 from harness.testbed.vagrantlab import Lab
 from harness.topology import load_topology
 
@@ -126,7 +132,7 @@ def _connects(port: int) -> bool:
 
 
 def _nft(ns: str, *args: str, script: str | None = None) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(["nsenter", f"--net=/run/netns/{ns}", "--", "nft", *args], input=script,
+    return subprocess.run(["nsenter", f"--net=/run/netns/{ns}", "--", "nft", *args], check=False, input=script,
                           capture_output=True, text=True, timeout=30)
 
 
