@@ -55,7 +55,8 @@ def main() -> int:
         tb.up(progress=lambda m: print(f"  [{time.monotonic() - t0:6.1f}s] {m}", flush=True))
         up_s = time.monotonic() - t0
         info = json.loads((tb.state / "up.json").read_text())
-        print(f"up (box cached): {info['booted_s']:.0f} s VMs booted and provisioned, {up_s:.0f} s cluster settled "
+        print(f"up (box cached): {info.get('provision_s', 0):.0f} s vagrant up (boot + provisioning), "
+              f"{info['booted_s']:.0f} s VMs booted and provisioned, {up_s:.0f} s cluster settled "
               f"(target ≤ 150 s, ratio {up_s / 150:.2f})", flush=True)
         rss = rss_mb(tb)
         print("RSS per VM: " + ", ".join(f"{n} {v:.0f} MB" for n, v in sorted(rss.items())), flush=True)
