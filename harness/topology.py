@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator, model_validator
 
 from harness.errors import TopologyError
 from harness.inventory import SshInventory
@@ -112,6 +112,47 @@ class Group(Model):
     """Seconds after which a failure is forgotten (Pacemaker's failure-timeout); None: kept until cleaned up."""
 
 
+GENERATED_TOTEM = frozenset({"version", "cluster_name", "transport", "interface"})
+"""totem keys fallover derives from the topology's name, nodes and networks (the knet links, one per heartbeat
+network): an override would leave the testbed and the cluster disagreeing on what the cluster is."""
+
+
+class Corosync(Model):
+    """corosync.conf options the topology does not model, written over the generated ones, as an operator's
+    hand edit of corosync.conf is (e.g. ``quorum: {wait_for_all: 1}``, ``totem: {consensus: 3000}``).
+
+    The one exception is ``totem.token``: it is refused unless ``hand_tuned_token`` says so, because the
+    plan and every timing judgement read ``cluster.token_ms``. A broken cluster for fallover's own tests
+    (tests/data/broken/shorttoken.yaml) runs a token other than the declared one on purpose.
+    """
+
+    totem: dict[str, int | str] = {}
+    quorum: dict[str, int | str] = {}
+    hand_tuned_token: int | None = Field(default=None, ge=200, le=60000)
+    """The token corosync really runs, against the declared ``cluster.token_ms``: a cluster whose operator
+    edited corosync.conf after the topology was written (only for clusters broken on purpose)."""
+
+    @field_validator("totem", "quorum", mode="before")
+    @classmethod
+    def _options(cls, v: object, info: ValidationInfo) -> object:
+        if not isinstance(v, dict):
+            return v  # pydantic says "should be a valid dictionary"
+        for key, value in v.items():
+            if not isinstance(key, str) or not re.match(r"^[a-z][a-z0-9_]{0,40}$", key):
+                raise ValueError(f"{key!r}: a corosync option is lower case letters, digits and '_'")
+            if isinstance(value, bool) or not isinstance(value, int | str) \
+                    or not re.match(r"^[A-Za-z0-9_.:-]{1,64}$", str(value)):
+                raise ValueError(f"{key}: {value!r} is not one corosync value (a number, or letters, digits, _.:-)")
+            if info.field_name == "totem" and key in ("token", "token_coefficient"):
+                raise ValueError(f"{key!r}: declare it as cluster.{key}_ms, which the plan reads "
+                                 "(cluster.corosync.hand_tuned_token runs another token on purpose)")
+            if info.field_name == "totem" and key in GENERATED_TOTEM:
+                raise ValueError(f"{key!r} is generated from the topology's name, nodes and networks")
+            if info.field_name == "quorum" and key == "provider":
+                raise ValueError("'provider' is corosync_votequorum, which the quorum faults' outcomes assume")
+        return v
+
+
 class Cluster(Model):
     stack: Literal["pacemaker", "keepalived"] = "pacemaker"
     token_ms: int = Field(default=1000, ge=200, le=60000)
@@ -127,6 +168,8 @@ class Cluster(Model):
     pacemaker_env: dict[str, str] = Field(default_factory=dict)
     """pacemakerd's environment on the embedded testbed's nodes, as /etc/sysconfig/pacemaker sets it on a
     packaged node (e.g. ``PCMK_fail_fast: "yes"``: a subdaemon's death panics the node). Names PCMK_*."""
+    corosync: Corosync = Corosync()
+    """corosync.conf options beyond the token (the embedded and VM testbeds, whose corosync.conf fallover writes)."""
     fence_timeout_s: int = Field(default=15, ge=2, le=300)
     """stonith-timeout: how long a fence action may take before the cluster counts it failed (a hung
     fence device is given up after this; Pacemaker's default of 60 s would make every such case a minute)."""
@@ -232,6 +275,9 @@ class Topology(Model):
         if (self.provider == "ssh") != (self.ssh is not None):
             raise ValueError("ssh: required with provider ssh (and only there)" if self.ssh is None
                              else "provider: an ssh inventory needs provider: ssh")
+        if not self.built_by_fallover and self.cluster.corosync != Corosync():
+            raise ValueError("cluster.corosync: fallover does not write the corosync.conf of a cluster it did not "
+                             "build")
         if self.ssh is not None:
             self.ssh.check_against(nodes, [n.name for n in self.networks], [d.name for d in self.disks],
                                    [n.subnet for n in self.networks])

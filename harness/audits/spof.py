@@ -87,7 +87,7 @@ def _quorum(policy: str, nodes: int, stonith: bool, two_node: bool = False) -> t
     if policy == "ignore":
         return False, "warning", "two nodes with no-quorum-policy ignore: only fencing stops split brain"
     if nodes == 2 and not two_node:
-        # the generated corosync.conf has no `two_node: 1`: the survivor of a node loss holds 1 vote of 2
+        # without `two_node: 1` (cluster.corosync.quorum) the survivor of a node loss holds 1 vote of 2
         return False, "error", (f"two nodes with no-quorum-policy {policy} and no corosync two_node: the survivor "
                                 "of a node failure has no quorum and stops its groups")
     return True, "error", f"no-quorum-policy is {policy} with {nodes} nodes: a minority partition stops"
@@ -123,7 +123,8 @@ def audit_declared(topology: Topology) -> list[Finding]:
                        "fencing is declared (cluster.stonith: true)" if c.stonith else
                        "fencing is off (cluster.stonith: false): a hung or cut-off node cannot be shut out, "
                        "so a takeover can mount the shared disk twice"))
-    ok, sev, detail = _quorum(c.no_quorum_policy, len(t.nodes), c.stonith)
+    ok, sev, detail = _quorum(c.no_quorum_policy, len(t.nodes), c.stonith,
+                              str(c.corosync.quorum.get("two_node")) == "1")
     out.append(Finding("quorum-policy", t.name, ok, detail, sev))
     for d in t.disks:
         groups = [g.name for g in t.groups if g.disk == d.name]

@@ -23,16 +23,20 @@ FS_MONITOR_INTERVAL_S, FS_MONITOR_TIMEOUT_S = 2, 20  # the Filesystem monitor: a
 def corosync_conf(topo: Topology) -> str:
     hb = [n for n in topo.networks if n.heartbeat]
     c = topo.cluster
-    lines = [
-        "totem {", "    version: 2", f"    cluster_name: {topo.name}", "    transport: knet",
-        f"    token: {c.token_ms}", f"    token_coefficient: {c.token_coefficient_ms}",
-        "    crypto_cipher: aes256", "    crypto_hash: sha256",
-    ]
+    over = c.corosync
+    generated: dict[str, int | str] = {"version": 2, "cluster_name": topo.name, "transport": "knet",
+                                       "token": over.hand_tuned_token or c.token_ms,
+                                       "token_coefficient": c.token_coefficient_ms,
+                                       "crypto_cipher": "aes256", "crypto_hash": "sha256"}
+    totem = generated | over.totem  # an option given twice keeps its place, with the topology's value
+    quorum: dict[str, int | str] = {"provider": "corosync_votequorum"}
+    quorum |= over.quorum
+    lines = ["totem {", *(f"    {k}: {v}" for k, v in totem.items())]
     for i, _ in enumerate(hb):
         lines += ["    interface {", f"        linknumber: {i}", "    }"]
     lines += ["}", "logging {", "    to_logfile: yes", "    logfile: /var/log/cluster/corosync.log",
               "    to_syslog: no", "    to_stderr: no", "    timestamp: hires", "}",
-              "quorum {", "    provider: corosync_votequorum", "}", "nodelist {"]
+              "quorum {", *(f"    {k}: {v}" for k, v in quorum.items()), "}", "nodelist {"]
     # one key per line: corosync rejects `node { name: x nodeid: 2 }` on a single line
     for node in topo.node_names:
         lines += ["    node {", f"        name: {node}", f"        nodeid: {topo.node_index(node)}"]

@@ -98,6 +98,14 @@ def test_two_node_quorum(policy: str, stonith: bool, severity: str) -> None:
     assert (f.ok, f.severity) == (False, severity)
 
 
+def test_two_nodes_with_corosync_two_node_keep_quorum_after_a_node_loss() -> None:
+    def mutate(raw: dict[str, Any]) -> None:
+        two_nodes("stop")(raw)
+        raw["cluster"]["corosync"] = {"quorum": {"two_node": 1}}
+    f = by_id(audit_declared(topology(mutate)))["quorum-policy"]
+    assert f.ok, f
+
+
 def test_a_disk_no_group_uses_is_not_reported() -> None:
     found = audit_declared(topology(lambda r: r["disks"].append({"name": "spare"})))
     assert [f.subject for f in found if f.check == "disk-mirror"] == ["shared"]

@@ -7,9 +7,10 @@ from pathlib import Path
 
 import pytest
 
+from harness.faults.daemons import effective_token_ms
 from harness.testbed import clusterconf
 from harness.testbed.layout import Layout
-from harness.topology import DEFAULT_TESTBED, load_topology
+from harness.topology import DEFAULT_TESTBED, Corosync, load_topology
 
 
 @pytest.fixture
@@ -24,6 +25,23 @@ def test_corosync_conf_has_two_knet_links_and_the_real_token(layout: Layout) -> 
     assert "ring0_addr: 10.77.1.12" in conf and "ring1_addr: 10.77.2.12" in conf
     # one key per line inside node blocks (corosync rejects several on one line)
     assert all(line.count(":") <= 1 for line in conf.splitlines())
+
+
+def test_corosync_options_are_written_over_the_generated_ones_and_the_token_stays_declared(layout: Layout) -> None:
+    """A hand-tuned token reaches corosync.conf while the plan's token (effective_token_ms) stays the declared one:
+    that difference is the broken cluster `shorttoken` (tests/data/broken)."""
+    topo = layout.topology
+    cluster = topo.cluster.model_copy(update={"corosync": Corosync(
+        totem={"consensus": 3000, "crypto_cipher": "none"}, quorum={"wait_for_all": 1}, hand_tuned_token=200)})
+    topo = topo.model_copy(update={"cluster": cluster})
+    conf = clusterconf.corosync_conf(topo)
+    totem = conf.split("logging {")[0]
+    assert "    token: 200\n" in totem and "token: 1000" not in totem
+    assert "    consensus: 3000\n" in totem
+    assert "    crypto_cipher: none\n" in totem and "aes256" not in totem  # replaced where it was, not twice
+    assert totem.count("crypto_cipher") == 1
+    assert "quorum {\n    provider: corosync_votequorum\n    wait_for_all: 1\n}" in conf
+    assert effective_token_ms(topo) == 1000
 
 
 def test_seed_cib_passes_crm_verify_and_encodes_the_policy(layout: Layout, tmp_path: Path) -> None:

@@ -43,6 +43,14 @@ def test_default_testbed_loads_with_derived_addresses() -> None:
     (lambda r: r.update(colour="blue"), "colour"),
     (lambda r: r["cluster"].update(extra_config="missing.crm"), "cluster.extra_config"),
     (lambda r: r["groups"][0]["application"].update(start="run-it"), "groups[0].application"),
+    (lambda r: r["cluster"].update(corosync={"totem": {"token": 200}}), "cluster.corosync.totem"),
+    (lambda r: r["cluster"].update(corosync={"totem": {"Consensus": 3000}}), "cluster.corosync.totem"),
+    (lambda r: r["cluster"].update(corosync={"quorum": {"wait_for_all": "1\n}"}}), "cluster.corosync.quorum"),
+    (lambda r: r["cluster"].update(corosync={"quorum": {"provider": "corosync_qdevice"}}),
+     "cluster.corosync.quorum"),
+    (lambda r: r["cluster"].update(corosync={"quorum": {"expected_votes": [3]}}), "cluster.corosync.quorum"),
+    (lambda r: r["cluster"].update(corosync={"hand_tuned_token": 50}), "cluster.corosync.hand_tuned_token"),
+    (lambda r: r["cluster"].update(corosync={"logging": {"debug": "on"}}), "cluster.corosync.logging: unknown"),
 ])
 def test_bad_field_is_one_line_naming_file_and_field(tmp_path: Path, mutate, field: str) -> None:  # type: ignore[no-untyped-def]
     path = write(tmp_path, mutate)
