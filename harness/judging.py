@@ -9,6 +9,7 @@ from it alone.
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from typing import Any
 
 from harness.audits.logs import disruptions_from
@@ -16,6 +17,7 @@ from harness.case_result import CaseResult, save_evidence
 from harness.checkers import CHECKERS, Verdict, check_safe
 from harness.checkers.recorded import context_of
 from harness.drivers.base import Driver
+from harness.errors import FalloverError
 from harness.faults import FAULTS
 from harness.probe import load_samples, transitions
 from harness.recording import CaseRun
@@ -42,6 +44,7 @@ class Judging:
     testbed: Testbed
     driver: Driver
     load: bool
+    log: Callable[[str], None]
 
     def _judge(self, c: CaseRun, asserted: tuple[str, ...] | None) -> CaseResult:
         """Verdicts from the recording; the evidence files are written even when judging fails."""
@@ -89,6 +92,11 @@ class Judging:
         result = CaseResult(c.case, c.expected, verdicts, c.run_dir, tuple(names), c.timings, findings,
                             c.steps.done, c.diagnosis, c.counts)
         save_evidence(result, c.timeline, requests, c.recovery, topology=self.topology)
+        if c.audit is not None and not result.passed:
+            try:
+                c.audit.save_lines(c.run_dir / "logs")
+            except (OSError, FalloverError) as e:  # evidence beside the verdicts: its loss is said, not a traceback
+                self.log(f"the node logs of {c.run_dir.name} could not be saved: {e}")
         return result
 
     def _asserted(self, c: CaseRun) -> tuple[str, ...]:

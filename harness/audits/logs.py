@@ -176,6 +176,26 @@ class LogAudit:
             logpipe.clear(self.testbed, markers)
         return self.pipeline
 
+    def save_lines(self, directory: Path) -> list[Path]:
+        """Every line each log got since the mark, one file per log (``<node>-<file>``), for a case that did not pass.
+
+        The findings and expected lines say what the audit judged; a failure's cause is often in the lines
+        around them (a fence never asked for, a transition that never ran), and the node logs themselves
+        start over when the testbed is rebuilt for the next run.
+        """
+        by_log: dict[str, list[str]] = {}
+        for ln in self.read().lines:
+            by_log.setdefault(f"{ln.node}-{ln.file}", []).append(ln.line)
+        if not by_log:
+            return []
+        directory.mkdir(parents=True, exist_ok=True)
+        out = []
+        for name, lines in sorted(by_log.items()):
+            path = directory / name
+            path.write_text("".join(line + "\n" for line in lines))
+            out.append(path)
+        return out
+
     def new_lines(self) -> Iterable[LogLine]:
         """The lines of :meth:`read`; what could not be read is in :attr:`unreadable` afterwards."""
         return iter(self.read().lines)

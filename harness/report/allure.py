@@ -50,6 +50,10 @@ def attach_case(report_text: str, case_dir: Path, allure: Any = None) -> list[st
             extension = "jsonl" if filename.endswith(".jsonl") else None
             allure.attach.file(str(path), name=name, attachment_type=getattr(kinds, kind), extension=extension)
             names.append(name)
+    for path in sorted((case_dir / "logs").glob("*")):  # a case that did not pass: every node log line since the mark
+        if path.is_file():
+            allure.attach.file(str(path), name=f"node log {path.name}", attachment_type=kinds.TEXT)
+            names.append(f"node log {path.name}")
     return names
 
 

@@ -119,6 +119,7 @@ def case_view(n: int, case: CaseRecord, rejudged: Rejudged | None, topology: Top
         view.events = [event_row(e, origin) for e in events[:EVENT_ROWS]]
         view.events_cut = max(0, len(events) - EVENT_ROWS)
     view.files = [(name, _size(case.dir / name)) for name in EVIDENCE if (case.dir / name).is_file()]
+    view.files += [(f"logs/{p.name}", _size(p)) for p in sorted((case.dir / "logs").glob("*")) if p.is_file()]
     return view
 
 

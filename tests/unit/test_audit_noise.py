@@ -318,6 +318,17 @@ def test_result_sorts_every_bad_line_into_findings_or_expected_with_a_reason(tb:
     assert "because corosync_kill injected on node1" in (tmp_path / "log-expected.txt").read_text()
 
 
+def test_every_line_since_the_mark_is_saved_per_log_for_a_failing_case(tb: HostLogs, tmp_path: Path) -> None:
+    write(tb, "node1", "pacemaker/pacemaker.log", "before the mark\n")
+    audit = LogAudit(tb)
+    audit.mark()
+    write(tb, "node1", "pacemaker/pacemaker.log", "info: Requesting fencing (off) of node1\nhalf a line")
+    write(tb, "node3", "cluster/corosync.log", "notice: A new membership was formed\n")
+    saved = audit.save_lines(tmp_path / "logs")
+    assert sorted(p.name for p in saved) == ["node1-pacemaker.log", "node3-corosync.log"]
+    assert (tmp_path / "logs" / "node1-pacemaker.log").read_text() == "info: Requesting fencing (off) of node1\n"
+
+
 def test_a_fault_consequence_is_expected_only_for_its_fault(tb: HostLogs) -> None:
     audit = LogAudit(tb)
     audit.mark()

@@ -47,6 +47,15 @@ def test_every_evidence_file_of_a_case_is_attached(tmp_path: Path) -> None:
     assert len(names) == 1 + sum((case / f).is_file() for f, _, _ in ATTACHMENTS)
 
 
+def test_the_node_logs_saved_for_a_failing_case_are_attached_each(tmp_path: Path) -> None:
+    run_dir, _ = make_run(tmp_path)
+    case = run_dir / "partition-node1"
+    (case / "logs").mkdir()
+    (case / "logs" / "node3-pacemaker.log").write_text("notice: Requesting fencing (off) of node1\n")
+    fake = FakeAllure()
+    assert "node log node3-pacemaker.log" in attach_case("FAIL: …", case, fake)
+
+
 def test_allure_html_is_built_where_the_cli_is_installed(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     results = tmp_path / "allure-results"
     results.mkdir()
