@@ -37,7 +37,7 @@ FREEZE_AND_COPY = f"""set -u
 m=$1; guard=$2
 cd "$m" || exit 3
 w=$(mktemp -d) || exit 3
-setsid sh -c 'echo $$ > "$3/guard.pid"; sleep "$1"; exec fsfreeze --unfreeze "$2"' guard "$guard" "$m" "$w" \
+setsid sh -c 'cd /; echo $$ > "$3/guard.pid"; sleep "$1"; exec fsfreeze --unfreeze "$2"' guard "$guard" "$m" "$w" \
   </dev/null >/dev/null 2>&1 &
 i=0
 while [ ! -s "$w/guard.pid" ]; do
@@ -46,9 +46,9 @@ while [ ! -s "$w/guard.pid" ]; do
 done
 g=$(cat "$w/guard.pid")
 t0=$(date +%s.%N)
-if ! fsfreeze --freeze "$m"; then kill "$g"; rm -rf "$w"; exit 4; fi
+if ! fsfreeze --freeze "$m"; then kill -- "-$g"; rm -rf "$w"; exit 4; fi
 tar {_EXCLUDE_ARGS} --numeric-owner -czf "$w/data.tgz" .; trc=$?
-kill "$g" 2>/dev/null; held=$?
+kill -- "-$g" 2>/dev/null; held=$?
 fsfreeze --unfreeze "$m"; urc=$?
 echo "@freeze $t0 $(date +%s.%N)" >&2
 if [ "$held" -ne 0 ]; then
@@ -60,7 +60,9 @@ base64 -w0 "$w/data.tgz"; rc=$?; rm -rf "$w"; exit $rc
 """
 """$1 the mountpoint, $2 the guard's seconds. stdout: the base64 tar.gz; stderr: `@freeze START END` (node clock).
 The guard is in place (its PID written) before the freeze; the archive goes to the node's /tmp first, so the
-freeze lasts only as long as reading the files."""
+freeze lasts only as long as reading the files. The guard is a session of its own, outside the mountpoint, and
+is ended as a whole (its `sleep` too): a `sleep` left behind in the mountpoint kept it busy for 10 s, and the
+next case's stop of the Filesystem could not unmount it ("Couldn't unmount …; trying cleanup with TERM")."""
 
 PUT_BACK = f"""set -u
 m=$1

@@ -80,6 +80,21 @@ def test_copy_freezes_copies_thaws_and_leaves_no_guard_behind(tmp_path: Path, be
     assert calls(tmp_path) == [f"--freeze {fs}", f"--unfreeze {fs}"]
 
 
+def test_nothing_of_the_guard_is_left_in_the_mountpoint_to_keep_it_busy(tmp_path: Path, bed: Bed) -> None:
+    """The guard's `sleep` once outlived it with its working directory in the mountpoint: the next stop of the
+    Filesystem resource could not unmount it."""
+    fs = filesystem(tmp_path / "mnt")
+    copy_out(bed, "node1", str(fs), guard_s=30)  # type: ignore[arg-type]
+    inside = []
+    for proc in Path("/proc").iterdir():
+        try:
+            if proc.name.isdigit() and Path(os.readlink(proc / "cwd")).is_relative_to(fs):
+                inside.append((proc / "cmdline").read_bytes().replace(b"\0", b" ").decode())
+        except OSError:
+            continue  # gone meanwhile, or not ours to read
+    assert inside == []
+
+
 def test_a_copy_the_guard_had_to_thaw_is_refused_as_inconsistent(tmp_path: Path, bed: Bed) -> None:
     fs = filesystem(tmp_path / "mnt")
     (tmp_path / "freeze_sleep").write_text("2")  # the freeze lasts past the 1 s guard
