@@ -339,6 +339,17 @@ def test_a_fault_consequence_is_expected_only_for_its_fault(tb: HostLogs) -> Non
     assert audit.result([], faults=["app_kill"]).findings == [LogLine("node2", "pacemaker.log", eio)]
 
 
+def test_corosyncs_own_scheduling_warning_is_expected_only_where_a_fault_stopped_or_starved_it(tb: HostLogs) -> None:
+    audit = LogAudit(tb)
+    audit.mark()
+    stall = (f"{syslog(T0)} [18] node1 corosync warning [MAIN  ] Corosync main process was not scheduled "
+             "(@1796008206163) for 811.9772 ms (threshold is 800.0000 ms). Consider token timeout increase.")
+    write(tb, "node1", "cluster/corosync.log", stall + "\n")
+    assert audit.result([], faults=["corosync_pause_short"]).status == "ok"
+    assert audit.result([], faults=["cpu_overload"]).status == "ok"
+    assert audit.result([], faults=["app_kill"]).findings == [LogLine("node1", "corosync.log", stall)]
+
+
 def test_quiet_logs_are_ok(tb: HostLogs) -> None:
     audit = LogAudit(tb)
     audit.mark()
