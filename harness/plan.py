@@ -254,6 +254,12 @@ def _limits(topology: Topology, case: Case) -> dict[str, float]:
     if case.fault == "disk_hang":  # nothing fails: the Filesystem monitor has to time out first
         wait = FS_MONITOR_INTERVAL_S + FS_MONITOR_TIMEOUT_S
         return {"max_detection_s": sla.max_detection_s + wait, "max_notification_s": sla.max_notification_s + wait}
+    v = topology.vagrant
+    if case.fault == "disk_pull" and v is not None and v.disk_pull == "path":
+        from harness.testbed.vagrantdisk import PATH_FAIL_S  # I/O fails only once the guests' initiators time out
+
+        return {"max_detection_s": sla.max_detection_s + PATH_FAIL_S,
+                "max_notification_s": sla.max_notification_s + PATH_FAIL_S}
     if case.fault == "fence_hang" and case.target.device:  # the next level is tried once the hung one timed out
         margin = topology.cluster.fence_timeout_s * 1.2  # the fencer's margin over the device's timeout
         return {"max_fallover_s": sla.max_fallover_s + margin, "max_outage_s": sla.max_outage_s + margin}

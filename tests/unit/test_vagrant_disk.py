@@ -244,3 +244,18 @@ def test_the_device_variant_is_the_guest_side_pull(lab: Lab) -> None:
     tb.set_disk_mode("shared", "eio")
     tb.set_disk_mode("shared", "ok")
     assert tb.device_calls == [("shared", "eio"), ("shared", "ok")] and fl.calls == []
+
+
+def test_a_path_pull_is_judged_against_the_initiators_timeouts_not_the_plain_sla(tmp_path: Path) -> None:
+    from harness.faults import Target
+    from harness.plan import Case, expect
+
+    topo = load_topology(VAGRANT)
+    e = expect(topo, Case("disk_pull", Target(disk="shared")), {"app": "node1"})[0]
+    assert e.outcome == "outage"
+    assert e.limits == {"max_detection_s": 10 + PATH_FAIL_S, "max_notification_s": 15 + PATH_FAIL_S}
+    raw = yaml.safe_load(VAGRANT.read_text())
+    raw["vagrant"]["disk_pull"] = "device"  # instant EIO: the plain SLA
+    p = tmp_path / "t.yaml"
+    p.write_text(yaml.safe_dump(raw))
+    assert expect(load_topology(p), Case("disk_pull", Target(disk="shared")), {"app": "node1"})[0].limits == {}
