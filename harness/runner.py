@@ -29,6 +29,7 @@ from pathlib import Path
 
 from harness.arpwatch import node_macs
 from harness.audits.cluster import audit_cluster
+from harness.audits.pcmk_races import stale_transition
 from harness.case_result import CaseResult, new_case_dir
 from harness.checkers import Context
 from harness.checkers.detection import check_detection
@@ -225,6 +226,11 @@ class Runner(Recording, Judging):
                 lines = [f"the cluster as the driver sees it: {state.summary() if state else 'no node answers'}"]
         except Exception as e:  # a diagnosis is evidence, never a reason to lose the case
             lines = [f"the cluster could not be asked why: {type(e).__name__}: {e}"]
+        if c.audit is not None:
+            try:  # the cluster's own races, as its logs tell them: the most telling line, so first
+                lines = stale_transition(c.audit.new_lines()) + lines
+            except Exception as e:  # noqa: BLE001 — as above
+                lines.append(f"(the node logs could not be read for known races: {type(e).__name__}: {e})")
         c.diagnosis[step] = lines
         c.timeline.add("cluster.diagnosis", None, step=step, lines=lines)
 
