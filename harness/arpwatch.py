@@ -24,7 +24,7 @@ from types import FrameType
 from typing import TYPE_CHECKING
 
 from harness.errors import FalloverError
-from harness.load import ClientProcess
+from harness.load import ClientProcess, gate_of, wait_for_gate
 from harness.timeline import ARP_GRATUITOUS, ARP_REPLY, Event
 
 if TYPE_CHECKING:
@@ -121,12 +121,17 @@ class ArpWatch(ClientProcess):
         [e for e in arp.events() if e.kind == ARP_GRATUITOUS]
     """
 
-    def __init__(self, testbed: Testbed, *, iface: str, ips: list[str], out: Path, interval: float = 0.2) -> None:
+    def __init__(self, testbed: Testbed, *, iface: str, ips: list[str], out: Path, interval: float = 0.2,
+                 gated: bool = False) -> None:
         argv = [sys.executable, "-m", "harness.arpwatch", "--iface", iface, "--out", str(out),
                 "--interval", str(interval)]
         for ip in ips:
             argv += ["--ip", ip]
-        super().__init__(testbed, argv, out=out, what="ARP watch", ready_timeout=15.0)
+        gate = gate_of(out) if gated else None
+        if gate is not None:  # spawned before the reset: it opens its socket (and hears a frame) only then
+            argv += ["--gate", str(gate)]
+        super().__init__(testbed, argv, out=out, what="ARP watch", ready_timeout=15.0, gate=gate)
+        self.iface, self.ips = iface, list(ips)
 
     def events(self, macs: dict[str, str] | None = None) -> list[Event]:
         return events(self.out, macs)
@@ -154,6 +159,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--ip", action="append", required=True, help="a service IP to watch (repeatable)")
     p.add_argument("--out", type=Path, required=True, help="JSONL output")
     p.add_argument("--interval", type=float, default=0.2, help="seconds between our ARP requests (0: passive)")
+    p.add_argument("--gate", default=None, help="open the socket (hear and log nothing) until this file exists")
     args = p.parse_args(argv)
     try:
         for ip in args.ip:
@@ -168,6 +174,9 @@ def main(argv: list[str] | None = None) -> int:
 
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGINT, on_signal)
+    wait_for_gate(args.gate, lambda: stop[0])  # before the socket: a frame heard before would be stamped late
+    if stop[0]:
+        return 0
     try:
         watch(args.iface, args.ip, args.out, args.interval, stop)
     except OSError as e:

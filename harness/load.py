@@ -6,7 +6,8 @@ import os
 import signal
 import subprocess
 import sys
-from collections.abc import Mapping, Sequence
+import time
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from types import TracebackType
 from typing import TYPE_CHECKING, Self
@@ -43,6 +44,20 @@ def _tail(path: Path, lines: int = 15) -> str:
         return "(no output)"
 
 
+def gate_of(out: Path) -> Path:
+    """The gate file of a process whose output is ``out``: beside it, deleted when the process stops."""
+    return out.with_name(out.name + ".gate")
+
+
+def wait_for_gate(gate: str | None, stopped: Callable[[], bool], interval: float = 0.01) -> None:
+    """In a gated child (``--gate``): until ``gate`` exists or ``stopped()`` (its SIGTERM handler ran).
+
+    Polled: 100 stat calls a second cost nothing next to a recorder, and the wait ends within
+    10 ms of :meth:`ClientProcess.open_gate`."""
+    while gate and not stopped() and not os.path.exists(gate):
+        time.sleep(interval)
+
+
 class ClientProcess:
     """A long-lived process of ours in the client namespace (load, probe, ARP watch).
 
@@ -53,9 +68,12 @@ class ClientProcess:
     """
 
     def __init__(self, testbed: Testbed, argv: Sequence[str], *, out: Path, what: str,
-                 env: Mapping[str, str] | None = None, ready_timeout: float = 20.0) -> None:
+                 env: Mapping[str, str] | None = None, ready_timeout: float = 20.0, gate: Path | None = None) -> None:
         self.testbed, self.argv, self.out, self.what = testbed, list(argv), out, what
         self.env = dict(env or {})
+        self.gate = gate  # the process waits, imported and set up, until this file exists (:meth:`open_gate`)
+        if gate is not None:
+            gate.unlink(missing_ok=True)
         self.ready_timeout = ready_timeout
         self.stdout_log = out.with_name(out.name + ".stdout")
         self.proc: subprocess.Popen[bytes] | None = None
@@ -132,6 +150,13 @@ class ClientProcess:
 
     def stop(self, grace: float = 10.0) -> int | None:
         """SIGTERM to our process group, then SIGKILL after `grace`; idempotent, safe on any path."""
+        try:
+            return self._stop(grace)
+        finally:
+            if self.gate is not None:
+                self.gate.unlink(missing_ok=True)  # a control file, not evidence
+
+    def _stop(self, grace: float) -> int | None:
         proc = self.proc
         if proc is None:
             return None
@@ -146,6 +171,12 @@ class ClientProcess:
                 proc.wait(5)
         # Once reaped, its PID may belong to someone else: never signal it again.
         return proc.returncode
+
+    def open_gate(self) -> None:
+        """Let a gated process begin: spawned early (a python start and its imports take a few hundred ms
+        on a loaded box), it records or sends nothing until now; :meth:`wait_ready` then waits for its first line."""
+        if self.gate is not None:
+            self.gate.touch()
 
     def _signal(self, sig: signal.Signals) -> None:
         assert self.proc is not None
@@ -190,25 +221,37 @@ class Load(ClientProcess):
                "FALLOVER_LOAD_TIMEOUT": str(timeout_s)}
         if run_id:
             env["FALLOVER_RUN_ID"] = run_id
-        self.gate = log.with_name(log.name + ".gate") if gated else None
-        if self.gate is not None:
-            self.gate.unlink(missing_ok=True)
-            env["FALLOVER_LOAD_GATE"] = str(self.gate)
-        super().__init__(testbed, argv, out=log, what="locust load", env=env, ready_timeout=ready_timeout)
+        gate = gate_of(log) if gated else None
+        if gate is not None:  # locust's users wait for it in on_start (loadprofiles/kv.py)
+            env["FALLOVER_LOAD_GATE"] = str(gate)
+        self.done = log.with_name(log.name + ".done")  # kv.py creates it once every user has stopped
+        self.done.unlink(missing_ok=True)
+        env["FALLOVER_LOAD_DONE"] = str(self.done)
+        super().__init__(testbed, argv, out=log, what="locust load", env=env, ready_timeout=ready_timeout, gate=gate)
         self.log, self.host = log, host
 
-    def open_gate(self) -> None:
-        """Let a ``gated`` load's users go: spawned early (locust's imports and user spawning take about a
-        second), it sends nothing until now; :meth:`wait_ready` then waits for its first request."""
-        if self.gate is not None:
-            self.gate.touch()
+    def stop_sending(self, grace: float = 10.0) -> None:
+        """Stop locust's users and return once its log is complete: when every user has stopped (the
+        profile's FALLOVER_LOAD_DONE file) or locust has exited, whichever comes first.
+
+        Why not :meth:`stop`: after its users locust prints its statistics and tears itself down,
+        0.1-0.5 s here, and whatever reads the log back need not wait for that; :meth:`stop` still
+        waits for the exit (and kills a locust that does not end) on the wind-down.
+        """
+        self.terminate()
+        if self.proc is None:
+            return
+        deadline = time.monotonic() + grace
+        while self.proc.poll() is None and not self.done.exists() and time.monotonic() < deadline:
+            time.sleep(0.01)
+        if self.proc.poll() is None and not self.done.exists():
+            self.stop(grace=0)  # it never said its users stopped: killed, as stop() would after its grace
 
     def stop(self, grace: float = 10.0) -> int | None:
         try:
             return super().stop(grace)
         finally:
-            if self.gate is not None:
-                self.gate.unlink(missing_ok=True)  # a control file, not evidence
+            self.done.unlink(missing_ok=True)  # a control file, not evidence
 
     def requests(self) -> list[Request]:
         return load_requests(self.log)

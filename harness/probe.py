@@ -26,7 +26,7 @@ from pathlib import Path
 from types import FrameType
 from typing import TYPE_CHECKING
 
-from harness.load import ClientProcess
+from harness.load import ClientProcess, gate_of, wait_for_gate
 from harness.timeline import PROBE_DOWN, PROBE_NODE_CHANGED, PROBE_UP, Event, ProbeSample
 from harness.wait import wait_until
 
@@ -112,6 +112,7 @@ class Poller:
         self.idle: list[_Conn] = []
         self.stopping = False
         self.skipped = 0
+        self.written = 0
 
     def run(self) -> None:
         next_send = next_flush = time.monotonic()
@@ -225,6 +226,9 @@ class Poller:
         sample.done = True
         self.out.write(json.dumps({"mono": sample.mono, "wall": sample.wall, "ok": ok,
                                    "latency_s": round(latency, 6), "node": node, "error": error}) + "\n")
+        self.written += 1
+        if self.written == 1:  # the harness waits for the first line to go on: not for the next 100 ms flush
+            self.out.flush()
 
 
 class Probe(ClientProcess):
@@ -237,10 +241,15 @@ class Probe(ClientProcess):
         transitions(probe.samples())
     """
 
-    def __init__(self, testbed: Testbed, *, url: str, out: Path, hz: float = 100.0, timeout: float = 0.5) -> None:
+    def __init__(self, testbed: Testbed, *, url: str, out: Path, hz: float = 100.0, timeout: float = 0.5,
+                 gated: bool = False) -> None:
         argv = [sys.executable, "-m", "harness.probe", "--url", url, "--hz", str(hz), "--timeout", str(timeout),
                 "--out", str(out)]
-        super().__init__(testbed, argv, out=out, what="probe", ready_timeout=15.0 + timeout)
+        gate = gate_of(out) if gated else None
+        if gate is not None:  # spawned before the reset: it sends its first request when the gate opens
+            argv += ["--gate", str(gate)]
+        super().__init__(testbed, argv, out=out, what="probe", ready_timeout=15.0 + timeout, gate=gate)
+        self.url = url
 
     def samples(self) -> list[ProbeSample]:
         return load_samples(self.out)
@@ -331,6 +340,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--hz", type=float, default=100.0)
     p.add_argument("--timeout", type=float, default=0.5, help="seconds before a request counts as failed")
     p.add_argument("--out", type=Path, required=True, help="JSONL of timeline.ProbeSample")
+    p.add_argument("--gate", default=None, help="send nothing until this file exists")
     args = p.parse_args(argv)
     if not 0 < args.hz <= 1000 or args.timeout <= 0:
         print("harness.probe: --hz must be in (0, 1000] and --timeout > 0", file=sys.stderr)
@@ -342,6 +352,7 @@ def main(argv: list[str] | None = None) -> int:
 
     signal.signal(signal.SIGTERM, stop)
     signal.signal(signal.SIGINT, stop)
+    wait_for_gate(args.gate, lambda: poller.stopping)  # a SIGTERM meanwhile: run() ends at once
     poller.run()
     if poller.skipped:
         print(f"harness.probe: skipped {poller.skipped} slots (CPU starved)", file=sys.stderr)

@@ -6,8 +6,11 @@ where a case's time goes that is neither the fault nor the cluster's reaction, s
 - locust takes about a second to import and spawn its users. It is spawned *gated* before the
   cluster is made whole (loadprofiles/kv.py: its users wait in ``on_start`` for a file) and the
   gate is opened when the recording starts: it sends nothing before, so the recording is the same;
-- the probe and the ARP watch are spawned together with it, then each is waited for until it logs
-  its first line, as before (a recorder that never works still fails "start the recording");
+- the probe and the ARP watch are spawned gated with it, for the topology's first group (the one
+  the plan's load and probe watch): the probe sends nothing and the ARP watch opens no socket
+  before its gate opens, so starting the recording only opens the three gates. Then each is waited
+  for until it logs its first line, as before (a recorder that never works still fails "start the
+  recording"); one spawned for another group or network than the case's is stopped and replaced;
 - evidence that judges nothing (the ``fallover status`` snapshots) and work that needs no answer
   before the next step (forgetting the case's keys) run beside the case in threads, joined before
   the case is judged: their failures still land in the report.
@@ -52,6 +55,7 @@ class CaseRun:
     probe: Probe | None = None
     arp: ArpWatch | None = None
     load: Load | None = None
+    early: list[Probe | ArpWatch] = field(default_factory=list)  # spawned gated, not yet recorders (``_prespawn``)
     audit: LogAudit | None = None
     consistency: Consistency | None = None
     macs: dict[str, str] = field(default_factory=dict)
@@ -78,43 +82,71 @@ class Recording:
         return Load(self.testbed, log=c.run_dir / "load.jsonl", host=base, users=self.users, run_id=c.run_dir.name,
                     gated=gated)
 
-    def _prespawn_load(self, c: CaseRun, base: str) -> None:
-        """Spawn locust gated, before the cluster is made whole, so that its start costs the case nothing.
+    def _prespawn(self, c: CaseRun, *, base: str, network: str, service_ip: str) -> None:
+        """Spawn locust, the probe and the ARP watch gated, before the cluster is made whole, so that
+        their start costs the case nothing (they send and hear nothing until the recording starts).
 
         A spawn that fails leaves it to "start the recording", which starts it the ordinary way and
         fails there, as it always did, if it cannot.
         """
-        if not self.load:
-            return
-        load = self._new_load(c, base, gated=True)
-        try:
-            load.spawn()
-        except Exception:  # noqa: BLE001 — see the docstring: the recording step reports it
-            load.stop()
-            return
-        c.load = load
+        recorders: list[Probe | ArpWatch] = [
+            Probe(self.testbed, url=f"{base}/health", out=c.run_dir / "probe.jsonl", gated=True),
+            ArpWatch(self.testbed, iface=network, ips=[service_ip], out=c.run_dir / "arp.jsonl", gated=True)]
+        load = self._new_load(c, base, gated=True) if self.load else None
+        for proc in (*recorders, load):
+            if proc is None:
+                continue
+            try:
+                proc.spawn()
+            except Exception:  # noqa: BLE001 — see the docstring: the recording step reports it
+                proc.stop()
+                continue
+            if proc is load:
+                c.load = load
+            else:
+                c.early.append(proc)  # type: ignore[arg-type]  # one of ``recorders``
+
+    def _take_early(self, c: CaseRun, kind: type[Probe | ArpWatch], same: Callable[[Probe | ArpWatch], bool]
+                    ) -> Probe | ArpWatch | None:
+        """The prespawned recorder of ``kind`` if it watches what this case needs; one that does not is stopped."""
+        for proc in list(c.early):
+            if isinstance(proc, kind):
+                c.early.remove(proc)
+                if same(proc) and proc.running():
+                    return proc
+                proc.stop()
+        return None
 
     def _start_recording(self, c: CaseRun, *, base: str, network: str, service_ip: str) -> None:
         """Poller and log mark first, then probe, ARP watch and load spawned at once and each seen working."""
         tb = self.testbed
         c.nemesis = Nemesis(tb, c.timeline, log=self.log)
         c.poller = ClusterPoller(self.driver, c.timeline, tails=testbed_tails(tb))
-        c.probe = Probe(tb, url=f"{base}/health", out=c.run_dir / "probe.jsonl")
-        c.arp = ArpWatch(tb, iface=network, ips=[service_ip], out=c.run_dir / "arp.jsonl")
+        url = f"{base}/health"
+        probe = self._take_early(c, Probe, lambda p: isinstance(p, Probe) and p.url == url)
+        arp = self._take_early(c, ArpWatch,
+                               lambda a: isinstance(a, ArpWatch) and (a.iface, a.ips) == (network, [service_ip]))
+        c.probe = probe if isinstance(probe, Probe) else Probe(tb, url=url, out=c.run_dir / "probe.jsonl")
+        c.arp = arp if isinstance(arp, ArpWatch) else ArpWatch(tb, iface=network, ips=[service_ip],
+                                                               out=c.run_dir / "arp.jsonl")
         if self.load and c.load is None:
             c.load = self._new_load(c, base, gated=False)
         c.audit = LogAudit(tb)
         c.audit.mark()
         c.poller.start()
-        c.probe.spawn()
-        c.arp.spawn()
-        if c.load is not None:
-            if c.load.proc is None:
-                c.load.spawn()
-            c.load.open_gate()
+        for proc in (c.probe, c.arp, c.load):  # the prespawned ones are gated: this is where they begin
+            if proc is not None:
+                if proc.proc is None:
+                    proc.spawn()
+                proc.open_gate()
         for proc in (c.probe, c.arp, c.load):
             if proc is not None:
                 proc.wait_ready()
+
+    @staticmethod
+    def _stop_step(c: CaseRun, name: str, proc: Load | Probe | ArpWatch | ClusterPoller) -> None:
+        with c.steps(f"stop the {name}"):
+            proc.stop()
 
     def beside(self, c: CaseRun, name: str, work: Callable[[], None]) -> threading.Thread:
         """Run ``work`` in a thread beside the case; :meth:`_join_beside` waits for it before judging."""
@@ -133,13 +165,18 @@ class Recording:
         if c.nemesis is not None:
             with c.steps("final heal"), c.recovery.phase("final heal"):
                 c.nemesis.heal_all()
-        for client in (c.load, c.probe, c.arp):  # all told at once: each then takes its time to exit in parallel
+        for client in (c.load, c.probe, c.arp, *c.early):  # all told at once: each then exits in parallel
             if client is not None:
                 client.terminate()
-        for name, proc in (("load", c.load), ("probe", c.probe), ("ARP watch", c.arp), ("cluster poller", c.poller)):
+        while c.early:  # prespawned, never started recording (the reset failed): nothing of theirs is evidence
+            with c.steps("stop a recorder that never started"):
+                c.early.pop().stop()
+        if c.load is not None:  # locust's statistics and exit take 0.1-0.9 s: waited for beside the others' stops
+            load = c.load
+            self.beside(c, "stop the load", lambda: self._stop_step(c, "load", load))
+        for name, proc in (("probe", c.probe), ("ARP watch", c.arp), ("cluster poller", c.poller)):
             if proc is not None:
-                with c.steps(f"stop the {name}"):
-                    proc.stop()
+                self._stop_step(c, name, proc)
         c.timings["stop_recording_s"] = time.monotonic() - t_stop
         t_join = time.monotonic()
         self._join_beside(c)

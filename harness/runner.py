@@ -36,6 +36,7 @@ from harness.checkers.detection import check_detection
 from harness.checkers.fencing import failed_fence_seen
 from harness.diagnosis import diagnose
 from harness.drivers import open_driver
+from harness.drivers.polling import journal_stamp
 from harness.drivers.state import ClusterState
 from harness.errors import FalloverError, WaitTimeout
 from harness.faults import FAULTS
@@ -96,7 +97,8 @@ class Runner(Recording, Judging):
         topo, tb, steps, timeline = self.topology, self.testbed, c.steps, c.timeline
         sla = topo.sla
         if topo.groups:  # the group load and probe watch: expect()'s first, the topology's first
-            self._prespawn_load(c, self._base(topo.groups[0]))
+            first = topo.groups[0]
+            self._prespawn(c, base=self._base(first), network=first.network, service_ip=str(first.service_ip))
         self.log(f"{c.case.id}: making the cluster whole")
         with steps("make the cluster whole"):
             state = self._reset(whole)
@@ -161,7 +163,9 @@ class Runner(Recording, Judging):
             # power fenced nodes on, clean up failed actions: the operator's steps, recorded for the runbook
             recorded(tb).up(placement=False, progress=c.recovery.note)
             try:  # then give the policy its chance (failback); the policy checker judges the outcome
-                self.driver.wait_settled(timeout=sla.max_recovery_s, placement=True)
+                # `up`'s own last settled look (after the quiet period) often has every group placed already
+                if self.driver.settled_look(since=t_heal, placement=True) is None:
+                    self.driver.wait_settled(timeout=sla.max_recovery_s, placement=True)
                 left_whole = self._journal_stamp()
             except WaitTimeout:
                 left_whole = None
@@ -175,21 +179,44 @@ class Runner(Recording, Judging):
         # beside the read-back of the writes: the audits and the snapshot must add little to a case
         self.beside(c, "audit", lambda: self._audit_cluster(c))
         self.beside(c, "snapshot after", lambda: self._snapshot(c, "after", group.network))
-        t_verify = time.monotonic()
         if c.load is not None:
-            with steps("verify writes"):
-                c.load.stop()
-                if steps.failed("operator recovery"):  # every read of a dead service times out: 5 min for nothing
-                    try:
-                        self._wait_probe_ok(c.probe, None, timeout=5, after=time.monotonic())
-                    except WaitTimeout:
-                        raise FalloverError("not read back: the service does not answer after the operator "
-                                            "recovery failed") from None
-                self.log(f"{c.case.id}: reading back acknowledged writes")
-                verify(tb, c.load.log, base)
-            # nothing reads them any more: deleted beside the recorders' stop
-            self.beside(c, "forget keys", lambda: self._forget_step(c, group.name))
+            self._start_read_back(c, base, group.name)
+
+    def _start_read_back(self, c: CaseRun, base: str, group: str) -> None:
+        """The read-back of the writes, beside the recorders' stop when nothing it needs stops meanwhile.
+
+        It needs locust stopped and the service up, nothing else: after a good recovery the recorders
+        are told to stop with locust (all at once, as the wind-down does) and their exit, the poller's
+        stop and the wind-down run while it reads. After a failed heal or recovery it first asks the
+        probe whether the service answers at all, so it runs before the recorders stop, as it always did.
+        """
+        if c.steps.failed("heal") or c.steps.failed("operator recovery"):
+            self._read_back(c, base, group)
+            return
+        for client in (c.load, c.probe, c.arp):
+            if client is not None:
+                client.terminate()
+        self.beside(c, "read back the writes", lambda: self._read_back(c, base, group))
+
+    def _read_back(self, c: CaseRun, base: str, group: str) -> None:
+        """Stop locust's users (every acknowledgement is then in its log), read back every acknowledged
+        write, then forget this case's keys. Locust's own exit is the wind-down's to wait for."""
+        assert c.load is not None
+        t_verify = time.monotonic()
+        with c.steps("verify writes"):
+            c.load.stop_sending()
+            if c.steps.failed("operator recovery"):  # every read of a dead service times out: 5 min for nothing
+                try:
+                    assert c.probe is not None
+                    self._wait_probe_ok(c.probe, None, timeout=5, after=time.monotonic())
+                except WaitTimeout:
+                    raise FalloverError("not read back: the service does not answer after the operator "
+                                        "recovery failed") from None
+            self.log(f"{c.case.id}: reading back acknowledged writes")
+            verify(self.testbed, c.load.log, base)
         c.timings["verify_s"] = time.monotonic() - t_verify
+        # nothing reads them any more: deleted beside the recorders' stop
+        self.beside(c, "forget keys", lambda: self._forget_step(c, group))
 
     def _audit_cluster(self, c: CaseRun) -> None:
         """CTS's audits on the recovered cluster (CIB, DC, primitives, managed), and the log markers sent."""
@@ -238,11 +265,7 @@ class Runner(Recording, Judging):
 
     def _journal_stamp(self) -> tuple[int, int] | None:
         """The fault journal's (mtime, size): a fault injected or healed since changes it."""
-        try:
-            st = Path(self.testbed.journal_path).stat()
-        except OSError:
-            return None
-        return st.st_mtime_ns, st.st_size
+        return journal_stamp(self.testbed.journal_path)
 
     def _reset(self, whole: tuple[int, int] | None = None) -> ClusterState:
         """A whole cluster with every group on its first node, whatever the previous case left.

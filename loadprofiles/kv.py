@@ -12,6 +12,8 @@
 #   FALLOVER_LOAD_TIMEOUT  connect and read timeout in seconds (default 2)
 #   FALLOVER_LOAD_GATE     a file: every user waits in on_start until it exists (so locust can be
 #                          started, its imports and spawning paid, before the recording begins)
+#   FALLOVER_LOAD_DONE     a file created once every user has stopped and the log is flushed: nothing
+#                          is written to the log after it (locust's stats and exit take 0.1-0.5 s more)
 
 from __future__ import annotations
 
@@ -101,6 +103,15 @@ def _body(response: Any) -> str:
 @events.quitting.add_listener
 def _close_log(**_: Any) -> None:
     _log.flush()
+
+
+@events.test_stop.add_listener
+def _users_stopped(**_: Any) -> None:
+    """Fired after every user greenlet has stopped: the log is complete, whatever locust does before it exits."""
+    _log.flush()
+    done = os.environ.get("FALLOVER_LOAD_DONE")
+    if done:
+        open(done, "a").close()
 
 
 class KvUser(FastHttpUser):

@@ -210,6 +210,7 @@ class PacemakerDriver(Polling, PacemakerBackup):
         pause = [0.25]
 
         def check() -> ClusterState | None:
+            t_look = time.monotonic()
             s = self.state()
             last[0] = s
             pause[0] = 0.25
@@ -224,7 +225,10 @@ class PacemakerDriver(Polling, PacemakerBackup):
             if line != shown[0]:
                 progress(f"{what}: {line}")
                 shown[0] = line
-            return s if reason is None else None
+            if reason is not None or s is None:
+                return None
+            self.remember_settled(t_look, s)  # the runner's recovery may take it as its placed look
+            return s
 
         def describe() -> str:
             return f"{last[0].summary() if last[0] else 'no node answers crm_mon'}; not settled: {why[0]}"

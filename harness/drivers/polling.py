@@ -6,10 +6,33 @@ from __future__ import annotations
 import os
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 
 from harness.drivers.state import ClusterState
 from harness.testbed.base import Progress, Testbed, quiet
 from harness.wait import wait_until
+
+
+def journal_stamp(path: str | os.PathLike[str]) -> tuple[int, int] | None:
+    """The fault journal's (mtime, size): a fault injected or healed since changes it."""
+    try:
+        st = os.stat(path)
+    except OSError:
+        return None
+    return st.st_mtime_ns, st.st_size
+
+
+@dataclass(frozen=True)
+class SettledLook:
+    """A look that ``wait_settled`` accepted: when it began, what it saw, the fault journal then."""
+
+    mono: float
+    state: ClusterState
+    journal: tuple[int, int] | None
+
+
+_settled_looks: dict[str, SettledLook] = {}
+"""The last accepted look per testbed (by journal path): a testbed's `up` asks through a driver of its own."""
 
 
 class Polling:
@@ -70,3 +93,25 @@ class Polling:
         """Seconds until ``quiet_s`` have passed since the last fault change (``since``, else the journal)."""
         changed = self.fault_changed_at() if since is None else since
         return 0.0 if changed is None else max(0.0, changed + self.quiet_s - time.monotonic())
+
+    def remember_settled(self, mono: float, s: ClusterState) -> None:
+        """Note a look that ``wait_settled`` accepted (begun at ``mono``): see :meth:`settled_look`."""
+        _settled_looks[str(self.testbed.journal_path)] = SettledLook(mono, s, journal_stamp(self.testbed.journal_path))
+
+    def settled_look(self, *, since: float, placement: bool = True) -> ClusterState | None:
+        """The last look ``wait_settled`` accepted here, if it began after ``since``, no fault changed
+        since, and it is settled with ``placement`` too; else None.
+
+        Why: the runner's recovery is the testbed's `up` (settled, groups anywhere), then settled with
+        every group placed. When `up`'s last look, after the quiet period, already had every group
+        where its policy puts it, a second look would only repeat it: that look is the answer. It
+        passed ``busy`` (which does not depend on placement) and the quiet period; the snapshot is
+        checked again here with ``placement`` (and today's adapter states).
+        """
+        look = _settled_looks.get(str(self.testbed.journal_path))
+        if look is None or look.mono < since or look.journal != journal_stamp(self.testbed.journal_path):
+            return None
+        return look.state if self.snapshot_gap(look.state, placement) is None else None
+
+    def snapshot_gap(self, s: ClusterState, placement: bool = True, *, every_node: bool = False) -> str | None:
+        raise NotImplementedError

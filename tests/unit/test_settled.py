@@ -103,7 +103,8 @@ def test_settled_snapshot_gaps_cost_no_extra_query() -> None:
     assert [cmd for _, cmd in script.ran] == []  # all from the snapshot: no settle query ran
 
 
-def test_settled_placement_and_powered_off_nodes() -> None:
+def _app_on_node2() -> str:
+    """The settled cluster with group app on node2 (away from home)."""
     moved = SETTLED.replace('<node name="node1" id="1" cached="true"/>\n      </resource>\n      <resource id="app-ip"',
                             '<node name="node2" id="2" cached="true"/>\n      </resource>\n      <resource id="app-ip"')
     moved = moved.replace('<resource id="app-ip" resource_agent="ocf:heartbeat:IPaddr2" role="Started" active="true" '
@@ -116,6 +117,11 @@ def test_settled_placement_and_powered_off_nodes() -> None:
                           '      </resource>\n    </group>',
                           'nodes_running_on="1">\n        <node name="node2" id="2" cached="true"/>\n'
                           '      </resource>\n    </group>')
+    return moved
+
+
+def test_settled_placement_and_powered_off_nodes() -> None:
+    moved = _app_on_node2()
     s = parse_crm_mon(moved, "node1")
     assert s.group_node("app") == "node2"
     d = driver(Script())
@@ -206,3 +212,40 @@ def test_recover_asks_attrd_to_refresh_only_a_cluster_that_is_not_at_work(dc: st
     monkeypatch.setattr(d, "wait_settled", settle)
     d.recover(timeout=5)
     assert (("node1", "attrd_updater") in script.ran) is refreshed, script.ran
+
+
+# -- the runner's recovery: `up`'s last settled look, taken again when every group is placed ----------------
+
+
+def test_a_settled_look_after_the_heal_is_reused_only_while_nothing_changed(tmp_path: Path) -> None:
+    """`up` settles with groups anywhere; when its last look (after the quiet period) already had every group
+    placed, the runner takes it rather than a second look. Never a look from before `since`, never across a
+    fault change, never one whose group is away from home when placement counts."""
+    journal = tmp_path / "faults.journal"
+    journal.write_text("")
+    script = Script()
+    d = driver(script, journal=journal)
+    up = driver(script, journal=journal)  # the testbed's `up` asks through a driver of its own
+    assert d.settled_look(since=0.0) is None  # nothing looked yet
+    t_heal = time.monotonic()
+    up.wait_settled(timeout=5, placement=False)
+    looks = len(script.ran)
+    s = d.settled_look(since=t_heal, placement=True)
+    assert s is not None and s.group_node("app") == "node1"
+    assert len(script.ran) == looks  # no crm_mon, no settle query: the look that was made is the answer
+    assert d.settled_look(since=time.monotonic()) is None  # made before `since`: another recovery's
+    with open(journal, "a") as f:  # a fault injected or healed since: the look says nothing any more
+        f.write('{"fault": "x"}\n')
+    assert d.settled_look(since=t_heal) is None
+
+
+def test_a_settled_look_with_the_group_away_does_not_count_for_placement(tmp_path: Path) -> None:
+    journal = tmp_path / "faults.journal"
+    journal.write_text("")
+    script = Script(crm_mon=_app_on_node2())
+    d = driver(script, journal=journal)
+    t_heal = time.monotonic()
+    s = d.wait_settled(timeout=5, placement=False)
+    assert s.group_node("app") == "node2"
+    assert d.settled_look(since=t_heal, placement=False) is not None
+    assert d.settled_look(since=t_heal, placement=True) is None  # the runner then waits for the failback
