@@ -109,6 +109,18 @@ class ClientProcess:
                                          preexec_fn=die_with_parent)
         return self
 
+    def stale(self) -> bool:
+        """Whether it runs in a network namespace that is no longer the client's: a process spawned before
+        the reset, when that reset rebuilt the testbed (a crashed one), talks to a network that is gone."""
+        netns = getattr(self.testbed.client(), "netns_path", None)
+        if netns is None or self.proc is None:
+            return False
+        try:
+            mine, now = os.stat(f"/proc/{self.proc.pid}/ns/net"), os.stat(netns)
+        except OSError:
+            return True
+        return (mine.st_dev, mine.st_ino) != (now.st_dev, now.st_ino)
+
     def wait_ready(self) -> Self:
         """Until the process logged its first line; it is stopped if it exits or the wait runs out."""
         if self.proc is None:

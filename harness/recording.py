@@ -112,7 +112,7 @@ class Recording:
         for proc in list(c.early):
             if isinstance(proc, kind):
                 c.early.remove(proc)
-                if same(proc) and proc.running():
+                if same(proc) and proc.running() and not proc.stale():
                     return proc
                 proc.stop()
         return None
@@ -129,6 +129,9 @@ class Recording:
         c.probe = probe if isinstance(probe, Probe) else Probe(tb, url=url, out=c.run_dir / "probe.jsonl")
         c.arp = arp if isinstance(arp, ArpWatch) else ArpWatch(tb, iface=network, ips=[service_ip],
                                                                out=c.run_dir / "arp.jsonl")
+        if c.load is not None and (not c.load.running() or c.load.stale()):
+            c.load.stop()  # spawned before a reset that rebuilt the testbed (or dead): a fresh one replaces it
+            c.load = None
         if self.load and c.load is None:
             c.load = self._new_load(c, base, gated=False)
         c.audit = LogAudit(tb)

@@ -16,7 +16,10 @@ harness/recording.py, the verdicts in harness/judging.py.
 
 Where a case's time goes (``timings`` in verdicts.json): the fixed parts are the cluster's own
 (a ride-out holds ``max_detection_s``, a recovery waits ``SETTLE_QUIET_S`` after the heal); the
-rest is kept off the critical path: locust is spawned before the reset, the ``fallover status``
+rest is kept off the critical path: locust, the probe and the ARP watch are spawned gated before
+the reset (starting the recording opens their gates); the recovery takes `up`'s own last settled
+look as its placed look when every group is already placed; the read-back of the writes starts
+when locust's users have stopped and runs beside the recorders' stop; the ``fallover status``
 snapshots, the audits and the deletion of the case's keys run beside other steps.
 """
 

@@ -23,6 +23,7 @@ from harness.steps import Steps
 from harness.timeline import Timeline
 
 BASE, NET, VIP = "http://10.77.1.100:8080", "service", "10.77.1.100"
+STALE: set[str] = set()
 
 
 class FakeProc:
@@ -50,6 +51,9 @@ class FakeProc:
 
     def terminate(self) -> None:
         self.calls.append((self.what, "terminate"))
+
+    def stale(self) -> bool:  # in a client namespace a rebuilding reset replaced
+        return self.what in STALE
 
     def stop(self, grace: float = 10.0) -> int:
         self.stopped = True
@@ -138,6 +142,17 @@ def test_a_recorder_prespawned_for_another_network_is_stopped_and_replaced(
     assert ("arp", "stop") in calls and ("arp", "spawn", False) in calls  # the case's network, not the first group's
     assert c.arp is not None and c.arp.iface == "standby"
     assert c.probe is probe and ("probe", "spawn", False) not in calls
+
+
+def test_what_was_prespawned_into_a_client_namespace_the_reset_rebuilt_is_replaced(
+        calls: list[tuple[Any, ...]], tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    rec, c = Rec(), _case(tmp_path)
+    rec._prespawn(c, base=BASE, network=NET, service_ip=VIP)
+    monkeypatch.setattr(f"{__name__}.STALE", {"probe", "arp", "load"})
+    calls.clear()
+    rec._start_recording(c, base=BASE, network=NET, service_ip=VIP)
+    for what in ("probe", "arp", "load"):
+        assert calls.index((what, "stop")) < calls.index((what, "spawn", False)), calls
 
 
 def test_the_wind_down_stops_recorders_that_were_spawned_but_never_started(

@@ -156,3 +156,29 @@ def test_a_recorder_stopped_before_its_gate_opens_exits_on_its_sigterm(kind: str
     _held(proc, out)
     assert proc.stop(grace=5) == 0, proc.stdout_log.read_text()
     assert out.read_text() == ""
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="a network namespace of its own needs root")
+def test_a_process_spawned_before_the_client_namespace_was_rebuilt_is_stale(tmp_path: Path) -> None:
+    """A reset that rebuilt a crashed testbed made a new client namespace: what was prespawned into the old
+    one (gated recorders, locust) must be replaced, or it would send into a network that is gone."""
+    other = subprocess.Popen(["unshare", "--net", "sleep", "30"])  # "the rebuilt client namespace"
+    try:
+        netns = f"/proc/{other.pid}/ns/net"
+        for _ in range(100):
+            if os.stat(netns).st_ino != os.stat("/proc/self/ns/net").st_ino:
+                break
+            time.sleep(0.05)  # unshare has not switched yet
+        client = SimpleNamespace(wrap=lambda argv: list(argv), netns_path="/proc/self/ns/net")
+        tb: Any = SimpleNamespace(client=lambda: client)
+        proc = Probe(tb, url="http://127.0.0.1:9/health", out=tmp_path / "probe.jsonl", gated=True)
+        proc.spawn()
+        try:
+            assert not proc.stale()  # spawned into the client's namespace
+            client.netns_path = netns
+            assert proc.stale()
+        finally:
+            proc.stop()
+    finally:
+        other.kill()
+        other.wait()
