@@ -193,6 +193,7 @@ class Runner(Recording, Judging):
         stop and the wind-down run while it reads. After a failed heal or recovery it first asks the
         probe whether the service answers at all, so it runs before the recorders stop, as it always did.
         """
+        self.log(f"{c.case.id}: reading back acknowledged writes")  # said here, from the case's own thread
         if c.steps.failed("heal") or c.steps.failed("operator recovery"):
             self._read_back(c, base, group)
             return
@@ -215,7 +216,6 @@ class Runner(Recording, Judging):
                 except WaitTimeout:
                     raise FalloverError("not read back: the service does not answer after the operator "
                                         "recovery failed") from None
-            self.log(f"{c.case.id}: reading back acknowledged writes")
             verify(self.testbed, c.load.log, base)
         c.timings["verify_s"] = time.monotonic() - t_verify
         # nothing reads them any more: deleted beside the recorders' stop
