@@ -112,6 +112,17 @@ def test_with_fail_fast_every_subdaemon_kill_fails_its_expectation(failfast: Loc
         assert_judged(result, failing={"fencing"}, cause=["although it was never fenced"])
 
 
+def test_a_token_shorter_than_declared_loses_the_node_in_a_short_corosync_pause(tmp_path: Path) -> None:
+    """The topology declares a 3000 ms token; corosync runs 300 ms (`shorttoken`, hand-tuned): the 1.5 s pause
+    the plan derives from the declared token outlasts the real token + consensus, node1 is lost and fenced,
+    and the group moves where it should have stayed. MEASURED."""
+    with separate_testbed(BROKEN / "shorttoken.yaml") as tb:
+        result = Runner(tb, tmp_path).run(Case("corosync_pause_short", Target(node="node1")))
+    assert result.expected is not None and result.expected.outcome == "stay", result.report()
+    assert_judged(result, failing={"fallover"}, cause=["a 1.5 s pause is shorter than the 3000 ms token",
+                                                       "although no fallover was expected"])
+
+
 # -- recovery in place and reattach (issue 14 items 3, 4) ----------------------------------------------
 
 

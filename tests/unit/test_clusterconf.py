@@ -29,7 +29,7 @@ def test_corosync_conf_has_two_knet_links_and_the_real_token(layout: Layout) -> 
 
 def test_corosync_options_are_written_over_the_generated_ones_and_the_token_stays_declared(layout: Layout) -> None:
     """A hand-tuned token reaches corosync.conf while the plan's token (effective_token_ms) stays the declared one:
-    that difference is the broken cluster `shorttoken` (tests/data/broken)."""
+    that difference is what the broken cluster `shorttoken` (tests/data/broken) runs."""
     topo = layout.topology
     cluster = topo.cluster.model_copy(update={"corosync": Corosync(
         totem={"consensus": 3000, "crypto_cipher": "none"}, quorum={"wait_for_all": 1}, hand_tuned_token=200)})
