@@ -116,7 +116,7 @@ def test_a_token_shorter_than_declared_loses_the_node_in_a_short_corosync_pause(
     """The topology declares an 8000 ms token; corosync runs 1000 ms (`shorttoken`, hand-edited): the 4 s pause
     the plan derives from the declared token outlasts the real token + consensus, node1 is lost and fenced,
     and the group moves where it should have stayed: node1 lost at +2.35 s, app on node2 at +4.43 s, every other
-    verdict ok. 54 s with its bring-up (load 11-27)."""
+    verdict ok. 54 s and 47 s with its bring-up (load 11-27)."""
     with separate_testbed(BROKEN / "shorttoken.yaml") as tb:
         result = Runner(tb, tmp_path).run(Case("corosync_pause_short", Target(node="node1")))
     assert result.expected is not None and result.expected.outcome == "stay", result.report()
