@@ -45,6 +45,7 @@ class Judging:
     driver: Driver
     load: bool
     log: Callable[[str], None]
+    _spawn_ahead: Callable[[CaseRun], None]  # harness.recording: the next case's locust, once this one is timed
 
     def _judge(self, c: CaseRun, asserted: tuple[str, ...] | None) -> CaseResult:
         """Verdicts from the recording; the evidence files are written even when judging fails."""
@@ -89,6 +90,7 @@ class Judging:
                 names = (*names, s.name)
         c.timings["judge_s"] = time.monotonic() - t_judge
         c.timings["total_s"] = time.monotonic() - c.t_start
+        self._spawn_ahead(c)
         result = CaseResult(c.case, c.expected, verdicts, c.run_dir, tuple(names), c.timings, findings,
                             c.steps.done, c.diagnosis, c.counts)
         save_evidence(result, c.timeline, requests, c.recovery, topology=self.topology)

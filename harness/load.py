@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -241,6 +242,28 @@ class Load(ClientProcess):
         env["FALLOVER_LOAD_DONE"] = str(self.done)
         super().__init__(testbed, argv, out=log, what="locust load", env=env, ready_timeout=ready_timeout, gate=gate)
         self.log, self.host = log, host
+        self._case: dict[str, str] | None = None  # the case a locust spawned ahead was given (:meth:`adopt`)
+
+    def adopt(self, log: Path, run_id: str) -> None:
+        """Give a gated locust spawned ahead (before its case's directory existed) its case: when the gate
+        opens, its users log to ``log`` and prefix their keys with ``run_id`` (loadprofiles/kv.py); its
+        output so far (its start) moves with it. Before :meth:`open_gate` only."""
+        assert self.gate is not None and self.proc is not None, "only a gated, spawned locust takes a case"
+        log.parent.mkdir(parents=True, exist_ok=True)
+        log.touch()
+        stdout = log.with_name(log.name + ".stdout")
+        os.replace(self.stdout_log, stdout)  # the same file: locust goes on writing to it
+        self.out.unlink(missing_ok=True)  # the placeholder it was started with: nothing was written to it
+        self.log = self.out = log
+        self.stdout_log, self._offset = stdout, 0
+        self._case = {"log": str(log), "run_id": run_id}
+
+    def open_gate(self) -> None:
+        if self.gate is not None and self._case is not None:  # written whole, then renamed into place
+            tmp = self.gate.with_name(self.gate.name + ".tmp")
+            tmp.write_text(json.dumps(self._case))
+            os.replace(tmp, self.gate)
+        super().open_gate()
 
     def stop_sending(self, grace: float = 10.0) -> None:
         """Stop locust's users and return once its log is complete: when every user has stopped (the

@@ -299,8 +299,10 @@ def runner(testbed: Testbed, run_dir: Path, pytestconfig: pytest.Config):  # typ
         if pytestconfig.getoption("verbose") > 1:
             live_line(pytestconfig, f"[fallover] {msg}")
 
-    return Runner(testbed, run_dir, load=not pytestconfig.getoption("--no-load"),
-                  users=pytestconfig.getoption("--users"), log=log)
+    runner = Runner(testbed, run_dir, load=not pytestconfig.getoption("--no-load"),
+                    users=pytestconfig.getoption("--users"), log=log)
+    yield runner
+    runner.close()  # the locust spawned ahead for a next case
 
 
 class CaseError(Exception):

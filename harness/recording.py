@@ -78,6 +78,59 @@ class Recording:
     users: int
     log: Callable[[str], None]
 
+    _ahead: Load | None = None  # a gated locust spawned for the next case (``_spawn_ahead``)
+    _ahead_host: str | None = None  # the host the prespawned locusts load
+    _ahead_n = 0
+
+    def _spawn_ahead(self, c: CaseRun) -> None:
+        """Spawn the next case's locust gated, as soon as this case is timed (its evidence and plot, pytest's
+        own time, the next reset and snapshot then hide its start): locust's imports and user spawning took
+        1-2 s on a loaded box, longer than a reset that is one look, and its gate opened before it was ready.
+
+        It starts with a placeholder log in the run directory's ``.load-ahead``; the next case gives it its
+        own (``Load.adopt``). From the case's (main) thread: a child dies with the thread that spawned it.
+        """
+        if not self.load or self._ahead is not None or self._ahead_host is None or c.load is None:
+            return
+        Recording._ahead_n += 1
+        load = Load(self.testbed, log=c.run_dir.parent / ".load-ahead" / f"load-{Recording._ahead_n}.jsonl",
+                    host=self._ahead_host, users=self.users, gated=True)
+        try:
+            load.spawn()
+        except Exception:  # noqa: BLE001 — the next case spawns its own, as without this
+            self._discard(load)
+            return
+        self._ahead = load
+
+    def _take_ahead(self, c: CaseRun, base: str) -> Load | None:
+        """The locust spawned ahead, given this case (its log, its key prefix), if it loads ``base`` and runs
+        in the client's namespace as it is now; otherwise it is stopped and None."""
+        load, self._ahead = self._ahead, None
+        if load is None:
+            return None
+        if load.host == base and load.running() and not load.stale():
+            load.adopt(c.run_dir / "load.jsonl", c.run_dir.name)
+            return load
+        self._discard(load)
+        return None
+
+    @staticmethod
+    def _discard(load: Load) -> None:
+        """Stop a locust that never took a case, and remove its placeholder files: they are no evidence."""
+        load.stop()
+        for f in (load.out, load.stdout_log):
+            f.unlink(missing_ok=True)
+        try:
+            load.out.parent.rmdir()
+        except OSError:
+            pass  # another one's files are still there
+
+    def close(self) -> None:
+        """At the end of the session: stop the locust spawned ahead for a case that did not come."""
+        load, self._ahead = self._ahead, None
+        if load is not None:
+            self._discard(load)
+
     def _new_load(self, c: CaseRun, base: str, *, gated: bool) -> Load:
         return Load(self.testbed, log=c.run_dir / "load.jsonl", host=base, users=self.users, run_id=c.run_dir.name,
                     gated=gated)
@@ -92,7 +145,11 @@ class Recording:
         recorders: list[Probe | ArpWatch] = [
             Probe(self.testbed, url=f"{base}/health", out=c.run_dir / "probe.jsonl", gated=True),
             ArpWatch(self.testbed, iface=network, ips=[service_ip], out=c.run_dir / "arp.jsonl", gated=True)]
-        load = self._new_load(c, base, gated=True) if self.load else None
+        self._ahead_host = base
+        ahead = self._take_ahead(c, base) if self.load else None
+        if ahead is not None:
+            c.load = ahead
+        load = self._new_load(c, base, gated=True) if self.load and ahead is None else None
         for proc in (*recorders, load):
             if proc is None:
                 continue

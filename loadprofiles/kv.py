@@ -11,7 +11,9 @@
 #                          or "0" (flat out: ~1,600 req/s here, and users spin on instant errors)
 #   FALLOVER_LOAD_TIMEOUT  connect and read timeout in seconds (default 2)
 #   FALLOVER_LOAD_GATE     a file: every user waits in on_start until it exists (so locust can be
-#                          started, its imports and spawning paid, before the recording begins)
+#                          started, its imports and spawning paid, before the recording begins). If it
+#                          holds JSON {"log": PATH, "run_id": ID}, the requests go to that log with that
+#                          key prefix instead (a locust spawned before its case's directory existed)
 #   FALLOVER_LOAD_DONE     a file created once every user has stopped and the log is flushed: nothing
 #                          is written to the log after it (locust's stats and exit take 0.1-0.5 s more)
 
@@ -43,12 +45,23 @@ _gate_open = GATE is None
 
 
 def _wait_for_gate() -> None:
-    """Until FALLOVER_LOAD_GATE exists (latched: users spawned later go straight through)."""
-    global _gate_open
+    """Until FALLOVER_LOAD_GATE exists (latched: users spawned later go straight through); then the case the
+    gate names, if it names one. No greenlet switch between the look and the latch: one user takes the case."""
+    global _gate_open, _log, RUN_ID
     while not _gate_open:
-        _gate_open = os.path.exists(GATE or "")
-        if not _gate_open:
+        if not os.path.exists(GATE or ""):
             gevent.sleep(0.02)
+            continue
+        with open(GATE or "", encoding="utf-8") as f:
+            named = f.read().strip()
+        if named:  # written whole before it appeared (the harness renames it into place)
+            case = json.loads(named)
+            _log.close()
+            if os.path.exists(LOG_PATH or ""):  # the placeholder it started with: empty, no evidence
+                os.unlink(LOG_PATH or "")
+            _log = open(case["log"], "a", buffering=1, encoding="utf-8")
+            RUN_ID = case["run_id"]
+        _gate_open = True
 
 
 def _wait_time(spec: str) -> Callable[..., float]:

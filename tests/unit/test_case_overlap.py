@@ -84,9 +84,14 @@ def calls(monkeypatch: pytest.MonkeyPatch) -> list[tuple[Any, ...]]:
     class Load(FakeProc):
         what = "load"
 
-        def __init__(self, tb: Any, *, log: Path, gated: bool = False, **_: Any) -> None:
+        def __init__(self, tb: Any, *, log: Path, host: str, gated: bool = False, **_: Any) -> None:
             super().__init__(calls_, gated)
-            self.log = log
+            self.log = self.out = log
+            self.host, self.stdout_log = host, log.with_name(log.name + ".stdout")
+
+        def adopt(self, log: Path, run_id: str) -> None:
+            self.log = self.out = log
+            self.calls.append((self.what, "adopt", run_id))
 
         def stop_sending(self) -> None:
             self.calls.append((self.what, "stop sending"))
@@ -153,6 +158,37 @@ def test_what_was_prespawned_into_a_client_namespace_the_reset_rebuilt_is_replac
     rec._start_recording(c, base=BASE, network=NET, service_ip=VIP)
     for what in ("probe", "arp", "load"):
         assert calls.index((what, "stop")) < calls.index((what, "spawn", False)), calls
+
+
+def test_the_next_cases_locust_is_spawned_ahead_and_given_that_case(
+        calls: list[tuple[Any, ...]], tmp_path: Path) -> None:
+    rec = Rec()
+    first = _case(tmp_path / "a")
+    rec._prespawn(first, base=BASE, network=NET, service_ip=VIP)
+    calls.clear()
+    rec._spawn_ahead(first)  # once the first case is timed
+    assert calls == [("load", "spawn", True)]
+    second = _case(tmp_path / "b")
+    calls.clear()
+    rec._prespawn(second, base=BASE, network=NET, service_ip=VIP)
+    assert ("load", "adopt", "b") in calls and ("load", "spawn", True) not in calls  # no second locust
+    assert second.load is not None and second.load.log == tmp_path / "b" / "load.jsonl"
+    rec._spawn_ahead(second)
+    calls.clear()
+    rec.close()  # the session ends: the one spawned for a third case is stopped
+    assert calls == [("load", "stop")] and rec._ahead is None
+
+
+def test_a_locust_spawned_ahead_for_another_service_is_stopped_not_given_the_case(
+        calls: list[tuple[Any, ...]], tmp_path: Path) -> None:
+    rec = Rec()
+    first = _case(tmp_path / "a")
+    rec._prespawn(first, base=BASE, network=NET, service_ip=VIP)
+    rec._spawn_ahead(first)
+    calls.clear()
+    rec._prespawn(_case(tmp_path / "b"), base="http://10.77.1.101:8080", network=NET, service_ip="10.77.1.101")
+    assert ("load", "stop") in calls and ("load", "spawn", True) in calls
+    assert not [x for x in calls if x[1] == "adopt"]
 
 
 def test_the_wind_down_stops_recorders_that_were_spawned_but_never_started(

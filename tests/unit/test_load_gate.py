@@ -182,3 +182,25 @@ def test_a_process_spawned_before_the_client_namespace_was_rebuilt_is_stale(tmp_
     finally:
         other.kill()
         other.wait()
+
+
+def test_a_locust_spawned_ahead_takes_its_case_when_its_gate_opens(kv: str, tmp_path: Path) -> None:
+    """Spawned before its case's directory existed (at the end of the previous case), it is given the case's
+    log and key prefix at the gate: every request lands there, none in the placeholder, and its output moves."""
+    ahead = tmp_path / ".load-ahead" / "load-1.jsonl"
+    load = Load(_host(), log=ahead, host=kv, users=2, spawn_rate=100, gated=True)  # type: ignore[arg-type]
+    case = tmp_path / "case-a" / "load.jsonl"
+    try:
+        load.spawn()
+        load.adopt(case, "case-a")  # as a case that comes at once does: before locust has opened its placeholder
+        time.sleep(1.5)  # importing, then its users wait at the gate
+        load.open_gate()
+        load.wait_ready()
+        time.sleep(0.3)
+    finally:
+        assert load.stop() == 0
+    requests = load_requests(case)
+    assert requests and all(r.ok for r in requests), requests[:3]
+    assert {r.key.split("-")[0] + "-" + r.key.split("-")[1] for r in requests if r.key} == {"case-a"}
+    assert not ahead.exists() and (tmp_path / "case-a" / "load.jsonl.stdout").exists()
+    assert sorted(p.name for p in ahead.parent.iterdir()) == []  # gate and done file: control files, removed
