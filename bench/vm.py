@@ -62,7 +62,7 @@ def main() -> int:
         print("RSS per VM: " + ", ".join(f"{n} {v:.0f} MB" for n, v in sorted(rss.items())), flush=True)
         g = tb.topology.groups[0]
         nemesis = Nemesis(tb)
-        active = service_answer(tb, g.name)
+        active = service_answer(tb, g.name, timeout=10)
         t1 = time.monotonic()
         inj = nemesis.start("node_power_off", node=str(active))
         wait_until(lambda: service_answer(tb, g.name) not in (None, active), timeout=120,

@@ -28,6 +28,9 @@ FENCE_KEY_GUEST = "/etc/cluster/fence_xvm.key"
 PAYLOAD_GUEST = "/tmp/fallover"
 LOAD_THRESHOLD = "1000%"
 """pacemaker's `load-threshold` in the guests (default 80 %): see guest_cib."""
+APP_HEALTH_TIMEOUT_S = 15
+"""The sample app's /health wait in its monitor on the guests (the agent's default 2 s failed the app under
+load on a TCG guest); within the VM CIB's 60 s monitor timeout."""
 MONITOR_MIN_S = 5
 """The shortest monitor interval in the guests (the embedded testbed's 1-2 s cost too much CPU under TCG)."""
 """Where vagrant's file provisioner puts the node's files before provision.sh runs."""
@@ -180,6 +183,11 @@ def guest_cib(lab: Lab, empty_cib: str) -> str:
     # series (fs 5 s, its monitor 5 s, then the IP...). The load says nothing about a TCG guest's headroom.
     ET.SubElement(props, "nvpair", id="cib-bootstrap-options-load-threshold", name="load-threshold",
                   value=LOAD_THRESHOLD)
+    for g in t.groups:  # the sample app under locust load on an emulated guest: /health took over 2 s (measured)
+        params = root.find(f"configuration/resources/group/primitive[@id='{g.name}-app']/instance_attributes")
+        if params is not None and params.find("nvpair[@name='start_cmd']") is None:
+            ET.SubElement(params, "nvpair", id=f"{g.name}-app-params-health_timeout", name="health_timeout",
+                          value=str(APP_HEALTH_TIMEOUT_S))
     for nv in root.iter("nvpair"):  # the alert agent (python) took over 10 s on a starved TCG guest
         if nv.get("id") == "fallover-notify-meta-timeout":
             nv.set("value", "30s")

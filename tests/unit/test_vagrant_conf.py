@@ -108,6 +108,7 @@ def test_guest_cib_fences_through_fence_xvm_and_names_the_guest_adapters(lab: La
     assert values["app-ip-params-nic"] == "eth1" and values["linkmon-service-params-interface"] == "eth1"
     assert values["cib-bootstrap-options-stonith-enabled"] == "true"
     assert values["cib-bootstrap-options-load-threshold"] == "1000%"  # a TCG guest's load is no reason to throttle
+    assert values["app-app-params-health_timeout"] == "15"  # /health under load on a TCG guest takes seconds
     assert values["app-fs-params-device"].startswith("/dev/disk/by-path/ip-10.81.9.1:3260-iscsi-")
     assert values["app-fs-params-directory"] == "/srv/app"
     assert values["app-fs-monitor-2s-params-OCF_CHECK_LEVEL"] == "20"  # a dead disk is noticed
