@@ -3,9 +3,11 @@
 Split from harness/runner.py (the steps of a case) and harness/judging.py (the verdicts): this is
 where a case's time goes that is neither the fault nor the cluster's reaction, so it is kept lean:
 
-- locust takes about a second to import and spawn its users. It is spawned *gated* before the
-  cluster is made whole (loadprofiles/kv.py: its users wait in ``on_start`` for a file) and the
-  gate is opened when the recording starts: it sends nothing before, so the recording is the same;
+- locust takes about a second to import and spawn its users (1-2 s on a loaded box). It is spawned
+  *gated* (loadprofiles/kv.py: its users wait in ``on_start`` for a file) as soon as the previous
+  case is timed, and given its case (log, key prefix) when the gate opens as the recording starts;
+  the first case's is spawned before the cluster is made whole. It sends nothing before the gate
+  opens, so the recording is the same;
 - the probe and the ARP watch are spawned gated with it, for the topology's first group (the one
   the plan's load and probe watch): the probe sends nothing and the ARP watch opens no socket
   before its gate opens, so starting the recording only opens the three gates. Then each is waited
