@@ -300,7 +300,7 @@ def runner(testbed: Testbed, run_dir: Path, pytestconfig: pytest.Config):  # typ
             live_line(pytestconfig, f"[fallover] {msg}")
 
     runner = Runner(testbed, run_dir, load=not pytestconfig.getoption("--no-load"),
-                    users=pytestconfig.getoption("--users"), log=log)
+                    users=pytestconfig.getoption("--users"), log=log, spawn_ahead=True)
     yield runner
     runner.close()  # the locust spawned ahead for a next case
 

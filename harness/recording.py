@@ -80,6 +80,7 @@ class Recording:
     users: int
     log: Callable[[str], None]
 
+    spawn_ahead: bool = False  # the owner calls ``close`` when no case follows (the pytest plugin's runner)
     _ahead: Load | None = None  # a gated locust spawned for the next case (``_spawn_ahead``)
     _ahead_host: str | None = None  # the host the prespawned locusts load
     _ahead_n = 0
@@ -92,7 +93,8 @@ class Recording:
         It starts with a placeholder log in the run directory's ``.load-ahead``; the next case gives it its
         own (``Load.adopt``). From the case's (main) thread: a child dies with the thread that spawned it.
         """
-        if not self.load or self._ahead is not None or self._ahead_host is None or c.load is None:
+        if not (self.spawn_ahead and self.load) or self._ahead is not None or self._ahead_host is None \
+                or c.load is None:
             return
         Recording._ahead_n += 1
         load = Load(self.testbed, log=c.run_dir.parent / ".load-ahead" / f"load-{Recording._ahead_n}.jsonl",

@@ -62,7 +62,9 @@ __all__ = ["ASSERTED", "PROBE_HZ", "Runner"]
 
 class Runner(Recording, Judging):
     def __init__(self, testbed: Testbed, run_root: Path, *, load: bool = True, users: int = 10,
-                 log: Callable[[str], None] = lambda _: None) -> None:
+                 log: Callable[[str], None] = lambda _: None, spawn_ahead: bool = False) -> None:
+        """``spawn_ahead``: spawn each next case's locust as soon as a case is timed (see
+        ``Recording._spawn_ahead``); only for an owner that calls :meth:`close` when no case follows."""
         self.testbed = testbed
         self.topology = testbed.topology
         self.driver = open_driver(testbed)
@@ -70,6 +72,7 @@ class Runner(Recording, Judging):
         self.load = load
         self.users = users
         self.log = log
+        self.spawn_ahead = spawn_ahead
         self._left_whole: tuple[int, int] | None = None  # the fault journal's stamp when the last case left it whole
 
     def run(self, case: Case, *, asserted: tuple[str, ...] | None = None) -> CaseResult:

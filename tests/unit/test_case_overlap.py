@@ -110,7 +110,7 @@ def calls(monkeypatch: pytest.MonkeyPatch) -> list[tuple[Any, ...]]:
 class Rec(Recording):
     def __init__(self) -> None:
         self.testbed = self.driver = SimpleNamespace()  # type: ignore[assignment]
-        self.load, self.users = True, 10
+        self.load, self.users, self.spawn_ahead = True, 10, True
         self.log = lambda _: None
 
 
@@ -177,6 +177,18 @@ def test_the_next_cases_locust_is_spawned_ahead_and_given_that_case(
     calls.clear()
     rec.close()  # the session ends: the one spawned for a third case is stopped
     assert calls == [("load", "stop")] and rec._ahead is None
+
+
+def test_no_locust_is_spawned_ahead_for_an_owner_that_does_not_close_its_runner(
+        calls: list[tuple[Any, ...]], tmp_path: Path) -> None:
+    """`Runner(tb, dir).run(case)` once, as the live tests do: nothing may outlive the case."""
+    rec = Rec()
+    rec.spawn_ahead = False
+    first = _case(tmp_path / "a")
+    rec._prespawn(first, base=BASE, network=NET, service_ip=VIP)
+    calls.clear()
+    rec._spawn_ahead(first)
+    assert calls == [] and rec._ahead is None
 
 
 def test_a_locust_spawned_ahead_for_another_service_is_stopped_not_given_the_case(
