@@ -8,8 +8,9 @@ One is known here, from a live run (pacemaker_kill-node1, 2026-11-30) read again
   (`controld_delete_node_state`) and writes ``crmd=offline`` into its node_state
   (`peer_update_callback`). Both writes go round the cluster before they apply; the scheduler's
   query of the CIB is answered locally at once. It can see the attributes gone but the controller
-  still online: the node is "active", its attribute rules ban it, and the transition *moves* the
-  group by sending a stop to the controller that is gone. Nothing aborts that transition when
+  still online: the node is "active", a rule that reads a missing attribute as a failure bans
+  it (the generated CIB has none since 2026-11-30: tests/unit/test_cib_policy.py), and the transition
+  *moves* the group by sending a stop to the controller that is gone. Nothing aborts that transition when
   ``crmd=offline`` lands (`te_update_diff` acts on resource history, not on node_state
   attributes), so the DC fences only when the stop times out: its timeout plus cluster-delay.
   Pacemaker 3.0.2 no longer erases the attributes there (commit 62f227df).

@@ -187,9 +187,17 @@ def cib_xml(layout: Layout, empty_cib: str) -> str:
                    [("start", "0s", "20s"), ("stop", "0s", "20s"), ("monitor", "1s", "20s")], provider="pacemaker")
     for g in topo.groups:
         _group(resources, layout, g)
-        # ethmonitor *deletes* its attribute when the link dies, so "not 1" is the test; ping sets 0,
-        # and "is 0" lets the group start before the first ping has answered (faster bring-up)
-        needs = [(f"ethmonitor-{g.network}", "link", "ne", "1")]
+        # Both monitors set 0 when their network dies, and the test is "is 0", never "not 1": a missing
+        # attribute is no news about the network. Pacemaker 2.1.5's DC erases a node's attributes
+        # when its controller leaves and may schedule from a CIB read before it records the node's
+        # controller offline; "not 1" then banned a node it still thought active, and the group was
+        # moved by a stop sent to the dead controller, fenced only after stop timeout + cluster-delay
+        # (harness/audits/pcmk_races.py). "Is 0" also lets the group start before the first monitor
+        # has answered (faster bring-up). Where the link is *not monitored* (its monitor stopped or
+        # failed there), the colocation below keeps the group away, as "not 1" did.
+        needs = [(f"ethmonitor-{g.network}", "link", "eq", "0")]
+        ET.SubElement(constraints, "rsc_colocation", id=f"{g.name}-with-linkmon-{g.network}", rsc=g.name,
+                      score="INFINITY", **{"with-rsc": f"linkmon-{g.network}-clone"})
         if g.network == topo.client.network:
             needs.append((f"reach-{g.network}", "clients", "eq", "0"))
         for attr, why, op, value in needs:
