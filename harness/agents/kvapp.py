@@ -26,6 +26,13 @@ import time
 import urllib.parse
 
 KEY_RE = re.compile(r"[A-Za-z0-9._-]{1,128}")
+RESERVE_BLOCKS = 64
+"""Free blocks a PUT leaves to others, like a database's flood-stage watermark. On a full disk the
+cluster's Filesystem monitor (OCF_CHECK_LEVEL=20) rewrites its status file there, truncating it
+first; without a reserve, a write of ours could take the block the truncate freed and the monitor
+failed with "Failed to write status file" (disk_full-shared moved the group on a correct cluster,
+2026-11-30). 64 blocks is more than the PUTs in flight at once (one per server thread) can take
+between their check and their write."""
 MARKER = ".fallover-kv"
 MAX_VALUE = 16 * 1024 * 1024
 IDLE_TIMEOUT = 30  # seconds an idle keep-alive connection may hold a thread
@@ -100,7 +107,9 @@ class Store:
 
     def put(self, key, value):
         """Durable write: temp file, fsync, rename, fsync dir (no fsync at all when not `sync`).
-        Raises OSError on failure."""
+        Raises OSError on failure, ENOSPC below the reserve (RESERVE_BLOCKS)."""
+        if os.statvfs(self.kv_dir).f_bfree < RESERVE_BLOCKS:
+            raise OSError(errno.ENOSPC, f"fewer than {RESERVE_BLOCKS} free blocks (kept for others)", self.kv_dir)
         fd, tmp = tempfile.mkstemp(prefix=".tmp-", dir=self.kv_dir)
         try:
             with os.fdopen(fd, "wb") as f:

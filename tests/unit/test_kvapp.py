@@ -1,5 +1,6 @@
 """Unit tests for the sample HA app, run as a real process under the system /usr/bin/python3."""
 
+import errno
 import http.client
 import json
 import os
@@ -223,3 +224,28 @@ def test_ack_before_fsync_writes_without_any_fsync(tmp_path, monkeypatch, sync):
     assert len(synced) == (2 if sync else 0)  # the file, then its directory entry
     args = kvapp.parse_args(["--data-dir", str(tmp_path)] + ([] if sync else ["--ack-before-fsync"]))
     assert args.ack_before_fsync is not sync
+
+
+def test_a_put_leaves_the_reserve_to_the_cluster_monitor(tmp_path, monkeypatch):
+    """Below RESERVE_BLOCKS free blocks a PUT is refused with ENOSPC before it allocates anything, so the
+    block a Filesystem monitor frees by truncating its status file on a full disk stays the monitor's."""
+    kvapp = load_kvapp()
+    store = kvapp.Store(str(tmp_path))
+    store.init()
+    real = os.statvfs
+    free = {"blocks": kvapp.RESERVE_BLOCKS}
+
+    class Fake:
+        def __init__(self, st):
+            self.st = st
+
+        def __getattr__(self, name):
+            return free["blocks"] if name == "f_bfree" else getattr(self.st, name)
+
+    monkeypatch.setattr(os, "statvfs", lambda p: Fake(real(p)))
+    store.put("k", b"v")  # at the reserve: still allowed
+    free["blocks"] = kvapp.RESERVE_BLOCKS - 1
+    with pytest.raises(OSError) as e:
+        store.put("k2", b"v")
+    assert e.value.errno == errno.ENOSPC and kvapp.errno_name(e.value) == "ENOSPC"
+    assert store.get("k2") is None and os.listdir(tmp_path / "kv") == ["k"]  # nothing allocated, not even a temp
