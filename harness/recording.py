@@ -31,7 +31,7 @@ from harness.audits.cluster import Consistency
 from harness.audits.logs import LogAudit
 from harness.drivers.base import Driver
 from harness.faults import Nemesis
-from harness.load import Load
+from harness.load import ClientProcess, Load
 from harness.notifications import testbed_tails
 from harness.oplog import OpLog
 from harness.plan import Case, Expected
@@ -57,6 +57,7 @@ class CaseRun:
     probe: Probe | None = None
     arp: ArpWatch | None = None
     load: Load | None = None
+    verifier: ClientProcess | None = None  # the read-back spawned gated during the recovery (load.verify_ahead)
     early: list[Probe | ArpWatch] = field(default_factory=list)  # spawned gated, not yet recorders (``_prespawn``)
     audit: LogAudit | None = None
     consistency: Consistency | None = None
@@ -245,3 +246,6 @@ class Recording:
         t_join = time.monotonic()
         self._join_beside(c)
         c.timings["beside_wait_s"] = time.monotonic() - t_join
+        if c.verifier is not None:  # done with the read-back, or still at its gate if the case never got there
+            with c.steps("stop the read-back"):
+                c.verifier.stop()

@@ -45,7 +45,7 @@ from harness.errors import FalloverError, WaitTimeout
 from harness.faults import FAULTS
 from harness.faults.partitions import HOLD_FOR_TAKEOVER
 from harness.judging import ASSERTED, PROBE_HZ, Judging
-from harness.load import verify
+from harness.load import verify, verify_ahead
 from harness.oplog import recorded
 from harness.plan import Case, expect
 from harness.probe import Probe, wait_for_answer
@@ -165,6 +165,9 @@ class Runner(Recording, Judging):
         t_heal = time.monotonic()
         self.log(f"{c.case.id}: recovering")
         timeline.add(TEST_MARK, None, label="recovery start")
+        if c.load is not None:  # while the cluster settles: the read-back's process, gated
+            with steps("spawn the read-back ahead"):
+                c.verifier = verify_ahead(tb, c.load.log, base)
         with steps("operator recovery"), c.recovery.phase("operator recovery"):
             # power fenced nodes on, clean up failed actions: the operator's steps, recorded for the runbook
             recorded(tb).up(placement=False, progress=c.recovery.note)
@@ -219,7 +222,7 @@ class Runner(Recording, Judging):
                 except WaitTimeout:
                     raise FalloverError("not read back: the service does not answer after the operator "
                                         "recovery failed") from None
-            verify(self.testbed, c.load.log, base)
+            verify(self.testbed, c.load.log, base, ahead=c.verifier)
         c.timings["verify_s"] = time.monotonic() - t_verify
         # nothing reads them any more: deleted beside the recorders' stop
         self.beside(c, "forget keys", lambda: self._forget_step(c, group))

@@ -11,6 +11,7 @@ import http.client
 import json
 import os
 import queue
+import signal
 import sys
 import threading
 import time
@@ -18,6 +19,7 @@ import urllib.parse
 from dataclasses import asdict
 from pathlib import Path
 
+from harness.load import wait_for_gate
 from harness.timeline import Request, load_requests
 
 RETRIES = 3  # reads are idempotent: a reset while the service settles is not a lost write
@@ -129,7 +131,14 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--url", required=True, help="service base URL, e.g. http://10.77.1.100:8080")
     p.add_argument("--concurrency", type=int, default=16)
     p.add_argument("--timeout", type=float, default=2.0, help="per-request timeout in seconds")
+    p.add_argument("--gate", help="spawned ahead: read nothing until this file exists (exit 0 on SIGTERM before)")
     args = p.parse_args(argv)
+    if args.gate:
+        stopped: list[int] = []
+        signal.signal(signal.SIGTERM, lambda signum, frame: stopped.append(signum))
+        wait_for_gate(args.gate, lambda: bool(stopped))
+        if stopped:
+            return 0
     if not args.log.is_file():
         print(f"harness.verify: {args.log}: no such load log", file=sys.stderr)
         return 2

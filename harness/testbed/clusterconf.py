@@ -196,8 +196,8 @@ def cib_xml(layout: Layout, empty_cib: str) -> str:
         # has answered (faster bring-up). Where the link is *not monitored* (its monitor stopped or
         # failed there), the colocation below keeps the group away, as "not 1" did.
         needs = [(f"ethmonitor-{g.network}", "link", "eq", "0")]
-        ET.SubElement(constraints, "rsc_colocation", id=f"{g.name}-with-linkmon-{g.network}", rsc=g.name,
-                      score="INFINITY", **{"with-rsc": f"linkmon-{g.network}-clone"})
+        ET.SubElement(constraints, "rsc_colocation", {"id": f"{g.name}-with-linkmon-{g.network}", "rsc": g.name,
+                                                      "with-rsc": f"linkmon-{g.network}-clone", "score": "INFINITY"})
         if g.network == topo.client.network:
             needs.append((f"reach-{g.network}", "clients", "eq", "0"))
         for attr, why, op, value in needs:

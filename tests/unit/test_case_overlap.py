@@ -226,7 +226,7 @@ def _reader(calls: list[tuple[Any, ...]], tmp_path: Path, monkeypatch: pytest.Mo
     r = Runner.__new__(Runner)
     r.testbed, r.log = SimpleNamespace(), lambda _: None  # type: ignore[assignment]
 
-    def verify(tb: Any, log: Path, url: str) -> Path:
+    def verify(tb: Any, log: Path, url: str, **kw: Any) -> Path:
         calls.append(("verify", "start"))
         assert release.wait(10)
         calls.append(("verify", "end"))
