@@ -31,16 +31,20 @@ _FENCE_ASKED = re.compile(r"Requesting fencing \(\w+\) of node (\S+)")
 
 
 def stale_transition(lines: Iterable[LogLine]) -> list[str]:
-    """A line per node whose lost controller was sent an operation before any fence of it was asked for."""
-    left: set[str] = set()
+    """A line per node whose lost controller was sent an operation before any fence of it was asked for.
+
+    Each node's log is read on its own: the node that lost the peer must be the one that sent it the
+    operation (in a partition, the other side still has that node as a peer and rightly sends it work)."""
+    left: set[tuple[str, str]] = set()  # (the node whose log says so, the peer it lost)
     fenced: set[str] = set()
     told: dict[str, str] = {}
     for ln in lines:
         if m := _LEFT.search(ln.line):
-            left.add(m.group(1))
+            left.add((ln.node, m.group(1)))
         elif m := _FENCE_ASKED.search(ln.line):
             fenced.add(m.group(1))
-        elif (m := _STOP_SENT.search(ln.line)) and m.group(3) in left - fenced and m.group(3) not in told:
+        elif (m := _STOP_SENT.search(ln.line)) and (ln.node, m.group(3)) in left \
+                and m.group(3) not in fenced and m.group(3) not in told:
             op, rsc, node = m.groups()
             told[node] = (
                 f"Pacemaker race (seen in {ln.node}'s log): after {node}'s controller left, the DC sent a {op} of "

@@ -1,5 +1,5 @@
 """Split brain: the service owned by two nodes at once, seen in ARP, in the probe, by the cluster itself,
-or as one shared filesystem mounted on two nodes at once."""
+as one shared filesystem mounted on two nodes at once, or as a takeover begun while the owner still served."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ from collections import defaultdict
 from collections.abc import Iterable
 
 from harness.checkers.base import POLLER, PROBE, UNKNOWN, Context, Verdict, fmt_s
-from harness.timeline import ARP_GRATUITOUS, ARP_REPLY, CLUSTER_GROUP_SPLIT, CLUSTER_MOUNTS
+from harness.timeline import ARP_GRATUITOUS, ARP_REPLY, CLUSTER_GROUP_SPLIT, CLUSTER_MOUNTS, NOTIFICATION
 
 NAME = "split_brain"
 WINDOW_S = 1.0
@@ -59,9 +59,39 @@ def double_mounts(ctx: Context) -> list[tuple[float, str]]:
     return sorted(out)
 
 
+def takeovers_beside_the_owner(ctx: Context) -> list[tuple[float, str]]:
+    """One finding per start of a group member on a node while another node still served the group.
+
+    A start is reported (by the alert agent) when it ends, ok or not; if the probe is then answered
+    by another node that has not started the group again since, that node still held the whole group
+    (its filesystem is stopped last) while this one began to take it over. A correct cluster stops
+    the group, or fences its node, before it starts it elsewhere. Whether the second mount then
+    succeeds is the disk's luck: on the embedded testbed each node has its own view of the shared
+    disk, and a mount next to a node that is writing can fail as "probably corrupted filesystem".
+    """
+    starts = sorted((e.mono, str(e.data.get("node") or e.node), str(e.data.get("rsc")), e.data.get("rc"))
+                    for e in ctx.of(NOTIFICATION)
+                    if e.data.get("kind") == "resource" and e.data.get("task") == "start"
+                    and ctx.is_group_resource(e.data.get("rsc")))
+    answers = [(p.mono, p.node) for p in ctx.samples if p.ok and p.node is not None]
+    out: list[tuple[float, str]] = []
+    for t, node, rsc, rc in starts:
+        owner = next(((ta, a) for ta, a in answers if ta > t and a != node), None)
+        if owner is None or out and out[-1][0] == t:
+            continue
+        ta, a = owner
+        if any(a == n and t < ts <= ta for ts, n, _, _ in starts):
+            continue  # the other node started the group again: a move back, not two owners
+        result = "" if rc in (None, 0, "0") else f", rc={rc}"
+        out.append((t, f"{rsc} started on {node} at {ctx.rel(t)}{result} while {a} still served "
+                       f"(answered at {ctx.rel(ta)})"))
+    return out
+
+
 def check_split_brain(ctx: Context) -> Verdict:
-    """Invalid on a CLUSTER_GROUP_SPLIT, on a shared filesystem mounted on two nodes at once, on two
-    MACs alternating for one IP, or on two nodes alternating in probe answers, each within the window;
+    """Invalid on a CLUSTER_GROUP_SPLIT, on a shared filesystem mounted on two nodes at once, on a group
+    member started on a node while another still served, on two MACs alternating for one IP, or on two
+    nodes alternating in probe answers, each within the window;
     "unknown" when there is neither ARP, probe-node, mount nor cluster data, or when lost polls or probe
     slots exceed their limits (a hole may hide the overlap)."""
     return ctx.vouch(_judge(ctx), POLLER + PROBE)
@@ -69,7 +99,7 @@ def check_split_brain(ctx: Context) -> Verdict:
 
 def _judge(ctx: Context) -> Verdict:
     window = float(ctx.expectation.get("split_brain_window_s", WINDOW_S))
-    findings: list[tuple[float, str]] = double_mounts(ctx)
+    findings: list[tuple[float, str]] = double_mounts(ctx) + takeovers_beside_the_owner(ctx)
     for e in ctx.of(CLUSTER_GROUP_SPLIT):
         nodes = "+".join(map(str, e.data.get("nodes") or [])) or "several nodes"
         findings.append((e.mono, f"cluster reported group {e.data.get('group', '?')} active on {nodes} "

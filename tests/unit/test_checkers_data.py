@@ -93,6 +93,30 @@ def test_interleaved_probe_answers_are_caught() -> None:
     assert v.valid is False and "probe answered by node1, then node2, then node1" in v.explanation
 
 
+def _start(t: float, node: str, rsc: str = "app-fs", rc: int = 0) -> Event:
+    return ev(t, NOTIFICATION, node, kind="resource", rsc=rsc, task="start", rc=rc, node=node)
+
+
+def test_a_takeover_begun_while_the_owner_still_serves_is_caught() -> None:
+    """The nofence cluster cut node1 off and started app-fs on node2 while node1 still served; the mount
+    failed there ("probably corrupted filesystem"), so no double mount was ever seen: still split brain."""
+    never_moved = probe(-2, 20, True, "node1")
+    v = check_split_brain(ctx(history(replace={"takeover": [], "rejoin": []}, samples=never_moved,
+                                      extra=[_start(3.0, "node2", rc=1)])))
+    assert v.valid is False, v.explanation
+    assert "app-fs started on node2 at +3.00 s, rc=1 while node1 still served (answered at +3.02 s)" in v.explanation
+
+
+def test_a_handover_and_a_move_back_are_no_takeover_beside_the_owner() -> None:
+    """The clean history: node2 starts the group after node1 stopped answering (fenced), node1 starts it
+    again before it answers again (failback); a restart in place is on the same node."""
+    starts = [_start(3.9, "node2"), _start(13.85, "node1"), _start(16.0, "node1", rsc="app-app")]
+    v = check_split_brain(ctx(history(extra=starts)))
+    assert v.valid is True, v.explanation
+    other = [ev(3.9, NOTIFICATION, "node2", kind="resource", rsc="reach-service", task="start", rc=0, node="node3")]
+    assert check_split_brain(ctx(history(extra=other))).valid is True  # not a member of the group
+
+
 def test_interleaving_needs_both_ends_within_the_window() -> None:
     failback = [(0.0, "a"), (0.9, "b"), (1.6, "b"), (2.0, "a")]
     assert interleaved(failback, 1.0) is None

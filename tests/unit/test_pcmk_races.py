@@ -30,3 +30,15 @@ def test_a_fence_asked_first_is_the_documented_path_not_the_race() -> None:
 def test_an_operation_on_a_node_whose_controller_is_there_is_not_the_race() -> None:
     assert stale_transition(lines(STOP)) == []
     assert stale_transition(lines(LEFT.replace("node1", "node2"), STOP)) == []
+
+
+def test_a_peer_lost_in_another_nodes_log_is_not_the_race() -> None:
+    """A partition (the nofence cluster, 2026-11-30): node1 lost node3, while node2, with node3 on its
+    side, rightly sent node3 a start. Only a DC's own loss of the peer makes the race."""
+    lost_by_node1 = LogLine("node1", "pacemaker.log", "Nov 30 07:07:50.1 node1 pacemaker-controld  [51] "
+                            "(peer_update_callback) \tinfo: Node node3 is no longer a peer | DC=true")
+    start_by_node2 = LogLine("node2", "pacemaker.log", "Nov 30 07:08:00.1 node2 pacemaker-controld  [49] "
+                             "(execute_rsc_action) \tnotice: Initiating start operation app-fs_start_0 on node3 | action 25")
+    assert stale_transition([lost_by_node1, start_by_node2]) == []
+    lost_by_node2 = LogLine("node2", lost_by_node1.file, lost_by_node1.line.replace(" node1 ", " node2 "))
+    assert len(stale_transition([lost_by_node2, start_by_node2])) == 1
