@@ -131,6 +131,15 @@ def test_each_warning_sign_of_trouble_is_bad_news_and_keeps_its_reason(line: str
     assert sign is not None and is_bad(line) and word in sign.reason
 
 
+def test_a_cib_one_update_behind_a_peer_is_an_update_in_flight_not_a_divergence() -> None:
+    ahead = ("Nov 30 07:36:29.751 node1 pacemaker-based     [68] (process_ping_reply) \tnotice: Local CIB "
+             "1.15.291.1893314bb99a6bbd4db0f268c29d7472 differs from node3: 1.15.292.39eb3373b92f5e6afe929e986291622a "
+             "0x55bd90dcd750")
+    assert warning_sign(ahead) is None and not is_bad(ahead)
+    same = ahead.replace("1.15.292.", "1.15.291.")
+    assert warning_sign(same) is not None and is_bad(same)
+
+
 def test_every_warning_sign_is_matched_by_a_real_line_and_ordinary_warnings_are_not() -> None:
     assert {warning_sign(line) for line in SIGNS} == set(WARNING_SIGNS)
     assert not is_bad("Nov 29 21:30:01.123 node1 pacemaker-controld  [40] (x) \twarning: Node node3 is unclean")
