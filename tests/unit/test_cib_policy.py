@@ -89,3 +89,10 @@ def test_the_group_stays_off_a_node_whose_link_is_not_monitored(running_on_node1
     banned = tmp_path / "banned.xml"
     tree.write(banned)
     assert moves(banned, {n: HEALTHY for n in NODES}, tmp_path) == {m: "node1 -> node2" for m in MEMBERS}
+
+
+def test_a_missed_event_is_recomputed_within_seconds(running_on_node1: Path) -> None:
+    """The race's other half: a scheduler run from the CIB read before ``crmd=offline`` landed plans
+    nothing, and nothing triggers another run but the recheck (clusterconf.RECHECK_S)."""
+    props = {n.get("name"): n.get("value") for n in ET.parse(running_on_node1).getroot().iter("nvpair")}
+    assert props["cluster-recheck-interval"] == f"{clusterconf.RECHECK_S}s" and clusterconf.RECHECK_S <= 5
