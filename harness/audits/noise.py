@@ -261,9 +261,10 @@ NOISE: tuple[NoiseRule, ...] = (
     _noise(r"error: Could not connect to (?:the )?(?P<peer>[\w-]+(?: manager)?)(?: IPC)?: Connection refused",
            "a client (daemon, agent helper such as attrd_updater, crm_* tool) found no listener: the daemon it "
            "talks to is down or not up yet"),
-    _noise(r"error: Error in connection setup \(/dev/shm/qb-[^)]*\): Broken pipe",
-           "libqb's server side: a local client went away during the IPC handshake, as it does while either end "
-           "is stopped or restarted (IPC never leaves the node)"),
+    _noise(r"error: Error in connection setup \(/dev/shm/qb-[^)]*\): (?:Broken pipe|Operation not permitted)",
+           "libqb's server side: a local client went away during the IPC handshake, or the daemon refused it "
+           "because it is shutting down (the CIB manager answers -EPERM then), as happens while either end is "
+           "stopped or restarted (IPC never leaves the node)"),
     _noise(r"error: Result of \w+ operation for \S+ on \S+: Error \(Resource agent interrupted by Killed signal\)",
            "an operation was running when the node's processes were SIGKILLed", peer="resource-agent"),
 )

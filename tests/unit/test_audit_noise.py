@@ -228,6 +228,10 @@ def test_a_restarting_fencers_broken_pipe_is_expected_during_a_rolling_restart_o
     assert explain("node2", broken_pipe(T0 + 12.5), rolling, near=T0) is not None
     assert explain("node2", broken_pipe(T0 + 12.5), [], near=T0) is None
     assert explain("node2", broken_pipe(T0 + 12.5), CASE, near=T0) is None  # node1's corosync_kill
+    refused = pcmk(T0 + 12.5, "node2", "pacemaker-based", "handle_new_connection", "error",  # full suite, 2026-11-30
+                   "Error in connection setup (/dev/shm/qb-2382-11332-9-vaACxy/qb): Operation not permitted (1)")
+    assert explain("node2", refused, rolling, near=T0) is not None
+    assert explain("node2", refused, [], near=T0) is None
 
 
 def test_with_one_daemon_disrupted_its_peers_are_expected_and_unrelated_daemons_are_not() -> None:
