@@ -183,7 +183,7 @@ class Recording:
         """Poller and log mark first, then probe, ARP watch and load spawned at once and each seen working."""
         tb = self.testbed
         c.nemesis = Nemesis(tb, c.timeline, log=self.log)
-        c.poller = ClusterPoller(self.driver, c.timeline, tails=testbed_tails(tb))
+        c.poller = ClusterPoller(self.driver, c.timeline, tails=testbed_tails(tb), interval=self.driver.poll_interval)
         url = f"{base}/health"
         probe = self._take_early(c, Probe, lambda p: isinstance(p, Probe) and p.url == url)
         arp = self._take_early(c, ArpWatch,

@@ -29,6 +29,8 @@ class Driver(Protocol):
     testbed: Testbed
     topology: Topology
     quiet_s: float
+    poll_interval: float
+    """Between two looks at the cluster (the testbed's `Pace`; the poller polls at it too)."""
     membership: bool
     """Whether a node lost in `state()` is the cluster's own view (Pacemaker's membership), rather than
     the harness seeing the node's daemon gone (keepalived has no membership): detection credits only the former."""

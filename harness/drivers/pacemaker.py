@@ -11,7 +11,7 @@ from harness.drivers.polling import Polling
 from harness.drivers.state import ClusterState, parse_crm_mon
 from harness.errors import CommandFailed, TransportError, WaitTimeout
 from harness.result import Result
-from harness.testbed.base import Capabilities, Progress, Testbed, quiet
+from harness.testbed.base import Capabilities, Progress, Testbed, pace_of, quiet
 from harness.wait import wait_until
 
 CRM_MON = ["crm_mon", "--one-shot", "--inactive", "--output-as=xml"]
@@ -41,10 +41,13 @@ class PacemakerDriver(Polling, PacemakerBackup):
 
     membership = True
 
-    def __init__(self, testbed: Testbed, *, query_timeout: float = 8.0, quiet_s: float = SETTLE_QUIET_S) -> None:
+    def __init__(self, testbed: Testbed, *, query_timeout: float | None = None, quiet_s: float = SETTLE_QUIET_S) -> None:
         self.testbed = testbed
         self.topology = testbed.topology
-        self.query_timeout = query_timeout
+        pace = pace_of(testbed)
+        self.query_timeout = query_timeout or pace.query_timeout_s
+        self.admin_timeout = pace.admin_timeout_s
+        self.poll_interval = pace.poll_s
         self.quiet_s = quiet_s
         self._preferred: str | None = None
 
@@ -207,18 +210,18 @@ class PacemakerDriver(Polling, PacemakerBackup):
         last: list[ClusterState | None] = [None]
         why = ["no node answered crm_mon"]
         shown = [""]
-        pause = [0.25]
+        pause = [self.poll_interval]
 
         def check() -> ClusterState | None:
             t_look = time.monotonic()
             s = self.state()
             last[0] = s
-            pause[0] = 0.25
+            pause[0] = self.poll_interval
             reason = "no node answers crm_mon" if s is None else self.unsettled(s, placement)
             if reason is None and (left := self.quiet_left()) > 0:
                 # settled but for the quiet period: no look before it ends can answer yes, so the next
                 # look is when it ends (rather than ~12 crm_mon and settle queries at 4 Hz meanwhile)
-                pause[0] = max(0.25, left)
+                pause[0] = max(self.poll_interval, left)
                 reason = f"waiting {left:.1f} s more for results in flight since the last fault change"
             why[0] = reason or ""
             line = f"{s.summary() if s else 'no node answers'}" + (f" ({reason})" if reason else "")
@@ -293,7 +296,7 @@ class PacemakerDriver(Polling, PacemakerBackup):
 
     # -- steering -------------------------------------------------------------------------------
 
-    def admin(self, argv: list[str], timeout: float = 30.0, *, connect_timeout: float = 60.0,
+    def admin(self, argv: list[str], timeout: float | None = None, *, connect_timeout: float = 60.0,
               input: str | None = None) -> Result:
         """Run a cluster command on the first node that can take it.
 
@@ -307,7 +310,7 @@ class PacemakerDriver(Polling, PacemakerBackup):
             last: Exception | None = None
             for node in self._query_order():
                 try:
-                    return self.testbed.node(node).run(argv, timeout=timeout, input=input)
+                    return self.testbed.node(node).run(argv, timeout=timeout or self.admin_timeout, input=input)
                 except TransportError as e:
                     last = e
                 except CommandFailed as e:

@@ -23,6 +23,29 @@ def quiet(_: str) -> None:
     """The default progress sink."""
 
 
+@dataclass(frozen=True)
+class Pace:
+    """How often the harness may ask a testbed's nodes about the cluster, and how long an answer may take.
+
+    The defaults are the embedded testbed's, where crm_mon answers in tens of milliseconds. A testbed whose
+    nodes answer far slower says so (its ``pace`` attribute): on emulated VMs one crm_mon costs a guest
+    seconds of its CPU, and polling at 4 Hz kept the guest the harness asked busy with the asking.
+    """
+
+    poll_s: float = 0.25
+    """Between two looks at the cluster (the poller, settle waits)."""
+    query_timeout_s: float = 8.0
+    """One read-only query (crm_mon, the settle query)."""
+    admin_timeout_s: float = 30.0
+    """One command that changes the cluster (cleanup, move)."""
+
+
+def pace_of(testbed: object) -> Pace:
+    """The testbed's declared pace, or the embedded testbed's."""
+    pace = getattr(testbed, "pace", None)
+    return pace if isinstance(pace, Pace) else Pace()
+
+
 CAPABILITIES: dict[str, str] = {
     "power": "power a node off and on (hard, no clean shutdown)",
     "freeze": "hang a node: stop every process of it, and let it go again",

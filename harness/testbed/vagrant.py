@@ -28,7 +28,7 @@ from typing import Any
 from harness.errors import FalloverError, TestbedError
 from harness.inventory import SshHost, SshInventory
 from harness.testbed import vagrantbox, vagrantconf
-from harness.testbed.base import CAPABILITIES, Capabilities, LogFile, Progress, quiet
+from harness.testbed.base import CAPABILITIES, Capabilities, LogFile, Pace, Progress, quiet
 from harness.testbed.layout import AGENTS, ASSETS, Layout, default_instance
 from harness.testbed.ssh import SshTestbed
 from harness.testbed.vagrantdisk import VmDisk
@@ -46,6 +46,11 @@ REQUIRED = ("vagrant", "virsh", "libvirtd", "virtlogd", "qemu-system-x86_64", "t
             "nsenter", "unshare", "mkfs.ext4")
 SSH_FIRST_S = 300.0
 """How long a running guest may take to accept fallover's first SSH login (see check_hosts)."""
+TCG_PACE = Pace(poll_s=2.0, query_timeout_s=45.0, admin_timeout_s=120.0)
+"""How the harness asks emulated guests (measured 2026-11-30 on the 2-core host at a load of 12-17, 3 TCG guests
+of a settled cluster: one crm_mon cost the guest 1.5 s of its CPU and took 8.6 s over SSH, as did `true`; a
+`crm_resource --cleanup` ran out at the embedded testbed's 30 s). Polled every 0.25 s, the guest the harness
+asked did little but answer it; a look every 2 s stays well inside the 10 s detection SLA."""
 VAGRANT_UP_S = 1800.0
 """`vagrant up` of the VMs, provisioning included: measured 435-472 s for 3 TCG guests at a host load of 15-30
 (72 s for 2 on a quiet host); about four times the worst seen before it counts as stuck."""
@@ -67,6 +72,7 @@ class VagrantTestbed(VmControl, VmDisk, SshTestbed):
         super().__init__(topology.model_copy(update={"ssh": inventory}), instance=self.layout.instance)
         self.state = self.layout.state
         self.accel = accel
+        self.pace = TCG_PACE if vagrantconf.accel(self.labx, accel) == "tcg" else Pace()
         self._dom: dict[str, tuple[float, str]] = {}
         sock = self._socket_factory()
         self._nodes = {n: SshTransport(n, hosts[n], known_hosts=None, strict=False, connect_timeout=30,
