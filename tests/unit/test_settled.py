@@ -249,3 +249,44 @@ def test_a_settled_look_with_the_group_away_does_not_count_for_placement(tmp_pat
     assert s.group_node("app") == "node2"
     assert d.settled_look(since=t_heal, placement=False) is not None
     assert d.settled_look(since=t_heal, placement=True) is None  # the runner then waits for the failback
+
+
+# -- the testbed's pace ----------------------------------------------------------------------------------
+
+
+def test_a_testbed_declares_how_often_and_how_patiently_its_nodes_are_asked(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The embedded testbed's pace by default; a slow testbed's (emulated VMs) where it declares one: its
+    nodes are then asked less often (the settle wait's pause between looks) and given longer to answer
+    (every crm_mon runs with the declared timeout)."""
+    import harness.drivers.pacemaker as pcmk
+    from harness.testbed.base import Pace
+
+    timeouts: list[float] = []
+    pauses: list[float] = []
+
+    def one_look(check: Any, *, interval: Any, **_: Any) -> Any:
+        answer = check()
+        pauses.append(interval())
+        return answer or SETTLED
+
+    monkeypatch.setattr(pcmk, "wait_until", one_look)
+    script = Script(crm_mon=PENDING)  # not settled: the look is followed by a pause
+    plain = driver(script)
+    assert (plain.poll_interval, plain.query_timeout, plain.admin_timeout) == (0.25, 8.0, 30.0)
+    plain.wait_settled(timeout=60)
+    tb = fake_tb(script)
+    tb.pace = Pace(poll_s=2.0, query_timeout_s=45.0, admin_timeout_s=120.0)
+    inner = tb.node
+
+    def node(n: str) -> SimpleNamespace:
+        def run(argv: Any, *, timeout: float, **kw: Any) -> Result:
+            timeouts.append(timeout)
+            return inner(n).run(argv, timeout=timeout, **kw)  # type: ignore[no-any-return]
+        return SimpleNamespace(run=run)
+
+    tb.node = node
+    slow = PacemakerDriver(tb, quiet_s=0.0)  # type: ignore[arg-type]
+    assert slow.admin_timeout == 120.0
+    slow.wait_settled(timeout=60)
+    assert pauses == [0.25, 2.0]
+    assert timeouts and set(timeouts) == {45.0}
