@@ -109,7 +109,7 @@ def calls(monkeypatch: pytest.MonkeyPatch) -> list[tuple[Any, ...]]:
 
 class Rec(Recording):
     def __init__(self) -> None:
-        self.testbed = self.driver = SimpleNamespace()  # type: ignore[assignment]
+        self.testbed = self.driver = SimpleNamespace(poll_interval=0.25)  # type: ignore[assignment]
         self.load, self.users, self.spawn_ahead = True, 10, True
         self.log = lambda _: None
 
