@@ -20,7 +20,9 @@ ROTATING_STICKINESS = 10000
 FS_MONITOR_INTERVAL_S, FS_MONITOR_TIMEOUT_S = 2, 20  # the Filesystem monitor: a hung disk is noticed at its timeout
 
 
-def corosync_conf(topo: Topology) -> str:
+def corosync_conf(topo: Topology, quorum_defaults: dict[str, int | str] | None = None) -> str:
+    """corosync.conf from the topology; ``quorum_defaults`` are a testbed's own quorum options, under the
+    topology's `cluster.corosync.quorum` (a user's value wins)."""
     hb = [n for n in topo.networks if n.heartbeat]
     c = topo.cluster
     over = c.corosync
@@ -30,7 +32,7 @@ def corosync_conf(topo: Topology) -> str:
                                        "crypto_cipher": "aes256", "crypto_hash": "sha256"}
     totem = generated | over.totem  # an option given twice keeps its place, with the topology's value
     quorum: dict[str, int | str] = {"provider": "corosync_votequorum"}
-    quorum |= over.quorum
+    quorum |= (quorum_defaults or {}) | over.quorum
     lines = ["totem {", *(f"    {k}: {v}" for k, v in totem.items())]
     for i, _ in enumerate(hb):
         lines += ["    interface {", f"        linknumber: {i}", "    }"]

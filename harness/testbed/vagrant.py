@@ -22,6 +22,7 @@ import shutil
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -54,6 +55,24 @@ asked did little but answer it; a look every 2 s stays well inside the 10 s dete
 VAGRANT_UP_S = 1800.0
 """`vagrant up` of the VMs, provisioning included: measured 435-472 s for 3 TCG guests at a host load of 15-30
 (72 s for 2 on a quiet host); about four times the worst seen before it counts as stuck."""
+
+
+def fenced_since(events: Path) -> Callable[[], str | None]:
+    """Whether a guest was fenced after now (fence-events.jsonl grew): a guest fenced while `vagrant up`
+    provisions it never finishes, and vagrant would wait for it until its deadline."""
+    start = events.stat().st_size if events.exists() else 0
+
+    def look() -> str | None:
+        try:
+            with open(events, "rb") as f:
+                f.seek(start)
+                new = f.read().decode(errors="replace").splitlines()
+        except OSError:
+            return None
+        nodes = sorted({str(json.loads(ln).get("node")) for ln in new if ln.strip().startswith("{")})
+        return f"the cluster fenced {', '.join(nodes)} while the guests were starting" if nodes else None
+
+    return look
 
 
 class VagrantTestbed(VmControl, VmDisk, SshTestbed):
@@ -226,7 +245,7 @@ class VagrantTestbed(VmControl, VmDisk, SshTestbed):
         from harness.testbed import clusterconf
 
         cib = vagrantconf.guest_cib(lab, clusterconf.empty_cib())
-        coro = clusterconf.corosync_conf(self.topology)
+        coro = vagrantconf.guest_corosync(lab)
         for n in self.topology.node_names:
             d = root / n
             d.mkdir(parents=True, exist_ok=True)
@@ -261,7 +280,8 @@ class VagrantTestbed(VmControl, VmDisk, SshTestbed):
         lab.define_mgmt_network()  # `vagrant destroy` undefines it
         progress(f"vagrant up: {len(self.topology.nodes)} VMs under {accel.upper()} (boot, iSCSI, cluster join)")
         run_vagrant(lab.argv(["vagrant", "up", "--parallel"]), env=self._vagrant_env(),
-                    log=self.state / "vagrant-up.log", progress=progress, timeout=VAGRANT_UP_S)
+                    log=self.state / "vagrant-up.log", progress=progress, timeout=VAGRANT_UP_S,
+                    doomed=fenced_since(lab.fences))
 
     def down(self, progress: Progress = quiet) -> list[str]:
         lab, gone = self.labx, []

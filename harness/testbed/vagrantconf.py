@@ -31,6 +31,11 @@ LOAD_THRESHOLD = "1000%"
 APP_HEALTH_TIMEOUT_S = 15
 """The sample app's /health wait in its monitor on the guests (the agent's default 2 s failed the app under
 load on a TCG guest); within the VM CIB's 60 s monitor timeout."""
+GUEST_QUORUM: dict[str, int | str] = {"wait_for_all": 1}
+"""No quorum before every guest has been seen once. The guests are provisioned in parallel but not at one
+pace: two that started corosync first had quorum, and their DC fenced the third ("node is unclean": startup
+fencing of a node never seen) while it was still starting corosync, so `vagrant up` never ended (seen
+2026-11-30, 15 s between the first and the last guest). A rebooted guest joins a quorate cluster at once."""
 MONITOR_MIN_S = 5
 """The shortest monitor interval in the guests (the embedded testbed's 1-2 s cost too much CPU under TCG)."""
 """Where vagrant's file provisioner puts the node's files before provision.sh runs."""
@@ -146,6 +151,11 @@ def spec(lab: Lab, *, box: str, kernel: str | None, initrd: str | None, ssh_key:
 
 
 # -- the guests' cluster files ----------------------------------------------------------------------
+
+
+def guest_corosync(lab: Lab) -> str:
+    """The embedded testbed's corosync.conf, with GUEST_QUORUM under the topology's own quorum options."""
+    return clusterconf.corosync_conf(lab.topology, GUEST_QUORUM)
 
 
 def guest_cib(lab: Lab, empty_cib: str) -> str:

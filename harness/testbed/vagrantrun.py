@@ -15,6 +15,7 @@ import signal
 import subprocess
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 from harness.errors import TestbedError
@@ -26,15 +27,17 @@ STOP_GRACE_S = 10.0
 
 
 def run_vagrant(argv: list[str], *, env: dict[str, str], log: Path, progress: Progress, timeout: float,
-                what: str = "vagrant up") -> None:
+                what: str = "vagrant up", doomed: Callable[[], str | None] = lambda: None) -> None:
     """Run ``argv``, append its output to ``log``, report its milestones; raise `TestbedError` on a
-    failure or at ``timeout`` (with the output's tail). Stops the process group on any early exit."""
+    failure or at ``timeout`` (with the output's tail), or as soon as ``doomed()`` (asked about once a
+    second) says why the run cannot end well. Stops the process group on any early exit."""
     proc = subprocess.Popen(argv, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                             stdin=subprocess.DEVNULL, start_new_session=True)
     lines: queue.Queue[bytes | None] = queue.Queue()
     threading.Thread(target=_pump, args=(proc, lines), daemon=True, name="vagrant-output").start()
     deadline = time.monotonic() + timeout
     tail: list[str] = []
+    next_look = 0.0
     try:
         with open(log, "ab") as out:
             while True:
@@ -42,6 +45,10 @@ def run_vagrant(argv: list[str], *, env: dict[str, str], log: Path, progress: Pr
                 if left <= 0:
                     raise TestbedError(f"{what} did not finish within {timeout:g} s (log {log}):\n"
                                        + "\n".join(tail))
+                if time.monotonic() >= next_look:
+                    next_look = time.monotonic() + 1.0
+                    if why := doomed():
+                        raise TestbedError(f"{what} cannot finish: {why} (log {log})")
                 try:
                     raw = lines.get(timeout=min(left, 1.0))
                 except queue.Empty:

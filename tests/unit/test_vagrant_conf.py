@@ -123,6 +123,17 @@ def test_guest_cib_fences_through_fence_xvm_and_names_the_guest_adapters(lab: La
         assert clusterconf.verify(str(p / "cib.xml")) == ""
 
 
+def test_no_guest_has_quorum_before_every_guest_was_seen_unless_the_topology_says_otherwise(
+        lab: Lab, tmp_path: Path) -> None:
+    """Without wait_for_all the first two guests to start fenced the third while it started (startup fencing)."""
+    quorum = vagrantconf.guest_corosync(lab).split("quorum {")[1].split("}")[0]
+    assert quorum.split() == ["provider:", "corosync_votequorum", "wait_for_all:", "1"]
+    raw = yaml.safe_load(VAGRANT.read_text())
+    raw["cluster"]["corosync"] = {"quorum": {"wait_for_all": 0}}
+    own = Lab(Layout(load_topology(write(tmp_path, raw)), instance="", state_root=tmp_path))
+    assert "wait_for_all: 0" in vagrantconf.guest_corosync(own) and "wait_for_all: 1" not in vagrantconf.guest_corosync(own)
+
+
 def test_fence_virtd_listens_on_the_service_bridge(lab: Lab) -> None:
     conf = vagrantconf.fence_virtd_conf(lab, Path("/k"))
     assert 'interface = "br-service"' in conf and 'backend = "libvirt"' in conf and 'key_file = "/k"' in conf

@@ -17,6 +17,7 @@ import pytest
 from harness import cli
 from harness.errors import TestbedError
 from harness.testbed import vagrantrun
+from harness.testbed.vagrant import fenced_since
 from harness.testbed.vagrantrun import run_vagrant
 
 VAGRANT_YAML = Path(__file__).resolve().parents[2] / "testbeds" / "vagrant.yaml"
@@ -48,11 +49,11 @@ def _alive(pid: int) -> bool:
     return state != "Z"
 
 
-def _run(tmp_path: Path, mode: str, progress, timeout: float = 120.0) -> None:  # type: ignore[no-untyped-def]
+def _run(tmp_path: Path, mode: str, progress, timeout: float = 120.0, **kw) -> None:  # type: ignore[no-untyped-def]
     script = tmp_path / "fake_vagrant.py"
     script.write_text(FAKE_VAGRANT)
     run_vagrant([sys.executable, str(script), mode], env=dict(os.environ), log=tmp_path / "up.log",
-                progress=progress, timeout=timeout)
+                progress=progress, timeout=timeout, **kw)
 
 
 def test_ctrl_c_stops_vagrant_and_its_children_before_it_propagates(tmp_path: Path) -> None:
@@ -75,6 +76,27 @@ def test_a_vagrant_up_past_its_deadline_is_stopped_and_named(tmp_path: Path) -> 
     assert "vagrant up did not finish within 1 s" in str(e.value) and "Creating domain" in str(e.value)
     pids = [int(p) for p in (tmp_path / "up.log").read_text().split("\n")[0].split()[1:]]
     assert not any(_alive(p) for p in pids)
+
+
+def test_a_guest_fenced_during_up_stops_it_at_once_and_is_named(tmp_path: Path) -> None:
+    """The cluster fenced a guest that was still provisioning: vagrant would wait for it to its deadline."""
+    events = tmp_path / "fence-events.jsonl"
+    events.write_text('{"action": "st_notify_fence", "node": "node2", "outcome": "ok"}\n')  # an earlier up's
+    doomed = fenced_since(events)
+    assert doomed() is None
+    with events.open("a") as f:
+        f.write('{"action": "st_notify_fence", "node": "node3", "outcome": "ok"}\n')
+    log, asked = tmp_path / "up.log", []
+
+    def later() -> str | None:  # from the third look (2 s in): vagrant has started its child by then
+        asked.append(1)
+        return doomed() if len(asked) >= 3 else None
+
+    with pytest.raises(TestbedError) as e:
+        _run(tmp_path, "hang", lambda _: None, doomed=later)
+    assert "vagrant up cannot finish: the cluster fenced node3 while the guests were starting" in str(e.value)
+    pids = [int(p) for p in log.read_text().split("\n")[0].split()[1:]]
+    assert len(pids) == 2 and not any(_alive(p) for p in pids), "vagrant and its child are gone"
 
 
 def test_a_failed_vagrant_up_quotes_its_output(tmp_path: Path) -> None:
