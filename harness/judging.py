@@ -21,7 +21,7 @@ from harness.errors import FalloverError
 from harness.faults import FAULTS
 from harness.probe import load_samples, transitions
 from harness.recording import CaseRun
-from harness.testbed.base import Testbed
+from harness.testbed.base import Testbed, pace_of
 from harness.timeline import load_requests
 from harness.topology import Topology
 
@@ -34,7 +34,6 @@ ASSERTED: dict[str, tuple[str, ...]] = {
     "planned": ("outage", "lost_writes", "split_brain", "redundancy_restored", "policy"),
     "restart": ("starts", "lost_writes", "split_brain", "redundancy_restored", "policy"),
 }
-PROBE_HZ = 100.0  # harness.probe's default schedule
 
 
 class Judging:
@@ -125,9 +124,9 @@ class Judging:
         counts = {"poller_errors": c.poller.errors if c.poller is not None else 0,
                   "timeline_dropped": c.timeline.dropped,
                   "bad_notification_lines": c.poller.bad_notification_lines if c.poller is not None else 0}
-        if len(samples) > 1:  # the probe sends on a fixed 100 Hz schedule: a gap is a slot it skipped
+        if len(samples) > 1:  # the probe sends on a fixed schedule (the testbed's pace): a gap is a slot it skipped
             span = samples[-1].mono - samples[0].mono
-            counts["probe_skipped"] = max(0, int(round(span * PROBE_HZ)) + 1 - len(samples))
+            counts["probe_skipped"] = max(0, int(round(span * pace_of(self.testbed).probe_hz)) + 1 - len(samples))
         return counts
 
     def _expectation(self, c: CaseRun) -> dict[str, Any]:
@@ -144,5 +143,7 @@ class Judging:
                 "notifications_unseen": self.testbed.capabilities().get("notifications"),
                 # a fault that asserts `fencing` names the group's node as the victim whose fence must come first
                 **({"fence_victim": e.home} if "fencing" in fault.extra_asserted else {}),
-                **({"fence_broken": True} if fault.family == "fencing" else {})}
+                **({"fence_broken": True} if fault.family == "fencing" else {}),
+                # 1 s of the probe's send slots, as COUNT_LIMITS says at the embedded testbed's 100 Hz
+                "max_probe_skipped": pace_of(self.testbed).probe_hz}
 

@@ -241,15 +241,20 @@ class Probe(ClientProcess):
         transitions(probe.samples())
     """
 
-    def __init__(self, testbed: Testbed, *, url: str, out: Path, hz: float = 100.0, timeout: float = 0.5,
-                 gated: bool = False) -> None:
+    def __init__(self, testbed: Testbed, *, url: str, out: Path, hz: float | None = None,
+                 timeout: float | None = None, gated: bool = False) -> None:
+        from harness.testbed.base import pace_of  # here: the probe process itself never loads the topology
+
+        pace = pace_of(testbed)  # the testbed's own rate and patience (an emulated guest answers in seconds)
+        hz = pace.probe_hz if hz is None else hz
+        timeout = pace.probe_timeout_s if timeout is None else timeout
         argv = [sys.executable, "-m", "harness.probe", "--url", url, "--hz", str(hz), "--timeout", str(timeout),
                 "--out", str(out)]
         gate = gate_of(out) if gated else None
         if gate is not None:  # spawned before the reset: it sends its first request when the gate opens
             argv += ["--gate", str(gate)]
         super().__init__(testbed, argv, out=out, what="probe", ready_timeout=15.0 + timeout, gate=gate)
-        self.url = url
+        self.url, self.hz = url, hz
 
     def samples(self) -> list[ProbeSample]:
         return load_samples(self.out)

@@ -44,7 +44,7 @@ from harness.drivers.state import ClusterState
 from harness.errors import FalloverError, WaitTimeout
 from harness.faults import FAULTS
 from harness.faults.partitions import HOLD_FOR_TAKEOVER
-from harness.judging import ASSERTED, PROBE_HZ, Judging
+from harness.judging import ASSERTED, Judging
 from harness.load import verify, verify_ahead
 from harness.oplog import recorded
 from harness.plan import Case, expect
@@ -57,7 +57,7 @@ from harness.timeline import CLUSTER_GROUP_STARTED, FAULT_INJECTED, TEST_MARK, T
 from harness.topology import Group
 from harness.wait import wait_until
 
-__all__ = ["ASSERTED", "PROBE_HZ", "Runner"]
+__all__ = ["ASSERTED", "Runner"]
 
 
 class Runner(Recording, Judging):

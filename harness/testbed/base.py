@@ -38,6 +38,10 @@ class Pace:
     """One read-only query (crm_mon, the settle query)."""
     admin_timeout_s: float = 30.0
     """One command that changes the cluster (cleanup, move)."""
+    probe_hz: float = 100.0
+    """How often the client's probe asks the service (harness.probe): its resolution of an outage."""
+    probe_timeout_s: float = 0.5
+    """How long one probe answer may take before the service counts as not answering."""
 
 
 def pace_of(testbed: object) -> Pace:

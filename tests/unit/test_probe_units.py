@@ -142,3 +142,22 @@ def test_acknowledged_takes_ok_puts_only():
     reqs = [r("put", True, "a", "1", 1), r("put", False, "b", "2", 2), r("get", True, "c", "3", 3),
             r("put", True, "a", "4", 4)]
     assert acknowledged(reqs) == {"a": "4"}
+
+
+def test_the_probe_asks_at_the_testbeds_pace(tmp_path: Path):
+    """An emulated guest's app answered 17 % of 100 Hz probes late and then failed its own monitor: a testbed
+    that declares a slower pace gets a probe at that rate and patience (no process is started here)."""
+    from harness.probe import Probe
+    from harness.testbed.base import Pace
+
+    class Slow:
+        pace = Pace(probe_hz=10.0, probe_timeout_s=2.0)
+
+    class Embedded:  # no pace: the embedded testbed's
+        pass
+
+    slow = Probe(Slow(), url="http://10.0.0.1/health", out=tmp_path / "p.jsonl")  # type: ignore[arg-type]
+    assert slow.argv[slow.argv.index("--hz") + 1] == "10.0" and slow.argv[slow.argv.index("--timeout") + 1] == "2.0"
+    assert slow.hz == 10.0
+    fast = Probe(Embedded(), url="http://10.0.0.1/health", out=tmp_path / "q.jsonl")  # type: ignore[arg-type]
+    assert fast.argv[fast.argv.index("--hz") + 1] == "100.0" and fast.argv[fast.argv.index("--timeout") + 1] == "0.5"
