@@ -1,4 +1,4 @@
-#!/usr/bin/python3
+#!/usr/bin/python3 -S
 """Sample HA application: a durable HTTP key-value store on the cluster's shared filesystem.
 
 Standard library only, because Pacemaker runs it with the system python outside any

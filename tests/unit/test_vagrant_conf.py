@@ -114,6 +114,9 @@ def test_guest_cib_fences_through_fence_xvm_and_names_the_guest_adapters(lab: La
     assert values["app-fs-monitor-2s-params-OCF_CHECK_LEVEL"] == "20"  # a dead disk is noticed
     monitors = [op for op in root.iter("op") if op.get("name") == "monitor"]
     assert min(int(op.get("interval", "").rstrip("s")) for op in monitors) == vagrantconf.MONITOR_MIN_S
+    intervals = {op.get("id"): op.get("interval") for op in monitors}
+    assert intervals["app-ip-monitor-2s"] == f"{vagrantconf.IP_MONITOR_S}s"  # no catalogued fault needs it sooner
+    assert intervals["app-fs-monitor-2s"] == intervals["app-app-monitor-2s"] == f"{vagrantconf.MONITOR_MIN_S}s"
     recipient = next(r for r in root.iter("recipient"))
     assert recipient.get("value") == "/var/log/cluster/notifications.log"
     if shutil.which("crm_verify"):
