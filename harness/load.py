@@ -293,7 +293,7 @@ class Load(ClientProcess):
         return load_requests(self.log)
 
 
-def verify(testbed: Testbed, log: Path, url: str, *, concurrency: int = 16, timeout: float = 300.0,
+def verify(testbed: Testbed, log: Path, url: str, *, concurrency: int | None = None, timeout: float = 300.0,
            ahead: ClientProcess | None = None) -> Path:
     """Read back every acknowledged PUT of `log` from the client and append `verify` records to it.
 
@@ -313,21 +313,28 @@ def verify(testbed: Testbed, log: Path, url: str, *, concurrency: int = 16, time
             raise FalloverError(f"the read-back exited with {rc}; output ({ahead.stdout_log}):\n"
                                 f"{_tail(ahead.stdout_log)}")
         return log
-    testbed.client().run(_verify_argv(log, url, concurrency), timeout=timeout, env={"PYTHONPATH": str(REPO)})
+    testbed.client().run(_verify_argv(testbed, log, url, concurrency), timeout=timeout,
+                         env={"PYTHONPATH": str(REPO)})
     return log
 
 
-def verify_ahead(testbed: Testbed, log: Path, url: str, *, concurrency: int = 16) -> ClientProcess | None:
+def verify_ahead(testbed: Testbed, log: Path, url: str, *, concurrency: int | None = None) -> ClientProcess | None:
     """The read-back's process spawned gated while the cluster recovers: its python start and imports
     (0.3 s of a 0.8 s read-back at the daily suite's size) then come off the case's critical path.
     None where the client cannot run a background process (the read-back then runs as before)."""
     if getattr(testbed.client(), "wrap", None) is None:
         return None
     gate = log.with_name("verify.gate")
-    proc = ClientProcess(testbed, [*_verify_argv(log, url, concurrency), "--gate", str(gate)],
+    proc = ClientProcess(testbed, [*_verify_argv(testbed, log, url, concurrency), "--gate", str(gate)],
                          out=log, what="the read-back", gate=gate, stdout_log=log.with_name("verify.txt"))
     return proc.spawn()
 
 
-def _verify_argv(log: Path, url: str, concurrency: int) -> list[str]:
-    return [sys.executable, "-m", "harness.verify", "--log", str(log), "--url", url, "--concurrency", str(concurrency)]
+def _verify_argv(testbed: Testbed, log: Path, url: str, concurrency: int | None) -> list[str]:
+    """The read-back at the testbed's pace: as many readers at once, and as patient, as its service can take."""
+    from harness.testbed.base import pace_of  # here: load's own processes never load the topology
+
+    pace = pace_of(testbed)
+    return [sys.executable, "-m", "harness.verify", "--log", str(log), "--url", url,
+            "--concurrency", str(pace.verify_concurrency if concurrency is None else concurrency),
+            "--timeout", str(pace.verify_timeout_s)]

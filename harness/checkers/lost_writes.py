@@ -21,6 +21,13 @@ def why_lost(acked: Request, verify: Request | None) -> str | None:
     return None
 
 
+def unanswered(verify: Request | None) -> bool:
+    """The verify read got no HTTP answer at all (refused, reset, timed out, after its retries): that says
+    nothing about the write, only about the service at that moment (an emulated guest answered a read of
+    16 at once after more than 2 s, 2026-11-30)."""
+    return verify is not None and not verify.ok and verify.status is None
+
+
 def check_lost_writes(ctx: Context) -> Verdict:
     """Acknowledged puts (kind "put", ok, with a value) vs the last "verify" record per key; valid only at 0 lost.
 
@@ -43,12 +50,20 @@ def check_lost_writes(ctx: Context) -> Verdict:
     if not verifies:
         return Verdict(NAME, UNKNOWN, None, 0, "writes",
                        f"{len(acked)} acknowledged writes, but no verify records: nothing was read back")
-    lost = [(k, why) for k, put in acked.items() if (why := why_lost(put, verifies.get(k))) is not None]
+    unread = [k for k in acked if unanswered(verifies.get(k))]
+    lost = [(k, why) for k, put in acked.items()
+            if k not in unread and (why := why_lost(put, verifies.get(k))) is not None]
+    if not lost and unread:
+        first = verifies[unread[0]]
+        return Verdict(NAME, UNKNOWN, None, 0, "writes",
+                       f"{len(unread)} of {len(acked)} acknowledged writes could not be read back (no answer, "
+                       f"first: {unread[0]}: {first.error}); the other {len(acked) - len(unread)} read back intact")
     if not lost:
         return Verdict(NAME, True, 0, 0, "writes",
                        f"no lost writes: all {len(acked)} acknowledged writes read back intact")
     names = "; ".join(f"{k} (acknowledged at {ctx.rel(acked[k].mono)}, {why})" for k, why in lost[:SHOWN])
     more = f"; and {len(lost) - SHOWN} more" if len(lost) > SHOWN else ""
+    more += f" ({len(unread)} more could not be read back: no answer)" if unread else ""
     if ctx.expectation.get("shared_storage", True) is False and ctx.expectation.get("expect_fallover"):
         return ctx.not_judged(NAME, "writes", f"group {ctx.group} has no shared disk: writes acknowledged before "
                                               f"the takeover stay on the old node's own disk, so a fallover loses "

@@ -42,6 +42,10 @@ class Pace:
     """How often the client's probe asks the service (harness.probe): its resolution of an outage."""
     probe_timeout_s: float = 0.5
     """How long one probe answer may take before the service counts as not answering."""
+    verify_concurrency: int = 16
+    """Readers at once when the acknowledged writes are read back (harness.verify)."""
+    verify_timeout_s: float = 2.0
+    """How long one read-back may take (it is retried, and a read never answered is no lost write)."""
 
 
 def pace_of(testbed: object) -> Pace:

@@ -62,6 +62,18 @@ def test_lost_writes_last_verify_decides() -> None:
     assert check_lost_writes(ctx(requests=rs)).valid is True
 
 
+def test_a_verify_read_without_any_answer_is_unknown_not_lost() -> None:
+    """A read that timed out after its retries is no evidence about the write (a slow emulated guest)."""
+    rs = [req(1, key="a", value="1"), req(2, key="b", value="2"),
+          req(30, "verify", key="a", value="1"), req(30, "verify", ok=False, key="b", error="TimeoutError: timed out")]
+    v = check_lost_writes(ctx(requests=rs))
+    assert v.valid == UNKNOWN and "1 of 2 acknowledged writes could not be read back" in v.explanation
+    assert "b: TimeoutError: timed out" in v.explanation
+    with_lost = rs + [req(3, key="c", value="3"), req(31, "verify", ok=False, key="c", status=404, error="missing")]
+    v = check_lost_writes(ctx(requests=with_lost))
+    assert v.valid is False and v.measured == 1 and "(1 more could not be read back: no answer)" in v.explanation
+
+
 def test_lost_writes_without_verify_records_is_unknown() -> None:
     v = check_lost_writes(ctx(requests=[req(1, key="a", value="1")]))
     assert v.valid == UNKNOWN and "no verify records" in v.explanation
