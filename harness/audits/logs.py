@@ -219,15 +219,52 @@ class LogAudit:
         read = self.read()
         findings: list[LogLine] = []
         expected: list[tuple[LogLine, str]] = []
+        starting = CorosyncStarts()
         for ln in read.lines:
+            starting.see(ln)
             if not is_bad(ln.line):
                 continue
-            why = _why(ln, disruptions, consequences, near)
+            why = starting.explain(ln) or _why(ln, disruptions, consequences, near)
             if why is None:
                 findings.append(ln)
             else:
                 expected.append((ln, why))
         return AuditResult(findings, expected, read.unreadable + self.pipeline, len(read.lines), read.files)
+
+
+_COROSYNC_PID = re.compile(r"^\w{3} [ \d]\d [\d:.]+ \[(?P<pid>\d+)\] \S+ corosync ")
+_STARTING = re.compile(r"\[MAIN  \] Corosync Cluster Engine \S+ starting up")
+_MEMBER = re.compile(r"\[(?:TOTEM |QUORUM|MAIN  )\] (?:A new membership|Sync members|Completed service synchronization)")
+_NOT_SCHEDULED = re.compile(r"Corosync main process was not scheduled \(@[^)]*\) for [\d.]+ ms")
+
+
+class CorosyncStarts:
+    """Which corosync processes (node, pid) are still starting: logged their start, not yet a membership.
+
+    "Corosync main process was not scheduled" is a warning sign because a member whose token handling
+    stalls is taken for dead. A corosync that has not joined any membership yet holds no token that could
+    expire: its own start blocked its loop (the knet and crypto initialisation took 2.4 s on a TCG guest
+    booting after a power-off, 2026-11-30), and nobody waited for it."""
+
+    def __init__(self) -> None:
+        self.starting: set[tuple[str, str]] = set()
+
+    def see(self, ln: LogLine) -> None:
+        m = _COROSYNC_PID.match(ln.line)
+        if m is None:
+            return
+        key = (ln.node, m["pid"])
+        if _STARTING.search(ln.line):
+            self.starting.add(key)
+        elif _MEMBER.search(ln.line):
+            self.starting.discard(key)
+
+    def explain(self, ln: LogLine) -> str | None:
+        m = _COROSYNC_PID.match(ln.line)
+        if m is None or (ln.node, m["pid"]) not in self.starting or not _NOT_SCHEDULED.search(ln.line):
+            return None
+        return ("harmless: logged by a corosync still starting, before it joined any membership: its own "
+                "initialisation blocked its loop, and no token was waiting for it")
 
 
 def _why(ln: LogLine, disruptions: Sequence[Disruption], consequences: Sequence[tuple[str, Rule]],

@@ -32,8 +32,8 @@ vm = pytest.mark.skipif(os.environ.get("FALLOVER_VM") != "1",
 UP_BOUND_S = 1800
 """The first VM test's bound, `up` from nothing (box cached) included: see the README's VM numbers."""
 CASE_BOUND_S = 900
-"""One fault case on the VMs: reset, record, inject, ride out (40 s SLAs), heal, recover: the VM boots and the
-group fails back (measured: a failback alone took ≈ 290 s at a host load of 12)."""
+"""One fault case on the VMs: reset, record, inject, ride out, heal, recover: the VM boots and the group fails
+back (measured on a quiet host: the case took 4-5 min; a failback alone took ≈ 290 s at a host load of 12)."""
 USERS = 2
 """Load users (each ~20 cycles/s): at the default 10, the sample app on a TCG guest fell behind (its /health took
 over 15 s, the cluster failed it: a 175 s outage that was the guest's capacity, not the cluster's recovery)."""
