@@ -52,7 +52,7 @@ from harness.probe import Probe, wait_for_answer
 from harness.recording import CaseRun, Recording
 from harness.status import save_snapshot
 from harness.steps import Steps
-from harness.testbed.base import Testbed
+from harness.testbed.base import Testbed, pace_of
 from harness.timeline import CLUSTER_GROUP_STARTED, FAULT_INJECTED, TEST_MARK, Timeline
 from harness.topology import Group
 from harness.wait import wait_until
@@ -317,13 +317,23 @@ class Runner(Recording, Judging):
         if expected.outcome == "fallover":
             try:
                 self._wait_probe_ok(c.probe, expected.takeover, timeout=sla.max_fallover_s + 10, after=fault_mono)
-                # and until the poller has seen it too, so the recording orders takeover before heal
-                wait_until(lambda: timeline.first(CLUSTER_GROUP_STARTED, after=fault_mono, node=expected.takeover),
-                           timeout=10, interval=0.05, what=f"the poller to see {expected.group} on {expected.takeover}")
             except WaitTimeout:
                 c.missed = True
                 raise WaitTimeout(f"{expected.group} to answer from {expected.takeover} after {c.case.fault} "
                                   f"on {c.case.target.label}", sla.max_fallover_s + 10,
+                                  self._seen_now(expected.group)) from None
+            # and until the poller has seen it too, so the recording orders takeover before heal: one look
+            # of the poller at the testbed's pace (a TCG guest took 8.6 s for one crm_mon over SSH)
+            pace = pace_of(self.testbed)
+            seen_within = max(10.0, pace.poll_s + pace.query_timeout_s)
+            try:
+                wait_until(lambda: timeline.first(CLUSTER_GROUP_STARTED, after=fault_mono, node=expected.takeover),
+                           timeout=seen_within, interval=0.05,
+                           what=f"the poller to see {expected.group} on {expected.takeover}")
+            except WaitTimeout:
+                c.missed = True
+                raise WaitTimeout(f"the cluster poller to see {expected.group} started on {expected.takeover} "
+                                  f"(the service answered from it)", seen_within,
                                   self._seen_now(expected.group)) from None
         elif expected.outcome == "outage":
             deadline = time.monotonic() + expected.limits.get("max_detection_s", sla.max_detection_s) + 5
