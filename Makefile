@@ -7,7 +7,8 @@ APT_PACKAGES := pacemaker corosync keepalived crmsh resource-agents fence-agents
 	e2fsprogs psmisc procps iputils-arping stress-ng nftables iptables fuse3 tcpdump python3 python3-venv python3-dev gcc \
 	libnetfilter-queue-dev openssh-server
 STAMP := $(VENV)/.installed
-# The VM testbed only (testbeds/vagrant.yaml): not part of `setup`, so CI's `make test` never needs them.
+# The VM testbed only (testbeds/vagrant.yaml): not part of `setup` (`make run` never needs them); `make test`
+# installs them for its VM smoke test.
 VM_PACKAGES := qemu-system-x86 qemu-utils libvirt-daemon-system libvirt-clients libvirt-daemon-driver-qemu \
 	dnsmasq-base vagrant vagrant-libvirt debootstrap tgt fence-virtd
 
@@ -46,9 +47,12 @@ $(STAMP): pyproject.toml
 run: setup
 	$(VENV)/bin/pytest suites/fallover -v
 
-# The project's own tests (unit + against the embedded testbed).
-test: setup
+# The project's own tests (unit + against the embedded testbed), then the VM testbed's smoke test
+# (3 TCG VMs: up, power-off of the active node under load with verdicts, down) on its own, after the
+# namespace clusters are gone: both at once would starve each other on a small machine.
+test: setup vm-setup
 	$(VENV)/bin/pytest tests -v
+	FALLOVER_VM=1 $(VENV)/bin/pytest tests/testbed/test_vagrant.py -v
 
 bench: setup
 	$(PY) bench/testbed.py
