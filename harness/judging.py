@@ -143,7 +143,5 @@ class Judging:
                 "notifications_unseen": self.testbed.capabilities().get("notifications"),
                 # a fault that asserts `fencing` names the group's node as the victim whose fence must come first
                 **({"fence_victim": e.home} if "fencing" in fault.extra_asserted else {}),
-                **({"fence_broken": True} if fault.family == "fencing" else {}),
-                # 1 s of the probe's send slots, as COUNT_LIMITS says at the embedded testbed's 100 Hz
-                "max_probe_skipped": pace_of(self.testbed).probe_hz}
+                **({"fence_broken": True} if fault.family == "fencing" else {})}
 
