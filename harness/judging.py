@@ -126,7 +126,8 @@ class Judging:
                   "bad_notification_lines": c.poller.bad_notification_lines if c.poller is not None else 0}
         if len(samples) > 1:  # the probe sends on a fixed schedule (the testbed's pace): a gap is a slot it skipped
             span = samples[-1].mono - samples[0].mono
-            counts["probe_skipped"] = max(0, int(round(span * pace_of(self.testbed).probe_hz)) + 1 - len(samples))
+            hz = c.probe.hz if c.probe is not None else pace_of(self.testbed).probe_hz  # the rate it really ran at
+            counts["probe_skipped"] = max(0, int(round(span * hz)) + 1 - len(samples))
         return counts
 
     def _expectation(self, c: CaseRun) -> dict[str, Any]:
