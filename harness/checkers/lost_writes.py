@@ -50,14 +50,14 @@ def check_lost_writes(ctx: Context) -> Verdict:
     if not verifies:
         return Verdict(NAME, UNKNOWN, None, 0, "writes",
                        f"{len(acked)} acknowledged writes, but no verify records: nothing was read back")
-    unread = [k for k in acked if unanswered(verifies.get(k))]
+    unread = {k for k in acked if unanswered(verifies.get(k))}
     lost = [(k, why) for k, put in acked.items()
             if k not in unread and (why := why_lost(put, verifies.get(k))) is not None]
     if not lost and unread:
-        first = verifies[unread[0]]
+        key = next(k for k in acked if k in unread)  # the first acknowledged of them
         return Verdict(NAME, UNKNOWN, None, 0, "writes",
                        f"{len(unread)} of {len(acked)} acknowledged writes could not be read back (no answer, "
-                       f"first: {unread[0]}: {first.error}); the other {len(acked) - len(unread)} read back intact")
+                       f"first: {key}: {verifies[key].error}); the other {len(acked) - len(unread)} read back intact")
     if not lost:
         return Verdict(NAME, True, 0, 0, "writes",
                        f"no lost writes: all {len(acked)} acknowledged writes read back intact")

@@ -75,8 +75,13 @@ def fenced_since(events: Path) -> Callable[[], str | None]:
                 new = f.read().decode(errors="replace").splitlines()
         except OSError:
             return None
-        nodes = sorted({str(json.loads(ln).get("node")) for ln in new if ln.strip().startswith("{")})
-        return f"the cluster fenced {', '.join(nodes)} while the guests were starting" if nodes else None
+        nodes: set[str] = set()
+        for ln in new:
+            try:
+                nodes.add(str(json.loads(ln).get("node")))
+            except (ValueError, AttributeError):  # a line being written, or not an event
+                continue
+        return f"the cluster fenced {', '.join(sorted(nodes))} while the guests were starting" if nodes else None
 
     return look
 
