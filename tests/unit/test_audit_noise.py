@@ -1,91 +1,35 @@
-"""The log audit's expected noise, by construction: disruptions from hand-built timelines, real-looking log lines.
-
-Lines are stamped relative to now (as a node writes them), because syslog stamps carry no year
-and the audit reads them near its mark.
-"""
+"""The log audit's expected noise, by construction: disruptions from hand-built timelines, real-looking log lines."""
 
 from __future__ import annotations
 
 import time
-from pathlib import Path
-from typing import Any
 
 import pytest
+from log_lines import (T0, active_twice, attrd_updater, broken_pipe, corosync_kill_case, healed, injected, mark, pcmk,
+                       syslog, timeline)
 
-from host_logs import HostLogs
-
-from harness.audits.logs import LogAudit, LogLine
-from harness.audits.noise import (DISRUPTS, END_MARGIN_S, NOISE, START_MARGIN_S, WHOLE_NODE, Disruption, daemon_of,
-                                  disruptions_from, explain, line_span)
-from harness.checkers import UNKNOWN
+from harness.audits.noise import (
+    DISRUPTS,
+    END_MARGIN_S,
+    NOISE,
+    START_MARGIN_S,
+    WHOLE_NODE,
+    Disruption,
+    daemon_of,
+    disruptions_from,
+    explain,
+    line_span,
+)
 from harness.faults import FAULTS
-from harness.timeline import (CLUSTER_NODE_JOINED, CLUSTER_NODE_LOST, FAULT_HEALED, FAULT_INJECTED, FENCED,
-                              TEST_MARK, Timeline)
+from harness.timeline import (
+    CLUSTER_NODE_JOINED,
+    CLUSTER_NODE_LOST,
+    FAULT_INJECTED,
+    FENCED,
+)
 from harness.topology import DEFAULT_TESTBED, load_topology
 
 TOPO = load_topology(DEFAULT_TESTBED)
-T0 = float(int(time.time()))  # the injection, on a whole second
-
-
-def syslog(t: float, ms: bool = True) -> str:
-    """`Nov 25 15:34:05.123` (pacemaker, corosync) or `Nov 25 15:34:05` (resource agents), local time."""
-    lt = time.localtime(t)
-    stamp = time.strftime("%b %e %H:%M:%S", lt)
-    return stamp + (f".{int(round((t % 1) * 1000)) % 1000:03d}" if ms else "")
-
-
-def pcmk(t: float, node: str, daemon: str, func: str, level: str, msg: str) -> str:
-    return f"{syslog(t)} {node} {daemon:<19}[812] ({func}) \t{level}: {msg}"
-
-
-def attrd_updater(t: float, node: str = "node1") -> str:
-    """The first false alarm: an agent's attrd_updater on a node whose stack is dying."""
-    return pcmk(t, node, "attrd_updater", "connect_and_send_attrd_request", "error",
-                "Could not connect to attrd: Connection refused")
-
-
-def broken_pipe(t: float, node: str = "node2") -> str:
-    """The second: a restarting fencer's IPC server, a client gone during the handshake."""
-    return pcmk(t, node, "pacemaker-fenced", "handle_new_connection", "error",
-                "Error in connection setup (/dev/shm/qb-1234-5678-12-AbCdEf/qb): Broken pipe (32)")
-
-
-def active_twice(t: float, node: str = "node1") -> str:
-    return pcmk(t, node, "pacemaker-schedulerd", "pcmk__native_add_running", "error",
-                "Resource app-fs is active on 2 nodes (attempting recovery)")
-
-
-def timeline(*events: tuple[float, str, str | None, dict[str, Any]]) -> Timeline:
-    tl = Timeline()
-    for offset, kind, node, data in events:
-        tl.add(kind, node, mono=1000.0 + offset, wall=T0 + offset, data=data)
-    return tl
-
-
-def injected(offset: float, fault: str, node: str | None = None, *, target: str | None = None,
-             nodes: list[str] | None = None) -> tuple[float, str, str | None, dict[str, Any]]:
-    nodes = nodes if nodes is not None else ([node] if node else [])
-    return offset, FAULT_INJECTED, node, {"fault": fault, "target": target or node or "cluster", "nodes": nodes,
-                                          "family": FAULTS[fault].family, "event": FAULTS[fault].event}
-
-
-def healed(offset: float, fault: str, node: str | None = None, *,
-           target: str | None = None) -> tuple[float, str, str | None, dict[str, Any]]:
-    return offset, FAULT_HEALED, node, {"fault": fault, "target": target or node or "cluster"}
-
-
-def mark(offset: float, label: str) -> tuple[float, str, str | None, dict[str, Any]]:
-    return offset, TEST_MARK, None, {"label": label}
-
-
-def corosync_kill_case() -> Timeline:
-    """corosync_kill on node1 for 8 s, fenced at +3.4, healed at +8, recovery +8 … +14 (as measured)."""
-    return timeline(injected(0, "corosync_kill", "node1"),
-                    (2.3, CLUSTER_NODE_LOST, "node1", {"seen_from": "node2"}),
-                    (3.4, FENCED, "node1", {"action": "off", "outcome": "OK"}),
-                    healed(8, "corosync_kill", "node1"), mark(8, "recovery start"),
-                    (10, CLUSTER_NODE_JOINED, "node1", {"seen_from": "node2"}),
-                    mark(14, "recovery end"))
 
 
 # -- timestamps and daemons -----------------------------------------------------------------------
@@ -278,127 +222,3 @@ def test_the_measured_corosync_kill_noise_is_all_expected() -> None:
         line = pcmk(T0 + offset, "node1", daemon, func, level, msg)
         assert explain("node1", line, CASE, near=T0) is not None, line
         assert explain("node1", line, [], near=T0) is None, line
-
-
-# -- the audit over files ---------------------------------------------------------------------------
-
-def write(tb: HostLogs, node: str, rel: str, text: str) -> Path:
-    path = tb.layout.node_dir(node) / "var" / "log" / rel
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path, "a") as f:
-        f.write(text)
-    return path
-
-
-@pytest.fixture
-def tb(tmp_path: Path) -> HostLogs:
-    tb = HostLogs(TOPO, tmp_path)
-    for node in TOPO.node_names:
-        write(tb, node, "pacemaker/pacemaker.log", "")
-        write(tb, node, "cluster/corosync.log", "")
-    return tb
-
-
-def test_result_sorts_every_bad_line_into_findings_or_expected_with_a_reason(tb: HostLogs,
-                                                                              tmp_path: Path) -> None:
-    audit = LogAudit(tb)
-    audit.mark()
-    rlimit = f"{syslog(T0)} [14] node1 corosync error   [QB    ] Denied connection, is not ready (14-57-36)"
-    write(tb, "node1", "pacemaker/pacemaker.log", f"{attrd_updater(T0 + 1.2)}\n{active_twice(T0 + 2)}\n")
-    write(tb, "node1", "cluster/corosync.log", rlimit + "\n")
-    res = audit.result(CASE, faults=["corosync_kill"])
-    assert res.status == "findings"
-    assert res.findings == [LogLine("node1", "pacemaker.log", active_twice(T0 + 2))]
-    assert [ln.line for ln, _ in res.expected] == [attrd_updater(T0 + 1.2), rlimit]
-    (_, why_noise), (_, why_harmless) = res.expected
-    assert why_noise.startswith("corosync_kill injected on node1") and "found no listener" in why_noise
-    assert why_harmless.startswith("harmless: pacemakerd connected a moment before corosync")
-    v = res.verdict()
-    assert (v.valid, v.measured) == (False, 1)
-    assert "Resource app-fs is active on 2 nodes" in v.explanation
-    saved = {p.name for p in res.save(tmp_path)}
-    assert saved == {"log-findings.txt", "log-expected.txt"}
-    assert res.verdict("logs", tmp_path).explanation.endswith(f"(all in {tmp_path / 'log-findings.txt'})")
-    assert "because corosync_kill injected on node1" in (tmp_path / "log-expected.txt").read_text()
-
-
-def test_every_line_since_the_mark_is_saved_per_log_for_a_failing_case(tb: HostLogs, tmp_path: Path) -> None:
-    write(tb, "node1", "pacemaker/pacemaker.log", "before the mark\n")
-    audit = LogAudit(tb)
-    audit.mark()
-    write(tb, "node1", "pacemaker/pacemaker.log", "info: Requesting fencing (off) of node1\nhalf a line")
-    write(tb, "node3", "cluster/corosync.log", "notice: A new membership was formed\n")
-    assert sorted(p.name for p in audit.save_lines(tmp_path / "logs")) == ["node1-pacemaker.log", "node3-corosync.log"]
-    assert (tmp_path / "logs" / "node1-pacemaker.log").read_text() == "info: Requesting fencing (off) of node1\n"
-
-
-def test_a_fault_consequence_is_expected_only_for_its_fault(tb: HostLogs) -> None:
-    audit = LogAudit(tb)
-    audit.mark()
-    eio = f"{syslog(T0, ms=False)}  Filesystem(app-fs)[259]:    ERROR: Failed to write status file /mnt/x: EIO"
-    write(tb, "node2", "pacemaker/pacemaker.log", eio + "\n")
-    ok = audit.result([], faults=["disk_pull"])
-    assert (ok.status, ok.expected[0][1].split(":")[0]) == ("ok", "disk_pull")
-    assert audit.result([], faults=["app_kill"]).findings == [LogLine("node2", "pacemaker.log", eio)]
-
-
-def test_corosyncs_own_scheduling_warning_is_expected_only_where_a_fault_stopped_or_starved_it(tb: HostLogs) -> None:
-    audit = LogAudit(tb)
-    audit.mark()
-    stall = (f"{syslog(T0)} [18] node1 corosync warning [MAIN  ] Corosync main process was not scheduled "
-             "(@1796008206163) for 811.9772 ms (threshold is 800.0000 ms). Consider token timeout increase.")
-    write(tb, "node1", "cluster/corosync.log", stall + "\n")
-    assert [audit.result([], faults=[f]).status for f in ("corosync_pause_short", "cpu_overload")] == ["ok", "ok"]
-    assert audit.result([], faults=["app_kill"]).findings == [LogLine("node1", "corosync.log", stall)]
-
-
-def test_quiet_logs_are_ok(tb: HostLogs) -> None:
-    audit = LogAudit(tb)
-    audit.mark()
-    write(tb, "node3", "cluster/app-app.log", "2026-11-25T15:40:04 fallover-app[404] node3 monitor: not running\n")
-    res = audit.result()
-    assert (res.status, res.lines_read, res.files_read) == ("ok", 1, 7)
-    assert res.verdict().valid is True
-
-
-def test_a_missing_pacemaker_log_is_unknown_and_named(tb: HostLogs) -> None:
-    audit = LogAudit(tb)
-    audit.mark()
-    log = tb.layout.node_dir("node2") / "var/log/pacemaker/pacemaker.log"
-    log.unlink()
-    res = audit.result()
-    assert res.status == "unknown"
-    assert res.unreadable == ["node2:/var/log/pacemaker/pacemaker.log: missing"]
-    assert "node2:/var/log/pacemaker/pacemaker.log" in res.explanation
-    assert res.verdict().valid == UNKNOWN
-
-
-def test_a_wrong_path_never_audits_clean(tmp_path: Path) -> None:
-    audit = LogAudit(HostLogs(TOPO, tmp_path / "nowhere"))
-    audit.mark()
-    res = audit.result()
-    assert res.status == "unknown" and len(res.unreadable) == 2 * len(TOPO.node_names)
-
-
-def test_an_app_log_gone_since_the_mark_is_unknown_one_never_written_is_not(tb: HostLogs) -> None:
-    app = write(tb, "node1", "cluster/app-app.log", "x\n")
-    audit = LogAudit(tb)
-    audit.mark()
-    assert audit.result().status == "ok"  # node2 and node3 have no app log: legitimately absent
-    app.unlink()
-    res = audit.result()
-    assert res.unreadable == ["node1:/var/log/cluster/app-app.log: present at the mark, gone at the end"]
-
-
-def test_an_unreadable_log_is_unknown_and_findings_still_win(tb: HostLogs) -> None:
-    audit = LogAudit(tb)
-    audit.mark()
-    log = tb.layout.node_dir("node3") / "var/log/cluster/corosync.log"
-    log.unlink()
-    log.mkdir()  # a directory where the log should be: open() fails with EISDIR
-    res = audit.result()
-    name = "node3:/var/log/cluster/corosync.log"
-    assert res.status == "unknown" and res.unreadable == [f"{name}: Is a directory"]
-    write(tb, "node1", "pacemaker/pacemaker.log", active_twice(T0) + "\n")
-    res = audit.result()
-    assert res.status == "findings" and f"also could not read {name}" in res.explanation
