@@ -105,9 +105,13 @@ def run_pytest(n: Nightly, log: Log) -> SuiteRun:
 
 
 def _sigint_with_parent() -> None:
-    """In the pytest child: SIGINT (a clean stop that heals) when nightly dies, however it dies."""
+    """In the pytest child: SIGINT (a clean stop that heals) when nightly dies, however it dies.
+
+    SIGINT is the child's own again: a nightly started as a background job of a script (`… &`, cron)
+    inherits SIGINT ignored, and so would its pytest, which then could never be stopped cleanly."""
     import ctypes
 
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
     PR_SET_PDEATHSIG = 1
     ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGINT)
 

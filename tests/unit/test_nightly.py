@@ -9,6 +9,7 @@ import signal
 import sys
 import threading
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -161,6 +162,16 @@ class _Child(Nightly):
         return [sys.executable, "-c", script]
 
 
+@pytest.fixture
+def ctrl_c_works() -> Iterator[None]:
+    """Ctrl-C raises KeyboardInterrupt here, whatever this process inherited (a background job of a
+    script starts with SIGINT ignored, and then Python installs no handler of its own)."""
+    before = signal.signal(signal.SIGINT, signal.default_int_handler)
+    yield
+    signal.signal(signal.SIGINT, before)
+
+
+@pytest.mark.usefixtures("ctrl_c_works")
 def test_ctrl_c_reaches_the_suite_once_and_waits_for_its_heal(tmp_path: Path) -> None:
     n = _Child(testbed=DEFAULT_TESTBED, reports=tmp_path, run_id="r")
     lines: list[str] = []
@@ -182,6 +193,23 @@ def test_ctrl_c_reaches_the_suite_once_and_waits_for_its_heal(tmp_path: Path) ->
     assert (n.run_dir / "healed").read_text() == "yes"  # it was left to finish its heal
     assert (n.run_dir / "sigints").read_text() == "x"  # a second SIGINT would interrupt the heal
     assert lines[0].startswith("stopping the suite") and "still healing" in lines[1]
+
+
+class _Disposition(Nightly):
+    """A nightly whose 'pytest' only says whether Ctrl-C would reach it as KeyboardInterrupt."""
+
+    def pytest_argv(self) -> list[str]:
+        return [sys.executable, "-c", "import signal, sys; "
+                "sys.exit(0 if signal.getsignal(signal.SIGINT) is signal.default_int_handler else 3)"]
+
+
+def test_the_suite_can_be_stopped_even_when_nightly_was_started_with_sigint_ignored(tmp_path: Path) -> None:
+    before = signal.signal(signal.SIGINT, signal.SIG_IGN)  # as in `fallover nightly … &` from a script
+    try:
+        done = run_pytest(_Disposition(testbed=DEFAULT_TESTBED, reports=tmp_path, run_id="r"), lambda _: None)
+    finally:
+        signal.signal(signal.SIGINT, before)
+    assert done == SuiteRun(0, interrupted=False)
 
 
 def test_progress_lines_show_while_a_test_runs(pytester: pytest.Pytester) -> None:
