@@ -45,8 +45,6 @@ from harness.transport.ssh import SshTransport
 VAGRANT_DIR = Path(__file__).resolve().parents[2] / "vagrant"
 REQUIRED = ("vagrant", "virsh", "libvirtd", "virtlogd", "qemu-system-x86_64", "tgtd", "tgtadm", "fence_virtd",
             "nsenter", "unshare", "mkfs.ext4")
-SSH_FIRST_S = 300.0
-"""How long a running guest may take to accept fallover's first SSH login (see check_hosts)."""
 TCG_PACE = Pace(poll_s=2.0, query_timeout_s=45.0, admin_timeout_s=120.0, probe_hz=10.0, probe_timeout_s=2.0,
                 verify_concurrency=4, verify_timeout_s=10.0)
 """How the harness asks emulated guests (measured 2026-11-30 on the 2-core host at a load of 12-17, 3 TCG guests
@@ -358,32 +356,6 @@ class VagrantTestbed(VmControl, VmDisk, SshTestbed):
 
     def event_logs(self) -> dict[str, Path]:
         return {"notifications": self.labx.notifications, "fences": self.labx.fences}
-
-    def check_hosts(self, progress: Progress = quiet) -> None:
-        """Every running guest answers over SSH (a fault-free guest that does not is a broken build).
-
-        The last refusal is kept and reported: under TCG a guest's first root login took minutes at times
-        (seen: 80 s, and once more than 180 s right after provisioning, while its cluster stack started)."""
-        from harness.errors import TransportError
-
-        for n, t in self._nodes.items():
-            if not self.running(n):
-                continue
-            progress(f"connecting to {n} over SSH")
-            t0 = time.monotonic()
-            last = ""
-            while True:
-                try:
-                    t.connect()
-                    break
-                except TransportError as e:
-                    if str(e) != last:
-                        progress(f"{n}: no SSH yet after {time.monotonic() - t0:.0f} s: {e}")
-                    last = str(e)
-                if time.monotonic() - t0 > SSH_FIRST_S:
-                    raise TestbedError(f"{n}: no SSH on {t.endpoint.host} within {SSH_FIRST_S:g} s of its start; "
-                                       f"last: {last}")
-                time.sleep(2)
 
 
 def lab_of(topology: Topology) -> Lab:
