@@ -47,7 +47,8 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     group.addoption("--repeat", type=int, default=10, help="number of faults in a random scenario")
     group.addoption("--seed", type=int, default=None, help="seed of a random scenario (printed; replays it exactly)")
     group.addoption("--no-load", action="store_true", help="no locust load (probe only)")
-    group.addoption("--users", type=int, default=10, help="locust users during each fault")
+    group.addoption("--users", type=int, default=None,
+                    help="locust users during each fault (default: the testbed's, 10 on the embedded testbed)")
     group.addoption("--run-dir", default=None, help="where evidence goes (default reports/<run-id>)")
 
 
@@ -300,9 +301,17 @@ def runner(testbed: Testbed, run_dir: Path, pytestconfig: pytest.Config):  # typ
             live_line(pytestconfig, f"[fallover] {msg}")
 
     runner = Runner(testbed, run_dir, load=not pytestconfig.getoption("--no-load"),
-                    users=pytestconfig.getoption("--users"), log=log, spawn_ahead=True)
+                    users=load_users(testbed, pytestconfig), log=log, spawn_ahead=True)
     yield runner
     runner.close()  # the locust spawned ahead for a next case
+
+
+def load_users(testbed: Testbed, config: pytest.Config) -> int:
+    """`--users`, or the testbed's own load (a TCG guest's sample app falls behind 10 users)."""
+    from harness.testbed.base import pace_of
+
+    users = config.getoption("--users")
+    return int(users) if users is not None else pace_of(testbed).load_users
 
 
 class CaseError(Exception):

@@ -46,6 +46,9 @@ class Pace:
     """Readers at once when the acknowledged writes are read back (harness.verify)."""
     verify_timeout_s: float = 2.0
     """How long one read-back may take (it is retried, and a read never answered is no lost write)."""
+    load_users: int = 10
+    """Locust users when a run names none (`--users`; each makes ~20 PUT+GET cycles a second). A testbed whose
+    service would fall behind that load measures its own capacity, not the cluster's recovery."""
 
 
 def pace_of(testbed: object) -> Pace:

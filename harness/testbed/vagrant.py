@@ -46,7 +46,7 @@ VAGRANT_DIR = Path(__file__).resolve().parents[2] / "vagrant"
 REQUIRED = ("vagrant", "virsh", "libvirtd", "virtlogd", "qemu-system-x86_64", "tgtd", "tgtadm", "fence_virtd",
             "nsenter", "unshare", "mkfs.ext4")
 TCG_PACE = Pace(poll_s=2.0, query_timeout_s=45.0, admin_timeout_s=120.0, probe_hz=10.0, probe_timeout_s=2.0,
-                verify_concurrency=4, verify_timeout_s=10.0)
+                verify_concurrency=4, verify_timeout_s=10.0, load_users=2)
 """How the harness asks emulated guests (measured 2026-11-30 on the 2-core host at a load of 12-17, 3 TCG guests
 of a settled cluster: one crm_mon cost the guest 1.5 s of its CPU and took 8.6 s over SSH, as did `true`; a
 `crm_resource --cleanup` ran out at the embedded testbed's 30 s). Polled every 0.25 s, the guest the harness
@@ -55,7 +55,9 @@ The client's probe: at the embedded 100 Hz with 0.5 s to answer, the sample app 
 answered 17 % of a healthy cluster's probes late (2 load users, quiet host), its queue of unanswered requests
 grew, and the app's own /health monitor then waited over its 15 s: the cluster failed a healthy app and moved
 the group, twice in one case (2026-11-30). 10 Hz with 2 s still times an outage to a tenth of a second. The
-read-back: 16 readers at once with 2 s each left one key unanswered after its retries."""
+read-back: 16 readers at once with 2 s each left one key unanswered after its retries. The load: 2 users (at
+the embedded 10 the app fell behind; in the suite at 10, the guest's load average reached 13 and Pacemaker
+throttled its controller to one operation at a time: a graceful stop's handover took 88 s)."""
 VAGRANT_UP_S = 1800.0
 """`vagrant up` of the VMs, provisioning included: measured 435-472 s for 3 TCG guests at a host load of 15-30
 (72 s for 2 on a quiet host); about four times the worst seen before it counts as stuck."""

@@ -18,7 +18,7 @@ import pytest
 
 from harness.backup.case import BackupCase
 from harness.backup.procedure import NEEDS
-from harness.pytest_plugin import assert_case
+from harness.pytest_plugin import assert_case, load_users
 from harness.testbed.base import Testbed
 
 pytestmark = pytest.mark.testbed
@@ -26,7 +26,7 @@ pytestmark = pytest.mark.testbed
 
 @pytest.fixture
 def backup_case(testbed: Testbed, run_dir: Path, pytestconfig: pytest.Config) -> BackupCase:
-    case = BackupCase(testbed, run_dir, users=pytestconfig.getoption("--users"),
+    case = BackupCase(testbed, run_dir, users=load_users(testbed, pytestconfig),
                       log=_logger(pytestconfig))
     lacks = {n: why for n in NEEDS if (why := case.driver.capabilities().get(n)) is not None}
     if lacks:  # said, with the reason, in the summary: never a silent skip

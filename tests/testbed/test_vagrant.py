@@ -34,9 +34,6 @@ UP_BOUND_S = 1800
 CASE_BOUND_S = 900
 """One fault case on the VMs: reset, record, inject, ride out, heal, recover: the VM boots and the group fails
 back (measured on a quiet host: the case took 4-5 min; a failback alone took ≈ 290 s at a host load of 12)."""
-USERS = 2
-"""Load users (each ~20 cycles/s): at the default 10, the sample app on a TCG guest fell behind (its /health took
-over 15 s, the cluster failed it: a 175 s outage that was the guest's capacity, not the cluster's recovery)."""
 ANSWER_S = 10.0
 """How long the client waits for the service's answer (an emulated guest under load: seconds, not the 1 s default)."""
 lab_tools = pytest.mark.skipif(any(shutil.which(t) is None for t in ("libvirtd", "tgtd", "fence_virtd", "vagrant")),
@@ -112,7 +109,7 @@ def test_power_off_of_the_active_node_under_load(vms: VagrantTestbed, tmp_path: 
     acknowledged write read back, then the VM started again and the cluster whole (cascading: back home)."""
     active = service_answer(vms, vms.topology.groups[0].name, timeout=ANSWER_S)
     assert active is not None, "the service answers before the fault"
-    result = Runner(vms, tmp_path, users=USERS).run(Case("node_power_off", Target(node=active)))
+    result = Runner(vms, tmp_path, users=vms.pace.load_users).run(Case("node_power_off", Target(node=active)))
     print(result.report(), flush=True)
     assert {"detection", "fallover", "outage", "lost_writes"} <= set(result.verdicts), sorted(result.verdicts)
     assert result.passed, result.report()
