@@ -26,6 +26,35 @@ INT_FIELDS = ("rc", "target_rc", "status", "interval", "exec_time", "nodeid", "n
               "timestamp_usec")
 
 
+MAX_AGENT_WAIT_S = 600.0
+"""Longer between Pacemaker raising an alert and its agent running is no wait but a wrong stamp: not used."""
+
+
+def raised_wall(rec: dict[str, Any]) -> float | None:
+    """When Pacemaker raised the alert, on the clock of the line's `wall` (the harness's).
+
+    The line's `wall` is when its agent ran (embedded testbed) or when it reached the harness (VMs, whose
+    agent's own stamp is `guest_wall`). Pacemaker's stamp (`timestamp_epoch`, `timestamp_usec`) and the
+    agent's are both on the node's clock, so the wait between them holds whatever that clock's offset is;
+    it is taken off `wall`. On a busy TCG guest an alert waited 5-8 s for its agent (2026-11-30).
+
+    >>> raised_wall({"wall": 100.0, "guest_wall": 57.0, "timestamp_epoch": 50, "timestamp_usec": 500000})
+    93.5
+    >>> raised_wall({"wall": 100.0}) is None
+    True
+    """
+    try:
+        stamp = float(rec["timestamp_epoch"]) + float(rec.get("timestamp_usec") or 0) / 1e6
+        agent = float(rec.get("guest_wall", rec["wall"]))
+        wall = float(rec["wall"])
+    except (KeyError, TypeError, ValueError):
+        return None
+    waited = agent - stamp
+    if -1.0 <= waited < 0:
+        waited = 0.0  # the agent's stamp and Pacemaker's straddle a second boundary's rounding
+    return wall - waited if 0 <= waited <= MAX_AGENT_WAIT_S else None
+
+
 def _mono(wall: float, clock: Clock) -> float:
     m, w = clock
     return m - (w - wall)

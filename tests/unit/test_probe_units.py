@@ -4,9 +4,11 @@ import json
 import socket
 from pathlib import Path
 
+import pytest
+
 from harness.arpwatch import ARP_HEAD, classify
 from harness.arpwatch import events as arp_events
-from harness.notifications import FenceTail, NotificationTail, fence_event, notification_event
+from harness.notifications import FenceTail, NotificationTail, fence_event, notification_event, raised_wall
 from harness.probe import load_samples, outages, parse_response, transitions
 from harness.timeline import (ARP_GRATUITOUS, ARP_REPLY, FENCED, NOTIFICATION, PROBE_DOWN, PROBE_NODE_CHANGED,
                               PROBE_UP, ProbeSample, Request)
@@ -77,6 +79,15 @@ def test_notification_event_mono_from_wall():
     assert e.data["rsc"] == "app-ip" and e.data["task"] == "start" and e.data["kind"] == "resource"
     assert e.data["rc"] == 0 and e.data["interval"] == 2000 and e.data["version"] == "2.1.5"
     assert "wall" not in e.data
+
+
+def test_an_alert_says_when_pacemaker_raised_it_on_the_harness_clock():
+    """The wait for the agent is read on the node's clock alone (a TCG guest's clock drifts from the host's)."""
+    vm = dict(ALERT, wall=2000.0, guest_wall=1500.0, timestamp_epoch=1493, timestamp_usec=250000)
+    assert raised_wall(vm) == 1993.25
+    assert raised_wall(dict(ALERT, timestamp_epoch="1000", timestamp_usec="400000")) == pytest.approx(1000.4)
+    assert raised_wall(ALERT) is None  # no Pacemaker stamp
+    assert raised_wall(dict(ALERT, timestamp_epoch=5000)) is None  # the agent ran before the event: a clock stepped
 
 
 def test_node_alert_without_rsc_and_fence_event():
