@@ -16,6 +16,14 @@ def _groups_on(testbed: Testbed, disk: str) -> list[str]:
     return [g.name for g in testbed.topology.groups if g.disk == disk]
 
 
+PULLED_ERRORS = ("Input/output error", "No such device or address")
+"""How a read of a pulled disk fails: EIO from the device, or ENXIO from a SCSI device its initiator offlined."""
+
+
+def pulled(error: str | None) -> bool:
+    """Whether a read's error says the disk is gone (not merely that the read failed for another reason)."""
+    return error is not None and any(e in error for e in PULLED_ERRORS)
+
 class Space(NamedTuple):
     usable: int      # blocks root can still allocate
     total: int
@@ -62,13 +70,13 @@ class DiskPull(Fault):
         testbed.set_disk_mode(target.need("disk"), self.mode)
 
     def verify(self, testbed: Testbed, target: Target, undo: dict[str, Any]) -> None:
-        """A direct read of the loop device (the cluster's own path to the disk) returns EIO."""
-        error = look_until(lambda: testbed.disk_read_error(target.need("disk")),
-                           lambda e: e is not None and "Input/output error" in e)
+        """A direct read of the disk's device (the cluster's own path to it) fails with EIO, or with ENXIO
+        where an iSCSI initiator has given the lost LUN up and offlined its SCSI device (the VMs)."""
+        error = look_until(lambda: testbed.disk_read_error(target.need("disk")), lambda e: pulled(e))
         if error is None:
-            raise self.not_in_effect(target, "a direct read of its loop device still succeeds")
-        if "Input/output error" not in error:
-            raise self.not_in_effect(target, f"a direct read of its loop device got {error!r}, not EIO")
+            raise self.not_in_effect(target, "a direct read of its device still succeeds")
+        if not pulled(error):
+            raise self.not_in_effect(target, f"a direct read of its device got {error!r}, not EIO or ENXIO")
 
     def heal(self, testbed: Testbed, target: Target, undo: dict[str, Any]) -> None:
         """Plug the disk back, then remount it where it is mounted.

@@ -32,7 +32,7 @@ def test_disk_pull_of_a_disk_that_still_reads_is_reported_and_plugged_back(
     from harness.drivers.pacemaker import PacemakerDriver
 
     monkeypatch.setattr(PacemakerDriver, "state", lambda self, *a, **kw: None)
-    assert "a direct read of its loop device still succeeds" in not_in_effect(tb, "disk_pull", disk="shared")
+    assert "a direct read of its device still succeeds" in not_in_effect(tb, "disk_pull", disk="shared")
     assert tb.switched == [("disk", "shared", "eio"), ("disk", "shared", "ok")]
 
 
@@ -41,7 +41,16 @@ def test_disk_pull_of_a_disk_that_fails_otherwise_is_reported(tb: FakeTestbed, m
 
     monkeypatch.setattr(PacemakerDriver, "state", lambda self, *a, **kw: None)
     tb.read_error = "no loop device behind /x"
-    assert "got 'no loop device behind /x', not EIO" in not_in_effect(tb, "disk_pull", disk="shared")
+    assert "got 'no loop device behind /x', not EIO or ENXIO" in not_in_effect(tb, "disk_pull", disk="shared")
+
+
+def test_disk_pull_counts_an_offlined_scsi_device_as_pulled() -> None:
+    """On the VMs the initiator gives the lost LUN up after its replacement timeout: opens fail with ENXIO."""
+    from harness.faults.disk import pulled
+
+    assert pulled("dd: failed to open '/dev/disk/by-path/ip-10.81.9.1:3260-iscsi-…-lun-1': No such device or address")
+    assert pulled("dd: error reading '/dev/loop3': Input/output error")
+    assert not pulled("no loop device behind /x") and not pulled(None)
 
 
 @pytest.fixture
