@@ -129,6 +129,9 @@ _FENCE_AGENT_FAILED = _rule(r"pacemaker-fenced\s*\[\d+\] \(log_async_result\)\s+
 _FENCE_OP_FAILED = _rule(r"pacemaker-fenced\s*\[\d+\] \(finalize_op\)\s+error: Operation '(?:off|reboot)' targeting "
                          r"\S+ by \S+ for \S+: (?:Error occurred|Timer expired|No route to host)",
                          "the fencer gives the fencing of the node up as failed (no device could fence it): the fault")
+_APP_DYING = _rule(r"fallover-app\[\d+\] \S+ monitor: ERROR pid \d+ alive but unhealthy: \[Errno 111\] Connection refused",
+                  "a monitor that ran as the SIGKILL landed: the process was still exiting (its pid there), its "
+                  "port already closed (seen on a TCG guest, where a process's exit takes a while)")
 CONSEQUENCES: dict[str, tuple[Rule, ...]] = {
     # Pacemaker 2.1.5 logs a node loss, its fencing ("will be fenced: peer is no longer part of the
     # cluster", "Stonith/shutdown ... was not expected"), a failed monitor and a refused start at
@@ -139,7 +142,7 @@ CONSEQUENCES: dict[str, tuple[Rule, ...]] = {
     "cpu_overload": (_rule(r"Corosync main process was not scheduled \(@[^)]*\) for [\d.]+ ms",
                            "the CPU hogs starve corosync (on the embedded testbed every node shares the host's "
                            "cores): the scheduling stall is what the fault makes, the cluster must ride it out"),),
-    "app_kill": (), "app_start_fail": (),
+    "app_kill": (_APP_DYING,), "app_start_fail": (),
     # knet keeps the other link (300 ms delay, 30-50 % corrupt packets on one adapter: nothing at error level)
     "packet_delay": (), "packet_corrupt": (),
     # planned operations are clean by definition: any error line during one, beyond noise, is news
@@ -203,7 +206,7 @@ CONSEQUENCES: dict[str, tuple[Rule, ...]] = {
     "cluster_simul_restart": (), "cluster_one_by_one": (),
     "cluster_reattach": (Rule(_CONTROLLER_RESTART[1].regex, "the stack stops under maintenance mode, leaving the "
                               "resources running: that is what a reattach is (CTS's Reattach ignores the same line)"),),
-    "app_kill_threshold": (), "app_failure_expiry": (),
+    "app_kill_threshold": (_APP_DYING,), "app_failure_expiry": (_APP_DYING,),
 }
 for _f in ("disk_read_errors", "disk_write_errors", "disk_hang"):
     CONSEQUENCES[_f] = CONSEQUENCES["disk_pull"] + CONSEQUENCES[_f]
