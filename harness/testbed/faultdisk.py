@@ -229,9 +229,11 @@ class FaultDisk(Operations):  # type: ignore[misc]
         threading.Thread(target=self._escape_hatch, name="sigusr1", daemon=True).start()
         if self.control is not None:
             serve_control(self.views, self.control)
+        # No max_idle_threads: mfusepy 3.1 passes it to libfuse as a mount option, which libfuse
+        # 3.14 refuses ("unknown option", the mount never happens); 3.14 keeps idle workers anyway.
         try:
             FUSE(self, str(self.mountpoint), foreground=True, nothreads=False,
-                 max_idle_threads=10, direct_io=True, subtype="faultdisk",
+                 direct_io=True, subtype="faultdisk",
                  fsname="faultdisk:" + self.name.replace(",", "_"), auto_unmount=True)
         except RuntimeError:
             # libfuse 3.14 returns 8 ("loop failed") when a signal ended the loop, though it
