@@ -222,3 +222,30 @@ def test_the_measured_corosync_kill_noise_is_all_expected() -> None:
         line = pcmk(T0 + offset, "node1", daemon, func, level, msg)
         assert explain("node1", line, CASE, near=T0) is not None, line
         assert explain("node1", line, [], near=T0) is None, line
+
+
+def test_a_cib_write_torn_by_a_power_cut_is_expected_at_the_nodes_next_start_only() -> None:
+    # node1's pacemaker.log as it rejoined after partition-node1 (full suite, 2026-11-30); the same three
+    # lines come from a wrong cib.xml.sig and a power cycle of node3 (2026-11-30, Pacemaker 2.1.5)
+    torn = [pcmk(T0 + 10.2, "node1", "pacemaker-based", "pcmk__verify_digest", "error",
+                 "Digest comparison failed: expected 88f45557800a6b87f7b29969177b8ab0, "
+                 "calculated 7a9b7d82bf72c09b54cb1e6e6b60019c"),
+            *(pcmk(T0 + 10.2, "node1", "pacemaker-based", "cib_rename", "error",
+                   f"Archiving unusable file /var/lib/pacemaker/cib/{f} as /var/lib/pacemaker/cib/cib.auto.IIPZ3Y")
+              for f in ("cib.xml", "cib.xml.sig"))]
+    partition = disruptions_from(timeline(injected(0, "partition", target="node1", nodes=["node1"]),
+                                          (3.4, FENCED, "node1", {"action": "off", "outcome": "OK"}),
+                                          healed(8, "partition", target="node1"),
+                                          (12, CLUSTER_NODE_JOINED, "node1", {})), TOPO)
+    based = [Disruption("node1", frozenset({"pacemaker-based"}), T0, T0 + 15, "based_kill injected on node1")]
+    attrd = [Disruption("node1", frozenset({"pacemaker-attrd"}), T0, T0 + 15, "attrd_kill injected on node1")]
+    for line in torn:
+        assert "cib.xml" in (explain("node1", line, partition, near=T0) or ""), line
+        assert explain("node1", line, based, near=T0) is not None, line
+        assert explain("node1", line, [], near=T0) is None, line        # no power cut: someone edited the CIB
+        assert explain("node1", line, attrd, near=T0) is None, line     # the CIB manager kept running
+        assert explain("node2", line.replace(" node1 ", " node2 "), partition, near=T0) is None, line
+    # a torn file elsewhere (a backup, a user's file) is not the CIB manager's own write
+    other = pcmk(T0 + 10.2, "node1", "pacemaker-based", "cib_rename", "error",
+                 "Archiving unusable file /var/lib/pacemaker/cib/cib-3.raw as /var/lib/pacemaker/cib/cib.auto.X")
+    assert explain("node1", other, partition, near=T0) is None
