@@ -24,6 +24,7 @@ def pulled(error: str | None) -> bool:
     """Whether a read's error says the disk is gone (not merely that the read failed for another reason)."""
     return error is not None and any(e in error for e in PULLED_ERRORS)
 
+
 class Space(NamedTuple):
     usable: int      # blocks root can still allocate
     total: int
