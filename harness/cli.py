@@ -148,10 +148,36 @@ def cmd_status(args: argparse.Namespace, testbed=None) -> int:  # type: ignore[n
     return 0 if report["built"] else 1
 
 
+def _exec_options(args: argparse.Namespace) -> list[str]:
+    """The command after `--`; exec's own options written between the target and `--` count as given.
+
+    `fallover exec node3 --testbed vms.yaml -- crm status` once ran `--testbed vms.yaml -- crm status` against the
+    embedded testbed (the target's REMAINDER took them) and answered "node3 is not running"."""
+    if "--" not in args.cmd:
+        return list(args.cmd)
+    at = args.cmd.index("--")
+    before, cmd = args.cmd[:at], args.cmd[at + 1:]
+    if before:
+        own = argparse.ArgumentParser(prog="fallover exec", add_help=False, exit_on_error=False)
+        own.add_argument("--testbed")
+        own.add_argument("--timeout", type=float)
+        try:
+            given, extra = own.parse_known_args(before)
+        except argparse.ArgumentError as e:
+            raise UsageError(f"exec: {e}") from None
+        if extra:
+            raise UsageError(f"exec: {' '.join(extra)!r} before `--` is not an option of exec "
+                             f"(fallover exec [--testbed FILE] [--timeout S] TARGET -- CMD ...)")
+        for name in ("testbed", "timeout"):
+            if getattr(given, name) is not None:
+                setattr(args, name, getattr(given, name))
+    return cmd
+
+
 def cmd_exec(args: argparse.Namespace) -> int:
     from harness.testbed import open_testbed
 
-    cmd = args.cmd[1:] if args.cmd[:1] == ["--"] else args.cmd
+    cmd = _exec_options(args)
     if not cmd:
         raise UsageError("exec: no command given (fallover exec NODE -- CMD ...)")
     topo = _load(args)

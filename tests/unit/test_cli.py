@@ -46,6 +46,14 @@ def test_exec_unknown_target_exits_2() -> None:
     assert r.returncode == 2 and "node7" in r.stderr
 
 
+def test_exec_options_between_the_target_and_the_command_count(tmp_path: Path) -> None:
+    missing = tmp_path / "vms.yaml"
+    r = run("exec", "node1", "--testbed", str(missing), "--", "true")  # once ran on the embedded testbed
+    assert r.returncode == 2 and str(missing) in r.stderr, r.stderr
+    r = run("exec", "node1", "--bogus", "--", "true")
+    assert r.returncode == 2 and "'--bogus' before `--` is not an option of exec" in r.stderr, r.stderr
+
+
 @pytest.mark.parametrize("args, needle", [
     (["inject", "meteor_strike"], "unknown fault 'meteor_strike'"),
     (["inject", "adapter_down", "--node", "node9", "--network", "service"], "unknown node 'node9'"),
