@@ -33,7 +33,12 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
-from mfusepy import FUSE, FuseOSError, Operations  # type: ignore[import-untyped]
+# libfuse 3, always: mfusepy looks for libfuse 2 first, which a machine with the VM packages also has
+# (guestmount pulls it in), and under libfuse 2 neither our libfuse 3 calls (_Libfuse: a SIGTERM during a
+# hang) nor `max_idle_threads` work ("fuse: unknown option", no mount: a fresh machine's `fallover up`).
+if "FUSE_LIBRARY_PATH" not in os.environ and (_fuse3 := ctypes.util.find_library("fuse3")):
+    os.environ["FUSE_LIBRARY_PATH"] = _fuse3
+from mfusepy import FUSE, FuseOSError, Operations  # type: ignore[import-untyped]  # noqa: E402
 
 from harness.testbed.diskviews import View, Views, serve_control
 from harness.testbed.loops import attach_loop, detach_loop, loop_backing_file  # noqa: F401 - their old home
@@ -229,11 +234,9 @@ class FaultDisk(Operations):  # type: ignore[misc]
         threading.Thread(target=self._escape_hatch, name="sigusr1", daemon=True).start()
         if self.control is not None:
             serve_control(self.views, self.control)
-        # No max_idle_threads: mfusepy 3.1 passes it to libfuse as a mount option, which libfuse
-        # 3.14 refuses ("unknown option", the mount never happens); 3.14 keeps idle workers anyway.
         try:
             FUSE(self, str(self.mountpoint), foreground=True, nothreads=False,
-                 direct_io=True, subtype="faultdisk",
+                 max_idle_threads=10, direct_io=True, subtype="faultdisk",
                  fsname="faultdisk:" + self.name.replace(",", "_"), auto_unmount=True)
         except RuntimeError:
             # libfuse 3.14 returns 8 ("loop failed") when a signal ended the loop, though it
