@@ -54,6 +54,8 @@ for m in $MOUNTS; do mkdir -p "$m"; done
 log "agents, alert forwarder, fence key"
 install -D -m 755 "$P/fallover-app" /usr/lib/ocf/resource.d/fallover/fallover-app
 install -m 755 "$P/kvapp.py" "$AGENTS/kvapp.py"
+install -m 755 "$P/netwatch" /usr/lib/ocf/resource.d/fallover/netwatch   # TCG guests' link/ping watcher
+install -m 755 "$P/netwatch.py" "$AGENTS/netwatch.py"
 install -m 755 "$P/fallover-alert" "$AGENTS/fallover-alert.real"
 install -m 755 "$P/fallover-alert-forward" "$AGENTS/fallover-alert"
 echo "$COLLECTOR" > "$AGENTS/collector"

@@ -255,7 +255,7 @@ class VagrantTestbed(VmControl, VmDisk, SshTestbed):
             key.chmod(0o400)
         from harness.testbed import clusterconf
 
-        cib = vagrantconf.guest_cib(lab, clusterconf.empty_cib())
+        cib = vagrantconf.guest_cib(lab, clusterconf.empty_cib(), emulated=vagrantconf.accel(lab, self.accel) == "tcg")
         coro = vagrantconf.guest_corosync(lab)
         for n in self.topology.node_names:
             d = root / n
@@ -266,7 +266,7 @@ class VagrantTestbed(VmControl, VmDisk, SshTestbed):
             shutil.copyfile(key, d / "authkey")
             shutil.copyfile(lab.fence_key, d / "fence_xvm.key")
             for src in (VAGRANT_DIR / "provision.sh", VAGRANT_DIR / "fallover-alert-forward", AGENTS / "fallover-app",
-                        AGENTS / "kvapp.py", ASSETS / "fallover-alert"):
+                        AGENTS / "kvapp.py", AGENTS / "netwatch", AGENTS / "netwatch.py", ASSETS / "fallover-alert"):
                 shutil.copyfile(src, d / src.name)
         return root
 

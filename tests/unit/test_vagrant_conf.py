@@ -126,6 +126,32 @@ def test_guest_cib_fences_through_fence_xvm_and_names_the_guest_adapters(lab: La
         assert clusterconf.verify(str(p / "cib.xml")) == ""
 
 
+def test_emulated_guests_watch_links_and_clients_with_netwatch_keeping_the_same_attributes(lab: Lab) -> None:
+    plain = ET.fromstring(vagrantconf.guest_cib(lab, clusterconf.empty_cib()))
+    cib = vagrantconf.guest_cib(lab, clusterconf.empty_cib(), emulated=True)
+    root = ET.fromstring(cib)
+    kinds = {p.get("id"): (p.get("provider"), p.get("type")) for p in root.iter("primitive")}
+    assert kinds["linkmon-service"] == kinds["reach-service"] == ("fallover", "netwatch")
+    assert {p.get("id"): p.get("type") for p in plain.iter("primitive")}["linkmon-service"] == "ethmonitor"
+    params = {p.get("id"): {nv.get("name"): nv.get("value") for nv in p.find("instance_attributes") or []}
+              for p in root.iter("primitive")}
+    daemon = str(vagrantconf.guest_layout(lab).agents_dir / "netwatch.py")
+    assert params["linkmon-service"] == {"name": "ethmonitor-service", "daemon": daemon, "interface": "eth1",
+                                         "interval": "1"}
+    assert params["reach-service"] == {"name": "reach-service", "daemon": daemon, "host": "10.81.1.50",
+                                       "interval": "0.2", "window": "1.6", "dampen": "1s"}  # the client host
+    # nothing else changes: the group's rules, the alerts' attributes, the other resources
+    assert ET.tostring(root.find("configuration/constraints")) == ET.tostring(plain.find("configuration/constraints"))
+    assert ET.tostring(root.find("configuration/alerts")) == ET.tostring(plain.find("configuration/alerts"))
+    assert [p for p in params if p not in ("linkmon-service", "reach-service")] == \
+        [p.get("id") for p in plain.iter("primitive") if p.get("id") not in ("linkmon-service", "reach-service")]
+    if shutil.which("crm_verify"):
+        p = Path(lab.state)
+        p.mkdir(parents=True, exist_ok=True)
+        (p / "cib.xml").write_text(cib)
+        assert clusterconf.verify(str(p / "cib.xml")) == ""
+
+
 def test_no_guest_has_quorum_before_every_guest_was_seen_unless_the_topology_says_otherwise(
         lab: Lab, tmp_path: Path) -> None:
     """Without wait_for_all the first two guests to start fenced the third while it started (startup fencing)."""
