@@ -156,12 +156,18 @@ def main(argv=None):
     if bool(a.interface) == bool(a.host):
         p.error("exactly one of --interface and --host")
     set_process_name("netwatch")
-    stop = []
-    signal.signal(signal.SIGTERM, lambda *_: stop.append(1))
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))  # at once, even in a long wait for a link event
+    try:
+        return watch(a)
+    finally:
+        log(a.name, "stopping")
+
+
+def watch(a):
     pinger = Pinger(a.host, a.window) if a.host else None
     link = LinkWatch(a.interface, a.interval) if a.interface else None
     current, pushed_at = None, 0.0
-    while not stop:
+    while True:
         if pinger:
             pinger.send()
             pinger.drain(a.interval)
@@ -182,8 +188,6 @@ def main(argv=None):
                         f.write("%d\n" % os.getpid())
                     os.rename(a.pidfile + ".tmp", a.pidfile)
                 current, pushed_at = value, now
-    log(a.name, "stopping")
-    return 0
 
 
 if __name__ == "__main__":

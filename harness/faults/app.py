@@ -6,7 +6,7 @@ import json
 from typing import Any, ClassVar
 
 from harness.errors import CommandFailed, FalloverError, HealError, TransportError
-from harness.faults.base import Fault, Target, look_until
+from harness.faults.base import Fault, Target, look_until, mark
 from harness.faults.ops import group_node
 from harness.testbed.base import Testbed
 from harness.topology import Application
@@ -72,6 +72,11 @@ class _AppSignal(Fault):
         node = group_node(testbed, group)
         undo["node"] = node
         sent = _agent(testbed, node, group, "signal", self.signal)
+        # Measure from the signal (the agent says how long before its answer it went out), not from the query
+        # for the group's node and the agent's start: 8 s together on a TCG guest under load, against a 1 s
+        # detection (app_kill-app, 2026-11-30). Left over: the answer's way back, tenths of a second at most.
+        if sent.get("processes"):
+            mark(undo, f"SIG{self.signal} sent", ago=float(sent.get("sent_ago_s") or 0.0), fault_start=True)
         undo.update(processes=_ids(sent["processes"]), mechanism=sent["mechanism"], problem=sent["problem"],
                     shown=_show(sent["processes"]))
 

@@ -44,13 +44,14 @@ class FaultNotInEffect(FalloverError):
 SETTLE_S = 5.0  # how long a verification waits for an effect to show (tests shorten it)
 
 
-def mark(undo: dict[str, Any], label: str, **data: Any) -> None:
-    """Note a milestone of a long fault (every node stopped, the first start) for the timeline.
+def mark(undo: dict[str, Any], label: str, ago: float = 0.0, **data: Any) -> None:
+    """Note a milestone of a long fault (every node stopped, the first start) for the timeline,
+    `ago` seconds before now (a node that did the thing says how long ago).
 
     The fault has no timeline of its own; the nemesis turns these into test.mark events once
     inject returns, stamped when they happened, so a checker can measure from them.
     """
-    undo.setdefault("marks", []).append([label, time.monotonic(), data])
+    undo.setdefault("marks", []).append([label, time.monotonic() - max(0.0, ago), data])
 
 
 def look_until(look: Callable[[], T], good: Callable[[T], bool], timeout: float | None = None,

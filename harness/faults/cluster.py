@@ -5,9 +5,35 @@ from __future__ import annotations
 from typing import Any, ClassVar
 
 from harness.errors import FalloverError, TransportError
-from harness.faults.base import Fault, Target, look_until
+from harness.faults.base import Fault, Target, look_until, mark
 from harness.faults.ops import make_whole, pids, signal_processes
 from harness.testbed.base import Testbed
+
+
+HOLD_CONF = "fallover-hold.conf"
+"""A runtime drop-in (/run: gone at the next boot) that keeps systemd from restarting a killed unit."""
+_UNITS = "${FALLOVER_SYSTEMD_RUN:-/run/systemd/system}"  # (another directory in the unit tests only)
+_HOLD = (f"[ -d {_UNITS} ] || exit 0\n"  # no systemd on the node (the embedded testbed): nothing restarts
+         f"for u in \"$@\"; do d={_UNITS}/$u.service.d; mkdir -p \"$d\" && "
+         f"printf '[Service]\\nRestart=no\\n' > \"$d/{HOLD_CONF}\"; done\n"
+         "systemctl daemon-reload")
+_RELEASE = (f"held=; for u in \"$@\"; do f={_UNITS}/$u.service.d/" + HOLD_CONF +
+            "; [ -e \"$f\" ] && rm -f \"$f\" && held=1; done\n"
+            "[ -z \"$held\" ] || systemctl daemon-reload")
+
+
+def hold_restarts(testbed: Testbed, node: str, units: tuple[str, ...]) -> None:
+    """Keep systemd from restarting `units` on the node until `release_restarts`.
+
+    The fault is "the daemon dies", and the catalogue expects what follows from that (the node leaves
+    and is fenced). Debian's pacemaker.service has Restart=on-failure: on the VMs a killed pacemakerd was
+    back a second later and its controller rejoined 2.5 s after it left, before the DC's scheduler had
+    fenced the node (pacemaker_kill-node1, 2026-11-30), so the outcome was a race, not the fault."""
+    testbed.node(node).run(["sh", "-c", _HOLD, "hold", *units], timeout=60)
+
+
+def release_restarts(testbed: Testbed, node: str, units: tuple[str, ...]) -> None:
+    testbed.node(node).run(["sh", "-c", _RELEASE, "release", *units], timeout=60)
 
 
 class _KillDaemon(Fault):
@@ -16,6 +42,8 @@ class _KillDaemon(Fault):
     target_kind: ClassVar[str] = "node"
     needs: ClassVar[tuple[str, ...]] = ("pacemaker",)
     processes: ClassVar[tuple[str, ...]] = ()
+    units: ClassVar[tuple[str, ...]] = ()
+    """systemd units that would restart what the fault kills (held for the fault's window)."""
 
     def precheck(self, testbed: Testbed, target: Target) -> None:
         node = target.need("node")
@@ -24,6 +52,9 @@ class _KillDaemon(Fault):
             raise self.refused(target, f"none of {', '.join(self.processes)} is running on {node}: nothing to kill")
 
     def inject(self, testbed: Testbed, target: Target, undo: dict[str, Any]) -> None:
+        undo["held"] = list(self.units)  # journaled before the drop-in exists: a crashed run's heal removes it
+        hold_restarts(testbed, target.need("node"), self.units)
+        mark(undo, "kill", fault_start=True)  # holding the restarts took a while on a busy guest: not the fault
         killed = {}
         for comm in self.processes:
             killed[comm] = signal_processes(testbed, target.need("node"), comm, "KILL")
@@ -47,7 +78,17 @@ class _KillDaemon(Fault):
             raise self.not_in_effect(target, f"still running on {node} after SIGKILL: {', '.join(left)}")
 
     def heal(self, testbed: Testbed, target: Target, undo: dict[str, Any]) -> None:
-        make_whole(testbed, target.need("node"))
+        node = target.need("node")
+        try:
+            make_whole(testbed, node)
+        finally:
+            if undo.get("held"):  # after make_whole: a fenced node is up again (and its /run is new)
+                try:
+                    release_restarts(testbed, node, tuple(undo["held"]))
+                except TransportError:
+                    if testbed.running(node):
+                        raise
+                    # powered off: the drop-in lived in /run, and the next boot starts without it
 
 
 class CorosyncKill(_KillDaemon):
@@ -55,6 +96,8 @@ class CorosyncKill(_KillDaemon):
     summary: ClassVar[str] = "corosync (membership, heartbeat) SIGKILLed on the node"
     mechanism: ClassVar[str] = "kill -KILL of the node's corosync; heal: restart the stack (or power on if fenced)"
     processes: ClassVar[tuple[str, ...]] = ("corosync",)
+    units: ClassVar[tuple[str, ...]] = ("corosync", "pacemaker")  # pacemaker exits with corosync, and its
+    # restart would start corosync again (Requires=corosync)
 
 
 class PacemakerKill(_KillDaemon):
@@ -63,3 +106,4 @@ class PacemakerKill(_KillDaemon):
     mechanism: ClassVar[str] = ("kill -KILL of pacemakerd and pacemaker-controld; heal: restart the stack "
                                 "(or power on if fenced)")
     processes: ClassVar[tuple[str, ...]] = ("pacemakerd", "pacemaker-controld")
+    units: ClassVar[tuple[str, ...]] = ("pacemaker",)

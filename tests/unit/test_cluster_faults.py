@@ -3,6 +3,8 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
 from pathlib import Path
 from typing import Any
 
@@ -11,7 +13,7 @@ from fake_testbed import FakeTestbed
 
 from harness.checkers import CHECKERS, Context, check_safe
 from harness.checkers.whole import check_starts, check_untouched
-from harness.faults import FAULTS, Nemesis, Target, base
+from harness.faults import FAULTS, Nemesis, Target, base, cluster
 from harness.faults.base import FaultNotInEffect, mark
 from harness.faults.daemons import effective_token_ms, loss_after_s
 from harness.plan import Case, expect, plan
@@ -259,3 +261,51 @@ def test_after_maintenance_a_group_the_cluster_stopped_ends_the_wait_and_is_repo
     assert _settle_after_lift(calm, ["app"], 60) is None and calm.settle_waits == 1  # type: ignore[arg-type]
     stuck = _LiftDriver([("node1", "transition running")])
     assert "the cluster settled after maintenance mode" in (_settle_after_lift(stuck, ["app"], 60) or "")  # type: ignore[arg-type]
+
+
+# -- systemd would restart a killed daemon: held for the fault's window ------------------------------
+
+
+def _sh(script: str, root: Path, *units: str) -> subprocess.CompletedProcess[str]:
+    bin_ = root / "bin"
+    bin_.mkdir(exist_ok=True)
+    (bin_ / "systemctl").write_text(f'#!/bin/sh\necho "$*" >> {root}/systemctl.calls\n')
+    (bin_ / "systemctl").chmod(0o755)
+    return subprocess.run(["sh", "-c", script, "x", *units], capture_output=True, text=True, timeout=30,
+                          env={**os.environ, "PATH": f"{bin_}:{os.environ['PATH']}",
+                               "FALLOVER_SYSTEMD_RUN": str(root / "units")})
+
+
+def test_the_restart_hold_is_a_runtime_drop_in_that_the_release_removes(tmp_path: Path) -> None:
+    assert _sh(cluster._HOLD, tmp_path, "pacemaker").returncode == 0  # no systemd: nothing written, nothing run
+    assert not (tmp_path / "units").exists() and not (tmp_path / "systemctl.calls").exists()
+    (tmp_path / "units").mkdir()
+    assert _sh(cluster._HOLD, tmp_path, "corosync", "pacemaker").returncode == 0
+    for u in ("corosync", "pacemaker"):
+        conf = tmp_path / "units" / f"{u}.service.d" / cluster.HOLD_CONF
+        assert conf.read_text() == "[Service]\nRestart=no\n"
+    assert (tmp_path / "systemctl.calls").read_text() == "daemon-reload\n"
+    assert _sh(cluster._RELEASE, tmp_path, "corosync", "pacemaker").returncode == 0
+    assert not list((tmp_path / "units").glob("*/*.conf"))
+    assert (tmp_path / "systemctl.calls").read_text() == "daemon-reload\n" * 2
+    assert _sh(cluster._RELEASE, tmp_path, "pacemaker").returncode == 0  # released already: no reload
+    assert (tmp_path / "systemctl.calls").read_text() == "daemon-reload\n" * 2
+
+
+@pytest.mark.parametrize("fault,units", [("pacemaker_kill", "pacemaker"), ("corosync_kill", "corosync pacemaker")])
+def test_a_daemon_kill_holds_restarts_before_the_kill_and_releases_them_after_the_heal(
+        tb: FakeTestbed, fault: str, units: str) -> None:
+    tb.shell = lambda node, cmd: (0, "4242\n") if cmd.startswith("pidof") else (0, "")
+    f = FAULTS[fault]
+    undo: dict[str, Any] = {}
+    f.inject(tb, Target(node="node1"), undo)
+    lines = [c for n, c in tb.commands if n == "node1"]
+    hold = next(i for i, c in enumerate(lines) if "Restart=no" in c)
+    kill = next(i for i, c in enumerate(lines) if c.startswith("kill -KILL"))
+    assert hold < kill and lines[hold].endswith(f"hold {units}")
+    assert undo["held"] == units.split()
+    assert [m[0] for m in undo["marks"]] == ["kill"] and undo["marks"][0][2] == {"fault_start": True}
+    tb.commands.clear()
+    f.heal(tb, Target(node="node1"), undo)
+    assert tb.commands[-1][1].endswith(f"release {units}")  # after the stack was made whole
+

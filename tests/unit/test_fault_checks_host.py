@@ -166,7 +166,8 @@ def test_daemon_kill_whose_pid_survives_is_reported(tb: FakeTestbed, monkeypatch
     from harness.faults import cluster
 
     monkeypatch.setattr(cluster, "make_whole", lambda testbed, n: None)
-    tb.shell = lambda node, cmd: (0, "42") if cmd == f"pidof {comm}" else (1, "")  # SIGKILL had no effect
+    tb.shell = lambda node, cmd: (0, "42") if cmd == f"pidof {comm}" else \
+        (0, "") if cmd.startswith("sh -c") else (1, "")  # the restart hold works; SIGKILL had no effect
     assert f"still running on node2 after SIGKILL: {comm} (pid 42)" in not_in_effect(tb, name, node="node2")
 
 

@@ -1,6 +1,7 @@
 """The harness side of the fallover-app agent: app_kill and app_hang drive its pids and signal actions."""
 
 import os
+import time
 
 import pytest
 from ocf_agent import AGENT, jrun, proc_state, wait_for
@@ -56,8 +57,13 @@ def test_app_kill_kills_every_process_and_verifies_it(agent, daemon, faults_here
     assert agent.run("start", start_cmd=daemon + " --child")[0] == 0
     kill.precheck(tb, target)
     undo = {}
+    before = time.monotonic()
     kill.inject(tb, target, undo)
+    after = time.monotonic()
     assert undo["node"] == "node1" and undo["mechanism"] == "tag" and len(undo["processes"]) == 2
+    # the case measures from the kill, which the agent dates before its answer, not from the inject call
+    (label, at, data), = undo["marks"]
+    assert label == "SIGKILL sent" and data == {"fault_start": True} and before < at < after
     kill.verify(tb, target, undo)
     assert jrun(agent, "pids")["processes"] == []
 
