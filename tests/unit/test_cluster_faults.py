@@ -294,7 +294,7 @@ def test_the_restart_hold_is_a_runtime_drop_in_that_the_release_removes(tmp_path
 
 @pytest.mark.parametrize("fault,units", [("pacemaker_kill", "pacemaker"), ("corosync_kill", "corosync pacemaker")])
 def test_a_daemon_kill_holds_restarts_before_the_kill_and_releases_them_after_the_heal(
-        tb: FakeTestbed, fault: str, units: str) -> None:
+        tb: FakeTestbed, fault: str, units: str) -> None:  # and kills every daemon at once, after the lookups
     tb.shell = lambda node, cmd: (0, "4242\n") if cmd.startswith("pidof") else (0, "")
     f = FAULTS[fault]
     undo: dict[str, Any] = {}
@@ -305,7 +305,16 @@ def test_a_daemon_kill_holds_restarts_before_the_kill_and_releases_them_after_th
     assert hold < kill and lines[hold].endswith(f"hold {units}")
     assert undo["held"] == units.split()
     assert [m[0] for m in undo["marks"]] == ["kill"] and undo["marks"][0][2] == {"fault_start": True}
+    assert lines[kill] == "kill -KILL 4242" and len([c for c in lines if c.startswith("kill")]) == 1
     tb.commands.clear()
     f.heal(tb, Target(node="node1"), undo)
     assert tb.commands[-1][1].endswith(f"release {units}")  # after the stack was made whole
+
+
+def test_a_node_fenced_during_a_daemon_kill_has_no_hold_left_to_release(tb: FakeTestbed,
+                                                                        monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(cluster, "make_whole", lambda testbed, node: testbed.powered.add(node))
+    tb.powered.discard("node1")  # fenced (powered off): the drop-in was in its /run
+    FAULTS["pacemaker_kill"].heal(tb, Target(node="node1"), {"held": ["pacemaker"]})
+    assert tb.commands == []
 
