@@ -146,8 +146,14 @@ class Runner(Recording, Judging):
                 c.fault_mono = strikes[-1].mono
             if c.case.trigger:  # a node fault strikes the case's node (fence faults), others the group
                 by_node = FAULTS[c.case.trigger].target_kind == "node"
+                marks = len(timeline.of(TEST_MARK))
                 c.nemesis.start(c.case.trigger, **({"node": c.case.target.need("node")} if by_node
                                                    else {"group": group.name}))
+                # the failure the cluster must answer is the trigger's (the fault only set the stage): from its
+                # strike, or its start (app_start_fail-node2-app on the VMs: the app was killed 8+ s after the
+                # failing start was in place)
+                strikes = [e for e in timeline.of(TEST_MARK)[marks:] if e.data.get("fault_start")]
+                c.fault_mono = strikes[-1].mono if strikes else timeline.of(FAULT_INJECTED)[-1].mono
         c.timings["inject_s"] = time.monotonic() - t_inject
         if steps.failed("inject"):
             return

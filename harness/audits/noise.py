@@ -261,6 +261,9 @@ NOISE: tuple[NoiseRule, ...] = (
     _noise(r"error: Could not connect to (?:the )?(?P<peer>[\w-]+(?: manager)?)(?: IPC)?: Connection refused",
            "a client (daemon, agent helper such as attrd_updater, crm_* tool) found no listener: the daemon it "
            "talks to is down or not up yet"),
+    _noise(r"\(update_attrd\)\s+error: Could not update attribute \S+ for cluster node \S+: Connection refused",
+           "the starting controller asks the attribute manager before it listens (a TCG guest booting after its "
+           "fence: partition-node2, 2026-11-30)", peer="pacemaker-attrd"),
     _noise(r"error: Error in connection setup \(/dev/shm/qb-[^)]*\): (?:Broken pipe|Operation not permitted)",
            "libqb's server side: a local client went away during the IPC handshake, or the daemon refused it "
            "because it is shutting down (the CIB manager answers -EPERM then), as happens while either end is "
@@ -279,9 +282,8 @@ NOISE: tuple[NoiseRule, ...] = (
            "the starting CIB manager sets the torn cib.xml and its digest aside (then reads the newest good "
            "backup, and takes the DC's CIB on joining)", peer="pacemaker-based"),
 )
-"""IPC, connection and cluster-layer-gone errors, measured on the embedded testbed (corosync_kill, pacemaker_kill,
-node_power_off, node_stop, partition, rolling_restart) and from the false alarms of earlier runs; and the torn CIB
-write a power cut leaves, which the CIB manager repairs at its next start."""
+"""IPC, connection and cluster-layer-gone errors (embedded testbed: the stack faults, rolling_restart; false alarms
+of earlier runs; a slow start on the VMs), and the torn CIB write a power cut leaves, repaired at the next start."""
 
 
 def match_noise(line: str) -> tuple[NoiseRule, str | None] | None:

@@ -249,3 +249,19 @@ def test_a_cib_write_torn_by_a_power_cut_is_expected_at_the_nodes_next_start_onl
     other = pcmk(T0 + 10.2, "node1", "pacemaker-based", "cib_rename", "error",
                  "Archiving unusable file /var/lib/pacemaker/cib/cib-3.raw as /var/lib/pacemaker/cib/cib.auto.X")
     assert explain("node1", other, partition, near=T0) is None
+
+
+def test_a_controller_that_asks_attrd_before_it_listens_is_expected_only_where_attrd_restarted() -> None:
+    # node2's pacemaker.log as it booted after partition-node2 on the VMs (2026-11-30): attrd was still waiting
+    # for the CIB manager when the new controller sent its #feature-set
+    line = pcmk(T0 + 10.2, "node2", "pacemaker-controld", "update_attrd", "error",
+                "Could not update attribute #feature-set=3.16.1 for cluster node node2: Connection refused | rc=111")
+    partition = disruptions_from(timeline(injected(0, "partition", target="node2", nodes=["node2"]),
+                                          (3.4, FENCED, "node2", {"action": "off", "outcome": "OK"}),
+                                          healed(8, "partition", target="node2"),
+                                          (12, CLUSTER_NODE_JOINED, "node2", {})), TOPO)
+    based = [Disruption("node2", frozenset({"pacemaker-based"}), T0, T0 + 15, "based_kill injected on node2")]
+    assert "attribute manager" in (explain("node2", line, partition, near=T0) or "")
+    assert explain("node2", line, [], near=T0) is None        # attrd refusing a running controller: a finding
+    assert explain("node2", line, based, near=T0) is None     # attrd itself was never restarted
+    assert explain("node1", line.replace(" node2 ", " node1 ", 1), partition, near=T0) is None
