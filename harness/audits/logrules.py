@@ -129,9 +129,11 @@ _FENCE_AGENT_FAILED = _rule(r"pacemaker-fenced\s*\[\d+\] \(log_async_result\)\s+
 _FENCE_OP_FAILED = _rule(r"pacemaker-fenced\s*\[\d+\] \(finalize_op\)\s+error: Operation '(?:off|reboot)' targeting "
                          r"\S+ by \S+ for \S+: (?:Error occurred|Timer expired|No route to host)",
                          "the fencer gives the fencing of the node up as failed (no device could fence it): the fault")
-_APP_DYING = _rule(r"fallover-app\[\d+\] \S+ monitor: ERROR pid \d+ alive but unhealthy: \[Errno 111\] Connection refused",
+_APP_DYING = _rule(r"fallover-app\[\d+\] \S+ monitor: ERROR pid \d+ alive but unhealthy: "
+                  r"\[Errno (?:111\] Connection refused|104\] Connection reset by peer)",
                   "a monitor that ran as the SIGKILL landed: the process was still exiting (its pid there), its "
-                  "port already closed (seen on a TCG guest, where a process's exit takes a while)")
+                  "port already closed, or its answer cut off (seen on TCG guests, where a process's exit takes a "
+                  "while)")
 CONSEQUENCES: dict[str, tuple[Rule, ...]] = {
     # Pacemaker 2.1.5 logs a node loss, its fencing ("will be fenced: peer is no longer part of the
     # cluster", "Stonith/shutdown ... was not expected"), a failed monitor and a refused start at

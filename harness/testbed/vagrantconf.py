@@ -3,9 +3,11 @@ configuration. Pure text from the topology (unit-tested); `vagrant.py` and `vagr
 
 The guests run the same generated configuration as the embedded testbed (`clusterconf`): corosync with
 one knet link per heartbeat network and the seed CIB (group = IPaddr2 + Filesystem monitored at
-OCF_CHECK_LEVEL=20 + the application through `ocf:fallover:fallover-app`), with two changes for VMs:
+OCF_CHECK_LEVEL=20 + the application through `ocf:fallover:fallover-app`), with these changes for VMs:
 stonith is one `fence_xvm` device per node (fence_virtd in the lab powers the domain off through
-libvirt), and the adapters are the guests' `ethN` (the management NIC is eth0).
+libvirt), the adapters are the guests' `ethN` (the management NIC is eth0), and a CPU budget for
+emulated guests: rarer monitors, longer timeouts, and (TCG only) the link and client monitors as
+`ocf:fallover:netwatch` watchers.
 """
 
 from __future__ import annotations

@@ -217,8 +217,10 @@ def test_a_monitor_racing_the_apps_kill_is_expected_for_the_kill_faults_only() -
     """Seen on a TCG guest: the monitor ran in the second of the SIGKILL; the pid was there, the port closed."""
     line = ("2026-11-30T14:30:47 fallover-app[4443] node1 monitor: ERROR pid 3869 alive but unhealthy: "
             "[Errno 111] Connection refused")
+    reset = line.replace("[Errno 111] Connection refused", "[Errno 104] Connection reset by peer")  # mid-answer
     for fault in ("app_kill", "app_kill_threshold", "app_failure_expiry"):
         assert any(p.search(line) for p in expected_for(fault)), fault
+        assert any(p.search(reset) for p in expected_for(fault)), fault
     assert not any(p.search(line) for p in expected_for("node_power_off", "app_start_fail", "adapter_down"))
     timed_out = line.replace("[Errno 111] Connection refused", "timed out")  # a hung app is news after a kill
     assert not any(p.search(timed_out) for p in expected_for("app_kill"))
