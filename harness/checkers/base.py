@@ -280,6 +280,9 @@ class Context:
         if self.fault is None:
             return "fault"
         name = str(self.fault.data.get("fault") or "fault")
+        first = self.of(FAULT_INJECTED)[0]
+        if first is not self.fault:  # the case's trigger, after the fault that set the stage (app_start_fail)
+            name = f"{name} after {first.data.get('fault') or 'fault'}"
         where = ",".join(sorted(self.fault_nodes)) or self.fault.data.get("target")
         return f"{name} on {where}" if where else name
 

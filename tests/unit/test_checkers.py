@@ -215,3 +215,14 @@ def test_outage_is_send_time_of_first_failure_to_send_time_of_next_success() -> 
 
 def test_outage_without_samples_is_unknown() -> None:
     assert check_outage(ctx(history(samples=[]))).valid == UNKNOWN
+
+
+def test_a_trigger_is_judged_and_named_after_the_fault_that_set_the_stage() -> None:
+    # app_start_fail on node2 first (its start will fail there), then the trigger kills the app on node1
+    stage = [ev(-8, FAULT_INJECTED, None, fault="app_start_fail", target="node2-app", family="application"),
+             ev(-1, FAULT_INJECTED, None, fault="app_kill", target="app", family="application")]
+    c = Context(timeline=history(replace={"fault": stage}), topology=topo(), fault_start=BASE + 0.0,
+                expectation={"group": "app", "fault_node": "node2"})
+    assert c.fault is stage[1] and c.fault_desc == "app_kill after app_start_fail on node2"
+    single = Context(timeline=history(), topology=topo(), expectation={"group": "app"})
+    assert single.fault_desc == "poweroff on node1"
