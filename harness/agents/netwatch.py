@@ -88,7 +88,7 @@ class Pinger:
         self.window = window
         self.ident = os.getpid() & 0xFFFF
         self.seq = 0
-        self.last_reply = time.monotonic()  # the start counts as seen: a fresh watcher does not report a loss
+        self.last_reply = float("-inf")  # nothing seen yet: the first value waits for a reply or the window
         self.sock = socket.socket(socket.AF_INET, socket.SOCK_RAW, socket.IPPROTO_ICMP)
 
     def send(self):
@@ -166,12 +166,14 @@ def main(argv=None):
 def watch(a):
     pinger = Pinger(a.host, a.window) if a.host else None
     link = LinkWatch(a.interface, a.interval) if a.interface else None
-    current, pushed_at = None, 0.0
+    current, pushed_at, started = None, 0.0, time.monotonic()
     while True:
         if pinger:
             pinger.send()
             pinger.drain(a.interval)
             value = pinger.value()
+            if current is None and not value and time.monotonic() - started < a.window:
+                continue  # as ping's own start: 0 only once the tries are over, never a guess of 1
         else:
             value = link.value()
             if current is not None and value == current:

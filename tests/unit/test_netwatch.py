@@ -123,6 +123,32 @@ def test_a_link_change_is_seen_from_the_kernel_event_not_the_next_reread(tmp_pat
             subprocess.run(["ip", "netns", "del", ns], check=False)
 
 
+def test_a_client_that_never_answers_is_0_from_the_start(tmp_path: Path) -> None:
+    """In a namespace of the test's own with no route anywhere: the echoes cannot leave, no reply comes."""
+    ns = f"fo-nwtest-{os.getpid()}"
+    if subprocess.run(["ip", "netns", "add", ns], capture_output=True).returncode != 0:
+        pytest.skip("no network namespaces here")
+    bin_ = tmp_path / "bin"
+    bin_.mkdir()
+    (bin_ / "attrd_updater").write_text(f'#!/bin/sh\necho "$*" >> {tmp_path}/attrd.calls\n')
+    (bin_ / "attrd_updater").chmod(0o755)
+    try:
+        proc = subprocess.Popen(["ip", "netns", "exec", ns, sys.executable, "-S", str(AGENTS / "netwatch.py"),
+                                 "--name", "reach", "--host", "10.99.99.99", "--pidfile", str(tmp_path / "pid")],
+                                env={**os.environ, "PATH": f"{bin_}:{os.environ['PATH']}"}, stderr=subprocess.DEVNULL)
+        try:
+            deadline = time.monotonic() + 30
+            while not (tmp_path / "pid").exists() and time.monotonic() < deadline:
+                time.sleep(0.05)
+            time.sleep(0.5)
+            assert calls(tmp_path) == ["-n reach -U 0"]  # never a 1 it did not see
+        finally:
+            proc.terminate()
+            proc.wait(timeout=10)
+    finally:
+        subprocess.run(["ip", "netns", "del", ns], check=False)
+
+
 def test_bad_parameters_are_configuration_errors(env: dict[str, str]) -> None:
     assert agent("validate-all", env) == 6  # neither interface nor host
     assert agent("validate-all", env, interface="lo", host="127.0.0.1") == 6
