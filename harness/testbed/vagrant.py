@@ -255,7 +255,8 @@ class VagrantTestbed(VmControl, VmDisk, SshTestbed):
             key.chmod(0o400)
         from harness.testbed import clusterconf
 
-        cib = vagrantconf.guest_cib(lab, clusterconf.empty_cib(), emulated=vagrantconf.accel(lab, self.accel) == "tcg")
+        emulated = vagrantconf.accel(lab, self.accel) == "tcg"
+        cib = vagrantconf.guest_cib(lab, clusterconf.empty_cib(), emulated=emulated)
         coro = vagrantconf.guest_corosync(lab)
         for n in self.topology.node_names:
             d = root / n
