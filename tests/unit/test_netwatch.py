@@ -10,6 +10,7 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -28,12 +29,29 @@ def _watcher():  # netwatch.py has no .py-importable package: load it by path
 
 
 @pytest.fixture
-def env(tmp_path: Path) -> dict[str, str]:
-    bin_ = tmp_path / "bin"
-    bin_.mkdir()
-    fake = bin_ / "attrd_updater"
-    fake.write_text(f'#!/bin/sh\necho "$*" >> {tmp_path}/attrd.calls\n')
-    fake.chmod(0o755)
+def bin_(tmp_path: Path) -> Path:
+    """A directory for PATH with a stand-in attrd_updater that records its arguments in attrd.calls."""
+    d = tmp_path / "bin"
+    d.mkdir()
+    (d / "attrd_updater").write_text(f'#!/bin/sh\necho "$*" >> {tmp_path}/attrd.calls\n')
+    (d / "attrd_updater").chmod(0o755)
+    return d
+
+
+@pytest.fixture
+def ns() -> Iterator[str]:
+    """A network namespace of the test's own, deleted afterwards."""
+    name = f"fo-nwtest-{os.getpid()}"
+    if subprocess.run(["ip", "netns", "add", name], capture_output=True).returncode != 0:
+        pytest.skip("no network namespaces here")
+    try:
+        yield name
+    finally:
+        subprocess.run(["ip", "netns", "del", name], check=False)
+
+
+@pytest.fixture
+def env(tmp_path: Path, bin_: Path) -> dict[str, str]:
     return {"PATH": f"{bin_}:{os.environ['PATH']}", "NETWATCH_RUN": str(tmp_path),
             "NETWATCH_LOG": str(tmp_path / "log"),
             "OCF_RESKEY_daemon": str(AGENTS / "netwatch.py"), "OCF_RESKEY_name": "reach-test"}
@@ -82,16 +100,10 @@ def test_a_link_without_carrier_is_0(env: dict[str, str], tmp_path: Path) -> Non
     assert agent("stop", env) == 0
 
 
-def test_a_link_change_is_seen_from_the_kernel_event_not_the_next_reread(tmp_path: Path) -> None:
+def test_a_link_change_is_seen_from_the_kernel_event_not_the_next_reread(tmp_path: Path, bin_: Path,
+                                                                         ns: str) -> None:
     """A veth adapter in a network namespace of the test's own: down, up, down; the watcher re-reads on
     each event although its periodic re-read is a minute away."""
-    ns = f"fo-nwtest-{os.getpid()}"
-    if subprocess.run(["ip", "netns", "add", ns], capture_output=True).returncode != 0:
-        pytest.skip("no network namespaces here")
-    bin_ = tmp_path / "bin"
-    bin_.mkdir()
-    (bin_ / "attrd_updater").write_text(f'#!/bin/sh\necho "$*" >> {tmp_path}/attrd.calls\n')
-    (bin_ / "attrd_updater").chmod(0o755)
     ipns = ["ip", "netns", "exec", ns]
     proc = None
     try:
@@ -120,33 +132,22 @@ def test_a_link_change_is_seen_from_the_kernel_event_not_the_next_reread(tmp_pat
         finally:
             if proc and proc.poll() is None:
                 proc.kill()
-            subprocess.run(["ip", "netns", "del", ns], check=False)
 
 
-def test_a_client_that_never_answers_is_0_from_the_start(tmp_path: Path) -> None:
+def test_a_client_that_never_answers_is_0_from_the_start(tmp_path: Path, bin_: Path, ns: str) -> None:
     """In a namespace of the test's own with no route anywhere: the echoes cannot leave, no reply comes."""
-    ns = f"fo-nwtest-{os.getpid()}"
-    if subprocess.run(["ip", "netns", "add", ns], capture_output=True).returncode != 0:
-        pytest.skip("no network namespaces here")
-    bin_ = tmp_path / "bin"
-    bin_.mkdir()
-    (bin_ / "attrd_updater").write_text(f'#!/bin/sh\necho "$*" >> {tmp_path}/attrd.calls\n')
-    (bin_ / "attrd_updater").chmod(0o755)
+    proc = subprocess.Popen(["ip", "netns", "exec", ns, sys.executable, "-S", str(AGENTS / "netwatch.py"),
+                             "--name", "reach", "--host", "10.99.99.99", "--pidfile", str(tmp_path / "pid")],
+                            env={**os.environ, "PATH": f"{bin_}:{os.environ['PATH']}"}, stderr=subprocess.DEVNULL)
     try:
-        proc = subprocess.Popen(["ip", "netns", "exec", ns, sys.executable, "-S", str(AGENTS / "netwatch.py"),
-                                 "--name", "reach", "--host", "10.99.99.99", "--pidfile", str(tmp_path / "pid")],
-                                env={**os.environ, "PATH": f"{bin_}:{os.environ['PATH']}"}, stderr=subprocess.DEVNULL)
-        try:
-            deadline = time.monotonic() + 30
-            while not (tmp_path / "pid").exists() and time.monotonic() < deadline:
-                time.sleep(0.05)
-            time.sleep(0.5)
-            assert calls(tmp_path) == ["-n reach -U 0"]  # never a 1 it did not see
-        finally:
-            proc.terminate()
-            proc.wait(timeout=10)
+        deadline = time.monotonic() + 30
+        while not (tmp_path / "pid").exists() and time.monotonic() < deadline:
+            time.sleep(0.05)
+        time.sleep(0.5)
+        assert calls(tmp_path) == ["-n reach -U 0"]  # never a 1 it did not see
     finally:
-        subprocess.run(["ip", "netns", "del", ns], check=False)
+        proc.terminate()
+        proc.wait(timeout=10)
 
 
 def test_bad_parameters_are_configuration_errors(env: dict[str, str]) -> None:
