@@ -68,6 +68,10 @@ class Driver(Protocol):
 
     def move_group(self, group: str, node: str, *, timeout: float = 60.0, progress: Progress = quiet) -> ClusterState: ...
 
+    def moved_to(self, group: str, node: str, *, timeout: float = 60.0,
+                 progress: Progress = quiet) -> AbstractContextManager[ClusterState]:
+        """Hold the group on the node for the block (a cascading group would fail back at once)."""
+
     def restart_group(self, group: str, *, timeout: float = 120.0) -> None: ...
 
     def clear_move(self, group: str) -> None: ...

@@ -283,6 +283,10 @@ class KeepalivedDriver(Polling):
     def move_group(self, group: str, node: str, *, timeout: float = 60.0, progress: Progress = quiet) -> ClusterState:
         raise self._no_resource_manager(f"move {group} to {node}")
 
+    def moved_to(self, group: str, node: str, *, timeout: float = 60.0,
+                 progress: Progress = quiet) -> AbstractContextManager[ClusterState]:
+        raise self._no_resource_manager(f"move {group} to {node}")
+
     def restart_group(self, group: str, *, timeout: float = 120.0) -> None:
         raise self._no_resource_manager(f"restart {group}")
 

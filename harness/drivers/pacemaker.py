@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 
 from harness.drivers.settle import SETTLE_QUERY, parse_settle_query
 from harness.drivers.pcmk_backup import PacemakerBackup
@@ -323,11 +325,21 @@ class PacemakerDriver(Polling, PacemakerBackup):
 
     def move_group(self, group: str, node: str, *, timeout: float = 60.0,
                    progress: Progress = quiet) -> ClusterState:
-        """Planned move (rg_move): ban-free move constraint, wait until started there, then clear it."""
+        """Planned move (rg_move): ban-free move constraint, wait until started there, then clear it.
+        A cascading group fails back as soon as the constraint is cleared: to use the group where it
+        was moved, hold it there with `moved_to`."""
+        with self.moved_to(group, node, timeout=timeout, progress=progress) as state:
+            return state
+
+    @contextmanager
+    def moved_to(self, group: str, node: str, *, timeout: float = 60.0,
+                 progress: Progress = quiet) -> Iterator[ClusterState]:
+        """Move the group to the node and keep it there for the block (the move constraint is cleared
+        however the block ends); yields the state that shows it started there."""
         self.admin(["crm_resource", "--resource", group, "--move", "--node", node])
         try:
-            return self.wait_until(lambda s: s.group_node(group) == node, timeout=timeout,
-                                   what=f"{group} started on {node}", progress=progress)
+            yield self.wait_until(lambda s: s.group_node(group) == node, timeout=timeout,
+                                  what=f"{group} started on {node}", progress=progress)
         finally:
             self.clear_move(group)
 

@@ -32,15 +32,11 @@ def test_move_under_load_is_seen_by_probe_load_and_arpwatch(testbed: Testbed, cl
     with arp, probe, Load(testbed, log=log, host=base, users=5, run_id="moveit") as load:
         time.sleep(2)
         t_move = time.monotonic()
-        # Not driver.move_group(): it clears the move at once, and the cascading group would
-        # leave `other` again before the load's users (2 s timeouts) are back.
-        testbed.node(home).run(["crm_resource", "--resource", g.name, "--move", "--node", other], timeout=30)
-        try:
-            cluster.wait_until(lambda s: s.group_node(g.name) == other, timeout=60, what=f"app on {other}")
+        # held on `other` (not move_group, which clears the move at once, and the cascading group
+        # would leave `other` again before the load's users, 2 s timeouts, are back)
+        with cluster.moved_to(g.name, other, timeout=60):
             t_there = time.monotonic()
             time.sleep(5)  # load and probe on the other node
-        finally:
-            cluster.clear_move(g.name)
         cluster.wait_settled(timeout=90)  # back home (cascading)
         time.sleep(2)
         assert load.running() and probe.running() and arp.running()

@@ -290,3 +290,20 @@ def test_a_testbed_declares_how_often_and_how_patiently_its_nodes_are_asked(monk
     slow.wait_settled(timeout=60)
     assert pauses == [0.25, 2.0]
     assert timeouts and set(timeouts) == {45.0}
+
+
+def test_a_group_held_where_it_was_moved_is_released_however_the_block_ends() -> None:
+    """A cascading group fails back as soon as its move is cleared: `moved_to` keeps the move for the
+    block (the smoke test reads the moved data there) and clears it on an exception too."""
+    d = driver(Script())
+    admin: list[list[str]] = []
+    d.admin = lambda argv, **_: admin.append(argv)  # type: ignore[method-assign]
+    d.wait_until = lambda predicate, **_: "on node2"  # type: ignore[method-assign,assignment]
+    with pytest.raises(RuntimeError), d.moved_to("app", "node2") as state:
+        assert state == "on node2"
+        assert admin == [["crm_resource", "--resource", "app", "--move", "--node", "node2"]]
+        raise RuntimeError("the read failed")
+    assert admin[-1] == ["crm_resource", "--resource", "app", "--clear"]
+    admin.clear()
+    assert d.move_group("app", "node2") == "on node2"
+    assert [a[-1] for a in admin] == ["node2", "--clear"]  # move_group clears at once
