@@ -16,20 +16,24 @@ _UNITS = "${FALLOVER_SYSTEMD_RUN:-/run/systemd/system}"  # (another directory in
 _HOLD = (f"[ -d {_UNITS} ] || exit 0\n"  # no systemd on the node (the embedded testbed): nothing restarts
          f"for u in \"$@\"; do d={_UNITS}/$u.service.d; mkdir -p \"$d\" && "
          f"printf '[Service]\\nRestart=no\\n' > \"$d/{HOLD_CONF}\"; done\n"
-         "systemctl daemon-reload")
+         "systemctl daemon-reload && echo held")
 _RELEASE = (f"held=; for u in \"$@\"; do f={_UNITS}/$u.service.d/" + HOLD_CONF +
             "; [ -e \"$f\" ] && rm -f \"$f\" && held=1; done\n"
             "[ -z \"$held\" ] || systemctl daemon-reload")
 
 
-def hold_restarts(testbed: Testbed, node: str, units: tuple[str, ...]) -> None:
+def hold_restarts(testbed: Testbed, node: str, units: tuple[str, ...]) -> bool:
     """Keep systemd from restarting `units` on the node until `release_restarts`.
 
     The fault is "the daemon dies", and the catalogue expects what follows from that (the node leaves
     and is fenced). Debian's pacemaker.service has Restart=on-failure: on the VMs a killed pacemakerd was
     back a second later and its controller rejoined 2.5 s after it left, before the DC's scheduler had
-    fenced the node (pacemaker_kill-node1, 2026-11-30), so the outcome was a race, not the fault."""
-    testbed.node(node).run(["sh", "-c", _HOLD, "hold", *units], timeout=60)
+    fenced the node (pacemaker_kill-node1, 2026-11-30), so the outcome was a race, not the fault.
+    True when the node has systemd (then its units, not the harness, start the daemon again)."""
+    if not units:
+        return False
+    out = testbed.node(node).run(["sh", "-c", _HOLD, "hold", *units], timeout=60).stdout
+    return out.strip().endswith("held")
 
 
 def release_restarts(testbed: Testbed, node: str, units: tuple[str, ...]) -> None:
@@ -54,7 +58,7 @@ class _KillDaemon(Fault):
     def inject(self, testbed: Testbed, target: Target, undo: dict[str, Any]) -> None:
         node = target.need("node")
         undo["held"] = list(self.units)  # journaled before the drop-in exists: a crashed run's heal removes it
-        hold_restarts(testbed, node, self.units)
+        undo["systemd"] = hold_restarts(testbed, node, self.units)
         killed = {comm: pids(testbed, node, comm) for comm in self.processes}
         undo["killed"] = killed
         found = sorted({p for ps in killed.values() for p in ps})
@@ -84,10 +88,14 @@ class _KillDaemon(Fault):
         node = target.need("node")
         held = bool(undo.get("held")) and testbed.running(node)  # a node fenced meanwhile boots with a new /run
         try:
-            make_whole(testbed, node)
+            self.repair(testbed, node, undo)
         finally:
             if held:
                 release_restarts(testbed, node, tuple(undo["held"]))
+
+    def repair(self, testbed: Testbed, node: str, undo: dict[str, Any]) -> None:
+        """What the heal does before the restart hold is released: by default, the node made whole."""
+        make_whole(testbed, node)
 
 
 class CorosyncKill(_KillDaemon):

@@ -119,8 +119,9 @@ class PacemakerdKill(_KillDaemon):
     name: ClassVar[str] = "pacemakerd_kill"
     event: ClassVar[str] = "clstrmgr_kill (pacemakerd alone, crash_test --kill-pacemakerd)"
     summary: ClassVar[str] = "pacemakerd alone SIGKILLed; its children and the resources keep running"
-    mechanism: ClassVar[str] = ("kill -KILL of pacemakerd only; heal: start pacemakerd again, which takes its "
-                                "running children over")
+    mechanism: ClassVar[str] = ("kill -KILL of pacemakerd only (systemd, where there is one, may not restart it "
+                                "meanwhile); heal: start pacemakerd again (through its unit under systemd), which "
+                                "takes its running children over")
     processes: ClassVar[tuple[str, ...]] = ("pacemakerd",)
     needs: ClassVar[tuple[str, ...]] = ("pacemaker", "spawn")
     suite: ClassVar[str | None] = "cluster"
@@ -131,9 +132,12 @@ class PacemakerdKill(_KillDaemon):
     def expect(self, topology: Topology, target: Target, group: str, home: str) -> tuple[str, str, set[str]]:
         return "stay", "the subdaemons outlive pacemakerd and keep the resources running", set()
 
-    def heal(self, testbed: Testbed, target: Target, undo: dict[str, Any]) -> None:
-        """Start pacemakerd alone (it adopts the running children); never restart the whole stack for it."""
-        node = target.need("node")
+    units: ClassVar[tuple[str, ...]] = ("pacemaker",)  # KillMode=process: systemd would start pacemakerd
+    # again a second later (it adopts the children), and the fault is "pacemakerd gone until the heal"
+
+    def repair(self, testbed: Testbed, node: str, undo: dict[str, Any]) -> None:
+        """Start pacemakerd alone (it adopts the running children); never restart the whole stack for it.
+        Under systemd through its unit (a pacemakerd started beside it would be one systemd cannot stop)."""
         if not testbed.running(node):
             make_whole(testbed, node)
             return
@@ -141,9 +145,12 @@ class PacemakerdKill(_KillDaemon):
             make_whole(testbed, node)  # more than pacemakerd died meanwhile: the stack's own repair
             return
         if not pids(testbed, node, "pacemakerd"):
-            env = [f"{k}={v}" for k, v in sorted(testbed.topology.cluster.pacemaker_env.items())]
-            testbed.spawn(node, ["env", *env, "pacemakerd"] if env else ["pacemakerd"],
-                          pidfile="/run/fallover-pacemakerd.pid")
+            if undo.get("systemd"):
+                testbed.start_services(node)  # corosync runs already: this starts pacemaker.service
+            else:
+                env = [f"{k}={v}" for k, v in sorted(testbed.topology.cluster.pacemaker_env.items())]
+                testbed.spawn(node, ["env", *env, "pacemakerd"] if env else ["pacemakerd"],
+                              pidfile="/run/fallover-pacemakerd.pid")
         if not look_until(lambda: pids(testbed, node, "pacemakerd"), bool):
             raise FalloverError(f"{node}: pacemakerd did not start again")
 

@@ -285,14 +285,16 @@ def test_the_restart_hold_is_a_runtime_drop_in_that_the_release_removes(tmp_path
         conf = tmp_path / "units" / f"{u}.service.d" / cluster.HOLD_CONF
         assert conf.read_text() == "[Service]\nRestart=no\n"
     assert (tmp_path / "systemctl.calls").read_text() == "daemon-reload\n"
+    assert _sh(cluster._HOLD, tmp_path, "corosync").stdout == "held\n"  # the node has systemd: say so
     assert _sh(cluster._RELEASE, tmp_path, "corosync", "pacemaker").returncode == 0
     assert not list((tmp_path / "units").glob("*/*.conf"))
-    assert (tmp_path / "systemctl.calls").read_text() == "daemon-reload\n" * 2
+    assert (tmp_path / "systemctl.calls").read_text() == "daemon-reload\n" * 3
     assert _sh(cluster._RELEASE, tmp_path, "pacemaker").returncode == 0  # released already: no reload
-    assert (tmp_path / "systemctl.calls").read_text() == "daemon-reload\n" * 2
+    assert (tmp_path / "systemctl.calls").read_text() == "daemon-reload\n" * 3
 
 
-@pytest.mark.parametrize("fault,units", [("pacemaker_kill", "pacemaker"), ("corosync_kill", "corosync pacemaker")])
+@pytest.mark.parametrize("fault,units", [("pacemaker_kill", "pacemaker"), ("corosync_kill", "corosync pacemaker"),
+                                         ("pacemakerd_kill", "pacemaker")])
 def test_a_daemon_kill_holds_restarts_before_the_kill_and_releases_them_after_the_heal(
         tb: FakeTestbed, fault: str, units: str) -> None:  # and kills every daemon at once, after the lookups
     tb.shell = lambda node, cmd: (0, "4242\n") if cmd.startswith("pidof") else (0, "")
@@ -318,3 +320,19 @@ def test_a_node_fenced_during_a_daemon_kill_has_no_hold_left_to_release(tb: Fake
     FAULTS["pacemaker_kill"].heal(tb, Target(node="node1"), {"held": ["pacemaker"]})
     assert tb.commands == []
 
+
+
+@pytest.mark.parametrize("systemd,started", [(True, [("start_services", "node1")]), (False, [])])
+def test_pacemakerd_killed_alone_is_started_again_by_its_unit_where_systemd_runs_it(
+        tb: FakeTestbed, systemd: bool, started: list[tuple[str, ...]]) -> None:
+    """Under systemd a pacemakerd spawned beside the unit would be one systemctl cannot stop; without systemd
+    (the embedded testbed) the harness starts it itself. Either way it adopts the running children."""
+    gone = {"pacemakerd"}
+    tb.shell = lambda node, cmd: (1, "") if cmd.startswith("pidof") and cmd.split()[-1] in gone else \
+        (0, "4242\n" if cmd.startswith("pidof") else "")
+    spawned: list[str] = []
+    tb.spawn = lambda node, argv, pidfile: (spawned.append(argv[-1]), gone.clear())  # type: ignore[method-assign]
+    tb.start_services = lambda node: (tb.switched.append(("start_services", node)), gone.clear())  # type: ignore[method-assign]
+    FAULTS["pacemakerd_kill"].heal(tb, Target(node="node1"), {"held": ["pacemaker"], "systemd": systemd})
+    assert tb.switched == started and spawned == ([] if systemd else ["pacemakerd"])
+    assert tb.commands[-1][1].endswith("release pacemaker")

@@ -56,6 +56,13 @@ def test_takeover_follows_the_priority_list_from_where_the_group_runs() -> None:
     assert (e.outcome, e.takeover) == ("fallover", "node1")
 
 
+def test_a_start_that_fails_on_the_chosen_node_allows_the_declared_fallover_for_each_of_its_two_takeovers() -> None:
+    sla = TOPO.sla
+    e = expect(TOPO, Case("app_start_fail", Target(group="app", node="node2"), trigger="app_kill"), HOME)[0]
+    assert e.limits == {"max_fallover_s": 2 * sla.max_fallover_s, "max_outage_s": sla.max_outage_s + sla.max_fallover_s}
+    assert expect(TOPO, Case("app_kill", Target(group="app")), HOME)[0].limits == {}  # one takeover: as declared
+
+
 def test_declared_expectations_override_and_say_so() -> None:
     topo = TOPO.model_copy(update={"expectations": {"network_down_global": "stay"}})
     e = expect(topo, Case("network_down_global", Target(network="service")), HOME)[0]
