@@ -14,6 +14,7 @@ import fcntl
 import ipaddress
 import json
 import select
+import shlex
 import signal
 import socket
 import struct
@@ -190,14 +191,23 @@ if __name__ == "__main__":
 
 
 def node_macs(testbed: Testbed, network: str) -> dict[str, str]:
-    """MAC → node of every running node's adapter on ``network`` (a restarted node has a new MAC)."""
+    """MAC → node of every running node's adapter on ``network`` (a restarted node has a new MAC).
+
+    The adapter is the interface named after the network (the embedded testbed) or else the one that
+    holds the node's address on it (VMs and SSH nodes name theirs eth1, ens4, ...): without the map
+    the evidence cannot tell a node's ARP answer from another MAC's."""
+    q = shlex.quote(network)
     out = {}
     for n in testbed.topology.node_names:
         if testbed.running(n):
+            addr = testbed.topology.address(n, network)
+            script = (f"cat /sys/class/net/{q}/address 2>/dev/null && exit\n"
+                      f"d=$(ip -o -4 addr show to {addr}/32 | {{ read -r _ d _; echo \"$d\"; }})\n"
+                      '[ -n "$d" ] && cat "/sys/class/net/$d/address"')
             try:
-                r = testbed.node(n).run(["cat", f"/sys/class/net/{network}/address"], timeout=5, check=False)
+                r = testbed.node(n).run(["sh", "-c", script], timeout=5, check=False)
             except FalloverError:
                 continue
-            if r.ok:
-                out[r.stdout.strip()] = n
+            if r.ok and r.stdout.strip():
+                out[r.stdout.strip().lower()] = n
     return out

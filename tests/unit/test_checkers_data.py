@@ -93,6 +93,26 @@ def test_two_macs_for_the_vip_are_caught() -> None:
     assert v.valid is False and VIP in v.explanation and MAC1 in v.explanation and MAC2 in v.explanation
 
 
+def test_a_mac_of_no_node_while_the_fault_corrupts_packets_is_the_fault_not_a_second_owner() -> None:
+    """ARP has no checksum: on the VMs one answer of node1's in 192 arrived with a bit flipped in its MAC."""
+    garbled = "52:54:f5:0a:41:01"
+    stay = {"takeover": [], "rejoin": [], "heal": [ev(10, FAULT_HEALED, "node1", fault="packet_corrupt",
+                                                       target="node1-service")],
+            "fault": [ev(0, FAULT_INJECTED, "node1", fault="packet_corrupt", target="node1-service", family="network")],
+            "setup": [ev(-5, CLUSTER_GROUP_STARTED, "node1", group="app"), ev(-4, CLUSTER_REDUNDANT)]}
+    answers = [ev(-1 + i * 0.2, ARP_REPLY, "node1", ip=VIP, mac=MAC1) for i in range(80)]  # -1 s to +15 s
+    hit = [ev(1.1, ARP_REPLY, ip=VIP, mac=garbled)]  # no node has that MAC: its Event.node is None
+    stayed = probe(-2, 20, True, "node1")
+    v = check_split_brain(ctx(history(replace=stay, extra=answers + hit, samples=stayed),
+                              expect_fallover=False, expected_node="node1"))
+    assert v.valid is True, v.explanation
+    assert "1 more from a MAC of no node while the fault corrupted packets" in v.explanation
+    late = [ev(12.1, ARP_REPLY, ip=VIP, mac=garbled)]  # after the heal: an address conflict, and it counts
+    v = check_split_brain(ctx(history(replace=stay, extra=answers + late, samples=stayed),
+                              expect_fallover=False, expected_node="node1"))
+    assert v.valid is False and garbled in v.explanation and "node1" in v.explanation
+
+
 def test_group_split_event_is_caught() -> None:
     v = check_split_brain(ctx(history(extra=[ev(3.5, CLUSTER_GROUP_SPLIT, group="app", nodes=["node1", "node2"])])))
     assert v.valid is False and "active on node1+node2" in v.explanation

@@ -172,3 +172,26 @@ def test_the_probe_asks_at_the_testbeds_pace(tmp_path: Path):
     assert slow.hz == 10.0
     fast = Probe(Embedded(), url="http://10.0.0.1/health", out=tmp_path / "q.jsonl")  # type: ignore[arg-type]
     assert fast.argv[fast.argv.index("--hz") + 1] == "100.0" and fast.argv[fast.argv.index("--timeout") + 1] == "0.5"
+
+
+def test_a_nodes_mac_is_read_from_the_adapter_named_after_the_network_or_else_the_one_with_its_address(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """VMs name their adapters eth1, eth2: without the fallback the MAC → node map was empty there, and an
+    ARP answer of node1 in the evidence named no node (packet_corrupt-node1-service, 2026-12-01)."""
+    import ipaddress
+    import subprocess
+    from types import SimpleNamespace
+
+    from harness.arpwatch import node_macs
+    from harness.result import Result
+
+    def run(argv: list[str], **_: object) -> Result:  # this machine's own shell: its loopback holds 127.0.0.1
+        p = subprocess.run(argv, capture_output=True, text=True, timeout=10)
+        return Result("n", tuple(argv), p.returncode, p.stdout, p.stderr, 0.0)
+
+    lo = open("/sys/class/net/lo/address").read().strip()
+    topo = SimpleNamespace(node_names=["node1", "node2"], address=lambda n, net: ipaddress.IPv4Address(
+        "127.0.0.1" if n == "node1" else "192.0.2.77"))  # node2 holds no such address here: left out
+    tb = SimpleNamespace(topology=topo, running=lambda n: True, node=lambda n: SimpleNamespace(run=run))
+    assert node_macs(tb, "no-such-network") == {lo: "node1"}  # type: ignore[arg-type]
+    assert node_macs(tb, "lo") == {lo: "node2"}  # an adapter named after the network wins (the last node's)
