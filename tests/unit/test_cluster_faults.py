@@ -336,3 +336,22 @@ def test_pacemakerd_killed_alone_is_started_again_by_its_unit_where_systemd_runs
     FAULTS["pacemakerd_kill"].heal(tb, Target(node="node1"), {"held": ["pacemaker"], "systemd": systemd})
     assert tb.switched == started and spawned == ([] if systemd else ["pacemakerd"])
     assert tb.commands[-1][1].endswith("release pacemaker")
+
+
+def test_a_node_fenced_while_the_heal_releases_its_hold_is_made_whole_then_released(
+        tb: FakeTestbed, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The fence of a node whose daemons died can land in the middle of the heal (25 s after the kill on the
+    VMs): the release's SSH connect times out. That is the cluster doing its job, not a failed heal."""
+    from harness.errors import TransportError
+
+    calls: list[str] = []
+
+    def release(testbed: object, node: str, units: tuple[str, ...]) -> None:
+        calls.append("release")
+        if calls.count("release") == 1:
+            raise TransportError(node, "unreachable: connection timed out")
+
+    monkeypatch.setattr(cluster, "release_restarts", release)
+    monkeypatch.setattr(cluster, "make_whole", lambda testbed, node: calls.append("make_whole"))
+    FAULTS["corosync_kill"].heal(tb, Target(node="node2"), {"held": ["corosync", "pacemaker"]})
+    assert calls == ["make_whole", "release", "make_whole", "release"]
