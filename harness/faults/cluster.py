@@ -40,6 +40,11 @@ def release_restarts(testbed: Testbed, node: str, units: tuple[str, ...]) -> Non
     testbed.node(node).run(["sh", "-c", _RELEASE, "release", *units], timeout=60)
 
 
+def under_systemd(testbed: Testbed, node: str) -> bool:
+    """Whether systemd runs the node (its units, not the harness, start the cluster software)."""
+    return testbed.node(node).run(["sh", "-c", f"[ -d {_UNITS} ]"], timeout=15, check=False).ok
+
+
 def _release(testbed: Testbed, node: str, units: tuple[str, ...]) -> None:
     """Release the hold; a node that drops off meanwhile is made whole first, then released again.
 
@@ -71,7 +76,7 @@ class _KillDaemon(Fault):
 
     def inject(self, testbed: Testbed, target: Target, undo: dict[str, Any]) -> None:
         node = target.need("node")
-        undo["held"] = list(self.units)  # journaled before the drop-in exists: a crashed run's heal removes it
+        undo["held"] = list(self.units)
         undo["systemd"] = hold_restarts(testbed, node, self.units)
         killed = {comm: pids(testbed, node, comm) for comm in self.processes}
         undo["killed"] = killed
@@ -100,12 +105,15 @@ class _KillDaemon(Fault):
 
     def heal(self, testbed: Testbed, target: Target, undo: dict[str, Any]) -> None:
         node = target.need("node")
-        held = bool(undo.get("held")) and testbed.running(node)  # a node fenced meanwhile boots with a new /run
+        # the journal has `held` only once inject returned: a run killed during the inject still releases
+        # (idempotent; a node fenced meanwhile boots with a new /run, and is not asked)
+        units = tuple(undo.get("held") or self.units)
+        held = bool(units) and testbed.running(node)
         try:
             self.repair(testbed, node, undo)
         finally:
             if held:
-                _release(testbed, node, tuple(undo["held"]))
+                _release(testbed, node, units)
 
     def repair(self, testbed: Testbed, node: str, undo: dict[str, Any]) -> None:
         """What the heal does before the restart hold is released: by default, the node made whole."""

@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 from harness.errors import FalloverError, TransportError
 from harness.faults.base import Fault, Target, look_until
-from harness.faults.cluster import _KillDaemon
+from harness.faults.cluster import _KillDaemon, under_systemd
 from harness.faults.ops import make_whole, pids
 from harness.faults.pcmk_source import SUBDAEMONS, Subdaemon, expected_after_kill
 from harness.testbed.base import Testbed
@@ -145,7 +145,7 @@ class PacemakerdKill(_KillDaemon):
             make_whole(testbed, node)  # more than pacemakerd died meanwhile: the stack's own repair
             return
         if not pids(testbed, node, "pacemakerd"):
-            if undo.get("systemd"):
+            if undo["systemd"] if "systemd" in undo else under_systemd(testbed, node):  # (a replayed journal)
                 testbed.start_services(node)  # corosync runs already: this starts pacemaker.service
             else:
                 env = [f"{k}={v}" for k, v in sorted(testbed.topology.cluster.pacemaker_env.items())]

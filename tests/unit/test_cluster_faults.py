@@ -116,11 +116,13 @@ def test_pacemakerd_heal_starts_pacemakerd_alone(tb: FakeTestbed, monkeypatch: p
 
     monkeypatch.setattr(daemons, "make_whole", lambda testbed, n: pytest.fail("the whole stack was restarted"))
     alive = {"corosync": "7", "pacemaker-controld": "9"}
-    tb.shell = lambda node, cmd: (0, alive[cmd[6:]]) if cmd[6:] in alive else (1, "")
+    tb.shell = lambda node, cmd: (0, alive[cmd[6:]]) if cmd[6:] in alive else \
+        ((0, "") if cmd.endswith("release pacemaker") else (1, ""))  # nothing held: the release does nothing
     spawned: list[Any] = []
     monkeypatch.setattr(tb, "spawn", lambda node, argv, pidfile: (spawned.append(argv), alive.update(pacemakerd="11")))
-    FAULTS["pacemakerd_kill"].heal(tb, Target(node="node1"), {})
-    assert spawned == [["pacemakerd"]]
+    FAULTS["pacemakerd_kill"].heal(tb, Target(node="node1"), {})  # a replayed journal: nothing but the id
+    assert spawned == [["pacemakerd"]]  # no systemd on the node (asked, since the journal did not say)
+    assert any("[ -d " in c for _, c in tb.commands) and tb.commands[-1][1].endswith("release pacemaker")
 
 
 # -- marks and verdicts --------------------------------------------------------------------------
