@@ -123,6 +123,8 @@ class PacemakerdKill(_KillDaemon):
                                 "meanwhile); heal: start pacemakerd again (through its unit under systemd), which "
                                 "takes its running children over")
     processes: ClassVar[tuple[str, ...]] = ("pacemakerd",)
+    units: ClassVar[tuple[str, ...]] = ("pacemaker",)  # KillMode=process: systemd would start pacemakerd
+    # again a second later (it adopts the children), and the fault is "pacemakerd gone until the heal"
     needs: ClassVar[tuple[str, ...]] = ("pacemaker", "spawn")
     suite: ClassVar[str | None] = "cluster"
 
@@ -131,9 +133,6 @@ class PacemakerdKill(_KillDaemon):
 
     def expect(self, topology: Topology, target: Target, group: str, home: str) -> tuple[str, str, set[str]]:
         return "stay", "the subdaemons outlive pacemakerd and keep the resources running", set()
-
-    units: ClassVar[tuple[str, ...]] = ("pacemaker",)  # KillMode=process: systemd would start pacemakerd
-    # again a second later (it adopts the children), and the fault is "pacemakerd gone until the heal"
 
     def repair(self, testbed: Testbed, node: str, undo: dict[str, Any]) -> None:
         """Start pacemakerd alone (it adopts the running children); never restart the whole stack for it.
