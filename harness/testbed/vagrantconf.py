@@ -152,14 +152,18 @@ def spec(lab: Lab, *, box: str, kernel: str | None, initrd: str | None, ssh_key:
                  "ip": str(t.address(n, net.name))} for i, net in enumerate(t.networks)]
         nodes.append({"name": n, "domain": lab.domain(n), "mgmt_mac": lab.mac(n, 0),
                       "mgmt_ip": str(lab.node_mgmt_address(n)), "nics": nics,
-                      "payload": str(payload / n)})
+                      "payload": str(payload / f"{n}.tar")})
     return {
         "prefix": f"{lab.prefix}-", "box": box, "kernel": kernel, "initrd": initrd,
         "cmd_line": "root=/dev/vda rw console=ttyS0 net.ifnames=0 biosdevname=0 systemd.firstboot=off quiet",
         "driver": "kvm" if accelerator == "kvm" else "qemu", "accel": accelerator, "emulator": emulator,
         "memory_mb": s.memory_mb, "cpus": s.cpus, "ssh_key": ssh_key,
         "mgmt_network": lab.mgmt_network, "mgmt_subnet": str(s.mgmt_subnet),
-        "payload_guest": PAYLOAD_GUEST, "nodes": nodes,
+        "payload_guest": f"{PAYLOAD_GUEST}.tar", "nodes": nodes,
+        "provision": f"rm -rf {PAYLOAD_GUEST} && mkdir -p {PAYLOAD_GUEST} && tar -C {PAYLOAD_GUEST} -xf {PAYLOAD_GUEST}.tar"
+                     f" && sh {PAYLOAD_GUEST}/provision.sh",
+        # vagrant's guest detection runs a command per known guest type over SSH (seconds each under TCG)
+        "guest": "debian" if kernel else None,
     }
 
 

@@ -23,6 +23,9 @@ def test_the_build_script_has_the_clone_hygiene_and_the_packages_the_guests_need
     assert ": > /r/etc/machine-id" in s and "rm -f /r/etc/ssh/ssh_host_*" in s
     assert "rm -f /r/etc/iscsi/initiatorname.iscsi" in s and ": > /r/etc/resolv.conf" in s
     assert "UseDNS no" in s and "mke2fs" in s and "qemu-img convert -O qcow2" in s
+    # boot time on a TCG guest (measured): no 3072-bit RSA host key (20 s), no e2scrub_reap (24 s)
+    assert "ssh-keygen -A" not in s and "for t in ed25519 ecdsa" in s and "HostKey /etc/ssh/ssh_host_ed25519_key" in s
+    assert "e2scrub_reap.service" in s.split("systemctl mask")[1].splitlines()[0]
 
 
 def test_collector_appends_events_and_fencing_to_the_fence_log(tmp_path: Path) -> None:

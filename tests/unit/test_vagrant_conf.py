@@ -88,10 +88,59 @@ def test_the_spec_drives_the_vagrantfile(lab: Lab, tmp_path: Path) -> None:
     assert isinstance(nodes, list) and [n["name"] for n in nodes] == ["node1", "node2", "node3"]
     assert [(c["bridge"], c["ip"]) for c in nodes[0]["nics"]] == [("br-service", "10.81.1.11"),
                                                                   ("br-standby", "10.81.2.11")]
+    assert nodes[0]["payload"] == str(tmp_path / "node1.tar") and spec["guest"] == "debian"
     json.loads(vagrantconf.dump_spec(spec))
     kvm = vagrantconf.spec(lab, box="b", kernel=None, initrd=None, ssh_key="/key", payload=tmp_path,
                            accelerator="kvm", emulator=None)
-    assert kvm["driver"] == "kvm"
+    assert kvm["driver"] == "kvm" and kvm["guest"] is None  # a published box: vagrant finds out what it is
+
+
+def test_the_provision_command_unpacks_the_archive_and_runs_provision_sh(tmp_path: Path) -> None:
+    """One archive per node (vagrant copies a directory with two SSH commands per file), unpacked afresh."""
+    guest = tmp_path / "guest"
+    spec = vagrantconf.spec(Lab(Layout(load_topology(VAGRANT), instance="", state_root=tmp_path)), box="b",
+                            kernel="/k", initrd="/i", ssh_key="/key", payload=tmp_path, accelerator="tcg", emulator=None)
+    cmd = str(spec["provision"]).replace(vagrantconf.PAYLOAD_GUEST, str(guest))
+    (guest).mkdir()
+    (guest / "stale").write_text("from an earlier provisioning")
+    src = tmp_path / "src"
+    src.mkdir()
+    (src / "provision.sh").write_text("echo provisioned from $(dirname $0); ls $(dirname $0)")
+    subprocess.run(["tar", "-C", str(src), "-cf", f"{guest}.tar", "provision.sh"], check=True)
+    out = subprocess.run(["sh", "-c", cmd], capture_output=True, text=True, check=True).stdout.split()
+    assert out == ["provisioned", "from", str(guest), "provision.sh"]
+    assert spec["payload_guest"] == f"{vagrantconf.PAYLOAD_GUEST}.tar"
+
+
+def test_provision_sh_enables_units_as_systemctl_would_without_a_reload(tmp_path: Path) -> None:
+    """`systemctl enable` on Debian also runs update-rc.d: 11 daemon-reloads, 43 s of a TCG guest's provisioning."""
+    units = tmp_path / "lib/systemd/system"
+    units.mkdir(parents=True)
+    (units / "open-iscsi.service").write_text("[Unit]\n[Install]\nWantedBy=sysinit.target\nAlias=iscsi.service\n")
+    (units / "corosync.service").write_text("[Unit]\n[Install]\nWantedBy=multi-user.target\n")
+    text = (Path(__file__).resolve().parents[2] / "vagrant" / "provision.sh").read_text()
+    func = text[text.index("enable() {"):text.index("\n}\n", text.index("enable() {")) + 3]
+    code = [ln for ln in text.splitlines() if not ln.lstrip().startswith("#")]
+    assert not [ln for ln in code if "systemctl enable" in ln]
+    assert len([ln for ln in code if "systemctl daemon-reload" in ln]) == 1  # only for a box without the drop-in
+    subprocess.run(["sh", "-c", f"{func}\nenable open-iscsi corosync"], env={"SYSROOT": str(tmp_path), "PATH": "/usr/bin:/bin"},
+                   check=True)
+    etc = tmp_path / "etc/systemd/system"
+    assert (etc / "sysinit.target.wants/open-iscsi.service").readlink() == Path("/lib/systemd/system/open-iscsi.service")
+    assert (etc / "iscsi.service").readlink() == Path("/lib/systemd/system/open-iscsi.service")
+    assert (etc / "multi-user.target.wants/corosync.service").readlink() == Path("/lib/systemd/system/corosync.service")
+
+
+def test_the_box_carries_the_corosync_drop_in_provision_sh_would_write() -> None:
+    """Byte for byte, or every `up` pays a daemon-reload (4 s on a TCG guest) for a drop-in it already has."""
+    from harness.testbed import vagrantbox
+
+    box = vagrantbox.build_script(Path("/r"), Path("/o"), "ssh-ed25519 AAA k", "http://m/debian")
+    line = next(ln for ln in box.splitlines() if ln.endswith("corosync.service.d/fallover.conf"))
+    written = subprocess.run(["sh", "-c", line.split(" > ")[0]], capture_output=True, text=True).stdout
+    text = (Path(__file__).resolve().parents[2] / "vagrant" / "provision.sh").read_text()
+    order = text[text.index("order='") + 7:text.index("'", text.index("order='") + 7)]
+    assert written == order + "\n"
 
 
 def test_guest_cib_fences_through_fence_xvm_and_names_the_guest_adapters(lab: Lab) -> None:
