@@ -256,6 +256,11 @@ def test_the_qemu_wrapper_sets_the_translation_cache_and_passes_everything_else(
     out = subprocess.run([str(w), "-name", "a b", "-accel", "tcg", "-m", "1024"], capture_output=True, text=True,
                          check=True).stdout.splitlines()
     assert out == ["-name", "a b", "-accel", "tcg,tb-size=256", "-m", "1024"]
+    balloon = '{"driver":"virtio-balloon-pci","id":"balloon0","bus":"pci.0","addr":"0x3"}'
+    out = subprocess.run([str(w), "-device", balloon, "-device", '{"driver":"virtio-net-pci"}'], capture_output=True,
+                         text=True, check=True).stdout.splitlines()
+    assert json.loads(out[1]) == {**json.loads(balloon), "free-page-reporting": True}  # freed guest pages go back
+    assert out[3] == '{"driver":"virtio-net-pci"}'
 
 
 def test_node_env_is_what_provision_sh_reads(lab: Lab) -> None:
