@@ -3,10 +3,11 @@
 
 from __future__ import annotations
 
+import time
 from typing import Any, ClassVar
 
 from harness.errors import FalloverError
-from harness.faults.base import Fault, Target, look_until
+from harness.faults.base import Fault, Target, look_until, mark
 from harness.testbed.base import HEARTBEAT_PORTS, Impairment, Rule, Testbed
 from harness.topology import Topology
 
@@ -116,7 +117,15 @@ class _Dropping(Fault):
             self.require_running(testbed, target, node, "it has no traffic to drop")
 
     def inject(self, testbed: Testbed, target: Target, undo: dict[str, Any]) -> None:
-        undo["rules"] = testbed.add_rule(undo["id"], self.rule(target))
+        self.drop(testbed, undo, self.rule(target))
+
+    @staticmethod
+    def drop(testbed: Testbed, undo: dict[str, Any], rule: Rule) -> None:
+        """Install the rule, and count the case from the moment it was whole: over SSH that is seconds after
+        the inject began (the first `nft` on a loaded guest), and those seconds are not the cluster's."""
+        undo["rules"] = testbed.add_rule(undo["id"], rule)
+        since = testbed.rule_in_effect_since(undo["id"])
+        mark(undo, "rules in effect", ago=0.0 if since is None else time.monotonic() - since, fault_start=True)
 
     def verify(self, testbed: Testbed, target: Target, undo: dict[str, Any]) -> None:
         """Every rule of it is in place, as the kernel lists them."""

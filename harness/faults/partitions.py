@@ -143,7 +143,7 @@ class _Grudging(_Dropping):
 
     def inject(self, testbed: Testbed, target: Target, undo: dict[str, Any]) -> None:
         grudge = self.grudge(testbed.topology.node_names, target)
-        undo["rules"] = testbed.add_rule(undo["id"], Rule("grudge", grudge=grudge))
+        self.drop(testbed, undo, Rule("grudge", grudge=grudge))
 
 
 class PartitionOneWay(_Grudging):

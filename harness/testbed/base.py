@@ -190,6 +190,10 @@ class Testbed(Protocol):
     def add_rule(self, rule_id: str, rule: Rule) -> int:
         """Install a `Rule` under ``rule_id``; returns how many rules the mechanism holds for it."""
 
+    def rule_in_effect_since(self, rule_id: str) -> float | None:
+        """The monotonic time since which every drop of ``rule_id`` is in place, when installing it took
+        long enough to matter (rules on several nodes, each over SSH); None: since `add_rule` returned."""
+
     def rule_count(self, rule_id: str) -> int | None:
         """How many rules ``rule_id`` holds as the kernel lists them; None when it is not installed."""
 

@@ -309,6 +309,9 @@ class LocalTestbed:
         wire.add_filter(self.layout, wire.rule_table(rule_id), rules)
         return len(rules)
 
+    def rule_in_effect_since(self, rule_id: str) -> float | None:
+        return None  # one nft table on the switch, atomic: in effect when add_rule returns
+
     def rule_count(self, rule_id: str) -> int | None:
         found = wire.filter_rules(self.layout, wire.rule_table(rule_id))
         return None if found is None else len(found)

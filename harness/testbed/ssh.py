@@ -60,6 +60,7 @@ class SshTestbed(SshNetwork, SshStorage):
         self.state = STATE_ROOT / (f"ssh-{topology.name}" + (f"-{self.instance}" if self.instance else ""))
         self._power: dict[str, tuple[float, bool]] = {}
         self._installed: dict[str, dict[str, int]] = {}
+        self._in_effect: dict[str, float | None] = {}
         self._checked = False
         self._probe: dict[str, str] | None = None
         self._events: EventMirror | None = None

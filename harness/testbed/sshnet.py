@@ -68,6 +68,18 @@ def rule_bodies(topology: Topology, rule: Rule, node: str) -> list[tuple[str, st
     raise ValueError(f"unknown rule kind {rule.kind!r}")
 
 
+def in_effect_since(rule: Rule, done: dict[str, float]) -> float | None:
+    """When a rule installed node by node was whole, from each node's `nft` return time: a partition once
+    either side has its tables (each side drops both directions; the other side's tables keep the cut for
+    a node that is fenced and boots without them), any other rule once every node that holds some does."""
+    if not done:
+        return None
+    if rule.kind == "partition":
+        sides = [[t for n, t in done.items() if (n in rule.nodes) == cut] for cut in (True, False)]
+        return min(max(s) for s in sides if s)
+    return max(done.values())
+
+
 def nft_script(table: str, bodies: list[tuple[str, str]]) -> str:
     """One atomic `nft -f` script: the table is replaced whole (add + delete + define)."""
     lines = [f"add table inet {table}", f"delete table inet {table}", f"table inet {table} {{"]

@@ -142,9 +142,13 @@ def test_a_network_failed_goes_down_and_comes_back(provider: Testbed) -> None:
 def test_a_rule_is_installed_counted_and_removed(provider: Testbed) -> None:
     node, net = _spare(provider), provider.topology.networks[-1].name
     rule_id = "c0ffee"
+    t0 = time.monotonic()
     held = provider.add_rule(rule_id, Rule("loss", node=node, network=net, rate=0.01))
+    t1 = time.monotonic()
     try:
         assert held > 0 and provider.rule_count(rule_id) == held
+        since = provider.rule_in_effect_since(rule_id)  # None: when add_rule returned
+        assert since is None or t0 <= since <= t1
     finally:
         provider.remove_rule(rule_id)
     assert provider.rule_count(rule_id) is None

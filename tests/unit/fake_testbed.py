@@ -150,6 +150,9 @@ class FakeTestbed:
         self.net["tables"][rule_id] = rules
         return len(rules)
 
+    def rule_in_effect_since(self, rule_id: str) -> float | None:
+        return self.net.get("in_effect", {}).get(rule_id)
+
     def rule_count(self, rule_id: str) -> int | None:
         found = self.net["tables"].get(rule_id)
         return None if found is None else len(found)

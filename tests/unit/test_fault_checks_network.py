@@ -157,3 +157,19 @@ def test_an_impairment_is_healed_from_its_entry_id_alone(tb: FakeTestbed) -> Non
     assert tb.switched[-1][0] == "unimpair"
 
 
+
+
+def test_a_dropping_fault_counts_the_case_from_when_its_rules_were_whole(tb: FakeTestbed,
+                                                                        switch: dict[str, Any]) -> None:
+    """Over SSH the rules go in seconds after the inject began; those seconds are not the cluster's."""
+    import time
+
+    undo: dict[str, Any] = {"id": "r9"}
+    switch.setdefault("in_effect", {})["r9"] = time.monotonic() - 2.5
+    FAULTS["partition"].inject(tb, Target(nodes=("node1",)), undo)
+    (label, mono, data), = undo["marks"]
+    assert data == {"fault_start": True} and abs(mono - switch["in_effect"]["r9"]) < 1.0
+    undo = {"id": "r10"}  # in effect when add_rule returned (one atomic table on the switch)
+    before = time.monotonic()
+    FAULTS["packet_loss"].inject(tb, Target(node="node1", network="service", rate=0.1), undo)
+    assert undo["marks"][0][1] >= before and undo["marks"][0][2] == {"fault_start": True}

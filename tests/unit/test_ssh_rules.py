@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 from harness.testbed import sshnet
 from harness.testbed.base import Rule
+from harness.testbed.sshnetwork import SshNetwork
 from harness.topology import load_topology
 
 LAB = load_topology(Path(__file__).resolve().parents[2] / "testbeds" / "local-ssh.yaml")
@@ -78,28 +81,35 @@ class _Kernels:
                     return Result(name, tuple(argv), 1, "", "No such file or directory", 0.0)
                 items = [{"metainfo": {}}] + [{"rule": {}}] * k
                 return Result(name, tuple(argv), 0, json.dumps({"nftables": items}), "", 0.0)
+            if argv[:3] == ["nft", "delete", "table"]:
+                self.tables[name].pop(argv[-1], None)
+                return Result(name, tuple(argv), 0, "", "", 0.0)
             raise AssertionError(argv)
         return SimpleNamespace(run=run)
 
 
-def test_a_node_fenced_after_the_rule_went_in_still_counts_with_its_rules() -> None:
-    from harness.testbed.sshnetwork import SshNetwork
-
-    kernels = _Kernels()
+def _network(kernels: _Kernels, node: Callable[[str], Any]) -> SshNetwork:
+    """The SSH provider's rules over stand-in kernels; `node` gives a node's transport."""
 
     class Net(SshNetwork):
         topology = LAB
 
         def __init__(self) -> None:
-            self._power, self._installed = {}, {}
+            self._power, self._installed, self._in_effect = {}, {}, {}
 
         def node(self, name: str):  # type: ignore[no-untyped-def,override]
-            return kernels.node(name)
+            return node(name)
 
-        def running(self, node: str) -> bool:
-            return node in kernels.on
+        def running(self, name: str) -> bool:
+            return name in kernels.on
 
-    net = Net()
+    return Net()
+
+
+def test_a_node_fenced_after_the_rule_went_in_still_counts_with_its_rules() -> None:
+    kernels = _Kernels()
+
+    net = _network(kernels, kernels.node)
     added = net.add_rule("r1", Rule(kind="partition", nodes=("node3",)))
     assert added == 6 and net.rule_count("r1") == 6  # an input and an output rule on each node
     kernels.on.discard("node3")  # fenced: its kernel (and its table) is gone
@@ -112,8 +122,6 @@ def test_a_node_fenced_after_the_rule_went_in_still_counts_with_its_rules() -> N
 def test_a_node_fenced_before_its_rules_could_be_listed_still_counts() -> None:
     """Under heavy load the listing after `nft -f` came after the fence: the exit 0 of the atomic
     `nft -f` is the proof that the node's kernel held them."""
-    from harness.testbed.sshnetwork import SshNetwork
-
     kernels = _Kernels()
     plain = kernels.node
 
@@ -130,18 +138,47 @@ def test_a_node_fenced_before_its_rules_could_be_listed_still_counts() -> None:
         t.run = run_then_fence
         return t
 
-    class Net(SshNetwork):
-        topology = LAB
-
-        def __init__(self) -> None:
-            self._power, self._installed = {}, {}
-
-        def node(self, name: str):  # type: ignore[no-untyped-def,override]
-            return fenced_after_nft(name)
-
-        def running(self, node: str) -> bool:
-            return node in kernels.on
-
-    net = Net()
+    net = _network(kernels, fenced_after_nft)
     assert net.add_rule("r1", Rule(kind="heartbeat", node="node3")) == net.rule_count("r1")
     assert net.rule_count("r1") == len(sshnet.rule_bodies(LAB, Rule(kind="heartbeat", node="node3"), "node3"))
+
+
+def test_a_rule_is_whole_when_either_side_of_a_partition_has_its_tables_else_when_every_node_has() -> None:
+    cut = Rule(kind="partition", nodes=("node1",))
+    # node1 (loaded) answered last: node2 and node3 had cut it off already, both ways
+    assert sshnet.in_effect_since(cut, {"node1": 9.0, "node2": 5.0, "node3": 6.0}) == 6.0
+    assert sshnet.in_effect_since(cut, {"node1": 4.0, "node2": 5.0, "node3": 6.0}) == 4.0
+    assert sshnet.in_effect_since(cut, {"node2": 5.0, "node3": 6.0}) == 6.0  # node1 was off: nothing to install
+    assert sshnet.in_effect_since(Rule(kind="heartbeat", node="node2"), {"node2": 3.0}) == 3.0
+    assert sshnet.in_effect_since(Rule(kind="grudge", grudge=(("node1", ("node2",)), ("node3", ("node2",)))),
+                                  {"node1": 3.0, "node3": 7.0}) == 7.0
+    assert sshnet.in_effect_since(cut, {}) is None
+
+
+def test_every_nodes_rules_go_in_at_once_and_the_rule_says_when_it_was_whole() -> None:
+    """One after the other, a partition of a loaded TCG guest began 2.6 s after the inject: its first `nft`."""
+    import threading
+    import time
+
+    kernels = _Kernels()
+    together = threading.Barrier(3, timeout=30)  # broken (the test fails) unless all three run at once
+    plain = kernels.node
+
+    def waits_for_the_others(name: str):  # type: ignore[no-untyped-def]
+        t = plain(name)
+        run = t.run
+
+        def run_together(argv, **kw):  # type: ignore[no-untyped-def]
+            if argv[:2] == ["nft", "-f"]:
+                together.wait()
+            return run(argv, **kw)
+        t.run = run_together
+        return t
+
+    net = _network(kernels, waits_for_the_others)
+    t0 = time.monotonic()
+    assert net.add_rule("r1", Rule(kind="partition", nodes=("node1",))) == 6
+    since = net.rule_in_effect_since("r1")
+    assert since is not None and t0 <= since <= time.monotonic()
+    net.remove_rule("r1")
+    assert net.rule_in_effect_since("r1") is None and not any(kernels.tables.values())
