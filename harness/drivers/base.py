@@ -92,7 +92,9 @@ class Driver(Protocol):
         """Stop the group's application while its filesystem stays mounted; yields the node that has it.
         The application runs again when the block ends, however it ends."""
 
-    def stop_services(self, node: str, *, timeout: float = 60.0) -> None: ...
+    def stop_services(self, node: str, *, timeout: float = 60.0, signalled: Callable[[], None] = lambda: None) -> None:
+        """Graceful stop of the node's cluster software; `signalled` is called once the stop has begun (the
+        signal is out: over SSH to a loaded guest that is seconds after the call, and the stop takes longer)."""
 
     def start_services(self, node: str) -> None: ...
 

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import time
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
@@ -320,10 +321,11 @@ class KeepalivedDriver(Polling):
                 return
         raise TransportError("cluster", "no running node to run " + " ".join(argv))
 
-    def stop_services(self, node: str, *, timeout: float = 60.0) -> None:
+    def stop_services(self, node: str, *, timeout: float = 60.0, signalled: Callable[[], None] = lambda: None) -> None:
         """Graceful stop: SIGTERM keepalived; it resigns (priority 0) and its notify_stop stops the application."""
         t = self.testbed.node(node)
         t.run(f"kill -TERM $(cat {vrrp.PID_FILE})", timeout=10)
+        signalled()
         deadline = time.monotonic() + timeout
         while t.run(f"kill -0 $(cat {vrrp.PID_FILE}) 2>/dev/null || pidof keepalived", timeout=10, check=False).ok:
             if time.monotonic() > deadline:

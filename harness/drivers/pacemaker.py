@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 
@@ -350,7 +350,7 @@ class PacemakerDriver(Polling, PacemakerBackup):
         """Forget failed actions (the operator's step after repairing a failure)."""
         self.admin(["crm_resource", "--cleanup", *(["--resource", resource] if resource else [])])
 
-    def stop_services(self, node: str, *, timeout: float = 60.0) -> None:
+    def stop_services(self, node: str, *, timeout: float = 60.0, signalled: Callable[[], None] = lambda: None) -> None:
         """Graceful stop of the cluster software on a node: pacemaker hands its groups over first."""
         t = self.testbed.node(node)
 
@@ -362,6 +362,7 @@ class PacemakerDriver(Polling, PacemakerBackup):
                 time.sleep(0.1)
 
         t.run("kill -TERM $(pidof pacemakerd)", timeout=10)
+        signalled()
         wait_gone("pacemakerd")
         t.run(["corosync-cfgtool", "-H", "--force"], timeout=30, check=False)
         wait_gone("corosync")

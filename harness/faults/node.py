@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any, ClassVar
 
-from harness.faults.base import Fault, Target, look_until
+from harness.faults.base import Fault, Target, look_until, mark
 from harness.faults.ops import make_whole, pids
 from harness.testbed.base import Testbed
 
@@ -58,7 +58,9 @@ class NodeStop(_NodeFault):
     def inject(self, testbed: Testbed, target: Target, undo: dict[str, Any]) -> None:
         from harness.drivers import open_driver
 
-        open_driver(testbed).stop_services(target.need("node"))
+        # the case counts from the SIGTERM (its SSH call on a loaded TCG guest took seconds), not from the call
+        open_driver(testbed).stop_services(target.need("node"),
+                                           signalled=lambda: mark(undo, "SIGTERM", fault_start=True))
 
     def verify(self, testbed: Testbed, target: Target, undo: dict[str, Any]) -> None:
         """No process of the cluster stack runs in the node, which itself stays powered on."""

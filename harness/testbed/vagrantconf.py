@@ -132,7 +132,7 @@ def qemu_wrapper(tb_cache_mb: int, qemu: str = "/usr/bin/qemu-system-x86_64") ->
     becomes resident; vagrant-libvirt has no knob for <tcg><tb-cache>, and a second -accel is ignored), and
     the balloon's free page reporting on: a guest hands back the pages it freed (an idle guest had 577 of
     960 MB free while its qemu held 1021-1066 MB, measured), and vagrant-libvirt has no knob for that either."""
-    return ("#!/bin/bash\n# fallover: qemu with TCG's translation cache at " f"{tb_cache_mb} MiB, free page reporting\n"
+    return (f"#!/bin/bash\n# fallover: qemu with TCG's translation cache at {tb_cache_mb} MiB, free page reporting\n"
             "args=(); prev=\n"
             "for a in \"$@\"; do\n"
             f"  if [ \"$prev\" = -accel ] && [ \"$a\" = tcg ]; then a=tcg,tb-size={tb_cache_mb}; fi\n"
@@ -163,8 +163,8 @@ def spec(lab: Lab, *, box: str, kernel: str | None, initrd: str | None, ssh_key:
         "memory_mb": s.memory_mb, "cpus": s.cpus, "ssh_key": ssh_key,
         "mgmt_network": lab.mgmt_network, "mgmt_subnet": str(s.mgmt_subnet),
         "payload_guest": f"{PAYLOAD_GUEST}.tar", "nodes": nodes,
-        "provision": f"rm -rf {PAYLOAD_GUEST} && mkdir -p {PAYLOAD_GUEST} && tar -C {PAYLOAD_GUEST} -xf {PAYLOAD_GUEST}.tar"
-                     f" && sh {PAYLOAD_GUEST}/provision.sh",
+        "provision": f"rm -rf {PAYLOAD_GUEST} && mkdir -p {PAYLOAD_GUEST}"
+                     f" && tar -C {PAYLOAD_GUEST} -xf {PAYLOAD_GUEST}.tar && sh {PAYLOAD_GUEST}/provision.sh",
         # vagrant's guest detection runs a command per known guest type over SSH (seconds each under TCG)
         "guest": "debian" if kernel else None,
     }

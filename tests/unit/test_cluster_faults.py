@@ -357,3 +357,33 @@ def test_a_node_fenced_while_the_heal_releases_its_hold_is_made_whole_then_relea
     monkeypatch.setattr(cluster, "make_whole", lambda testbed, node: calls.append("make_whole"))
     FAULTS["corosync_kill"].heal(tb, Target(node="node2"), {"held": ["corosync", "pacemaker"]})
     assert calls == ["make_whole", "release", "make_whole", "release"]
+
+
+def test_node_stop_counts_from_the_sigterm_not_from_the_call(tb: FakeTestbed, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The driver's first SSH call on a loaded TCG guest took seconds; the graceful stop begins at its signal."""
+    import time
+    from types import SimpleNamespace
+
+    from harness import drivers
+    from harness.drivers.pacemaker import PacemakerDriver
+    from harness.result import Result
+
+    seen: list[str] = []
+    signalled_at: list[float] = []
+
+    def run(cmd: Any, **kw: Any) -> Result:
+        line = cmd if isinstance(cmd, str) else " ".join(cmd)
+        seen.append(line)
+        gone = line.startswith("pidof")  # pacemakerd and corosync have gone at the first look
+        return Result("node1", ("sh", "-c", line), 1 if gone else 0, "", "", 0.0)
+
+    driver = PacemakerDriver.__new__(PacemakerDriver)
+    driver.testbed = SimpleNamespace(node=lambda n: SimpleNamespace(run=run))  # type: ignore[assignment]
+    driver.stop_services("node1", signalled=lambda: signalled_at.append(len(seen)))
+    assert seen[0] == "kill -TERM $(pidof pacemakerd)" and signalled_at == [1]  # right after the signal
+    monkeypatch.setattr(drivers, "open_driver", lambda testbed: driver)
+    undo: dict[str, Any] = {}
+    before = time.monotonic()
+    FAULTS["node_stop"].inject(tb, Target(node="node1"), undo)
+    (label, mono, data), = undo["marks"]
+    assert label == "SIGTERM" and data == {"fault_start": True} and mono >= before
