@@ -25,6 +25,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from harness.audits.departures import log_clock  # noqa: E402
 from harness.audits.pcmk_timing import merged, milestones  # noqa: E402
 from harness.drivers import open_driver  # noqa: E402
 from harness.faults import Nemesis  # noqa: E402
@@ -53,13 +54,6 @@ def rss_mb(tb: VagrantTestbed) -> dict[str, float]:
     return out
 
 
-def clock_offset(tb: VagrantTestbed, node: str) -> float:
-    """The guest's clock minus the host's (s), to the SSH round trip's half."""
-    t0 = time.time()
-    guest = float(tb.node(node).run(["date", "+%s.%N"], timeout=30).stdout)
-    return guest - (t0 + time.time()) / 2
-
-
 def breakdown(tb: VagrantTestbed, since_wall: float, label: str) -> None:
     """Print the cluster's steps since ``since_wall`` as the running guests logged them."""
     per_node = []
@@ -67,13 +61,15 @@ def breakdown(tb: VagrantTestbed, since_wall: float, label: str) -> None:
         if not tb.running(n):
             continue
         try:
-            off = clock_offset(tb, n)
+            clock = log_clock(tb, n)
+            if clock is None:
+                raise RuntimeError("it does not say its time")
             r = tb.node(n).run(["grep", "-hE", LOG_LINES, "/var/log/cluster/corosync.log",
                                 "/var/log/pacemaker/pacemaker.log"], timeout=60, check=False)
         except Exception as e:  # noqa: BLE001 — a breakdown is a reading aid, never the bench's result
             print(f"  ({n}: logs not read: {e})")
             continue
-        per_node.append(milestones(n, r.stdout.splitlines(), year=time.gmtime().tm_year, offset=off,
+        per_node.append(milestones(n, r.stdout.splitlines(), year=clock.year, offset=clock.offset,
                                    since=since_wall - 1))
     print(f"where the time went ({label}; s after it, from the guests' logs):")
     for m in merged(per_node):

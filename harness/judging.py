@@ -12,6 +12,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+from harness.audits.departures import departures, first_per_node, log_clock
 from harness.audits.logs import disruptions_from
 from harness.case_result import CaseResult, save_evidence
 from harness.checkers import CHECKERS, Verdict, check_safe
@@ -22,7 +23,7 @@ from harness.faults import FAULTS
 from harness.probe import load_samples, transitions
 from harness.recording import CaseRun
 from harness.testbed.base import Testbed, pace_of
-from harness.timeline import load_requests
+from harness.timeline import CLUSTER_LOGGED_LOSS, load_requests
 from harness.topology import Topology
 
 # Which verdicts decide the test, per expected outcome (the others are recorded as information).
@@ -61,6 +62,8 @@ class Judging:
             c.counts.update(self._counts(c, samples))
             timeline.meta["counts"] = c.counts
             requests = load_requests(c.load.log) if c.load is not None and c.load.log.exists() else []
+            if c.audit is not None and c.fault_mono is not None:
+                self._logged_departures(c)
             if c.expected is not None and c.fault_mono is not None:
                 # what the checkers are given is saved with the timeline: `fallover report --sla` re-judges from it
                 timeline.meta["expectation"] = self._expectation(c)
@@ -99,6 +102,23 @@ class Judging:
             except (OSError, FalloverError) as e:  # evidence beside the verdicts: its loss is said, not a traceback
                 self.log(f"the node logs of {c.run_dir.name} could not be saved: {e}")
         return result
+
+    def _logged_departures(self, c: CaseRun) -> None:
+        """The nodes' own log lines saying a peer left, as timeline events (harness/audits/departures).
+
+        Each event is stamped at the late end of its clock's uncertainty: never earlier than the cluster
+        could have known. The clocks are kept in the timeline's meta, as evidence for the stamps."""
+        assert c.audit is not None
+        clocks = {n: k for n in self.topology.node_names if self.testbed.running(n)
+                  and (k := log_clock(self.testbed, n)) is not None}
+        c.timeline.meta["log_clocks"] = {n: {"offset_s": k.offset, "err_s": k.err} for n, k in clocks.items()}
+        try:
+            found = first_per_node(departures(c.audit.new_lines(), clocks))
+        except (OSError, FalloverError) as e:  # the log audit says what it could not read; detection has the poller
+            self.log(f"the node logs of {c.run_dir.name} could not be read for departures: {e}")
+            return
+        for d in found:
+            c.timeline.add(CLUSTER_LOGGED_LOSS, d.node, wall=d.wall + d.err, data={"seen_from": d.seen_from, "what": d.what, "line": d.line, "clock_err_s": d.err})
 
     def _asserted(self, c: CaseRun) -> tuple[str, ...]:
         if c.expected is None:

@@ -20,6 +20,8 @@ from typing import Any
 FAULT_INJECTED = "fault.injected"        # data: fault, target, family, event
 FAULT_HEALED = "fault.healed"
 CLUSTER_NODE_LOST = "cluster.node_lost"  # node: a node left the membership (offline/unclean)
+CLUSTER_LOGGED_LOSS = "cluster.logged_loss"  # node: a node that left, as a peer's own log stamped it
+#                                               (harness/audits/departures); data: seen_from, what, line, clock_err_s
 CLUSTER_NODE_JOINED = "cluster.node_joined"
 CLUSTER_GROUP_STOPPED = "cluster.group_stopped"   # data: group, now (nodes), failed (members seen failed)
 CLUSTER_GROUP_STARTED = "cluster.group_started"   # node: where; data: group

@@ -5,12 +5,14 @@ from __future__ import annotations
 from harness.checkers import notification
 from harness.checkers.base import NOTIFY, POLLER, UNKNOWN, Context, Verdict, fmt_s
 from harness.notifications import raised_wall
-from harness.timeline import (CLUSTER_ATTRIBUTE, CLUSTER_FAILED_ACTION, CLUSTER_GROUP_STOPPED, CLUSTER_NODE_LOST,
-                              FENCED, NOTIFICATION, Event)
+from harness.timeline import (CLUSTER_ATTRIBUTE, CLUSTER_FAILED_ACTION, CLUSTER_GROUP_STOPPED, CLUSTER_LOGGED_LOSS,
+                              CLUSTER_NODE_LOST, FENCED, NOTIFICATION, Event)
 
 NAME = "detection"
-KINDS = (CLUSTER_NODE_LOST, CLUSTER_FAILED_ACTION, CLUSTER_ATTRIBUTE, NOTIFICATION, FENCED, CLUSTER_GROUP_STOPPED)
-"""What can show the cluster noticing: membership loss, a failed action, a connectivity attribute
+KINDS = (CLUSTER_NODE_LOST, CLUSTER_LOGGED_LOSS, CLUSTER_FAILED_ACTION, CLUSTER_ATTRIBUTE, NOTIFICATION, FENCED,
+         CLUSTER_GROUP_STOPPED)
+"""What can show the cluster noticing: membership loss (seen by the poller, or stamped in a peer's own
+log: a slow `crm_mon` must not make a quick cluster look slow), a failed action, a connectivity attribute
 dropping (the link monitor, the client reachability ping: how a dead network is noticed), an alert
 reporting a failure, fencing, and a group stopping with a failed member (see ``related``)."""
 
@@ -20,8 +22,9 @@ def related(ctx: Context, ev: Event) -> bool:
 
     - notification: ``notification.relevant`` — reports of a failure only; a successful
       monitor, start or stop is never detection.
-    - node lost, fencing: of a fault node (any node when the fault has none, e.g. a whole network);
-      node lost only where it is the cluster's membership (expectation ``membership``; keepalived has none).
+    - node lost (poller or log), fencing: of a fault node (any node when the fault has none, e.g. a whole
+      network); node lost only where it is the cluster's membership (expectation ``membership``; keepalived
+      has none).
     - attribute (the poller's view of the CIB): a connectivity attribute (``ethmonitor-*``,
       ``reach-*``) of a fault node dropping to 0 or unset — the cluster's own knowledge that a
       link or the clients are gone, whether or not the alerts report attributes (Pacemaker's do
@@ -35,9 +38,9 @@ def related(ctx: Context, ev: Event) -> bool:
     """
     if ev.kind == NOTIFICATION:
         return notification.relevant(ctx, ev)
-    if ev.kind == CLUSTER_NODE_LOST and ctx.expectation.get("membership", True) is False:
+    if ev.kind in (CLUSTER_NODE_LOST, CLUSTER_LOGGED_LOSS) and ctx.expectation.get("membership", True) is False:
         return False  # the harness saw the node's daemon gone; a stack without membership noticed nothing
-    if ev.kind in (CLUSTER_NODE_LOST, FENCED):
+    if ev.kind in (CLUSTER_NODE_LOST, CLUSTER_LOGGED_LOSS, FENCED):
         return ctx.on_fault_node(ev.node)
     if ev.kind == CLUSTER_ATTRIBUTE:
         name = str(ev.data.get("name", ""))
@@ -65,6 +68,9 @@ def describe(ev: Event) -> str:
     if ev.kind == CLUSTER_ATTRIBUTE:
         return (f"attribute {d.get('name', '?')} on {ev.node} from {d.get('was') or 'unset'} "
                 f"to {d.get('value') or 'unset'}")
+    if ev.kind == CLUSTER_LOGGED_LOSS:
+        return (f"{ev.node} {d.get('what', 'lost')} in {d.get('seen_from', '?')}'s log "
+                f"(its clock read to ±{fmt_s(float(d.get('clock_err_s') or 0))} s)")
     return f"{ev.node} lost from the membership"
 
 
