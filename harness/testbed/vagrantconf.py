@@ -28,8 +28,18 @@ from harness.testbed.vagrantnames import (EVENTS_PORT, FENCE_MCAST, ISCSI_NOOP_I
 GUEST_STATE_ROOT = Path("/var/lib/fallover")
 FENCE_KEY_GUEST = "/etc/cluster/fence_xvm.key"
 PAYLOAD_GUEST = "/tmp/fallover"
-LOAD_THRESHOLD = "1000%"
-"""pacemaker's `load-threshold` in the guests (default 80 %): see guest_cib."""
+LOAD_THRESHOLD = "5000%"
+"""pacemaker's `load-threshold` in the guests (default 80 %): see guest_cib. On one core the controller calls a
+load average above 0.6 × 1.2 × this "noticeable" and halves its job limit, above 0.6 × 1.6 × this "moderate" and
+quarters it. At 1000 % the active guest under load read 9.64 ("Moderate CPU load detected", node_stop-node1,
+2026-12-01) and ran one action at a time; 5000 % puts the first step at a load of 36."""
+NODE_ACTION_LIMIT = 4
+"""pacemaker's `node-action-limit` in the guests (default: 2 × cores, i.e. 2). Throttling divides it (by 2 at a
+"noticeable" CIB or CPU load, by 4 at a "moderate" one), so at the default any load left one action at a time: a
+graceful handover (node_stop-node1, 2026-12-01) stopped the link monitor (4.9 s) and the reachability ping
+(1.6 s) on the loaded node *between* the group's own stops, each one's attribute deletion aborting the
+transition, and the service came back after 63.7 s against a 60 s SLA. With 4, a noticeable load still
+leaves 2: the clones' stops run beside the group's chain."""
 APP_HEALTH_TIMEOUT_S = 4
 """The sample app's /health wait in its monitor on the guests. The agent's default 2 s failed the app under
 load on a TCG guest whose CPU the monitors took (then 15 s); with the monitor budget (netwatch) the client's
@@ -216,6 +226,8 @@ def guest_cib(lab: Lab, empty_cib: str, emulated: bool = False) -> str:
     # series (fs 5 s, its monitor 5 s, then the IP...). The load says nothing about a TCG guest's headroom.
     ET.SubElement(props, "nvpair", id="cib-bootstrap-options-load-threshold", name="load-threshold",
                   value=LOAD_THRESHOLD)
+    ET.SubElement(props, "nvpair", id="cib-bootstrap-options-node-action-limit", name="node-action-limit",
+                  value=str(NODE_ACTION_LIMIT))
     for g in t.groups:  # the sample app under locust load on an emulated guest: /health took over 2 s (measured)
         params = root.find(f"configuration/resources/group/primitive[@id='{g.name}-app']/instance_attributes")
         if params is not None and params.find("nvpair[@name='start_cmd']") is None:
