@@ -16,6 +16,7 @@ from typing import NoReturn
 from rich.console import Console
 
 from harness.errors import FalloverError, UsageError
+from harness.interrupt import sigterm_as_ctrl_c
 from harness.topology import DEFAULT_TESTBED, Topology, load_topology
 
 console = Console(stderr=True, highlight=False)
@@ -197,21 +198,9 @@ COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {
 }
 
 
-_MAIN_PID = os.getpid()
-
-
-def _sigterm(signum: int, frame: object) -> None:
-    """SIGTERM cleans up exactly like Ctrl-C, in the main process only (never in a fork)."""
-    if os.getpid() != _MAIN_PID:
-        signal.signal(signum, signal.SIG_DFL)
-        os.kill(os.getpid(), signum)
-        return
-    raise KeyboardInterrupt
-
-
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    signal.signal(signal.SIGTERM, _sigterm)
+    sigterm_as_ctrl_c()
     from harness.cli_backup import BACKUP_COMMANDS
     from harness.cli_box import BOX_COMMANDS
     from harness.cli_faults import FAULT_COMMANDS

@@ -16,6 +16,7 @@ from harness.drivers import open_driver
 from harness.drivers.base import Driver
 from harness.errors import UsageError
 from harness.faults import FAULTS, Nemesis
+from harness.interrupt import sigterm_as_ctrl_c
 from harness.plan import Case, plan
 from harness.testbed.base import Testbed
 from harness.timeline import Timeline
@@ -72,6 +73,7 @@ def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line("markers", "failure(family): the failure family a test injects")
     config.addinivalue_line("markers", "disruptive: injects a fault that takes part of the cluster down")
     config.addinivalue_line("markers", "slow: takes more than a minute")
+    sigterm_as_ctrl_c()  # `timeout`, a cancelled CI job: the case in flight heals as on Ctrl-C
     config.stash[outcomes_key] = log = OutcomeLog()
     config.pluginmanager.register(log, "fallover-outcomes")
     if config.getoption("--seed") is None:

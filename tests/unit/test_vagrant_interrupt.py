@@ -16,6 +16,7 @@ import pytest
 
 from harness import cli
 from harness.errors import TestbedError
+from harness.interrupt import sigterm
 from harness.testbed import vagrantrun
 from harness.testbed.vagrant import fenced_since
 from harness.testbed.vagrantrun import run_vagrant
@@ -130,7 +131,7 @@ def test_ctrl_c_during_up_removes_the_half_built_testbed_to_the_end(monkeypatch:
 
     monkeypatch.setattr(harness.testbed, "open_testbed", lambda topology: tb)
     before = signal.getsignal(signal.SIGINT), signal.getsignal(signal.SIGTERM)
-    signal.signal(signal.SIGTERM, cli._sigterm)
+    signal.signal(signal.SIGTERM, sigterm)
     try:
         assert cli.main(["up", "--testbed", str(VAGRANT_YAML)]) == 130
         assert tb.steps == ["up", "down: domains", "down: daemons, namespaces"]
