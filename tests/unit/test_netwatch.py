@@ -164,8 +164,69 @@ def test_link_and_echo_pieces() -> None:
     assert w.link_up("lo") == 1 and w.link_up("no-such-nic0") == 0
     packet = w.echo_request(0x1234, 7)
     assert packet[:2] == b"\x08\x00" and w.checksum(packet) == 0  # a valid ICMP checksum sums to zero
-    p = w.Pinger.__new__(w.Pinger)
-    p.window, p.last_reply = 1.6, time.monotonic()
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.t = 100.0
+
+    def __call__(self) -> float:
+        return self.t
+
+
+class Sent:
+    """A socket that only records what was sent."""
+
+    def __init__(self) -> None:
+        self.echoes: list[tuple[bytes, tuple[str, int]]] = []
+
+    def sendto(self, data: bytes, address: tuple[str, int]) -> None:
+        self.echoes.append((data, address))
+
+
+def _pinger(clock: Clock):  # type: ignore[no-untyped-def]
+    return _watcher().Pinger("10.81.1.1", 1.6, 0.2, clock=clock, sock=Sent())
+
+
+def _echo_every(p, clock: Clock, seconds: float) -> None:  # type: ignore[no-untyped-def]
+    for _ in range(round(seconds / 0.2)):  # the watcher's loop: an echo, then 0.2 s of listening
+        p.send()
+        clock.t += 0.2
+
+
+def test_unreachable_once_three_echoes_were_each_unanswered_for_their_time() -> None:
+    clock = Clock()
+    p = _pinger(clock)
+    _echo_every(p, clock, 0.4)
+    assert p.value() == 0  # nothing answered yet: never a guessed 1 (the watcher waits out the window)
+    p.reply()
     assert p.value() == 1
-    p.last_reply -= 2.0  # nothing for longer than the window (three echoes 0.2 s apart + 1 s): unreachable
-    assert p.value() == 0
+    _echo_every(p, clock, 1.4)  # the network dies right after that reply: echoes 0.2 s apart, none answered
+    assert p.value() == 1  # the third echo went out 1.0 s ago: its 1.2 s are not over
+    clock.t += 0.2
+    assert p.value() == 0  # 1.6 s after the last reply: three echoes over their time, as ping's 3 attempts
+    p.reply()
+    assert p.value() == 1  # the next reply
+
+
+def test_a_watcher_that_was_not_scheduled_is_no_news_about_the_network() -> None:
+    clock = Clock()
+    p = _pinger(clock)
+    p.send()
+    p.reply()
+    p.send()
+    clock.t += 2.5  # the guest (or this process) stood still: no echoes went out meanwhile
+    assert p.value() == 1, "one old echo across a stall is no outage"
+    _echo_every(p, clock, 1.0)  # it runs again; the answers are slow to come
+    assert p.value() == 1, "the echoes sent since have not had their time"
+    _echo_every(p, clock, 0.6)
+    assert p.value() == 0  # now three of them are over their time unanswered: a real silence
+
+
+def test_the_unanswered_echoes_kept_are_bounded() -> None:
+    clock = Clock()
+    p = _pinger(clock)
+    p.reply()
+    _echo_every(p, clock, 60)  # a minute of outage
+    assert len(p.unanswered) == p.KEPT and p.value() == 0
+    assert len(p.sock.echoes) == 300 and p.sock.echoes[-1][1] == ("10.81.1.1", 0)
