@@ -134,6 +134,10 @@ _APP_DYING = _rule(r"fallover-app\[\d+\] \S+ monitor: ERROR pid \d+ alive but un
                   "a monitor that ran as the SIGKILL landed: the process was still exiting (its pid there), its "
                   "port already closed, or its answer cut off (seen on TCG guests, where a process's exit takes a "
                   "while)")
+_PMTUD_ABORTED = _rule(r"corosync error\s+\[KNET\s*\] pmtud: Aborting PMTUD process: Too many attempts",
+                       "knet's path-MTU discovery (every 30 s per link) was probing a peer the fault had cut off, "
+                       "gave up, and starts again on its next round (node3 during partition-node2 on the VMs, "
+                       "2026-12-01, 1 s into the cut)")
 CONSEQUENCES: dict[str, tuple[Rule, ...]] = {
     # Pacemaker 2.1.5 logs a node loss, its fencing ("will be fenced: peer is no longer part of the
     # cluster", "Stonith/shutdown ... was not expected"), a failed monitor and a refused start at
@@ -212,6 +216,10 @@ CONSEQUENCES: dict[str, tuple[Rule, ...]] = {
 }
 for _f in ("disk_read_errors", "disk_write_errors", "disk_hang"):
     CONSEQUENCES[_f] = CONSEQUENCES["disk_pull"] + CONSEQUENCES[_f]
+for _f in ("node_power_off", "node_hang", "partition", "heartbeat_loss", "packet_loss", "packet_corrupt",
+           "partition_majority", "partition_oneway", "partition_bridge", "adapter_down", "network_down_local",
+           "network_down_global"):  # every fault that cuts a live peer off (or garbles its probes)
+    CONSEQUENCES[_f] = CONSEQUENCES[_f] + (_PMTUD_ABORTED,)
 """Per fault (`fallover faults`), the error lines that are its expected consequence, each with why. Measured on
 the embedded testbed: each fault injected for 8 s (node faults on the active node, the DC and a spare; disk and
 app faults also under a write load), then `fallover up` and `crm_resource --cleanup`."""

@@ -213,6 +213,16 @@ def test_a_cable_pulled_as_admin_down_leaves_the_ping_without_a_route_and_that_i
     assert any(p.search(linkmon) for p in expected_for("network_down_global"))  # every adapter down on real hosts
 
 
+def test_knet_giving_up_a_path_mtu_probe_is_expected_where_a_peer_is_cut_off_only() -> None:
+    """Seen on node3 of the VMs 1 s into partition-node2 (2026-12-01); an error line, so a finding without the rule."""
+    line = ("Dec 01 07:31:56.240 [435] node3 corosync error   [KNET  ] pmtud: Aborting PMTUD process: "
+            "Too many attempts. MTU might have changed")
+    assert logs.is_bad(line)
+    for fault in ("partition", "heartbeat_loss", "packet_loss", "node_power_off", "partition_oneway"):
+        assert any(p.search(line) for p in expected_for(fault)), fault
+    assert not any(p.search(line) for p in expected_for("app_kill", "disk_pull", "group_move", "cpu_overload"))
+
+
 def test_a_monitor_racing_the_apps_kill_is_expected_for_the_kill_faults_only() -> None:
     """Seen on a TCG guest: the monitor ran in the second of the SIGKILL; the pid was there, the port closed."""
     line = ("2026-11-30T14:30:47 fallover-app[4443] node1 monitor: ERROR pid 3869 alive but unhealthy: "
