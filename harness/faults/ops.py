@@ -58,13 +58,45 @@ def _make_whole_once(testbed: Testbed, node: str) -> None:
     from harness.drivers import open_driver
 
     testbed.thaw(node)
+    init_starts_it = booted(testbed, node)
     stack = open_driver(testbed).stack_processes()
-    if not all(pids(testbed, node, comm) for comm in stack[:3]):
+
+    def whole() -> bool:
+        return all(pids(testbed, node, comm) for comm in stack[:3])
+
+    complete = whole()
+    if not complete and init_starts_it:
+        time.sleep(RELOOK_S)  # its init may have started pacemakerd, which forks its controller a moment later
+        complete = whole()
+    if not complete:
         # a half-dead stack (corosync gone, pacemaker lingering) is restarted as a whole, members first
         for comm in (*stack[1:], stack[0]):
             signal_processes(testbed, node, comm, "KILL")
         testbed.start_services(node)
     _check_whole(testbed, node)
+
+
+RELOOK_S = 3.0
+"""A stack found incomplete is looked at once more after this long before it is restarted as a whole."""
+BOOT_WAIT_S = 90
+"""How long a node's init may take to finish booting before its stack is judged anyway (a TCG guest: ~40 s, its
+SSH up after ~35 of them)."""
+_BOOTED = ("[ -d \"${FALLOVER_SYSTEMD_RUN:-/run/systemd/system}\" ] || exit 0\n"  # no systemd (the embedded testbed)
+           f"timeout {BOOT_WAIT_S} systemctl is-system-running --wait >/dev/null 2>&1; echo systemd")
+
+
+def booted(testbed: Testbed, node: str) -> bool:
+    """Wait until the node's init has finished booting, where systemd runs it; True there (its init, not the
+    harness, starts the stack).
+
+    A stack that the node's own init is still starting is not a half-dead one. Seen on the VMs
+    (corosync_kill-node2, 2026-12-01): the node fenced during the fault was powered on by the heal,
+    the heal's next step met its SSH up while corosync had started and pacemakerd not yet, took that
+    for a half-dead stack and SIGKILLed it daemon by daemon over 10 s while the boot went on starting
+    it: the node's log filled with the errors of a stack killed mid-start, and the case failed its
+    log audit for the harness's doing."""
+    r = testbed.node(node).run(["sh", "-c", _BOOTED], timeout=BOOT_WAIT_S + 30, check=False)
+    return r.stdout.strip() == "systemd"
 
 
 def _check_whole(testbed: Testbed, node: str, stack: bool = True, timeout: float = 5.0) -> None:

@@ -1,0 +1,77 @@
+"""make_whole never takes a stack that the node's own init is still starting for a half-dead one."""
+
+from __future__ import annotations
+
+import subprocess
+from pathlib import Path
+
+import pytest
+from fake_testbed import FakeTestbed
+
+from harness.faults import ops
+from harness.faults.ops import _BOOTED, booted, make_whole
+
+
+def _node(tmp_path: Path, *, systemd: bool, controller_after: int) -> FakeTestbed:
+    """A node whose controller appears at the ``controller_after``-th look (0: there from the start)."""
+    tb = FakeTestbed(tmp_path)
+    looks = {"n": 0}
+
+    def shell(node: str, cmd: str) -> tuple[int, str]:
+        if "is-system-running" in cmd:
+            return 0, "systemd\n" if systemd else ""
+        if cmd == "pidof pacemaker-controld":
+            looks["n"] += 1
+            return (0, "289\n") if looks["n"] > controller_after else (1, "")
+        if cmd.startswith("pidof "):
+            return 0, "278\n"
+        return 0, ""
+    tb.shell = shell
+    return tb
+
+
+@pytest.fixture(autouse=True)
+def no_wait(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(ops, "RELOOK_S", 0.0)
+
+
+def _killed(tb: FakeTestbed) -> list[str]:
+    return [cmd for _, cmd in tb.commands if cmd.startswith("kill -KILL")]
+
+
+def test_a_stack_its_init_is_still_starting_is_left_to_it(tmp_path: Path) -> None:
+    tb = _node(tmp_path, systemd=True, controller_after=1)  # pacemakerd up, its controller forked a moment later
+    make_whole(tb, "node2")
+    assert not _killed(tb) and ("start_services", "node2") not in tb.switched
+    waited = [cmd for n, cmd in tb.commands if "is-system-running --wait" in cmd]
+    assert waited and tb.commands.index(("node2", waited[0])) < tb.commands.index(("node2", "pidof pacemaker-controld"))
+
+
+def test_a_stack_still_incomplete_at_the_second_look_is_restarted_as_a_whole(tmp_path: Path) -> None:
+    tb = _node(tmp_path, systemd=True, controller_after=99)
+    make_whole(tb, "node2")
+    assert _killed(tb) and ("start_services", "node2") in tb.switched
+
+
+def test_without_systemd_the_harness_starts_the_stack_and_does_not_wait(tmp_path: Path) -> None:
+    tb = _node(tmp_path, systemd=False, controller_after=1)  # the embedded testbed: nobody else starts it
+    make_whole(tb, "node2")
+    assert _killed(tb) and ("start_services", "node2") in tb.switched
+    assert sum(1 for _, cmd in tb.commands if cmd == "pidof pacemaker-controld") == 2  # no second look
+
+
+@pytest.mark.parametrize("units,out", [(True, "systemd"), (False, "")])
+def test_the_boot_wait_runs_only_under_systemd(tmp_path: Path, units: bool, out: str) -> None:
+    run = tmp_path / "run-systemd"
+    if units:
+        run.mkdir()
+    fake = tmp_path / "bin"
+    fake.mkdir()
+    (fake / "systemctl").write_text("#!/bin/sh\necho running\n")
+    (fake / "systemctl").chmod(0o755)
+    r = subprocess.run(["sh", "-c", _BOOTED], env={"FALLOVER_SYSTEMD_RUN": str(run), "PATH": f"{fake}:/usr/bin:/bin"},
+                       capture_output=True, text=True, timeout=30)
+    assert r.stdout.strip() == out
+    tb = FakeTestbed(tmp_path)
+    tb.shell = lambda node, cmd: (0, out + "\n")
+    assert booted(tb, "node1") is units
