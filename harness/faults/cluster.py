@@ -6,13 +6,13 @@ from typing import Any, ClassVar
 
 from harness.errors import FalloverError, TransportError
 from harness.faults.base import Fault, Target, look_until, mark
-from harness.faults.ops import make_whole, pids
+from harness.faults.ops import SYSTEMD_RUN, make_whole, pids
 from harness.testbed.base import Testbed
 
 
 HOLD_CONF = "fallover-hold.conf"
 """A runtime drop-in (/run: gone at the next boot) that keeps systemd from restarting a killed unit."""
-_UNITS = "${FALLOVER_SYSTEMD_RUN:-/run/systemd/system}"  # (another directory in the unit tests only)
+_UNITS = SYSTEMD_RUN
 _HOLD = (f"[ -d {_UNITS} ] || exit 0\n"  # no systemd on the node (the embedded testbed): nothing restarts
          f"for u in \"$@\"; do d={_UNITS}/$u.service.d; mkdir -p \"$d\" && "
          f"printf '[Service]\\nRestart=no\\n' > \"$d/{HOLD_CONF}\"; done\n"

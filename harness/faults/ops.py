@@ -81,7 +81,9 @@ RELOOK_S = 3.0
 BOOT_WAIT_S = 90
 """How long a node's init may take to finish booting before its stack is judged anyway (a TCG guest: ~40 s, its
 SSH up after ~35 of them)."""
-_BOOTED = ("[ -d \"${FALLOVER_SYSTEMD_RUN:-/run/systemd/system}\" ] || exit 0\n"  # no systemd (the embedded testbed)
+SYSTEMD_RUN = "${FALLOVER_SYSTEMD_RUN:-/run/systemd/system}"
+"""Present where systemd runs the node (shell; another directory in the unit tests only)."""
+_BOOTED = (f"[ -d {SYSTEMD_RUN} ] || exit 0\n"  # no systemd on the node (the embedded testbed)
            f"timeout {BOOT_WAIT_S} systemctl is-system-running --wait >/dev/null 2>&1; echo systemd")
 
 
