@@ -19,12 +19,14 @@ from harness.errors import FalloverError, HealError, TestbedError
 from harness.testbed import cgroup, disk, faultdisk, fencedev, hostlogs, impair, network, nodes, wire
 from harness.testbed.base import CAPABILITIES, Capabilities, Impairment, LogFile, Progress, Rule, quiet
 from harness.testbed.layout import AGENTS, FREEZER_ROOT, Layout, default_instance
+from harness.testbed.restore import restore
 from harness.topology import Topology
 from harness.transport import HostTransport, NamespaceTransport, NetnsTransport
 from harness.transport.base import Transport
 
 REQUIRED_TOOLS = ("corosync", "pacemakerd", "crm_mon", "cibadmin", "crm_verify", "crm_resource", "mkfs.ext4",
                   "fsck.ext4", "losetup", "unshare", "nsenter", "fusermount3", "modprobe", "fuser")
+SETTLE_S = 90.0  # how long `up` waits for the cluster to settle
 
 
 class LocalTestbed:
@@ -90,31 +92,29 @@ class LocalTestbed:
             progress("the topology or the harness changed since this testbed was built: rebuilding it")
             self.down(progress=quiet)
         unhealed: HealError | None = None
-        if self.is_built and self._fabric_alive():
+        existed = self.is_built and self._fabric_alive()
+        if existed:
             try:
                 self.heal_journal(progress)
             except HealError as e:  # some heals need the cluster running (disk_full): try again below
                 unhealed = e
-            down = [n for n in self.topology.node_names if not self.running(n)]
-            for n in down:
-                progress(f"starting {n} (it was powered off)")
-                self.power_on(n)
         else:
             if self.leftovers():
                 progress("sweeping what an earlier run left behind")
                 self.down(progress=quiet)
             self._build(progress)
             self._apply_extra_config(progress)
-        if not settle:
-            if unhealed is not None:
-                raise unhealed
-            return
         try:
-            self.wait_settled(progress, placement=placement)
+            if existed:  # every node whole, then settled with every node on (harness/testbed/restore.py)
+                restore(self, timeout=SETTLE_S, progress=progress, placement=placement, settle=settle)
+            elif settle:
+                self.wait_settled(progress, placement=placement)
         except FalloverError:
             if unhealed is not None:
                 raise unhealed from None  # the cause, rather than its consequence
             raise
+        if unhealed is not None and not settle:
+            raise unhealed
         if unhealed is not None:
             progress("healing again what could not be healed before the cluster settled")
             self.heal_journal(progress)  # raises if it still cannot
@@ -188,7 +188,7 @@ class LocalTestbed:
                 raise TestbedError(f"fence broker did not start; see {L.state / 'fence-broker.log'}")
             time.sleep(0.02)
 
-    def wait_settled(self, progress: Progress = quiet, timeout: float = 90.0, placement: bool = True) -> None:
+    def wait_settled(self, progress: Progress = quiet, timeout: float = SETTLE_S, placement: bool = True) -> None:
         from harness.drivers import open_driver
 
         open_driver(self).recover(timeout=timeout, progress=progress, placement=placement)

@@ -32,6 +32,7 @@ from harness.inventory import SshHost, SshInventory
 from harness.testbed import vagrantbox, vagrantconf
 from harness.testbed.base import CAPABILITIES, Capabilities, LogFile, Pace, Progress, quiet
 from harness.testbed.layout import AGENTS, ASSETS, Layout, default_instance
+from harness.testbed.restore import restore
 from harness.testbed.ssh import SshTestbed
 from harness.testbed.vagrantdisk import VmDisk
 from harness.testbed.vagrantlab import Lab
@@ -178,12 +179,10 @@ class VagrantTestbed(VmControl, VmDisk, SshTestbed):
 
             for u in Nemesis(self).replay():
                 progress(f"healed {u}")
-        from harness.drivers import open_driver
-
         accel = vagrantconf.accel(self.labx, self.accel)
         settle_s = vagrantconf.settle_timeout(accel, provision_s)
         progress(f"waiting for the cluster to settle (nodes joining, group starting; at most {settle_s:.0f} s)")
-        open_driver(self).recover(timeout=settle_s, progress=progress, placement=placement)
+        restore(self, timeout=settle_s, progress=progress, placement=placement)  # whole, with every node on
         info = {"topology": str(self.topology.source), "instance": self.layout.instance, "prefix": self.labx.prefix,
                 "accel": accel, "lab_s": round(lab_s, 1), "provision_s": round(provision_s, 1),
                 "booted_s": round(booted_s, 1), "settled_s": round(time.monotonic() - t0, 1)}

@@ -299,6 +299,17 @@ def test_corosync_kill(testbed: LocalTestbed, nemesis: Nemesis) -> None:
     wait_until(lambda: pidof(testbed, "node2", "corosync"), timeout=30, what="corosync back on node2")
 
 
+def test_up_restarts_a_stack_that_stopped_on_a_running_node(testbed: LocalTestbed, cluster: PacemakerDriver) -> None:
+    """corosync up, pacemaker gone, the node never fenced: its peers see it offline until someone starts the stack
+    again (CI 2026-12-01: five tests in a row waited 90 s each for such a node2). `up` is that someone."""
+    testbed.node("node2").run("kill -TERM $(pidof pacemakerd)", timeout=10)
+    wait_until(lambda: not pidof(testbed, "node2", "pacemakerd"), timeout=60, what="pacemaker stopped on node2")
+    assert pidof(testbed, "node2", "corosync") and testbed.running("node2")
+    testbed.up()
+    s = cluster.state()
+    assert s is not None and "node2" in s.online and pidof(testbed, "node2", "pacemaker-controld")
+
+
 def test_pacemaker_kill(testbed: LocalTestbed, nemesis: Nemesis) -> None:
     with nemesis.inject("pacemaker_kill", node="node2"):
         assert not testbed.running("node2") or pidof(testbed, "node2", "pacemakerd") == []

@@ -1,0 +1,77 @@
+"""The end of `up` on a testbed that exists already: every node whole, then the cluster settled with all of them.
+
+`up` before every test and every case is the operator's "bring it back to full redundancy". Two ways it
+used to stop short, both seen in CI (2026-12-01, test_pacemaker_kill's teardown, then five tests after it):
+
+- `up` powered on the nodes that were off *before* it waited; a node the cluster fenced *while* it waited
+  (a fence the DC had scheduled for a pacemaker_kill before the heal restarted the node's stack) stays
+  off, since stonith-action is off, and the wait accepted a powered-off node as settled;
+- a node that runs but whose stack is not whole (pacemakerd gone) was never repaired: each later `up`
+  waited 90 s for it to come online and failed, test after test.
+
+So each node is made whole (`make_whole`: powered on, thawed, an incomplete stack restarted) before the
+wait, and a node found powered off after it is started again and waited for, a few rounds at most.
+"""
+
+from __future__ import annotations
+
+import time
+
+from harness.errors import TestbedError, TransportError, WaitTimeout
+from harness.testbed.base import Progress, Testbed, quiet
+
+ROUNDS = 3
+"""How many times a node fenced while the cluster settles is powered on again before `up` gives up."""
+
+
+def restore(testbed: Testbed, *, timeout: float, progress: Progress = quiet, placement: bool = True,
+            settle: bool = True) -> None:
+    """Make every node whole; with ``settle``, wait (``recover``) until the cluster settles with every node on.
+
+    WaitTimeout as ``recover`` raises it, with what each node's own stack showed added to its last look.
+    """
+    from harness.drivers import open_driver
+    from harness.faults.ops import make_whole
+
+    deadline = time.monotonic() + timeout
+    names = testbed.topology.node_names
+    off: list[str] = []
+    for _ in range(ROUNDS):
+        for n in names:
+            if not testbed.running(n):
+                progress(f"starting {n} (it was powered off)")
+            make_whole(testbed, n)
+        if not settle:
+            return
+        try:
+            open_driver(testbed).recover(timeout=max(1.0, deadline - time.monotonic()), progress=progress,
+                                         placement=placement)
+        except WaitTimeout as e:
+            raise WaitTimeout(e.what, e.timeout, f"{e.last}; {stacks(testbed)}") from None
+        off = [n for n in names if not testbed.running(n)]
+        if not off:
+            return
+        progress(f"{', '.join(off)} powered off while the cluster settled (fenced): starting it again")
+    raise TestbedError(f"{', '.join(off)} powered off again each of the {ROUNDS} times the cluster settled "
+                       "(fenced each time it came back?): see the nodes' pacemaker.log")
+
+
+def stacks(testbed: Testbed) -> str:
+    """What each node's own stack shows, for a timeout's message: the cluster's view says "offline", this says why."""
+    from harness.drivers import open_driver
+    from harness.faults.ops import pids
+
+    needed = open_driver(testbed).stack_processes()[:3]
+    wrong: list[str] = []
+    for n in testbed.topology.node_names:
+        try:
+            if not testbed.running(n):
+                wrong.append(f"{n} is powered off")
+                continue
+            missing = [c for c in needed if not pids(testbed, n, c)]
+        except TransportError as e:
+            wrong.append(f"{n} does not answer ({e})")
+            continue
+        if missing:
+            wrong.append(f"{n} runs no {', '.join(missing)}")
+    return "nodes' own stacks: " + ("; ".join(wrong) if wrong else f"every node runs {', '.join(needed)}")
