@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
+import time
 from pathlib import Path
 
 import pytest
@@ -69,9 +71,49 @@ def test_the_boot_wait_runs_only_under_systemd(tmp_path: Path, units: bool, out:
     fake.mkdir()
     (fake / "systemctl").write_text("#!/bin/sh\necho running\n")
     (fake / "systemctl").chmod(0o755)
-    r = subprocess.run(["sh", "-c", _BOOTED], env={"FALLOVER_SYSTEMD_RUN": str(run), "PATH": f"{fake}:/usr/bin:/bin"},
+    r = subprocess.run(["sh", "-c", _BOOTED], env={"FALLOVER_SYSTEMD_RUN": str(run), "PATH": f"{fake}:/usr/bin:/bin",
+                                                 "FALLOVER_INIT_MARKS": str(tmp_path / "none")},
                        capture_output=True, text=True, timeout=30)
     assert r.stdout.strip() == out
     tb = FakeTestbed(tmp_path)
     tb.shell = lambda node, cmd: (0, out + "\n")
     assert booted(tb, "node1") is units
+
+
+def _boot_wait(tmp_path: Path, marks: list[str], age_s: int = 0) -> subprocess.Popen[str]:
+    """_BOOTED on an embedded node whose init left ``marks`` (``booted`` written ``age_s`` ago)."""
+    d = tmp_path / "init"
+    d.mkdir(exist_ok=True)
+    for m in marks:
+        (d / m).touch()
+        if m == "booted":
+            t = time.time() - age_s
+            os.utime(d / m, (t, t))
+    return subprocess.Popen(["sh", "-c", _BOOTED], env={"FALLOVER_SYSTEMD_RUN": str(tmp_path / "no-systemd"),
+                                                      "FALLOVER_INIT_MARKS": str(d), "PATH": "/usr/bin:/bin"},
+                            stdout=subprocess.PIPE, text=True)
+
+
+def test_an_embedded_node_still_booting_is_waited_for(tmp_path: Path) -> None:
+    p = _boot_wait(tmp_path, ["booting"])
+    with pytest.raises(subprocess.TimeoutExpired):
+        p.wait(timeout=0.5)  # its services script has not returned
+    (tmp_path / "init" / "booted").touch()
+    out, _ = p.communicate(timeout=10)
+    assert out.split() == ["init", "0"]
+
+
+@pytest.mark.parametrize("age_s,relook", [(0, True), (1, True), (60, False)])
+def test_under_the_embedded_init_only_a_fresh_boot_is_looked_at_twice(tmp_path: Path, age_s: int, relook: bool,
+                                                                       monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(ops, "RELOOK_S", 3.0)
+    out, _ = _boot_wait(tmp_path, ["booting", "booted"], age_s).communicate(timeout=10)
+    assert out.split()[0] == "init" and int(out.split()[1]) in (age_s, age_s + 1)  # whole seconds
+    tb = FakeTestbed(tmp_path)
+    tb.shell = lambda node, cmd: (0, out)
+    assert booted(tb, "node1") is relook  # long after its boot, a missing daemon is a dead one: restart at once
+
+
+def test_a_node_without_either_init_is_not_waited_for(tmp_path: Path) -> None:
+    out, _ = _boot_wait(tmp_path, []).communicate(timeout=10)
+    assert out == ""

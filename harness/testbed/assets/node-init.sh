@@ -18,6 +18,8 @@ mount -t sysfs fallover-sys /sys                       # per-netns /sys/class/ne
 # reboot(2), which in this PID namespace only ends the node: the host's trigger must not be reachable.
 if [ -e /proc/sysrq-trigger ]; then mount --bind /dev/null /proc/sysrq-trigger; fi
 mount -t tmpfs -o mode=755,size=64m fallover-run /run
+# Boot marks for the harness (faults/ops.py booted): a stack still being started here is not a dead one.
+mkdir -p /run/fallover-init && : > /run/fallover-init/booting
 # This node's own links to its loop devices (layout.NODE_DISKS): one view of each shared disk
 # per node, so that a power cut loses what this node had not flushed (diskviews.py).
 mkdir -p /run/fallover-disks && mount --bind "$S/disks" /run/fallover-disks
@@ -31,4 +33,5 @@ while [ ! -e "$S/go" ]; do sleep 0.02; done
 set +e
 # The node's services (the cluster stack, and sshd on an SSH lab): nodes.services_script writes it.
 /bin/sh "$S/services.sh"
+: > /run/fallover-init/booted
 while :; do wait; sleep 1; done
