@@ -84,8 +84,10 @@ SSH up after ~35 of them)."""
 SYSTEMD_RUN = "${FALLOVER_SYSTEMD_RUN:-/run/systemd/system}"
 """Present where systemd runs the node (shell; another directory in the unit tests only)."""
 INIT_MARKS = "${FALLOVER_INIT_MARKS:-/run/fallover-init}"
-"""Where the embedded testbed's init (assets/node-init.sh) notes `booting` at its start and `booted` once its
-services script returned; its /run is new with each power-on."""
+"""Where the embedded testbed's init (assets/node-init.sh) notes `booting` at its start, and its services script
+`booted` each time it has started them (at boot or restarted by the harness); /run is new with each power-on."""
+BOOT_GRACE_S = 15
+"""How long after its services were started a node's incomplete stack may still be one that is starting."""
 _BOOTED = (f"if [ -d {SYSTEMD_RUN} ]; then\n"
            f"  timeout {BOOT_WAIT_S} systemctl is-system-running --wait >/dev/null 2>&1; echo systemd; exit 0\n"
            f"fi\n[ -e {INIT_MARKS}/booting ] || exit 0\n"  # an init that starts nothing: the harness does
@@ -106,13 +108,13 @@ def booted(testbed: Testbed, node: str) -> bool:
     because active Pacemaker instance found").
 
     Under systemd always True (a unit is "started" before pacemakerd has forked its controller, and
-    systemd restarts what dies); under the embedded init only within RELOOK_S of its services script
-    returning (later a missing daemon is a dead one: nothing there restarts it)."""
+    systemd restarts what dies); under the embedded init only within BOOT_GRACE_S of its services script
+    last returning (later a missing daemon is a dead one: nothing there restarts it)."""
     r = testbed.node(node).run(["sh", "-c", _BOOTED], timeout=BOOT_WAIT_S + 30, check=False)
     out = r.stdout.split()
     if out[:1] == ["systemd"]:
         return True
-    return out[:1] == ["init"] and len(out) == 2 and out[1].lstrip("-").isdigit() and int(out[1]) < RELOOK_S
+    return out[:1] == ["init"] and len(out) == 2 and out[1].lstrip("-").isdigit() and int(out[1]) < BOOT_GRACE_S
 
 
 def _check_whole(testbed: Testbed, node: str, stack: bool = True, timeout: float = 5.0) -> None:

@@ -72,10 +72,16 @@ def services_script(layout: Layout) -> str:
     """
     lab = sshlab.services_lines(layout)
     if layout.topology.cluster.stack == "keepalived":
-        return lab + vrrp.services_lines()
+        return lab + vrrp.services_lines() + STARTED_MARK
     return lab + ("corosync >/var/log/cluster/corosync.stdout 2>&1\n"
             "for i in $(seq 200); do corosync-cfgtool -s >/dev/null 2>&1 && break; sleep 0.05; done\n"
-            f"{_pacemaker_env(layout)}setsid -f pacemakerd >>/var/log/pacemaker/pacemakerd.stdout 2>&1 </dev/null\n")
+            f"{_pacemaker_env(layout)}setsid -f pacemakerd >>/var/log/pacemaker/pacemakerd.stdout 2>&1 </dev/null\n"
+            ) + STARTED_MARK
+
+
+STARTED_MARK = "mkdir -p /run/fallover-init && : > /run/fallover-init/booted\n"
+"""The script's last line: when the node's services were last started, by its init or by the harness (a
+stack younger than that may still be forking its daemons: faults/ops.py `booted`)."""
 
 
 def _pacemaker_env(layout: Layout) -> str:

@@ -15,8 +15,6 @@ wait, and a node found powered off after it is started again and waited for, a f
 
 from __future__ import annotations
 
-import time
-
 from harness.errors import TestbedError, TransportError, WaitTimeout
 from harness.testbed.base import Progress, Testbed, quiet
 
@@ -26,26 +24,32 @@ ROUNDS = 3
 
 def restore(testbed: Testbed, *, timeout: float, progress: Progress = quiet, placement: bool = True,
             settle: bool = True) -> None:
-    """Make every node whole; with ``settle``, wait (``recover``) until the cluster settles with every node on.
+    """Make every node whole, then wait (``recover``) until the cluster settles with every node on.
 
-    WaitTimeout as ``recover`` raises it, with what each node's own stack showed added to its last look.
+    Each round has the whole ``timeout``: a node fenced late in a long wait still gets the time to boot
+    and join (a TCG guest: ~40 s). ``settle=False`` (an SSH lab, whose own `up` heals its journal over
+    SSH and then waits) only powers on what is off, as before: repairing a stack first would pre-empt
+    that journal's own, narrower heals. WaitTimeout as ``recover`` raises it, with what each node's own
+    stack showed added to its last look.
     """
     from harness.drivers import open_driver
     from harness.faults.ops import make_whole
 
-    deadline = time.monotonic() + timeout
     names = testbed.topology.node_names
+    if not settle:
+        for n in names:
+            if not testbed.running(n):
+                progress(f"starting {n} (it was powered off)")
+                testbed.power_on(n)
+        return
     off: list[str] = []
     for _ in range(ROUNDS):
         for n in names:
             if not testbed.running(n):
                 progress(f"starting {n} (it was powered off)")
             make_whole(testbed, n)
-        if not settle:
-            return
         try:
-            open_driver(testbed).recover(timeout=max(1.0, deadline - time.monotonic()), progress=progress,
-                                         placement=placement)
+            open_driver(testbed).recover(timeout=timeout, progress=progress, placement=placement)
         except WaitTimeout as e:
             raise WaitTimeout(e.what, e.timeout, f"{e.last}; {stacks(testbed)}") from None
         off = [n for n in names if not testbed.running(n)]

@@ -32,6 +32,5 @@ mkdir -p /run/lock /run/resource-agents
 while [ ! -e "$S/go" ]; do sleep 0.02; done
 set +e
 # The node's services (the cluster stack, and sshd on an SSH lab): nodes.services_script writes it.
-/bin/sh "$S/services.sh"
-: > /run/fallover-init/booted
+/bin/sh "$S/services.sh"   # its last line marks /run/fallover-init/booted
 while :; do wait; sleep 1; done
