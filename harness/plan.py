@@ -57,6 +57,12 @@ class Expected:
         return f"{self.group} is unavailable until the fault is repaired ({self.why})"
 
 
+def spare_nodes(topology: Topology, case: Case, expected: Expected) -> list[str]:
+    """The nodes a case neither strikes nor times: not its target, not the group's home or takeover."""
+    busy = {case.target.node, *case.target.nodes, expected.home, expected.takeover}
+    return [n for n in topology.node_names if n not in busy]
+
+
 @dataclass(frozen=True)
 class Case:
     fault: str

@@ -47,7 +47,7 @@ from harness.faults.partitions import HOLD_FOR_TAKEOVER
 from harness.judging import ASSERTED, Judging
 from harness.load import verify, verify_ahead
 from harness.oplog import recorded
-from harness.plan import Case, expect
+from harness.plan import Case, expect, spare_nodes
 from harness.probe import Probe, wait_for_answer
 from harness.recording import CaseRun, Recording
 from harness.status import save_snapshot
@@ -117,6 +117,9 @@ class Runner(Recording, Judging):
             self._diagnose(c, "make the cluster whole", None)
             return
         group = topo.group(c.expected.group)
+        ask_first = getattr(self.driver, "ask_first", None)
+        if callable(ask_first):  # the poller's queries cost a node CPU: one the case does not time pays them
+            ask_first(spare_nodes(topo, c.case, c.expected))
         # the cluster as it was before the fault: read beside the recorders' start, complete before the inject
         before = self.beside(c, "snapshot before", lambda: self._snapshot(c, "before", group.network))
         base = self._base(group)

@@ -31,6 +31,13 @@ from harness.testbed.base import Testbed
 _LOSS = re.compile(r"\((?:peer_update_callback|update_peer_state_iter)\)\s+\w+: Node (?P<node>\S+) "
                    r"(?P<what>is no longer a peer|state is now lost)")
 """The controller's loss of a peer's controller, and any daemon's loss of a member (Pacemaker 2.1)."""
+_LEAVING = re.compile(r"\((?:handle_shutdown_request|update_attr_on_host)\)\s+\w+: (?:Creating shutdown request "
+                      r"for (?P<node>\S+) |Setting shutdown\[(?P<attr_node>[^\]]+)\]: \(unset\) -> [1-9])")
+"""A node asking to leave (a graceful stop): the DC creating its shutdown request, and each peer's attribute
+manager learning of it. node_stop-node1 on the VMs (2026-12-01): the DC logged it 0.2 s after node1's pacemakerd
+caught its SIGTERM (both clocks corrected), while the first alert to report the stop, the node's link attribute
+deleted as its watcher stopped, came 7.5-10.1 s after the fault, against a 10 s limit."""
+ASKED_TO_LEAVE = "asked to leave the cluster"
 
 DATE = ["env", "LC_ALL=C", "date", "+%Y %b %d %H:%M:%S.%N"]
 """The node's time as its logs print it (syslog-style, local time zone), with the year they leave out."""
@@ -95,14 +102,34 @@ def departures(lines: Iterable[LogLine], clocks: Mapping[str, LogClock]) -> list
     out = []
     for ln in lines:
         clock = clocks.get(ln.node)
-        m = _LOSS.search(ln.line) if clock is not None else None
-        if m is None or m["node"] == ln.node:
+        if clock is None:
+            continue
+        node, what = _departure(ln.line)
+        if node is None or node == ln.node:
             continue  # a node's own departure in its own log is not its peers noticing
-        assert clock is not None
         at = stamp(ln.line, clock.year, clock.offset)
         if at is not None:
-            out.append(Departure(at, m["node"], ln.node, m["what"], ln.line.strip(), clock.err))
+            out.append(Departure(at, node, ln.node, what, ln.line.strip(), clock.err))
     return out
+
+
+def _departure(line: str) -> tuple[str | None, str]:
+    """(the node the line says left or asks to, what it says), or (None, "").
+
+    >>> _departure("(handle_shutdown_request) \tinfo: Creating shutdown request for node1 (state=S_IDLE)")
+    ('node1', 'asked to leave the cluster')
+    >>> _departure("(update_attr_on_host) \tnotice: Setting shutdown[node2]: (unset) -> 1796127600 | from node3")
+    ('node2', 'asked to leave the cluster')
+    >>> _departure("(update_attr_on_host) \tnotice: Setting shutdown[node2]: 1796127600 -> (unset) | from node3")
+    (None, '')
+    """
+    m = _LOSS.search(line)
+    if m is not None:
+        return m["node"], m["what"]
+    m = _LEAVING.search(line)
+    if m is not None:
+        return m["node"] or m["attr_node"], ASKED_TO_LEAVE
+    return None, ""
 
 
 def first_per_node(found: Iterable[Departure]) -> list[Departure]:

@@ -12,9 +12,10 @@ NAME = "detection"
 KINDS = (CLUSTER_NODE_LOST, CLUSTER_LOGGED_LOSS, CLUSTER_FAILED_ACTION, CLUSTER_ATTRIBUTE, NOTIFICATION, FENCED,
          CLUSTER_GROUP_STOPPED)
 """What can show the cluster noticing: membership loss (seen by the poller, or stamped in a peer's own
-log: a slow `crm_mon` must not make a quick cluster look slow), a failed action, a connectivity attribute
-dropping (the link monitor, the client reachability ping: how a dead network is noticed), an alert
-reporting a failure, fencing, and a group stopping with a failed member (see ``related``)."""
+log: a slow `crm_mon` must not make a quick cluster look slow; a graceful stop's request to leave, too),
+a failed action, a connectivity attribute dropping (the link monitor, the client reachability ping: how a
+dead network is noticed), an alert reporting a failure, fencing, and a group stopping with a failed member
+(see ``related``)."""
 
 
 def related(ctx: Context, ev: Event) -> bool:

@@ -69,6 +69,26 @@ def test_lines_are_stamped_on_the_harnesss_clock_and_a_node_without_a_clock_is_l
     assert [d.seen_from for d in first_per_node(departures(lines, clocks))] == ["node3"]  # node2's 0.3 s later
 
 
+ASKED = ("{stamp} node3 pacemaker-controld  [434] (handle_shutdown_request) \tinfo: Creating shutdown request for "
+         "node1 (state=S_IDLE)")
+ATTR = ("{stamp} node2 pacemaker-attrd     [433] (update_attr_on_host) \tnotice: Setting shutdown[node1]: {change} "
+        "| from node3 with no write delay")
+
+
+def test_a_node_asking_to_leave_is_a_departure_its_own_log_and_the_clearing_are_not() -> None:
+    """node_stop: the DC's shutdown request and the peers' attribute (VM logs of 2026-12-01), not the node's own."""
+    t = calendar.timegm((2026, 12, 1, 12, 20, 0, 0, 0, 0)) + 0.66
+    lines = [LogLine("node3", "pacemaker.log", ASKED.format(stamp=_syslog(t))),
+             LogLine("node2", "pacemaker.log", ATTR.format(stamp=_syslog(t + 0.5), change="(unset) -> 1796127600")),
+             LogLine("node2", "pacemaker.log", ATTR.format(stamp=_syslog(t + 90), change="1796127600 -> (unset)")),
+             LogLine("node1", "pacemaker.log", ASKED.format(stamp=_syslog(t)).replace(" node3 ", " node1 "))]
+    clocks = {n: LogClock(0.0, 0.01, 2026) for n in ("node1", "node2", "node3")}
+    found = departures(lines, clocks)
+    assert [(d.node, d.seen_from, d.what) for d in found] == [("node1", "node3", "asked to leave the cluster"),
+                                                              ("node1", "node2", "asked to leave the cluster")]
+    assert [d.wall for d in first_per_node(found)] == [pytest.approx(t, abs=0.002)]
+
+
 def _judging(tb: FakeTestbed) -> Any:
     return SimpleNamespace(topology=tb.topology, testbed=tb, log=lambda msg: None)
 

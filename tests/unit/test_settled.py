@@ -168,7 +168,8 @@ def test_wait_settled_timeout_says_what_is_pending() -> None:
     assert "reach-service on node1 is 0 in attrd" in str(e.value)
 
 
-def test_state_asks_the_last_good_node_first() -> None:
+def _asked(frozen: set[str]) -> tuple[PacemakerDriver, list[str]]:
+    """A driver whose nodes answer crm_mon as Script does, except the ``frozen`` ones (a timeout); who was asked."""
     script = Script()
     calls: list[str] = []
 
@@ -177,16 +178,47 @@ def test_state_asks_the_last_good_node_first() -> None:
 
         def run(argv: Any, **kw: Any) -> Result:
             calls.append(name)
-            if name == "node1":
+            if name in frozen:
                 raise CommandTimedOut(Result(name, tuple(argv), None, "", "", 8.0), 8.0)
             return inner.run(argv, **kw)
         return SimpleNamespace(run=run)
     tb = fake_tb(script)
     tb.node = node
-    d = PacemakerDriver(tb)  # type: ignore[arg-type]
+    return PacemakerDriver(tb), calls  # type: ignore[arg-type]
+
+
+def test_state_asks_the_last_good_node_first() -> None:
+    d, calls = _asked({"node1"})
     assert d.state() is not None and calls == ["node1", "node2"]
     calls.clear()
     assert d.state() is not None and calls == ["node2"]
+
+
+def test_state_asks_the_nodes_a_case_does_not_time_first() -> None:
+    frozen: set[str] = set()
+    d, calls = _asked(frozen)
+    assert d.state() is not None and calls == ["node1"]
+    d.ask_first(["node3"])
+    assert d.state() is not None and d.state() is not None and calls == ["node1", "node3", "node3"]
+    frozen.add("node3")  # the spare stops answering: the next in line, and it is kept
+    calls.clear()
+    assert d.state() is not None and calls == ["node3", "node1"]
+    calls.clear()
+    assert d.state() is not None and calls == ["node1"]
+    d.ask_first([])  # no spare: the topology's order
+    calls.clear()
+    assert d.state() is not None and calls == ["node1"]
+
+
+def test_spare_nodes_are_neither_struck_nor_timed() -> None:
+    from harness.faults import Target
+    from harness.plan import Case, Expected, spare_nodes
+    topo = SimpleNamespace(node_names=["node1", "node2", "node3"])
+    fallover = Expected(group="app", outcome="fallover", home="node1", takeover="node2")
+    assert spare_nodes(topo, Case("node_stop", Target(node="node1")), fallover) == ["node3"]  # type: ignore[arg-type]
+    stay = Expected(group="app", outcome="stay", home="node1")
+    assert spare_nodes(topo, Case("partition", Target(nodes=("node3",))), stay) == ["node2"]  # type: ignore[arg-type]
+    assert spare_nodes(topo, Case("node_stop", Target(node="node3")), fallover) == []  # type: ignore[arg-type]
 
 
 
