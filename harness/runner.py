@@ -317,20 +317,20 @@ class Runner(Recording, Judging):
     def _await_outcome(self, c: CaseRun) -> None:
         """Until the expected outcome (or its deadline); a takeover that never comes raises WaitTimeout.
 
-        The deadlines are generous (SLA + 10 s): they bound the case, while the checkers judge
-        the recorded times against the SLA.
+        The deadlines are generous (the case's SLA + 10 s; a case may widen the topology's, e.g. app_start_fail's
+        two takeovers): they bound the case, while the checkers judge the recorded times against the SLA.
         """
         assert c.expected is not None and c.probe is not None and c.fault_mono is not None
         expected, timeline, fault_mono = c.expected, c.timeline, c.fault_mono
         sla = self.topology.sla
+        fallover_s = expected.limits.get("max_fallover_s", sla.max_fallover_s) + 10
         if expected.outcome == "fallover":
             try:
-                self._wait_probe_ok(c.probe, expected.takeover, timeout=sla.max_fallover_s + 10, after=fault_mono)
+                self._wait_probe_ok(c.probe, expected.takeover, timeout=fallover_s, after=fault_mono)
             except WaitTimeout:
                 c.missed = True
                 raise WaitTimeout(f"{expected.group} to answer from {expected.takeover} after {c.case.fault} "
-                                  f"on {c.case.target.label}", sla.max_fallover_s + 10,
-                                  self._seen_now(expected.group)) from None
+                                  f"on {c.case.target.label}", fallover_s, self._seen_now(expected.group)) from None
             # and until the poller has seen it too, so the recording orders takeover before heal: one look
             # of the poller at the testbed's pace (a TCG guest took 8.6 s for one crm_mon over SSH)
             pace = pace_of(self.testbed)
@@ -363,7 +363,7 @@ class Runner(Recording, Judging):
                 # staying and moving are both right: a move under way must end before the heal, whose
                 # power-on of a fenced node would otherwise decide where the group goes (and stretch the outage)
                 try:
-                    self._wait_probe_ok(c.probe, None, timeout=sla.max_fallover_s + 10, after=time.monotonic())
+                    self._wait_probe_ok(c.probe, None, timeout=fallover_s, after=time.monotonic())
                 except WaitTimeout:
                     c.missed = True  # the outage verdict says how long; the diagnosis says why
 

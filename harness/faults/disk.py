@@ -10,6 +10,7 @@ from harness.faults.ops import group_node
 from harness.testbed.base import Testbed
 
 FULL_BELOW = 0.01  # a filled filesystem has less than this share of its blocks free
+LAST_BLOCKS = 256  # what disk_full's fallocate leaves, for its one write to take (see DiskFull.inject)
 
 
 def _groups_on(testbed: Testbed, disk: str) -> list[str]:
@@ -201,16 +202,21 @@ class DiskFull(Fault):
         node = group_node(testbed, group)
         mnt = testbed.mountpoint(group)
         undo.update(node=node, mnt=mnt, file=f"{mnt}/.fallover-fill-{undo['id']}")
-        # fallocate (fast: no data written) of all but 256 of the blocks root may allocate, then
-        # dd appends until ENOSPC, by design: its status says nothing, verify judges the result.
+        # fallocate (fast: no data written) of all but LAST_BLOCKS of the blocks root may allocate, then
+        # ONE write larger than what is left: it stops short at ENOSPC, by design (its status says nothing,
+        # verify judges the result). One write, not appends until ENOSPC: Filesystem's OCF_CHECK_LEVEL=20
+        # monitor rewrites its status file (truncate, then write one block), and an append loop that ran
+        # while it did took the block it had just freed: the monitor failed on a cluster doing nothing wrong
+        # (disk_full-shared on the VMs, 2026-12-01, where the appends took seconds).
         space = space_on(testbed, node, mnt)
         if space is None:  # never fill the bare directory: it is the host's filesystem
             raise FalloverError(f"nothing is mounted at {mnt} on {node}, where group {group} runs")
-        size = max(0, (space.usable - 256) * space.block_size)
+        size = max(0, (space.usable - LAST_BLOCKS) * space.block_size)
+        last = 2 * LAST_BLOCKS * space.block_size
         testbed.node(node).run(
             f'f={undo["file"]}; mountpoint -q {mnt} && {{ [ {size} -eq 0 ] || fallocate -l {size} "$f"; }} && '
-            f'{{ dd if=/dev/zero of="$f" bs=64k oflag=append conv=notrunc status=none 2>/dev/null; '
-            f'dd if=/dev/zero of="$f" bs=4k oflag=append conv=notrunc status=none 2>/dev/null; sync -f {mnt}; }}',
+            f'{{ dd if=/dev/zero of="$f" bs={last} count=1 iflag=fullblock oflag=append conv=notrunc status=none '
+            f'2>/dev/null; sync -f {mnt}; }}',
             timeout=60)
 
     def verify(self, testbed: Testbed, target: Target, undo: dict[str, Any]) -> None:

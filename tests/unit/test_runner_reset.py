@@ -9,6 +9,8 @@ from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
 
+import pytest
+
 from harness.result import Result
 from harness.runner import Runner
 from harness.topology import DEFAULT_TESTBED, load_topology
@@ -81,3 +83,28 @@ def test_anything_changed_since_means_the_full_reset(tmp_path: Path) -> None:
     journal.write_text('{"fault": "adapter_down"}\n')  # a fault injected or healed since
     runner._reset(whole)
     assert tb.ups == 3
+
+
+def test_the_wait_for_a_takeover_gives_a_case_the_limit_it_widens(tmp_path: Path) -> None:
+    """app_start_fail is allowed two takeovers (2 × max_fallover_s): the runner waited only the topology's one."""
+    from harness.errors import WaitTimeout
+    from harness.faults import Target
+    from harness.plan import Case, Expected
+
+    (tmp_path / "faults.journal").write_text("")
+    runner = Runner(FakeTestbed(tmp_path / "faults.journal"), tmp_path)  # type: ignore[arg-type]
+    waited: list[float] = []
+
+    def never(probe: Any, node: str | None, *, timeout: float, after: float) -> None:
+        waited.append(timeout)
+        raise WaitTimeout("the service", timeout)
+    runner._wait_probe_ok = never  # type: ignore[method-assign]
+    sla = runner.topology.sla
+    for limits, want in (({}, sla.max_fallover_s + 10), ({"max_fallover_s": 2 * sla.max_fallover_s},
+                                                          2 * sla.max_fallover_s + 10)):
+        expected = Expected(group="app", outcome="fallover", home="node1", takeover="node3", limits=limits)
+        c = SimpleNamespace(expected=expected, probe=object(), fault_mono=0.0, timeline=None, missed=False,
+                            case=Case("app_start_fail", Target(node="node2", group="app")))
+        with pytest.raises(WaitTimeout):
+            runner._await_outcome(c)  # type: ignore[arg-type]
+        assert waited[-1] == want and c.missed
