@@ -178,7 +178,7 @@ class DiskFull(Fault):
     destructive: ClassVar[bool] = False
     summary: ClassVar[str] = "the shared filesystem is filled up (root's reserved blocks too)"
     mechanism: ClassVar[str] = ("a hidden file on the mounted filesystem: fallocate of the blocks root may still "
-                                "allocate, then appends until ENOSPC")
+                                "allocate, then one write larger than the rest, which stops short at ENOSPC")
     needs: ClassVar[tuple[str, ...]] = ("shared_disk",)
 
     def precheck(self, testbed: Testbed, target: Target) -> None:
