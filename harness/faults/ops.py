@@ -65,9 +65,12 @@ def _make_whole_once(testbed: Testbed, node: str) -> None:
         return all(pids(testbed, node, comm) for comm in stack[:3])
 
     complete = whole()
-    if not complete and init_starts_it:
-        time.sleep(RELOOK_S)  # its init may have started pacemakerd, which forks its controller a moment later
-        complete = whole()
+    if not complete and init_starts_it:  # its init may be starting it still: looked at until STARTING_S have passed
+        try:
+            complete = wait_until(whole, timeout=STARTING_S, interval=RELOOK_S,
+                                  what=f"{node}'s cluster stack started by its init")
+        except WaitTimeout:
+            complete = False
     if not complete:
         # a half-dead stack (corosync gone, pacemaker lingering) is restarted as a whole, members first
         for comm in (*stack[1:], stack[0]):
@@ -77,7 +80,15 @@ def _make_whole_once(testbed: Testbed, node: str) -> None:
 
 
 RELOOK_S = 3.0
-"""A stack found incomplete is looked at once more after this long before it is restarted as a whole."""
+"""How often a stack its init may still be starting is looked at again."""
+STARTING_S = 15.0
+"""How long a stack its init may still be starting gets to be complete before it is restarted as a whole.
+
+systemd calls a boot finished once every unit has started, and a `Type=simple` unit (pacemaker.service)
+has started when systemd has forked it: on a loaded TCG guest pacemakerd ran 4.7 s after
+`systemctl is-system-running --wait` returned, its controller 0.4 s later (heartbeat_loss-node1 on the
+VMs, 2026-12-01). One second look 3 s after the first found no pacemakerd, and the harness SIGKILLed the
+stack systemd was starting: its log's errors failed a case the cluster had passed."""
 BOOT_WAIT_S = 90
 """How long a node's init may take to finish booting before its stack is judged anyway (a TCG guest: ~40 s, its
 SSH up after ~35 of them)."""
@@ -107,9 +118,10 @@ def booted(testbed: Testbed, node: str) -> bool:
     whole (2026-12-01): a node the heal had just powered on was restarted mid-start ("Aborting start-up
     because active Pacemaker instance found").
 
-    Under systemd always True (a unit is "started" before pacemakerd has forked its controller, and
-    systemd restarts what dies); under the embedded init only within BOOT_GRACE_S of its services script
-    last returning (later a missing daemon is a dead one: nothing there restarts it)."""
+    Under systemd always True (a unit is "started" at its fork, seconds before pacemakerd runs on a loaded
+    guest and forks its controller, and systemd restarts what dies: see STARTING_S); under the embedded
+    init only within BOOT_GRACE_S of its services script last returning (later a missing daemon is a dead
+    one: nothing there restarts it)."""
     r = testbed.node(node).run(["sh", "-c", _BOOTED], timeout=BOOT_WAIT_S + 30, check=False)
     out = r.stdout.split()
     if out[:1] == ["systemd"]:
