@@ -148,8 +148,10 @@ class LogAudit:
             out.files += 1
             # a line still being written has no newline yet; it belongs to the next look
             data = data[: data.rfind(b"\n") + 1]
+            # NULs: a node powered off keeps a block of them where its log's unwritten tail was (the size had
+            # reached the disk, the data had not), and the next boot's first line follows them on the same line
             out.lines += [LogLine(log.node, log.path.rsplit("/", 1)[-1], raw)
-                          for raw in data.decode("utf-8", errors="replace").splitlines()]
+                          for raw in data.replace(b"\0", b"").decode("utf-8", errors="replace").splitlines()]
         self.unreadable = out.unreadable
         return out
 

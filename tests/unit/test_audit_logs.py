@@ -87,6 +87,20 @@ def test_corosyncs_own_scheduling_warning_is_expected_only_where_a_fault_stopped
     assert audit.result([], faults=["app_kill"]).findings == [LogLine("node1", "corosync.log", stall)]
 
 
+def test_a_corosync_starting_after_a_power_off_is_known_behind_the_nuls_of_the_crashed_boot(tb: HostLogs) -> None:
+    """heartbeat_loss-node1 on the VMs (2026-12-01): node1's corosync.log held 4 KiB of NULs where the fenced
+    boot's tail had been, then "Corosync Cluster Engine 3.1.7 starting up" on the same line: the start was not
+    recognised and the starting corosync's scheduling warning failed the case."""
+    audit = LogAudit(tb)
+    audit.mark()
+    start = f"{syslog(T0)} [254] node1 corosync notice  [MAIN  ] Corosync Cluster Engine 3.1.7 starting up"
+    stall = (f"{syslog(T0 + 2)} [254] node1 corosync warning [MAIN  ] Corosync main process was not scheduled "
+             "(@1796154409592) for 2436.9634 ms (threshold is 2400.0000 ms). Consider token timeout increase.")
+    write(tb, "node1", "cluster/corosync.log", "\0" * 4096 + start + "\n" + stall + "\n")
+    res = audit.result([], faults=["heartbeat_loss"])
+    assert res.status == "ok" and "still starting" in res.expected[0][1]
+
+
 def test_quiet_logs_are_ok(tb: HostLogs) -> None:
     audit = LogAudit(tb)
     audit.mark()
