@@ -101,6 +101,25 @@ def test_a_corosync_starting_after_a_power_off_is_known_behind_the_nuls_of_the_c
     assert res.status == "ok" and "still starting" in res.expected[0][1]
 
 
+def test_a_filesystem_stop_that_met_its_cancelled_monitor_is_expected_and_a_busy_mount_alone_is_not(
+        tb: HostLogs) -> None:
+    """app_hang-app, make run 2026-12-01: the stop began 4 ms after Pacemaker SIGKILLed the in-flight
+    OCF_CHECK_LEVEL=20 monitor, found the mount busy, signalled nobody and unmounted: the stop succeeded, and
+    the case failed its log audit on the agent's ERROR line."""
+    from test_unmount_race import BUSY, RACE
+
+    audit = LogAudit(tb)
+    audit.mark()
+    write(tb, "node1", "pacemaker/pacemaker.log", "".join(line + "\n" for line in RACE))
+    res = audit.result([], faults=["app_hang"])
+    assert res.status == "ok", res.explanation
+    assert [(ln.line, why.startswith("harmless: the stop began right after")) for ln, why in res.expected] \
+        == [(BUSY, True)]
+    audit.mark()
+    write(tb, "node1", "pacemaker/pacemaker.log", BUSY + "\n")
+    assert audit.result([], faults=["app_hang"]).findings == [LogLine("node1", "pacemaker.log", BUSY)]
+
+
 def test_quiet_logs_are_ok(tb: HostLogs) -> None:
     audit = LogAudit(tb)
     audit.mark()
