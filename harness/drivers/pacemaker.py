@@ -9,7 +9,7 @@ from contextlib import contextmanager
 
 from harness.drivers.settle import SETTLE_QUERY, parse_settle_query
 from harness.drivers.pcmk_backup import PacemakerBackup
-from harness.drivers.polling import Polling
+from harness.drivers.polling import Polling, every_node_answers
 from harness.drivers.state import ClusterState, parse_crm_mon
 from harness.errors import CommandFailed, TransportError, WaitTimeout
 from harness.result import Result
@@ -103,17 +103,14 @@ class PacemakerDriver(Polling, PacemakerBackup):
     def ask_first(self, nodes: Iterable[str]) -> None:
         """Read the cluster from these nodes first, from now on (the recording names those its case does not time).
 
-        One crm_mon costs an emulated guest about 1.5 s of its CPU (Pace), and in node_stop-node1 on the VMs the
-        poller asked node2, the node taking the group over (the first to answer once node1 had stopped), every
-        3-5 s: up to a third of the CPU its three start operations waited for. A spare node pays instead; with
-        no spare, the order is the topology's, as before."""
+        One crm_mon costs an emulated guest ~1.5 s of CPU: in node_stop-node1 on the VMs the poller asked node2, the
+        node taking the group over, every 3-5 s (up to a third of the CPU its starts waited for). A spare pays
+        instead; with no spare, the order is the topology's."""
         self._first = tuple(nodes)
         self._preferred = None
 
     def _query_order(self) -> list[str]:
         return [n for n in self.topology.node_names if self.testbed.running(n)]
-
-    # -- waiting --------------------------------------------------------------------------------
 
     def expected_node(self, group: str, state: ClusterState) -> str | None:
         """Where the topology's priority list puts a group, given which nodes are online."""
@@ -275,11 +272,10 @@ class PacemakerDriver(Polling, PacemakerBackup):
                     raise
                 if self.dc_idle():  # a DC at work is the cluster recovering: a refresh would abort its transition
                     self.refresh_attributes()
-        left = max(1.0, deadline - time.monotonic())
         # A node killed and restarted within the token timeout still looks online to its peers
         # while its own stack is starting: whole means every running node answers for itself too.
-        self.wait_until(lambda _: all(v is not None and v.dc is not None for v in self.views().values()),
-                        timeout=left, what="every running node answering crm_mon", progress=progress)
+        every_node_answers(self.views, timeout=max(1.0, deadline - time.monotonic()), interval=self.poll_interval,
+                           progress=progress)
         return state
 
     def dc_idle(self) -> bool:

@@ -35,6 +35,25 @@ _settled_looks: dict[str, SettledLook] = {}
 """The last accepted look per testbed (by journal path): a testbed's `up` asks through a driver of its own."""
 
 
+def every_node_answers(views: Callable[[], dict[str, ClusterState | None]], *, timeout: float, interval: float,
+                       progress: Progress = quiet) -> None:
+    """Until every running node's own view (``views``: asked side by side) knows a DC; WaitTimeout names the silent.
+
+    Only the views are asked: a look through ``state`` first was one more crm_mon per poll (4-5 s of the 12 s
+    this wait took after each VM case, 2026-12-01)."""
+    silent: list[str] = []
+
+    def answered() -> bool:
+        now = [n for n, v in views().items() if v is None or v.dc is None]
+        if now and now != silent:
+            progress(f"waiting for {', '.join(now)} to answer with a DC")
+        silent[:] = now
+        return not now
+
+    wait_until(answered, timeout=timeout, interval=interval, what="every running node answering crm_mon",
+               describe=lambda: f"no answer with a DC from {', '.join(silent)}")
+
+
 class Polling:
     """Base of the drivers: needs ``testbed``, ``quiet_s`` and ``state()`` from the subclass."""
 

@@ -72,6 +72,19 @@ def test_without_systemd_the_harness_starts_the_stack_and_does_not_wait(tmp_path
     assert sum(1 for _, cmd in tb.commands if cmd == "pidof pacemaker-controld") == 2  # no second look
 
 
+def test_a_stack_seen_complete_is_not_looked_for_again_a_restarted_one_is(tmp_path: Path) -> None:
+    """Every pidof is an SSH round trip (4.3 s for the re-check on a loaded TCG guest): a stack just seen whole
+    is trusted; one the harness restarted must show its corosync and pacemakerd again."""
+    tb = _node(tmp_path, systemd=True, controller_after=0)
+    make_whole(tb, "node2")
+    looks = [cmd for _, cmd in tb.commands if cmd.startswith("pidof ")]
+    assert looks == ["pidof corosync", "pidof pacemakerd", "pidof pacemaker-controld"]
+    tb = _node(tmp_path, systemd=False, controller_after=1)
+    make_whole(tb, "node2")
+    after = [cmd for _, cmd in tb.commands[tb.commands.index(("node2", "kill -KILL 278")):] if cmd.startswith("pidof ")]
+    assert after[-2:] == ["pidof corosync", "pidof pacemakerd"]
+
+
 @pytest.mark.parametrize("units,out", [(True, "systemd"), (False, "")])
 def test_the_boot_wait_runs_only_under_systemd(tmp_path: Path, units: bool, out: str) -> None:
     run = tmp_path / "run-systemd"

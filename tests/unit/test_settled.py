@@ -246,6 +246,37 @@ def test_recover_asks_attrd_to_refresh_only_a_cluster_that_is_not_at_work(dc: st
     assert (("node1", "attrd_updater") in script.ran) is refreshed, script.ran
 
 
+def test_recovers_last_wait_asks_each_running_node_once_per_look_and_nothing_more(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """Whole means every running node answers crm_mon with a DC: one crm_mon per node a look, side by side. A
+    look through `state` first added a crm_mon per poll (4-5 s on a loaded TCG guest after every VM case)."""
+    script = Script()
+    d = driver(script)
+    def settled(**_: Any) -> ClusterState:
+        script.ran.clear()  # from here on: the last wait
+        return parse_crm_mon(SETTLED, seen_from="node1")
+
+    monkeypatch.setattr(d, "wait_settled", settled)
+    d.recover(timeout=5)
+    assert sorted(n for n, cmd in script.ran if cmd == "crm_mon") == ["node1", "node2", "node3"]
+
+
+def test_recover_waits_for_a_node_that_answers_without_a_dc_and_names_it(monkeypatch: pytest.MonkeyPatch) -> None:
+    from harness.drivers import polling
+    from harness.errors import WaitTimeout
+
+    no_dc = SETTLED.replace('<current_dc present="true"', '<current_dc present="false"', 1)
+    assert parse_crm_mon(no_dc, seen_from="node2").dc is None
+    script = Script()
+    d = driver(script)
+    monkeypatch.setattr(d, "wait_settled", lambda **_: parse_crm_mon(SETTLED, seen_from="node1"))
+    monkeypatch.setattr(d, "view", lambda n: parse_crm_mon(no_dc if n == "node2" else SETTLED, seen_from=n))
+    shown: list[str] = []
+    with pytest.raises(WaitTimeout) as e:
+        polling.every_node_answers(d.views, timeout=0.3, interval=0.05, progress=shown.append)
+    assert "node2" in str(e.value) and shown == ["waiting for node2 to answer with a DC"]
+
+
 # -- the runner's recovery: `up`'s last settled look, taken again when every group is placed ----------------
 
 
