@@ -152,9 +152,12 @@ class LogAudit:
             # a line still being written has no newline yet; it belongs to the next look
             data = data[: data.rfind(b"\n") + 1]
             # NULs: a node powered off keeps a block of them where its log's unwritten tail was (the size had
-            # reached the disk, the data had not), and the next boot's first line follows them on the same line
-            out.lines += [LogLine(log.node, log.path.rsplit("/", 1)[-1], raw)
-                          for raw in data.replace(b"\0", b"").decode("utf-8", errors="replace").splitlines()]
+            # reached the disk, the data had not), and the next boot's first line follows them on the same line.
+            # What came before them may be half a line of the old boot: the block ends a line, so that the new
+            # boot's line starts one of its own (partition-node1 on the VMs, 2026-12-01: "… [255] node1" and then
+            # "Dec 01 21:43:37.548 [254] node1 corosync notice [MAIN  ] Corosync Cluster Engine … starting up")
+            out.lines += [LogLine(log.node, log.path.rsplit("/", 1)[-1], raw) for raw in
+                          _NULS.sub(b"\n", data).decode("utf-8", errors="replace").splitlines()]
         self.unreadable = out.unreadable
         return out
 
@@ -238,6 +241,7 @@ class LogAudit:
         return AuditResult(findings, expected, read.unreadable + self.pipeline, len(read.lines), read.files)
 
 
+_NULS = re.compile(rb"\0+")
 _COROSYNC_PID = re.compile(r"^\w{3} [ \d]\d [\d:.]+ \[(?P<pid>\d+)\] \S+ corosync ")
 _STARTING = re.compile(r"\[MAIN  \] Corosync Cluster Engine \S+ starting up")
 _MEMBER = re.compile(r"\[(?:TOTEM |QUORUM|MAIN  )\] (?:A new membership|Sync members|Completed service synchronization)")

@@ -101,6 +101,20 @@ def test_a_corosync_starting_after_a_power_off_is_known_behind_the_nuls_of_the_c
     assert res.status == "ok" and "still starting" in res.expected[0][1]
 
 
+def test_half_a_line_of_the_crashed_boot_before_the_nuls_does_not_hide_the_next_boots_start(tb: HostLogs) -> None:
+    """partition-node1 on the VMs (2026-12-01): the fenced boot had written "… [255] node1" of its last line
+    before the NULs; with the NULs dropped, the start line was glued to it and not recognised."""
+    audit = LogAudit(tb)
+    audit.mark()
+    start = "Dec 01 21:43:37.548 [254] node1 corosync notice  [MAIN  ] Corosync Cluster Engine 3.1.7 starting up"
+    stall = ("Dec 01 21:43:40.556 [254] node1 corosync warning [MAIN  ] Corosync main process was not scheduled "
+             "(@1796161420556) for 2961.4500 ms (threshold is 2400.0000 ms). Consider token timeout increase.")
+    write(tb, "node1", "cluster/corosync.log", "Dec 01 21:42:01.380 [255] node1" + "\0" * 3000 + start + "\n" + stall + "\n")
+    res = audit.result([], faults=["partition"])
+    assert res.status == "ok" and "still starting" in res.expected[0][1], res.explanation
+    assert start in [ln.line for ln in audit.read().lines]
+
+
 def test_a_filesystem_stop_that_met_its_cancelled_monitor_is_expected_and_a_busy_mount_alone_is_not(
         tb: HostLogs) -> None:
     """app_hang-app, make run 2026-12-01: the stop began 4 ms after Pacemaker SIGKILLed the in-flight
