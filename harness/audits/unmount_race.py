@@ -25,11 +25,15 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Protocol
 
+from harness.audits.pcmk_timing import stamp
+
 WINDOW_S = 1.0
 """How long before a stop its monitor's cancel may be: the controller sends the stop right after the cancel
 (4 ms in the run above); a second covers a loaded node without taking in an unrelated earlier cancel."""
+_YEAR = 2001
+"""The logs carry no year; only the distance between two stamps counts (a cancel in one year and its stop in
+the next is not matched: a finding, never a wrong explanation)."""
 
-_CLOCK = re.compile(r"^\w{3} [ \d]\d (\d\d):(\d\d):(\d\d)\.(\d{3}) ")
 _CANCELLED = re.compile(r"\(services_action_cancel\)\s+info: Terminating in-flight op (\S+)_monitor_\d+\[\d+\] "
                         r"early because it was cancelled")
 _STOP_BEGINS = re.compile(r"\(log_execute\)\s+info: executing - rsc:(\S+) action:stop call_id:(\d+)")
@@ -71,11 +75,11 @@ class UnmountAfterCancel:
             if m := _AGENT.search(ln.line):
                 self._see_agent(ln.node, *m.groups())
             elif m := _CANCELLED.search(ln.line):
-                if (t := _clock(ln.line)) is not None:
+                if (t := stamp(ln.line, _YEAR)) is not None:
                     cancelled[(ln.node, m[1])] = t
             elif m := _STOP_BEGINS.search(ln.line):
-                t, was = _clock(ln.line), cancelled.pop((ln.node, m[1]), None)
-                if t is not None and was is not None and (t - was) % 86400 <= WINDOW_S:
+                t, was = stamp(ln.line, _YEAR), cancelled.pop((ln.node, m[1]), None)
+                if t is not None and was is not None and 0 <= t - was <= WINDOW_S:
                     after.add((ln.node, m[2]))
             elif m := _STOP_ENDS.search(ln.line):
                 rsc, call, pid, status = m.groups()
@@ -104,7 +108,3 @@ class UnmountAfterCancel:
                 "synchronous status-file write still held the mount; the agent found no process to signal, "
                 "unmounted a second later and the stop succeeded")
 
-
-def _clock(line: str) -> float | None:
-    m = _CLOCK.match(line)
-    return None if m is None else int(m[1]) * 3600 + int(m[2]) * 60 + int(m[3]) + int(m[4]) / 1000
