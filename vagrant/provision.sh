@@ -45,6 +45,13 @@ sed -i -e "s/^node.session.timeo.replacement_timeout = .*/node.session.timeo.rep
   -e "s/^node.conn\[0\].timeo.noop_out_timeout = .*/node.conn[0].timeo.noop_out_timeout = $ISCSI_NOOP_TIMEOUT/" \
   /etc/iscsi/iscsid.conf
 sed -i 's/^node.startup = .*/node.startup = automatic/' /etc/iscsi/iscsid.conf
+# bookworm's iscsiadm (2.1.8) makes its lock directory with access() then mkdir(), and gives up ("Could not open
+# /run/lock/iscsi: File exists", then "No records found") when iscsid made it in between: a fenced node booted
+# without its shared disk that way (open-iscsi issue #95). Made by tmpfiles before either starts, it is never raced.
+# The box has this file already; older boxes get it here.
+mkdir -p /etc/tmpfiles.d
+printf 'd /run/lock/iscsi 0700 root root -\n' > /etc/tmpfiles.d/fallover-iscsi.conf
+systemd-tmpfiles --create /etc/tmpfiles.d/fallover-iscsi.conf
 systemctl restart iscsid
 iscsiadm -m discovery -t st -p "$PORTAL" >/dev/null
 for iqn in $IQNS; do

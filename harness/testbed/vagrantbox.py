@@ -137,6 +137,9 @@ chroot {r} systemctl enable fallover-hostkeys >/dev/null 2>&1
 # the shared disk before the stack at boot; vagrant/provision.sh writes the same (and reloads) if it is missing
 mkdir -p {r}/etc/systemd/system/corosync.service.d
 printf '[Unit]\\nAfter=open-iscsi.service network-online.target\\n' > {r}/etc/systemd/system/corosync.service.d/fallover.conf
+# iscsiadm's lock directory made before iscsid and open-iscsi start: they race to make it (vagrant/provision.sh)
+mkdir -p {r}/etc/tmpfiles.d
+printf 'd /run/lock/iscsi 0700 root root -\\n' > {r}/etc/tmpfiles.d/fallover-iscsi.conf
 # every clone gets its own initiator name at provisioning; none from the package
 rm -f {r}/etc/iscsi/initiatorname.iscsi
 sed -i 's/^node.session.timeo.replacement_timeout = .*/node.session.timeo.replacement_timeout = 10/' \

@@ -131,16 +131,39 @@ def test_provision_sh_enables_units_as_systemctl_would_without_a_reload(tmp_path
     assert (etc / "multi-user.target.wants/corosync.service").readlink() == Path("/lib/systemd/system/corosync.service")
 
 
+def _written(script: str, target: str) -> str:
+    """What the script's `printf … > target` line writes (run through sh)."""
+    line = next(ln for ln in script.splitlines() if ln.startswith("printf") and ln.endswith(target))
+    return subprocess.run(["sh", "-c", line.split(" > ")[0]], capture_output=True, text=True, check=True).stdout
+
+
 def test_the_box_carries_the_corosync_drop_in_provision_sh_would_write() -> None:
     """Byte for byte, or every `up` pays a daemon-reload (4 s on a TCG guest) for a drop-in it already has."""
     from harness.testbed import vagrantbox
 
     box = vagrantbox.build_script(Path("/r"), Path("/o"), "ssh-ed25519 AAA k", "http://m/debian")
-    line = next(ln for ln in box.splitlines() if ln.endswith("corosync.service.d/fallover.conf"))
-    written = subprocess.run(["sh", "-c", line.split(" > ")[0]], capture_output=True, text=True).stdout
+    written = _written(box, "corosync.service.d/fallover.conf")
     text = (Path(__file__).resolve().parents[2] / "vagrant" / "provision.sh").read_text()
     order = text[text.index("order='") + 7:text.index("'", text.index("order='") + 7)]
     assert written == order + "\n"
+
+
+def test_the_box_and_provision_sh_make_iscsiadms_lock_directory_before_boot(tmp_path: Path) -> None:
+    """A fenced node1 booted without its disk: iscsiadm lost the race to mkdir /run/lock/iscsi with iscsid."""
+    from harness.testbed import vagrantbox
+
+    box = vagrantbox.build_script(Path("/r"), Path("/o"), "ssh-ed25519 AAA k", "http://m/debian")
+    provision = (Path(__file__).resolve().parents[2] / "vagrant" / "provision.sh").read_text()
+    line = _written(box, "/r/etc/tmpfiles.d/fallover-iscsi.conf")
+    assert line == _written(provision, "/etc/tmpfiles.d/fallover-iscsi.conf")
+    tmpfiles = shutil.which("systemd-tmpfiles")
+    if tmpfiles is None:
+        pytest.skip("no systemd-tmpfiles here to read the line with")
+    conf = tmp_path / "fallover-iscsi.conf"
+    conf.write_text(line)
+    subprocess.run([tmpfiles, f"--root={tmp_path / 'root'}", "--create", str(conf)], check=True)
+    made = tmp_path / "root/run/lock/iscsi"
+    assert made.is_dir() and made.stat().st_mode & 0o777 == 0o700
 
 
 def test_guest_cib_fences_through_fence_xvm_and_names_the_guest_adapters(lab: Lab) -> None:
