@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 from fake_testbed import FakeTestbed
 
+from harness.errors import TransportError
 from harness.faults import ops
 from harness.faults.ops import _BOOTED, booted, make_whole
 
@@ -152,3 +153,35 @@ def test_every_services_script_marks_when_it_last_started_the_services(tmp_path:
     topo = topo.model_copy(update={"cluster": topo.cluster.model_copy(update={"stack": stack})})
     assert services_script(Layout(topo, instance="unit", state_root=tmp_path)).endswith(STARTED_MARK)
     assert "/run/fallover-init/booted" in STARTED_MARK and "fallover-init" in ops.INIT_MARKS
+
+
+def _booting(tmp_path: Path, refusals: int) -> FakeTestbed:
+    """A running node whose SSH refuses the first ``refusals`` connections (its boot has not started sshd)."""
+    tb = _node(tmp_path, systemd=True, controller_after=0)
+    answer, tries = tb.shell, {"n": 0}
+
+    def shell(node: str, cmd: str) -> tuple[int, str]:
+        tries["n"] += 1
+        if tries["n"] <= refusals:
+            raise TransportError(node, "root@10.81.9.12:22: ConnectionRefusedError: [Errno 111] Connection refused")
+        return answer(node, cmd)
+    tb.shell = shell
+    return tb
+
+
+def test_a_node_whose_ssh_is_not_up_yet_is_waited_for(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """corosync_kill-node2 on the VMs (2026-12-02): fenced and powered on during the heal, the node refused SSH
+    for its boot's first minute; five tries in 2.5 s called the heal of a correct cluster failed."""
+    monkeypatch.setattr(ops.time, "sleep", lambda s: None)
+    tb = _booting(tmp_path, refusals=12)
+    make_whole(tb, "node2")
+    assert any("pidof" in cmd for _, cmd in tb.commands)
+
+
+def test_a_node_that_never_answers_fails_the_repair_once_its_time_is_up(tmp_path: Path,
+                                                                         monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(ops.time, "sleep", lambda s: None)
+    monkeypatch.setattr(ops, "REACH_S", 0.05)
+    tb = _booting(tmp_path, refusals=10**9)
+    with pytest.raises(TransportError):
+        make_whole(tb, "node2")
