@@ -34,13 +34,24 @@ class Agent:
     def run(self, action, **extra):
         return self.run_args([action], **extra)
 
-    def run_args(self, args, **extra):
+    def env(self, **extra):
+        """The environment pacemaker-execd gives the agent: OCF_RESKEY_* params and the instance."""
         env = {k: v for k, v in os.environ.items() if not k.startswith("OCF_")}
         env.update({"OCF_RESKEY_" + k: v for k, v in {**self.params, **extra}.items()})
         env["OCF_RESOURCE_INSTANCE"] = "app"
-        proc = subprocess.run([self.agent, *args], env=env, capture_output=True, text=True,
+        return env
+
+    def run_args(self, args, **extra):
+        proc = subprocess.run([self.agent, *args], env=self.env(**extra), capture_output=True, text=True,
                               timeout=60, preexec_fn=self.preexec)
         return proc.returncode, proc.stdout
+
+    def imports(self, action):
+        """The modules the agent imports for an action (python's -X importtime, as the agent runs)."""
+        env = dict(self.env(), PYTHONPROFILEIMPORTTIME="1")
+        proc = subprocess.run([self.agent, action], env=env, capture_output=True, text=True, timeout=60)
+        return {line.rsplit("|", 1)[1].strip() for line in proc.stderr.splitlines()
+                if line.startswith("import time:") and "[us]" not in line}
 
     def log(self):
         path = Path(self.params["logfile"])

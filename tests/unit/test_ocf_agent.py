@@ -2,6 +2,7 @@
 
 import os
 import shutil
+import signal
 import subprocess
 import xml.etree.ElementTree as ET
 from pathlib import Path
@@ -44,6 +45,39 @@ def test_meta_data_needs_no_params(tmp_path):
     proc = subprocess.run([str(AGENT), "meta-data"], capture_output=True, text=True,
                           env={"PATH": os.environ.get("PATH", "/usr/bin:/bin")}, timeout=30)
     assert proc.returncode == 0 and "<resource-agent" in proc.stdout
+
+
+# What the agent may not import where Pacemaker runs it most (every monitor) or in a takeover's path
+# (the meta-data that the controller runs before every start): seconds each on an emulated VM guest.
+HEAVY = {"json", "re", "subprocess", "socket", "signal", "enum"}
+
+
+def test_meta_data_imports_nothing_heavy(agent):
+    imported = agent.imports("meta-data")
+    assert "os" in imported  # the measurement works
+    assert not imported & HEAVY, sorted(imported & HEAVY)
+
+
+def test_monitor_imports_only_the_c_socket(agent):
+    assert agent.run("start")[0] == 0
+    try:
+        imported = agent.imports("monitor")
+        assert "_socket" in imported  # the health check ran
+        assert not imported & HEAVY, sorted(imported & HEAVY)
+    finally:
+        assert agent.run("stop")[0] == 0
+
+
+def test_stop_of_a_stopped_app_terminates_it_without_waiting_for_kill(agent):
+    """app_hang stops the app (SIGSTOP): the stop continues it, so it acts on SIGTERM at once."""
+    assert agent.run("start")[0] == 0
+    pid = int((agent.tmp / "state" / "app.pid").read_text().split()[0])
+    os.kill(pid, signal.SIGSTOP)
+    try:
+        assert agent.run("stop")[0] == 0
+    finally:
+        agent.kill_leftover()
+    assert "stopped (pid %d, SIGTERM)" % pid in agent.log()
 
 
 def test_validate_all(agent):
