@@ -282,3 +282,77 @@ def test_kept_back_reads_the_filesystems_own_count(tmp_path):
     dev = os.path.basename(os.path.realpath(f"/sys/dev/block/{os.major(st.st_dev)}:{os.minor(st.st_dev)}"))
     sysfs = f"/sys/fs/ext4/{dev}/reserved_clusters"
     assert kvapp.kept_back(str(tmp_path)) == (int(open(sysfs).read()) if os.path.exists(sysfs) else 0)
+
+
+# What kvapp may not import: it starts in every takeover, on the node taking over (seconds on a TCG guest).
+HEAVY = {"http.server", "http.client", "ssl", "email", "json", "re", "argparse", "tempfile", "urllib.parse"}
+
+
+def test_kvapp_imports_nothing_heavy():
+    proc = subprocess.run([PYTHON, "-S", "-X", "importtime", str(KVAPP), "--help"],
+                          capture_output=True, text=True, timeout=30)
+    assert proc.returncode == 0 and "--data-dir" in proc.stdout
+    imported = {line.rsplit("|", 1)[1].strip() for line in proc.stderr.splitlines()
+                if line.startswith("import time:") and "[us]" not in line}
+    assert "socketserver" in imported  # the measurement works
+    assert not imported & HEAVY, sorted(imported & HEAVY)
+
+
+@pytest.mark.parametrize("value", ['plain', 'quote " and \\ backslash', "new\nline\ttab\x00nul\x1f", "naïve ✓ 😀",
+                                   "bad name \udcff"])
+def test_json_text_is_what_json_reads(value):
+    kvapp = load_kvapp()
+    text = kvapp.json_text({"error": value, "node": "n1"})
+    assert json.loads(text.encode("utf-8", "backslashreplace")) == {"error": value, "node": "n1"}
+
+
+def raw(app, data):
+    """Send raw bytes, read until the server closes or 2 s of silence; the whole answer."""
+    with socket.create_connection(("127.0.0.1", app.port), timeout=10) as s:
+        s.sendall(data)
+        s.settimeout(2)
+        out = b""
+        try:
+            while chunk := s.recv(65536):
+                out += chunk
+        except TimeoutError:
+            out += b"<open>"
+        return out
+
+
+def test_bad_request_line_is_400_and_closes(app):
+    out = raw(app, b"NONSENSE\r\n\r\n")
+    assert out.startswith(b"HTTP/1.1 400 ") and b"Connection: close" in out and not out.endswith(b"<open>")
+    assert b"X-Fallover-Node: " + NODE.encode() in out
+
+
+def test_unknown_method_is_501(app):
+    out = raw(app, b"DELETE /kv/a HTTP/1.1\r\nHost: x\r\n\r\n")
+    assert out.startswith(b"HTTP/1.1 501 ") and not out.endswith(b"<open>")
+
+
+def test_http10_closes_unless_keep_alive_and_11_keeps_open(app):
+    assert raw(app, b"GET /health HTTP/1.0\r\n\r\n").endswith(NODE.encode() + b"\n")
+    assert raw(app, b"GET /health HTTP/1.0\r\nConnection: keep-alive\r\n\r\n").endswith(b"<open>")
+    assert raw(app, b"GET /health HTTP/1.1\r\nHost: x\r\n\r\n").endswith(b"<open>")
+    assert raw(app, b"GET /health HTTP/1.1\r\nConnection: close\r\n\r\n").endswith(NODE.encode() + b"\n")
+
+
+def test_absolute_target_and_query_are_the_path(app):
+    out = raw(app, b"GET http://127.0.0.1/health?x=1 HTTP/1.0\r\n\r\n")
+    assert out.startswith(b"HTTP/1.1 200 ") and out.endswith(NODE.encode() + b"\n")
+
+
+def test_head_has_length_but_no_body(app):
+    assert app.request("PUT", "/kv/h", body=b"12345")[0] == 201
+    out = raw(app, b"HEAD /kv/h HTTP/1.0\r\n\r\n")
+    assert b"Content-Length: 5\r\n" in out and out.endswith(b"\r\n\r\n")
+
+
+@pytest.mark.parametrize("argv", [["--bogus"], ["--port"], ["--port", "x"], []])
+def test_bad_command_line_exits_2(tmp_path, argv):
+    env = {k: v for k, v in os.environ.items() if not k.startswith("FALLOVER_")}
+    if argv:
+        argv = ["--data-dir", str(tmp_path)] + argv
+    proc = subprocess.run([PYTHON, str(KVAPP), *argv], capture_output=True, text=True, timeout=30, env=env)
+    assert proc.returncode == 2 and "error:" in proc.stderr and "usage:" in proc.stderr
