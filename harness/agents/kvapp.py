@@ -302,6 +302,9 @@ class Handler(socketserver.StreamRequestHandler):
         if length < 0 or length > MAX_VALUE:
             self.close_connection = True
             return self.reply(413, {"error": "value too large"})
+        if self.headers.get("expect", "").lower() == "100-continue":  # curl's way with a body over 1 KiB
+            self.wfile.write(b"HTTP/1.1 100 Continue\r\n\r\n")
+            self.wfile.flush()
         value = self.rfile.read(length)  # read first so keep-alive stays in sync on 400
         key = self.key()
         if not key:

@@ -356,3 +356,12 @@ def test_bad_command_line_exits_2(tmp_path, argv):
         argv = ["--data-dir", str(tmp_path)] + argv
     proc = subprocess.run([PYTHON, str(KVAPP), *argv], capture_output=True, text=True, timeout=30, env=env)
     assert proc.returncode == 2 and "error:" in proc.stderr and "usage:" in proc.stderr
+
+
+def test_expect_100_continue_gets_its_interim_answer(app):
+    with socket.create_connection(("127.0.0.1", app.port), timeout=10) as s:
+        s.sendall(b"PUT /kv/e HTTP/1.1\r\nHost: x\r\nContent-Length: 3\r\nExpect: 100-continue\r\n\r\n")
+        assert s.recv(100) == b"HTTP/1.1 100 Continue\r\n\r\n"  # before the body: the client waits for it
+        s.sendall(b"abc")
+        assert s.recv(1000).startswith(b"HTTP/1.1 201 ")
+    assert app.request("GET", "/kv/e")[1] == b"abc"
