@@ -44,6 +44,7 @@ class Judging:
     testbed: Testbed
     driver: Driver
     load: bool
+    keep_logs: bool  # node log lines saved for passing cases too (always for the others)
     log: Callable[[str], None]
     _spawn_ahead: Callable[[CaseRun], None]  # harness.recording: the next case's locust, once this one is timed
 
@@ -96,12 +97,17 @@ class Judging:
         result = CaseResult(c.case, c.expected, verdicts, c.run_dir, tuple(names), c.timings, findings,
                             c.steps.done, c.diagnosis, c.counts)
         save_evidence(result, c.timeline, requests, c.recovery, topology=self.topology)
-        if c.audit is not None and not result.passed:
-            try:
-                c.audit.save_lines(c.run_dir / "logs")
-            except (OSError, FalloverError) as e:  # evidence beside the verdicts: its loss is said, not a traceback
-                self.log(f"the node logs of {c.run_dir.name} could not be saved: {e}")
+        self._save_logs(c, result.passed)
         return result
+
+    def _save_logs(self, c: CaseRun, passed: bool) -> None:
+        """The case's node log lines in logs/: always for a case that did not pass, for the others on request."""
+        if c.audit is None or (passed and not self.keep_logs):
+            return
+        try:
+            c.audit.save_lines(c.run_dir / "logs")
+        except (OSError, FalloverError) as e:  # evidence beside the verdicts: its loss is said, not a traceback
+            self.log(f"the node logs of {c.run_dir.name} could not be saved: {e}")
 
     def _logged_departures(self, c: CaseRun) -> None:
         """The nodes' own log lines saying a peer left, as timeline events (harness/audits/departures).

@@ -62,9 +62,11 @@ __all__ = ["ASSERTED", "Runner"]
 
 class Runner(Recording, Judging):
     def __init__(self, testbed: Testbed, run_root: Path, *, load: bool = True, users: int = 10,
-                 log: Callable[[str], None] = lambda _: None, spawn_ahead: bool = False) -> None:
+                 log: Callable[[str], None] = lambda _: None, spawn_ahead: bool = False,
+                 keep_logs: bool = False) -> None:
         """``spawn_ahead``: spawn each next case's locust as soon as a case is timed (see
-        ``Recording._spawn_ahead``); only for an owner that calls :meth:`close` when no case follows."""
+        ``Recording._spawn_ahead``); only for an owner that calls :meth:`close` when no case follows.
+        ``keep_logs``: save the node log lines of passing cases too (a case that did not pass always has them)."""
         self.testbed = testbed
         self.topology = testbed.topology
         self.driver = open_driver(testbed)
@@ -73,6 +75,7 @@ class Runner(Recording, Judging):
         self.users = users
         self.log = log
         self.spawn_ahead = spawn_ahead
+        self.keep_logs = keep_logs
         self._left_whole: tuple[int, int] | None = None  # the fault journal's stamp when the last case left it whole
 
     def run(self, case: Case, *, asserted: tuple[str, ...] | None = None) -> CaseResult:
