@@ -22,7 +22,7 @@ import time
 
 # Not http.server, argparse, json, tempfile or urllib: this process starts in every takeover and failback,
 # on the node that is taking the service over, and those modules (http.server pulls in http.client, ssl,
-# email and mimetypes; json and argparse pull in re) made its imports 63 ms natively against 15 now:
+# email and mimetypes; json and argparse pull in re) made its imports 45-52 ms natively against 15-19 now:
 # seconds of a takeover on an emulated (TCG) VM guest, where the cluster's own start actions wait for the CPU.
 # The HTTP it speaks is small (below): HTTP/1.1 GET, HEAD and PUT with Content-Length, keep-alive.
 
