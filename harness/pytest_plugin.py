@@ -51,9 +51,7 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     group.addoption("--users", type=int, default=None,
                     help="locust users during each fault (default: the testbed's, 10 on the embedded testbed)")
     group.addoption("--run-dir", default=None, help="where evidence goes (default reports/<run-id>)")
-    group.addoption("--keep-logs", action="store_true",
-                    help="save the node log lines of every case in its logs/, not only of the cases that did not pass "
-                         "(for timing work: a passing takeover's chain of operations)")
+    group.addoption("--keep-logs", action="store_true", help="node log lines in logs/ for passing cases too")
 
 
 def _topology(config: pytest.Config) -> Topology:
@@ -305,9 +303,8 @@ def runner(testbed: Testbed, run_dir: Path, pytestconfig: pytest.Config):  # typ
         if pytestconfig.getoption("verbose") > 1:
             live_line(pytestconfig, f"[fallover] {msg}")
 
-    runner = Runner(testbed, run_dir, load=not pytestconfig.getoption("--no-load"),
-                    users=load_users(testbed, pytestconfig), log=log, spawn_ahead=True,
-                    keep_logs=pytestconfig.getoption("--keep-logs"))
+    runner = Runner(testbed, run_dir, load=not pytestconfig.getoption("--no-load"), log=log, spawn_ahead=True,
+                    users=load_users(testbed, pytestconfig), keep_logs=pytestconfig.getoption("--keep-logs"))
     yield runner
     runner.close()  # the locust spawned ahead for a next case
 
