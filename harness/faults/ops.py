@@ -10,18 +10,10 @@ from harness.wait import wait_until
 
 
 def group_node(testbed: Testbed, group: str) -> str:
-    """The node a group runs on right now (a fault on "the application" strikes there).
-
-    The nodes after the group's first choice are asked first: the node it runs on (its home, as a rule) is the
-    one under load, where one crm_mon costs an emulated guest seconds (the app faults' inject took 24 s on the
-    VMs, asking node1 first)."""
+    """The node a group runs on right now (a fault on "the application" strikes there)."""
     from harness.drivers import open_driver
 
-    driver = open_driver(testbed)
-    ask_first = getattr(driver, "ask_first", None)
-    if callable(ask_first):
-        ask_first(testbed.topology.group(group).nodes[1:])
-    state = driver.state()
+    state = open_driver(testbed).state()
     node = state.group_node(group) if state else None
     if node is None:
         raise FalloverError(f"group {group} is not running anywhere: "
