@@ -77,6 +77,7 @@ def test_stop_of_a_stopped_app_terminates_it_without_waiting_for_kill(agent):
         assert agent.run("stop")[0] == 0
     finally:
         agent.kill_leftover()
+    assert "stopping pid %d (SIGTERM, SIGKILL after 5 s)" % pid in agent.log()
     assert "stopped (pid %d, SIGTERM)" % pid in agent.log()
 
 
