@@ -19,6 +19,9 @@ NAME = "notification"
 # alerts with status 2 ("Timed Out"), a cancelled one with status 1 ("Cancelled").
 EXEC_PENDING, EXEC_DONE, EXEC_CANCELLED = -1, 0, 1
 FAIL_COUNT = re.compile(r"^fail-count-(?P<rsc>[^#]+)")
+SHUTDOWN = "shutdown"
+"""The node attribute Pacemaker's DC sets (to the time asked) on a node that asked to leave, and clears when
+it is back: the cluster's own statement that the node is going, made before any of its resources stops."""
 
 
 CONNECTIVITY = ("ethmonitor-", "reach-")
@@ -82,7 +85,8 @@ def relevant(ctx: Context, ev: Event) -> bool:
       taken for the detection of a dead network).
     - node: "lost" for a fault node; "member" (a node joining) reports no failure.
     - fencing: of a fault node (the cluster shutting out a node it lost).
-    - attribute: on a fault node, a connectivity attribute (the link monitor's ``ethmonitor-*``,
+    - attribute: on a fault node, ``shutdown`` set (the node is leaving: the controller's first word of
+      a graceful stop, while its stops are still to run), a connectivity attribute (the link monitor's ``ethmonitor-*``,
       the client reachability ``reach-*``) dropping to 0 or vanishing — how a dead network is
       noticed — or a fail count rising for a group resource or on a fault node. The same
       attributes coming back (1) after the heal are recovery, not detection.
@@ -97,6 +101,8 @@ def relevant(ctx: Context, ev: Event) -> bool:
         name, value = str(d.get("attribute_name", "")), str(d.get("attribute_value", ""))
         if name.startswith(CONNECTIVITY):
             return connectivity_lost(name, value) and ctx.on_fault_node(node)
+        if name == SHUTDOWN:
+            return value not in ("0", "") and ctx.on_fault_node(node)
         m = FAIL_COUNT.match(name)
         if m and value not in ("0", ""):
             return ctx.is_group_resource(m["rsc"]) or ctx.on_fault_node(node)

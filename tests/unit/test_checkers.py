@@ -134,6 +134,23 @@ def test_notification_of_a_group_resource_counts() -> None:
     assert v.valid is True and "resource app-ip monitor on node1 rc=7" in v.explanation
 
 
+def test_a_node_asked_to_leave_is_notified_by_its_shutdown_attribute() -> None:
+    """A graceful stop's first alert: the DC sets node1's "shutdown" while its resources still run."""
+    def notified(*events: Event) -> Verdict:
+        return check_notification(ctx(history(replace={"notify": list(events)})))
+    v = notified(ev(0.4, NOTIFICATION, "node1", kind="attribute", attribute_name="shutdown",
+                    attribute_value="1796196310"))
+    assert v.valid is True and v.measured == pytest.approx(0.4)
+    assert "attribute shutdown=1796196310 on node1" in v.explanation
+    # cleared (back in the cluster), or another node's: no news of this fault
+    assert notified(ev(0.4, NOTIFICATION, "node1", kind="attribute", attribute_name="shutdown",
+                       attribute_value="")).valid is False
+    assert notified(ev(0.4, NOTIFICATION, "node1", kind="attribute", attribute_name="shutdown",
+                       attribute_value="0")).valid is False
+    assert notified(ev(0.4, NOTIFICATION, "node3", kind="attribute", attribute_name="shutdown",
+                       attribute_value="1796196310")).valid is False
+
+
 def test_notification_limit_can_be_set_per_test() -> None:
     assert check_notification(ctx(max_notification_s=1.0)).valid is False
 

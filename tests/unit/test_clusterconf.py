@@ -72,3 +72,61 @@ def test_rotating_group_sticks_harder_than_any_priority(layout: Layout) -> None:
     assert stick is not None
     top = max(int(c.get("score", "0")) for c in root.iter("rsc_location"))
     assert int(stick.get("value", "0")) > top
+
+
+def test_a_leaving_node_stops_the_group_before_the_watchers_its_placement_reads(layout: Layout) -> None:
+    """One-way, optional stop orders: on a one-CPU guest the watchers' stops took the CPU the app's stop needed."""
+    root = ET.fromstring(clusterconf.cib_xml(layout, clusterconf.empty_cib()))
+    orders = {o.get("then"): o.attrib for o in root.iter("rsc_order") if o.get("first") == "app"}
+    assert set(orders) == {"linkmon-service-clone", "reach-service-clone"}
+    for o in orders.values():
+        assert (o["first-action"], o["then-action"], o["kind"], o["symmetrical"]) == ("stop", "stop", "Optional", "false")
+    clones = {c.get("id") for c in root.iter("clone")}
+    assert set(orders) <= clones  # the ids name real clones
+
+
+def _graph_inputs(graph: Path) -> dict[str, set[str]]:
+    """Each action of a saved transition graph -> the actions it waits for ("rsc_op_0@node")."""
+    def key(el: ET.Element) -> str:
+        return f"{el.get('operation_key')}@{el.get('on_node') or ''}"
+    out: dict[str, set[str]] = {}
+    for syn in ET.parse(graph).getroot().iter("synapse"):
+        action_set, inputs = syn.find("action_set"), syn.find("inputs")
+        assert action_set is not None and inputs is not None
+        out[key(action_set[0])] = {key(i[0]) for i in inputs}
+    return out
+
+
+def _waits_for(inputs: dict[str, set[str]], action: str, other: str) -> bool:
+    seen, todo = set(), [action]
+    while todo:
+        for dep in inputs.get(todo.pop(), set()) - seen:
+            if dep == other:
+                return True
+            seen.add(dep)
+            todo.append(dep)
+    return False
+
+
+def test_pacemaker_schedules_a_leaving_nodes_watchers_after_its_group_and_the_takeover_before_neither(
+        layout: Layout, tmp_path: Path) -> None:
+    """What the scheduler makes of the orders (crm_simulate): node1 asks to leave with the group on it."""
+    import os
+    import subprocess
+
+    cib, up, graph = tmp_path / "cib.xml", tmp_path / "up.xml", tmp_path / "graph.xml"
+    cib.write_text(clusterconf.cib_xml(layout, clusterconf.empty_cib()))
+    sim = ["crm_simulate", "--quorum", "1", "-S"]
+    subprocess.run(sim + ["-x", str(cib), "--node-up", "node1", "--node-up", "node2", "--node-up", "node3",
+                          "-O", str(up)], check=True, capture_output=True, timeout=60)
+    subprocess.run(sim + ["-x", str(up), "-O", str(up)], check=True, capture_output=True, timeout=60)  # clones, then group
+    subprocess.run(["crm_attribute", "-N", "node1", "-n", "shutdown", "-v", "1234", "-l", "reboot"], check=True,
+                   capture_output=True, timeout=60, env=os.environ | {"CIB_file": str(up)})
+    subprocess.run(sim + ["-x", str(up), "-G", str(graph)], check=True, capture_output=True, timeout=60)
+    inputs = _graph_inputs(graph)
+    assert "app-fs_start_0@node2" in inputs, sorted(inputs)  # the group moves to node2
+    for watcher in ("linkmon-service", "reach-service"):
+        assert _waits_for(inputs, f"{watcher}_stop_0@node1", "app-app_stop_0@node1")
+        assert _waits_for(inputs, f"{watcher}_stop_0@node1", "app-fs_stop_0@node1")
+        for start in ("app-fs", "app-ip", "app-app"):
+            assert not _waits_for(inputs, f"{start}_start_0@node2", f"{watcher}_stop_0@node1")
