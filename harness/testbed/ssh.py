@@ -198,6 +198,7 @@ class SshTestbed(SshNetwork, SshStorage):
         if self._events is not None:
             self._events.stop()
             self._events = None
+        self.close_mount_watches()
         for t in self._nodes.values():
             t.close()
         log.info("%s: %d SSH connections opened in this process", self.topology.name, self.connections_opened)

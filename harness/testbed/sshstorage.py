@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING
 
 from harness.errors import CommandFailed, FalloverError, TestbedError, TransportError
 from harness.testbed.base import LogFile
+from harness.testbed.mountwatch import WATCH_S, WATCHER, MountWatches, Stream
 
 if TYPE_CHECKING:
     from harness.testbed.local import LocalTestbed
@@ -30,6 +31,21 @@ class SshStorage:
     inventory: SshInventory
     lab: LocalTestbed | None
     state: Path
+    _mount_watches: MountWatches | None = None
+
+    @property
+    def mount_watches(self) -> MountWatches:
+        """One mount watcher per node, started at the first look (closed by `down`)."""
+        if self._mount_watches is None:
+            def start(node: str) -> Stream:
+                return self.node(node).stream(["python3", "-S", "-c", WATCHER], timeout=WATCH_S)  # type: ignore[attr-defined]
+            self._mount_watches = MountWatches(start)
+        return self._mount_watches
+
+    def close_mount_watches(self) -> None:
+        if self._mount_watches is not None:
+            self._mount_watches.close()
+            self._mount_watches = None
 
     if TYPE_CHECKING:
         def node(self, name: str) -> Transport: ...
@@ -134,12 +150,14 @@ class SshStorage:
         return {"notifications": self.state / "notifications.log", "fences": self.state / "fence-events.jsonl"}
 
     def mounts(self) -> dict[str, list[str]] | None:
+        """Each node's watcher's last report (harness.testbed.mountwatch), or a `findmnt` where it has none."""
         where: dict[str, list[str]] = {d.name: [] for d in self.topology.disks}
         for n in self.topology.node_names:
             if not self.running(n):
                 continue
             try:
-                targets = set(self._sh(n, "findmnt -rn -o TARGET", timeout=15).split())
+                targets = self.mount_watches.targets(
+                    n, lambda: set(self._sh(n, "findmnt -rn -o TARGET", timeout=15).split()))  # noqa: B023
             except FalloverError:
                 return None
             for g in self.topology.groups:

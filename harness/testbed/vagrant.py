@@ -301,6 +301,7 @@ class VagrantTestbed(VmControl, VmDisk, SshTestbed):
 
     def down(self, progress: Progress = quiet) -> list[str]:
         lab, gone = self.labx, []
+        self.close_mount_watches()
         for t in self._nodes.values():
             t.close()
         if lab.pid("libvirtd") is not None:

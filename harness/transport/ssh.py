@@ -211,6 +211,23 @@ class SshTransport:
         return result
 
 
+    def stream(self, cmd: Command, *, timeout: float) -> paramiko.Channel:
+        """A long-running command whose stdout the caller reads as it comes, on a channel of its own.
+
+        Closing the channel (or losing the connection) closes the command's stdin: a watcher that
+        exits on end of input leaves nothing on the node. ``timeout`` still bounds it (`timeout -s KILL`).
+        """
+        line = wrap(as_argv(cmd), timeout=timeout, user=self.endpoint.user, sudo=self.endpoint.sudo)
+        transport = self.connect()
+        try:
+            chan = transport.open_session(timeout=self.connect_timeout)
+            chan.exec_command(line)
+        except (paramiko.SSHException, OSError, EOFError) as exc:
+            self.close()
+            raise TransportError(self.name, f"connection lost: {describe(exc)}") from None
+        return chan
+
+
 def _collect(chan: paramiko.Channel, deadline: float) -> tuple[int | None, bytes, bytes]:
     """Read stdout and stderr together until exit (None: past the deadline, the channel is closed).
 
