@@ -152,17 +152,20 @@ CLONE_OF = {"ethmonitor": "linkmon", "reach": "reach"}
 
 
 def _stop_before(constraints: ET.Element, group: str, clone: str) -> None:
-    """A node that leaves stops the group before the watchers its placement reads, not beside them.
+    """A node that leaves keeps the watchers its group's placement reads until the group runs elsewhere.
 
-    Without an order Pacemaker stops a leaving node's watchers in parallel with the group, and on a
-    one-CPU VM guest the three shared it: the application's stop waited 14.5 s for its interpreter
-    before it sent SIGTERM (node_stop-node1, 2026-12-02; the app itself stopped 1 s after it). Optional
-    and one-way: only a transition that stops both is ordered (a node leaving); nothing that starts,
-    restarts or moves one of them waits for the other.
+    Without an order, Pacemaker stops a leaving node's watchers beside its group, and on a one-CPU VM
+    guest they took the CPU of the group's own stops: the application's stop waited 14.5 s for its
+    interpreter before it sent SIGTERM (node_stop-node1, 2026-12-02; the app stopped 1 s after it).
+    After the group's stop only, their attributes' removal then fell inside the takeover, where each
+    made the DC plan again mid-chain (2.4-5 s on those guests). So: after the group's stop (when it
+    starts nowhere) and after it runs again elsewhere (when it does). Optional and one-way: only a
+    transition that does both is ordered; nothing that starts, restarts or moves either waits.
     """
-    ET.SubElement(constraints, "rsc_order", {
-        "id": f"{group}-stops-before-{clone}", "first": group, "first-action": "stop", "then": clone,
-        "then-action": "stop", "kind": "Optional", "symmetrical": "false"})
+    for first_action in ("stop", "start"):
+        ET.SubElement(constraints, "rsc_order", {
+            "id": f"{group}-{first_action}s-before-{clone}-stops", "first": group, "first-action": first_action,
+            "then": clone, "then-action": "stop", "kind": "Optional", "symmetrical": "false"})
 
 
 RECHECK_S = 5

@@ -39,7 +39,7 @@ NODE_ACTION_LIMIT = 4
 graceful handover (node_stop-node1, 2026-12-01) stopped the link monitor (4.9 s) and the reachability ping
 (1.6 s) on the loaded node *between* the group's own stops, each one's attribute deletion aborting the
 transition, and the service came back after 63.7 s against a 60 s SLA. With 4, a noticeable load still
-leaves 2: the clones' stops run beside the group's chain."""
+leaves 2. (The clones' stops now wait for the group's: clusterconf._stop_before.)"""
 APP_HEALTH_TIMEOUT_S = 4
 """The sample app's /health wait in its monitor on the guests. The agent's default 2 s failed the app under
 load on a TCG guest whose CPU the monitors took (then 15 s); with the monitor budget (netwatch) the client's

@@ -200,3 +200,31 @@ def test_a_nodes_alert_lines_are_mirrored_over_ssh(lab: SshTestbed, tmp_path: Pa
     got = read_notifications(tmp_path / "notifications.log")
     assert got and all(e.data.get("kind") for e in got) and mirror.errors == 0
     assert not (tmp_path / "fences.jsonl").exists()  # no fencing happened, none invented
+
+
+def test_mounts_are_watched_on_the_nodes_and_the_watchers_end_with_the_connection(lab: SshTestbed) -> None:
+    """One watcher per node reports a mount when it happens (no command per look); closed, none is left."""
+    def watchers(node: str) -> list[str]:  # each lab node has a /proc of its own
+        r = lab.node(node).run(["ps", "-eo", "comm=,args="], timeout=10)
+        return [ln for ln in r.stdout.splitlines() if ln.startswith("python3") and "self/mounts" in ln]
+
+    def reporting() -> bool:
+        lab.mounts()  # a look starts the watchers that are not running yet
+        found = [lab.mount_watches._watches.get(n) for n in lab.topology.node_names]
+        return all(w is not None and w.targets() is not None for w in found)
+
+    g = lab.topology.groups[0]
+    wait_until(reporting, timeout=30, what="every node's mount watcher reporting")
+    assert lab.mounts() == {g.disk: [g.nodes[0]]}
+    assert all(len(watchers(n)) == 1 for n in lab.topology.node_names)
+    node2 = lab.mount_watches._watches["node2"]
+    lab.node("node2").run(["sh", "-c", "mkdir -p /run/fo-watch && mount -t tmpfs none /run/fo-watch"], timeout=10)
+    try:
+        wait_until(lambda: "/run/fo-watch" in (node2.targets() or ()), timeout=10, what="the mount reported")
+    finally:
+        lab.node("node2").run(["sh", "-c", "umount /run/fo-watch; rmdir /run/fo-watch"], timeout=10, check=False)
+    wait_until(lambda: "/run/fo-watch" not in (node2.targets() or {"/run/fo-watch"}), timeout=10,
+               what="the unmount reported")
+    lab.close_mount_watches()
+    wait_until(lambda: not any(watchers(n) for n in lab.topology.node_names), timeout=15,
+               what="no mount watcher left on the nodes")
