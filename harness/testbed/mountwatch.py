@@ -127,10 +127,17 @@ class MountWatches:
         self._start = start
         self._watches: dict[str, MountWatch] = {}
         self._failures: dict[str, int] = {}
+        self._lock = threading.Lock()  # the poller's thread and the case's may look at once
 
     def targets(self, node: str, read: Callable[[], set[str]]) -> set[str]:
         """The node's mount targets: from its watcher when that has reported, else ``read()`` (and a watcher
         is started for the next look)."""
+        with self._lock:
+            found = self._watched(node)
+        return found if found is not None else read()
+
+    def _watched(self, node: str) -> set[str] | None:
+        """The watcher's report; None when it has none (then it is started, unless it has failed too often)."""
         w = self._watches.get(node)
         if w is not None:
             found = w.targets()
@@ -147,12 +154,13 @@ class MountWatches:
         if node not in self._watches and self._failures.get(node, 0) < GIVE_UP_AFTER:
             try:
                 self._watches[node] = MountWatch(node, self._start(node))
-            except Exception as exc:  # noqa: BLE001 - the plain read below says what is wrong with the node
+            except Exception as exc:  # noqa: BLE001 - the plain read says what is wrong with the node
                 log.info("%s: mount watcher not started: %s", node, exc)
-        return read()
+        return None
 
     def close(self) -> None:
         """End every watcher (each exits on its closed input)."""
-        for w in self._watches.values():
-            w.close()
-        self._watches.clear()
+        with self._lock:
+            for w in self._watches.values():
+                w.close()
+            self._watches.clear()
