@@ -7,7 +7,7 @@ from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 
-from harness.drivers.settle import SETTLE_QUERY, parse_settle_query
+from harness.drivers.settle import RUN_AGAIN_S, SETTLE_QUERY, in_a_transition, parse_settle_query
 from harness.drivers.pcmk_backup import PacemakerBackup
 from harness.drivers.polling import Polling, every_node_answers
 from harness.drivers.state import ClusterState, parse_crm_mon
@@ -176,7 +176,12 @@ class PacemakerDriver(Polling, PacemakerBackup):
         """
         if s.dc is None:
             return f"{s.seen_from} knows no DC"
-        return self._settle_query(s, sorted({name for attrs in s.attributes.values() for name in attrs}))
+        names = sorted({name for attrs in s.attributes.values() for name in attrs})
+        why = self._settle_query(s, names)
+        if in_a_transition(why, s.dc):
+            time.sleep(RUN_AGAIN_S)  # an empty recheck run is over by then
+            why = self._settle_query(s, names)
+        return why
 
     def _settle_query(self, s: ClusterState, names: list[str]) -> str | None:
         """SETTLE_QUERY on the node that gave ``s``: the DC's state, then attrd's value of each of ``names``."""

@@ -91,6 +91,33 @@ def test_settled_needs_the_dc_idle_not_just_a_good_snapshot() -> None:
     assert d.unsettled(s) == "the DC (node3) is in S_TRANSITION_ENGINE"
 
 
+def test_a_dc_caught_in_an_empty_recheck_run_is_asked_again_before_it_counts_as_busy() -> None:
+    """cluster-recheck-interval makes the DC plan every 5 s; a look in that instant is no unsettled cluster."""
+    class Sequence(Script):
+        def __init__(self, *answers: str) -> None:
+            super().__init__()
+            self.answers = list(answers)
+
+        def node(self, name: str) -> Any:
+            inner = super().node(name)
+
+            def run(argv: Any, **kw: Any) -> Result:
+                if tuple(argv)[0] == "sh" and self.answers:
+                    self.settle = self.answers.pop(0)
+                return inner.run(argv, **kw)
+            return SimpleNamespace(run=run)
+
+    s = parse_crm_mon(SETTLED, "node1")
+    blip = Sequence("S_POLICY_ENGINE\n@rc=0\n", IDLE + ATTRD_OK)
+    assert driver(blip).busy(s) is None
+    assert [cmd for _, cmd in blip.ran].count("sh") == 2
+    working = Sequence("S_TRANSITION_ENGINE\n@rc=0\n", "S_TRANSITION_ENGINE\n@rc=0\n")
+    assert driver(working).busy(s) == "the DC (node3) is in S_TRANSITION_ENGINE"
+    electing = Sequence("S_ELECTION\n@rc=0\n", IDLE + ATTRD_OK)  # not a transition: no second look
+    assert driver(electing).busy(s) == "the DC (node3) is in S_ELECTION"
+    assert [cmd for _, cmd in electing.ran].count("sh") == 1
+
+
 def test_settled_snapshot_gaps_cost_no_extra_query() -> None:
     script = Script()
     d = driver(script, links={("node2", "standby"): "down", ("node1", "service"): "up"})
