@@ -210,7 +210,6 @@ class SshTransport:
             raise CommandFailed(result)
         return result
 
-
     def stream(self, cmd: Command, *, timeout: float) -> paramiko.Channel:
         """A long-running command whose stdout the caller reads as it comes, on a channel of its own.
 
