@@ -15,6 +15,8 @@ wait, and a node found powered off after it is started again and waited for, a f
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from harness.errors import TestbedError, TransportError, WaitTimeout
 from harness.testbed.base import Progress, Testbed, quiet
 
@@ -23,14 +25,15 @@ ROUNDS = 3
 
 
 def restore(testbed: Testbed, *, timeout: float, progress: Progress = quiet, placement: bool = True,
-            settle: bool = True) -> None:
+            settle: bool = True, repair: Callable[[Testbed, str], None] | None = None) -> None:
     """Make every node whole, then wait (``recover``) until the cluster settles with every node on.
 
     Each round has the whole ``timeout``: a node fenced late in a long wait still gets the time to boot
     and join (a TCG guest: ~40 s). ``settle=False`` (an SSH lab, whose own `up` heals its journal over
     SSH and then waits) only powers on what is off, as before: repairing a stack first would pre-empt
-    that journal's own, narrower heals. WaitTimeout as ``recover`` raises it, with what each node's own
-    stack showed added to its last look.
+    that journal's own, narrower heals. ``repair`` replaces `make_whole` (a user's cluster over SSH: power on
+    what is off, nothing more). WaitTimeout as ``recover`` raises it, with what each node's own stack showed
+    added to its last look.
     """
     from harness.drivers import open_driver
     from harness.faults.ops import make_whole
@@ -47,7 +50,7 @@ def restore(testbed: Testbed, *, timeout: float, progress: Progress = quiet, pla
         for n in names:
             if not testbed.running(n):
                 progress(f"starting {n} (it was powered off)")
-            make_whole(testbed, n)
+            (repair or make_whole)(testbed, n)
         try:
             open_driver(testbed).recover(timeout=timeout, progress=progress, placement=placement)
         except WaitTimeout as e:

@@ -11,14 +11,8 @@ itself (the embedded cluster with sshd in each node, `sshlab`); nothing else dif
 from __future__ import annotations
 
 import logging
-import os
-import re
 import shlex
 import shutil
-import socket
-import subprocess
-import sys
-import time
 from pathlib import Path
 
 from harness.errors import FalloverError, TestbedError, TransportError, UsageError
@@ -26,7 +20,9 @@ from harness.testbed import sshnet
 from harness.testbed.base import CAPABILITIES, Capabilities, LogFile, Progress, quiet
 from harness.testbed.sshevents import EventMirror
 from harness.testbed.layout import STATE_ROOT, default_instance
+from harness.testbed.restore import restore
 from harness.testbed.sshnetwork import SshNetwork
+from harness.testbed.sshpower import SshPower
 from harness.testbed.sshstorage import SshStorage
 from harness.topology import Topology
 from harness.transport import HostTransport
@@ -34,21 +30,13 @@ from harness.transport.base import Transport
 from harness.transport.ssh import SshTransport
 
 log = logging.getLogger("fallover.ssh")
-POWER_TTL_S = 2.0
-"""How long a power status read out of band is trusted (the poller asks every node many times a second)."""
-
-
-BOOT_WAIT_S = 120.0
-"""How long `up` waits for SSH on a node that was powered on again (a lab node: seconds; a server: minutes)."""
-SYSRQ_WAIT_S = 15.0
-"""How long a node has, after its sysrq power cut, to stop answering on its SSH port."""
 
 
 class InventoryError(UsageError):
     """A host of the inventory cannot be used (unreachable, bad key, no sudo): exit 2, nothing touched."""
 
 
-class SshTestbed(SshNetwork, SshStorage):
+class SshTestbed(SshPower, SshNetwork, SshStorage):
     """A cluster reached over SSH; see the module docstring."""
 
     def __init__(self, topology: Topology, instance: str | None = None) -> None:
@@ -131,13 +119,16 @@ class SshTestbed(SshNetwork, SshStorage):
 
             for u in Nemesis(self).replay():
                 progress(f"healed {u}")
-        for n in self.topology.node_names:
-            if self.inventory.oob.power_on and not self.running(n):
-                progress(f"powering on {n} (out of band)")
-                self.power_on(n)
-        from harness.drivers import open_driver
+        if self.power_readable:  # a node the cluster fences while it settles is powered on again, a few rounds
+            restore(self, timeout=120, progress=progress, placement=placement, repair=self._power_on_if_off)
+        else:
+            for n in self.topology.node_names:
+                if self.inventory.oob.power_on and not self.running(n):
+                    progress(f"powering on {n} (out of band)")
+                    self.power_on(n)
+            from harness.drivers import open_driver
 
-        open_driver(self).recover(timeout=120, progress=progress, placement=placement)
+            open_driver(self).recover(timeout=120, progress=progress, placement=placement)
         self._mirror_events()
         log.info("%s: up; %d SSH connections opened so far", self.topology.name, self.connections_opened)
 
@@ -161,7 +152,9 @@ class SshTestbed(SshNetwork, SshStorage):
             if self.lab is not None and not self.running(n):
                 continue  # a lab node that is off (the lab brings it back below)
             try:
-                self._reach(n, first=first)
+                if not self._reach(n, first=first):
+                    progress(f"{n} was powered off meanwhile (fenced?): it is powered on below")
+                    continue
                 if ep.user != "root" and not ep.sudo:
                     raise InventoryError(f"{where}: user {ep.user} is not root and sudo is false; "
                                          "fallover needs root on the nodes")
@@ -174,19 +167,6 @@ class SshTestbed(SshNetwork, SshStorage):
                 raise InventoryError(f"{where}: sudo -n true failed on {ep.host} ({r.tail() or r.exit_status}): "
                                      "fallover needs passwordless sudo there")
         self._checked = True
-
-    def _reach(self, node: str, first: bool) -> None:
-        """Connect. A node checked before (fenced and rebooting since) or of the lab (ours, starting up)
-        gets `BOOT_WAIT_S` to answer; a first look at a user's host does not wait: it is refused now."""
-        deadline = time.monotonic() + (0 if first and self.lab is None else BOOT_WAIT_S)
-        while True:
-            try:
-                self._nodes[node].connect()
-                return
-            except TransportError:
-                if time.monotonic() > deadline:
-                    raise
-                time.sleep(1)
 
     def down(self, progress: Progress = quiet) -> list[str]:
         """Lab: tear it all down. Real inventory: heal what the journal holds, close; nothing of yours goes."""
@@ -269,72 +249,7 @@ class SshTestbed(SshNetwork, SshStorage):
                 return {"error": str(e)}
         return self._probe
 
-    # -- power and hang -------------------------------------------------------------------------
-
-    def _oob(self, key: str, **subst: str) -> str:
-        """Run the inventory's out-of-band command ``key`` (e.g. `power_off`) here. Errors name the key,
-        never the command line: it may carry a password (`ipmitool -P …`)."""
-        template = getattr(self.inventory.oob, key)
-        if template is None:
-            raise TestbedError(f"the inventory declares no ssh.oob.{key}")
-        values = {"python": sys.executable, "topology": str(self.topology.source), **subst}
-        line = template.format(**{k: shlex.quote(v) for k, v in values.items()})
-        what = f"ssh.oob.{key} for {' '.join(subst.values())}"
-        try:
-            # FALLOVER_INSTANCE: a lab's own commands must act on this testbed's instance, however it was chosen
-            r = subprocess.run(["/bin/sh", "-c", line], capture_output=True, text=True,
-                               timeout=self.inventory.oob.timeout_s, cwd=Path(self.topology.source or ".").parent,
-                               env={**os.environ, "FALLOVER_INSTANCE": self.instance})
-        except subprocess.TimeoutExpired:
-            raise TestbedError(f"{what} did not finish within {self.inventory.oob.timeout_s:g}s") from None
-        if r.returncode != 0:
-            said = (r.stderr or r.stdout).strip().splitlines()  # a traceback's last line says what went wrong
-            raise TestbedError(f"{what} exited {r.returncode}: {said[-1][-300:] if said else 'no output'}")
-        return r.stdout.strip()
-
-    def running(self, node: str) -> bool:
-        if node not in self._nodes:
-            raise KeyError(node)
-        seen = self._power.get(node)
-        if seen is not None and time.monotonic() - seen[0] < POWER_TTL_S:
-            return seen[1]
-        oob = self.inventory.oob
-        if oob.power_status:
-            on = re.search(oob.power_on_pattern, self._oob("power_status", node=node)) is not None
-        else:
-            on = self._nodes[node].alive()
-        self._power[node] = (time.monotonic(), on)
-        return on
-
-    def power_off(self, node: str) -> None:
-        if self.inventory.oob.sysrq is not None:
-            self._sysrq(node, "b" if self.inventory.oob.sysrq == "reboot" else "o")
-        else:
-            self._oob("power_off", node=node)
-        self._nodes[node].close()  # a powered-off peer sends no FIN: do not wait for keepalive to notice
-        self._power[node] = (time.monotonic(), False)
-
-    def _sysrq(self, node: str, letter: str) -> None:
-        """The kernel cuts the power from inside the node: detached and a moment late, so that the command
-        that asks for it returns over SSH first; then the node must stop answering on its SSH port."""
-        self._sh(node, f"setsid -f sh -c 'sleep 0.3; echo {letter} > /proc/sysrq-trigger' >/dev/null 2>&1 "
-                       "</dev/null", timeout=10)
-        host = self.inventory.hosts[node]
-        deadline = time.monotonic() + SYSRQ_WAIT_S
-        while _answers(host.host, host.port):
-            if time.monotonic() > deadline:
-                raise TestbedError(f"{node} still answers on {host.host}:{host.port} {SYSRQ_WAIT_S:g}s after "
-                                   f"sysrq {letter!r} (is /proc/sysrq-trigger writable by {host.user}?)")
-            time.sleep(0.2)
-
-    def power_on(self, node: str) -> None:
-        """Power on out of band (or, after sysrq `reboot`, let it boot); returns once the node answers SSH
-        (at most `BOOT_WAIT_S`): what comes next (start its services, heal) goes over SSH."""
-        self._nodes[node].close()
-        if self.inventory.oob.sysrq != "reboot":
-            self._oob("power_on", node=node)
-        self._power.pop(node, None)
-        self._reach(node, first=False)
+    # -- hang -----------------------------------------------------------------------------------
 
     def start_services(self, node: str) -> None:
         """Lab: the node's own services script; a real node: its systemd units."""
@@ -379,11 +294,3 @@ class LocalClient(HostTransport):
     def wrap(self, argv: list[str]) -> list[str]:
         return list(argv)
 
-
-def _answers(host: str, port: int, timeout: float = 1.0) -> bool:
-    """Whether something accepts a TCP connection at host:port now (a node whose power was cut does not)."""
-    try:
-        socket.create_connection((host, port), timeout=timeout).close()
-        return True
-    except OSError:
-        return False

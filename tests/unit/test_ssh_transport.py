@@ -136,6 +136,7 @@ def test_sysrq_cuts_the_power_from_inside_and_waits_for_silence(tmp_path, monkey
     import yaml
 
     from harness.testbed import ssh as sshmod
+    from harness.testbed import sshpower
     from harness.topology import load_topology
     from tests.unit.test_ssh_inventory import real_inventory
 
@@ -146,11 +147,11 @@ def test_sysrq_cuts_the_power_from_inside_and_waits_for_silence(tmp_path, monkey
     sent: list[str] = []
     answers = iter([True, True, False])  # the node still answers twice after the trigger, then is silent
     monkeypatch.setattr(tb, "_sh", lambda node, script, **kw: sent.append(f"{node}: {script}") or "")
-    monkeypatch.setattr(sshmod, "_answers", lambda host, port, timeout=1.0: next(answers))
-    monkeypatch.setattr(sshmod.time, "sleep", lambda s: None)
+    monkeypatch.setattr(sshpower, "_answers", lambda host, port, timeout=1.0: next(answers))
+    monkeypatch.setattr(sshpower.time, "sleep", lambda s: None)
     called: list[str] = []
     monkeypatch.setattr(tb, "_oob", lambda key, **kw: called.append(key) or "")
-    monkeypatch.setattr(tb, "_reach", lambda node, first: called.append("reach"))
+    monkeypatch.setattr(tb, "_reach", lambda node, first: called.append("reach") or True)
     tb.power_off("node2")
     assert sent == [(f"node2: setsid -f sh -c 'sleep 0.3; echo {letter} > /proc/sysrq-trigger' >/dev/null 2>&1 "
                      "</dev/null")]
@@ -164,6 +165,7 @@ def test_a_sysrq_that_did_not_cut_the_power_is_an_error(tmp_path, monkeypatch) -
 
     from harness.errors import TestbedError
     from harness.testbed import ssh as sshmod
+    from harness.testbed import sshpower
     from harness.topology import load_topology
     from tests.unit.test_ssh_inventory import real_inventory
 
@@ -172,7 +174,7 @@ def test_a_sysrq_that_did_not_cut_the_power_is_an_error(tmp_path, monkeypatch) -
     (tmp_path / "t.yaml").write_text(yaml.safe_dump(raw))
     tb = sshmod.SshTestbed(load_topology(tmp_path / "t.yaml"), instance="unit")
     monkeypatch.setattr(tb, "_sh", lambda node, script, **kw: "")
-    monkeypatch.setattr(sshmod, "_answers", lambda host, port, timeout=1.0: True)
-    monkeypatch.setattr(sshmod, "SYSRQ_WAIT_S", 0.0)
+    monkeypatch.setattr(sshpower, "_answers", lambda host, port, timeout=1.0: True)
+    monkeypatch.setattr(sshpower, "SYSRQ_WAIT_S", 0.0)
     with pytest.raises(TestbedError, match=r"node1 still answers on db1\.example\.net:22 0s after sysrq 'b'"):
         tb.power_off("node1")
