@@ -3,10 +3,11 @@
 A bad line is explained by one of four things, each with its reason: it is harmless whatever
 happens (IGNORE), it is the consequence of a fault that was injected (CONSEQUENCES, keyed by
 fault), it is the noise of a daemon the fault or the recovery disrupted, by construction from
-the timeline (harness.audits.noise), or the lines around it in the same log show a known harmless
-sequence (a corosync still starting: CorosyncStarts; a Filesystem stop that met its own cancelled
-monitor: harness.audits.unmount_race). Everything else is a finding. A log that could not be read
-makes the audit unknown, never ok: a wrong path must not audit clean.
+the timeline (harness.audits.noise), or the lines around it in the same log (or the same instant in
+another node's) show a known harmless sequence (a corosync still starting: CorosyncStarts; a
+Filesystem stop that met its own cancelled monitor: harness.audits.unmount_race; a stall of the
+machine the nodes share: harness.audits.host_stall). Everything else is a finding. A log that could
+not be read makes the audit unknown, never ok: a wrong path must not audit clean.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from typing import Any, Literal
 
 from harness.audits.logrules import (BAD_NEWS, CONSEQUENCES, IGNORE, WARNING_SIGNS, IgnoreRule, Rule,
                                      consequences_for, expected_for, ignored_by, is_bad, warning_sign)
+from harness.audits.host_stall import HostStalls
 from harness.audits.noise import Disruption, disruptions_from, explain
 from harness.audits.unmount_race import UnmountAfterCancel
 from harness.checkers.base import UNKNOWN, Verdict
@@ -228,12 +230,13 @@ class LogAudit:
         findings: list[LogLine] = []
         expected: list[tuple[LogLine, str]] = []
         starting = CorosyncStarts()
-        unmounts = UnmountAfterCancel(read.lines)
+        unmounts, stalls = UnmountAfterCancel(read.lines), HostStalls(read.lines)
         for ln in read.lines:
             starting.see(ln)
             if not is_bad(ln.line):
                 continue
-            why = starting.explain(ln) or unmounts.explain(ln) or _why(ln, disruptions, consequences, near)
+            why = (starting.explain(ln) or unmounts.explain(ln) or stalls.explain(ln)
+                   or _why(ln, disruptions, consequences, near))
             if why is None:
                 findings.append(ln)
             else:

@@ -314,3 +314,25 @@ def test_a_stall_logged_by_a_corosync_still_starting_is_harmless_but_one_of_a_me
     res = audit.result()
     assert [f.line for f in res.findings] == [stall.format(pid=267).replace("10:43:22", "10:45:01")]
     assert len(res.expected) == 1 and "still starting, before it joined any membership" in res.expected[0][1]
+
+
+def test_a_stall_every_node_logged_at_the_same_instant_is_the_machine_s_but_one_node_s_alone_is_a_finding(
+        fake_testbed: HostLogs) -> None:
+    """`make run`, 2026-12-02 (corosync_kill-node1): node2 and node3 stalled at the same instant of one monotonic
+    clock (the embedded nodes share the host's kernel); a stall of node1 alone, or at another instant, stays."""
+    line = ("Dec 02 09:41:{s} [{pid}] {node} corosync warning [MAIN  ] Corosync main process was not scheduled "
+            "(@{mono}) for {ms} ms (threshold is 800.0000 ms). Consider token timeout increase.")
+    node2 = line.format(s="52.712", pid=17, node="node2", mono=1796204512712, ms="1160.2576")
+    node3 = line.format(s="52.712", pid=18, node="node3", mono=1796204512712, ms="899.6509")
+    node1_later = line.format(s="58.100", pid=19, node="node1", mono=1796204518100, ms="950.0000")
+    own_clock = line.format(s="58.150", pid=17, node="node2", mono=88021150, ms="930.0000")  # another kernel's
+    audit = LogAudit(fake_testbed)
+    audit.mark()
+    write(fake_testbed, "node2", "cluster/corosync.log", node2 + "\n" + own_clock + "\n")
+    write(fake_testbed, "node3", "cluster/corosync.log", node3 + "\n")
+    write(fake_testbed, "node1", "cluster/corosync.log", node1_later + "\n")
+    res = audit.result()
+    assert sorted(f.line for f in res.findings) == sorted([node1_later, own_clock])
+    why = dict((ln.line, w) for ln, w in res.expected)
+    assert why[node2].startswith("the test machine stalled, not the cluster: node3 (900 ms) logged the same stall")
+    assert "node2 (1160 ms)" in why[node3]
