@@ -22,9 +22,9 @@ CRM_EX_DISCONNECT = 102  # pacemaker's exit code for "not connected" (the CIB or
 SETTLE_QUIET_S = 3.0
 """How long after a fault change (inject or heal) wait_settled and the poller wait before they call the
 cluster settled. Some results are in flight across a heal and nothing shows them — not crm_mon, not the
-DC, not attrd — until they land: a ping monitor that sent its probes into the dead network returns up to
-its last reply timeout later (~1.4 s on the embedded testbed: 3 pings 0.2 s apart, 1 s timeout), the link monitor within about 1 s; its
-attribute change then waits in attrd, where ``busy`` sees it. 3 s covers both with a margin."""
+DC, not attrd — until they land: a ping monitor that sent its probes into the dead network returns up to its
+last reply timeout later (~1.4 s on the embedded testbed: 3 pings 0.2 s apart, 1 s timeout), the link monitor
+within about 1 s; its attribute change then waits in attrd, where ``busy`` sees it. 3 s covers both with a margin."""
 
 RECOVER_ROUND_S = 20.0
 """How long `recover` waits for the cluster to settle before it looks for failed actions to clean up again."""
