@@ -6,7 +6,7 @@ corosync runs at real-time priority and stamps the warning with its monotonic cl
 monotonic clocks, seconds to days apart; the nodes of the embedded testbed and of the SSH lab share
 the harness host's kernel, and only there do two nodes' stamps agree. When they do (and the wall
 clock of both lines agrees too), every node's real-time corosync went unscheduled at once: the
-shared machine stalled (its hypervisor, a reclaim, another tenant), not the cluster. Seen in `make
+shared machine stalled (whatever held it), not the cluster. Seen in `make
 run` on the 2-core machine, 2026-12-02 09:41:52 (corosync_kill-node1): node2 1160 ms and node3
 900 ms, both ``@1796204512712``; the cluster did everything right and the case failed its log
 audit. One node's stall alone stays a finding (a warning sign: a little longer and its token expires).
@@ -47,10 +47,10 @@ class HostStalls:
         if m is None or wall is None:
             return None
         mono = float(m["mono"])
-        others = sorted({f"{n} ({ms:.0f} ms)" for n, t, w, ms in self._seen
-                         if n != ln.node and abs(t - mono) <= SAME_INSTANT_MS and abs(w - wall) * 1000 <= SAME_INSTANT_MS})
+        others = sorted({f"{n} ({ms:.0f} ms)" for n, t, w, ms in self._seen if n != ln.node
+                         and abs(t - mono) <= SAME_INSTANT_MS and abs(w - wall) * 1000 <= SAME_INSTANT_MS})
         if not others:
             return None
-        return (f"the test machine stalled, not the cluster: {', '.join(others)} logged the same stall at the same "
-                f"instant of the same monotonic clock (@{m['mono']}): these nodes run on one machine, and its stall left "
-                "every real-time corosync unscheduled at once")
+        return (f"the test machine stalled, not the cluster: {', '.join(others)} logged the same stall at the "
+                f"same instant of the same monotonic clock (@{m['mono']}): these nodes run on one machine, and its "
+                "stall left every real-time corosync unscheduled at once")
