@@ -11,7 +11,7 @@ from harness.drivers.settle import RUN_AGAIN_S, SETTLE_QUERY, in_a_transition, p
 from harness.drivers.pcmk_backup import PacemakerBackup
 from harness.drivers.polling import Polling, every_node_answers
 from harness.drivers.state import ClusterState, parse_crm_mon
-from harness.errors import CommandFailed, TransportError, WaitTimeout
+from harness.errors import CommandFailed, CommandTimedOut, TransportError, WaitTimeout
 from harness.result import Result
 from harness.testbed.base import Capabilities, Progress, Testbed, pace_of, quiet
 from harness.wait import wait_until
@@ -256,17 +256,21 @@ class PacemakerDriver(Polling, PacemakerBackup):
     def recover(self, *, timeout: float = 90.0, progress: Progress = quiet, placement: bool = True) -> ClusterState:
         """The operator's step after a repair: forget failures, then wait for the cluster to settle.
 
-        Failed actions (and the fail counts behind them) keep a cascading group away from its
-        home node for good; clearing them is what lets it fail back.
+        Failed actions (and the fail counts behind them) keep a cascading group away from its home node
+        for good; clearing them is what lets it fail back. Each round cleans up again: a failure may be
+        recorded just after a cleanup (a monitor that ran into a heal), and crm_resource waits for every
+        node's controller, which one still (re)joining may not answer (CI, 2026-12-02: 30 s, after the
+        ssh contract test powered its spare off and on).
         """
         deadline = time.monotonic() + timeout
         while True:
-            # Again after each round: a failure recorded just after a cleanup (a monitor that ran into a
-            # heal, a node whose state was not yet readable at the first look) would otherwise stay.
             s = self.state()
             if s is not None and s.failed_actions:
                 progress(f"cleaning up {len(s.failed_actions)} failed action(s)")
-                self.cleanup()
+                try:
+                    self.cleanup()
+                except CommandTimedOut:
+                    progress(f"the cleanup waited {self.admin_timeout:.0f} s for a controller: again next round")
             left = deadline - time.monotonic()
             try:
                 state = self.wait_settled(timeout=max(1.0, min(left, RECOVER_ROUND_S)), progress=progress,

@@ -7,11 +7,11 @@ import time
 
 import pytest
 
+from harness import notifications
 from harness.audits.logs import LogAudit, disruptions_from, expected_for
 from harness.audits.spof import LIVE_CHECKS, Finding, audit_live
 from harness.drivers.pacemaker import PacemakerDriver
 from harness.faults import Nemesis
-from harness.notifications import testbed_tails
 from harness.poller import ClusterPoller
 from harness.testbed.local import LocalTestbed
 from harness.timeline import CLUSTER_NODE_LOST, TEST_MARK, Timeline
@@ -86,7 +86,7 @@ def test_a_killed_corosyncs_noise_is_expected_by_construction_and_only_then(test
     timeline = Timeline()
     audit = LogAudit(testbed)
     audit.mark()
-    poller = ClusterPoller(cluster, timeline, tails=testbed_tails(testbed)).start()
+    poller = ClusterPoller(cluster, timeline, tails=notifications.testbed_tails(testbed)).start()
     try:  # the runner's steps: inject, see the loss, heal, recover between the two marks
         with Nemesis(testbed, timeline).inject("corosync_kill", node="node3"):
             wait_until(lambda: timeline.first(CLUSTER_NODE_LOST, node="node3"), timeout=20, interval=0.2,

@@ -273,6 +273,45 @@ def test_recover_asks_attrd_to_refresh_only_a_cluster_that_is_not_at_work(dc: st
     assert (("node1", "attrd_updater") in script.ran) is refreshed, script.ran
 
 
+def test_a_cleanup_that_waits_too_long_for_a_controller_is_tried_again_next_round(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """crm_resource --cleanup waits for every node's controller; one still rejoining may not answer within the
+    admin timeout (CI, 2026-12-02). That round goes on to its wait and the next one cleans up again."""
+    import dataclasses
+
+    from harness.drivers import pacemaker
+    from harness.drivers.state import FailedAction
+    from harness.errors import WaitTimeout
+
+    monkeypatch.setattr(pacemaker, "RECOVER_ROUND_S", 0.05)
+    d = driver(Script())
+    failed = dataclasses.replace(parse_crm_mon(SETTLED, seen_from="node1"),
+                                 failed_actions=(FailedAction("app-fs", "node2", "monitor", 1, "", "error"),))
+    cleanups: list[int] = []
+    monkeypatch.setattr(d, "state", lambda: failed if len(cleanups) < 2 else parse_crm_mon(SETTLED, seen_from="node1"))
+
+    def cleanup() -> None:
+        cleanups.append(1)
+        if len(cleanups) == 1:
+            raise CommandTimedOut(Result(node="node1", argv=("crm_resource", "--cleanup"), exit_status=None,
+                                         stdout="", stderr="", duration_s=30.0), 30.0)
+
+    rounds = iter([WaitTimeout("cluster settling", 0.05), None])
+
+    def settle(**_: Any) -> ClusterState:
+        exc = next(rounds)
+        if exc is not None:
+            raise exc
+        return parse_crm_mon(SETTLED, seen_from="node1")
+
+    monkeypatch.setattr(d, "cleanup", cleanup)
+    monkeypatch.setattr(d, "wait_settled", settle)
+    shown: list[str] = []
+    d.recover(timeout=5, progress=shown.append)
+    assert len(cleanups) == 2
+    assert any("again next round" in line for line in shown), shown
+
+
 def test_recovers_last_wait_asks_each_running_node_once_per_look_and_nothing_more(
         monkeypatch: pytest.MonkeyPatch) -> None:
     """Whole means every running node answers crm_mon with a DC: one crm_mon per node a look, side by side. A
