@@ -130,6 +130,13 @@ class Cluster(Model):
     packaged node (e.g. ``PCMK_fail_fast: "yes"``: a subdaemon's death panics the node). Names PCMK_*."""
     corosync: Corosync = Corosync()
     """corosync.conf options beyond the token (the embedded and VM testbeds, whose corosync.conf fallover writes)."""
+    recheck_s: int = Field(default=5, ge=1, le=900)
+    """cluster-recheck-interval (a cluster fallover builds): Pacemaker's failsafe for an event its scheduler
+    missed, and one is missed. When a node's controller dies, the DC's scheduler may read a CIB that has not
+    yet recorded it offline (the write goes round the cluster, the query is answered at once;
+    harness/audits/pcmk_races.py), plans nothing, and the ``crmd=offline`` that lands after triggers no new
+    run: the node stays unclean and unfenced until the recheck (pacemaker_kill-node1, 2026-11-30: 25 s and
+    no fence with the 1 min default). An empty run costs a few ms natively, 0.1-0.3 s on a TCG guest."""
     fence_timeout_s: int = Field(default=15, ge=2, le=300)
     """stonith-timeout: how long a fence action may take before the cluster counts it failed (a hung
     fence device is given up after this; Pacemaker's default of 60 s would make every such case a minute)."""

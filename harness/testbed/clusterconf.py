@@ -168,15 +168,6 @@ def _stop_before(constraints: ET.Element, group: str, clone: str) -> None:
         "then-action": "stop", "kind": "Optional", "symmetrical": "false"})
 
 
-RECHECK_S = 5
-"""cluster-recheck-interval: Pacemaker's failsafe for an event its scheduler missed, and one is missed here.
-When a node's controller dies, the DC's scheduler may read a CIB that has not yet recorded it offline
-(the write goes round the cluster, the query is answered at once; harness/audits/pcmk_races.py). It
-then plans nothing, and the ``crmd=offline`` that lands a few ms later triggers no new run: the node
-stays unclean and unfenced until the recheck (pacemaker_kill-node1, 2026-11-30: 25 s and no fence with
-the 1 min default). 5 s bounds that wait inside a 15 s fallover SLA; an empty run costs a few ms."""
-
-
 def cib_xml(layout: Layout, empty_cib: str) -> str:
     """The full seed CIB; ``empty_cib`` is `cibadmin --empty` (it carries the schema version)."""
     topo = layout.topology
@@ -191,7 +182,7 @@ def cib_xml(layout: Layout, empty_cib: str) -> str:
     _nvset(crm_config, "cluster_property_set", "cib-bootstrap-options", {
         "dc-deadtime": f"{c.dc_deadtime_s}s", "stonith-enabled": str(c.stonith).lower(),
         "stonith-action": "off", "no-quorum-policy": c.no_quorum_policy,
-        "cluster-recheck-interval": f"{RECHECK_S}s", "cluster-name": topo.name, "stonith-timeout": f"{c.fence_timeout_s}s",
+        "cluster-recheck-interval": f"{c.recheck_s}s", "cluster-name": topo.name, "stonith-timeout": f"{c.fence_timeout_s}s",
     })
     if c.stonith:
         _fencing(resources, conf, layout)

@@ -181,6 +181,7 @@ def test_guest_cib_fences_through_fence_xvm_and_names_the_guest_adapters(lab: La
     assert values["cib-bootstrap-options-stonith-enabled"] == "true"
     assert values["cib-bootstrap-options-load-threshold"] == "5000%"  # a TCG guest's load is no reason to throttle
     assert values["cib-bootstrap-options-node-action-limit"] == "4"  # throttled by 2 at a noticeable load: still 2
+    assert values["cib-bootstrap-options-cluster-recheck-interval"] == f"{lab.topology.cluster.recheck_s}s" == "2s"
     assert values["app-app-params-health_timeout"] == str(vagrantconf.APP_HEALTH_TIMEOUT_S)  # more than the default 2 s
     assert values["app-fs-params-device"].startswith("/dev/disk/by-path/ip-10.81.9.1:3260-iscsi-")
     assert values["app-fs-params-directory"] == "/srv/app"
