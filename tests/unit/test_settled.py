@@ -249,17 +249,10 @@ def test_spare_nodes_are_neither_struck_nor_timed() -> None:
 
 
 
-@pytest.mark.parametrize("dc, refreshed", [("S_TRANSITION_ENGINE", False), ("S_IDLE", True)])
-def test_recover_asks_attrd_to_refresh_only_a_cluster_that_is_not_at_work(dc: str, refreshed: bool,
-                                                                           monkeypatch: pytest.MonkeyPatch) -> None:
-    """A round that did not settle while the DC runs a transition (a failback under way) is left alone: attrd's
-    refresh rewrites every attribute and the DC would abort that transition. A stuck, idle cluster is refreshed."""
-    from harness.drivers import pacemaker
+def _settled_on_the_second_round() -> Any:
+    """A stand-in for wait_settled: the first round runs out, the second finds the cluster settled."""
     from harness.errors import WaitTimeout
 
-    monkeypatch.setattr(pacemaker, "RECOVER_ROUND_S", 0.05)
-    script = Script(settle=f"{dc}\n@rc=0\n")
-    d = driver(script)
     rounds = iter([WaitTimeout("cluster settling", 0.05), None])
 
     def settle(**_: Any) -> ClusterState:
@@ -268,7 +261,20 @@ def test_recover_asks_attrd_to_refresh_only_a_cluster_that_is_not_at_work(dc: st
             raise exc
         return parse_crm_mon(SETTLED, seen_from="node1")
 
-    monkeypatch.setattr(d, "wait_settled", settle)
+    return settle
+
+
+@pytest.mark.parametrize("dc, refreshed", [("S_TRANSITION_ENGINE", False), ("S_IDLE", True)])
+def test_recover_asks_attrd_to_refresh_only_a_cluster_that_is_not_at_work(dc: str, refreshed: bool,
+                                                                           monkeypatch: pytest.MonkeyPatch) -> None:
+    """A round that did not settle while the DC runs a transition (a failback under way) is left alone: attrd's
+    refresh rewrites every attribute and the DC would abort that transition. A stuck, idle cluster is refreshed."""
+    from harness.drivers import pacemaker
+
+    monkeypatch.setattr(pacemaker, "RECOVER_ROUND_S", 0.05)
+    script = Script(settle=f"{dc}\n@rc=0\n")
+    d = driver(script)
+    monkeypatch.setattr(d, "wait_settled", _settled_on_the_second_round())
     d.recover(timeout=5)
     assert (("node1", "attrd_updater") in script.ran) is refreshed, script.ran
 
@@ -281,7 +287,6 @@ def test_a_cleanup_that_waits_too_long_for_a_controller_is_tried_again_next_roun
 
     from harness.drivers import pacemaker
     from harness.drivers.state import FailedAction
-    from harness.errors import WaitTimeout
 
     monkeypatch.setattr(pacemaker, "RECOVER_ROUND_S", 0.05)
     d = driver(Script())
@@ -296,16 +301,8 @@ def test_a_cleanup_that_waits_too_long_for_a_controller_is_tried_again_next_roun
             raise CommandTimedOut(Result(node="node1", argv=("crm_resource", "--cleanup"), exit_status=None,
                                          stdout="", stderr="", duration_s=30.0), 30.0)
 
-    rounds = iter([WaitTimeout("cluster settling", 0.05), None])
-
-    def settle(**_: Any) -> ClusterState:
-        exc = next(rounds)
-        if exc is not None:
-            raise exc
-        return parse_crm_mon(SETTLED, seen_from="node1")
-
     monkeypatch.setattr(d, "cleanup", cleanup)
-    monkeypatch.setattr(d, "wait_settled", settle)
+    monkeypatch.setattr(d, "wait_settled", _settled_on_the_second_round())
     shown: list[str] = []
     d.recover(timeout=5, progress=shown.append)
     assert len(cleanups) == 2
