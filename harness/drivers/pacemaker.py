@@ -5,7 +5,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 
 from harness.drivers.settle import RUN_AGAIN_S, SETTLE_QUERY, in_a_transition, parse_settle_query
 from harness.drivers.pcmk_backup import PacemakerBackup
@@ -257,10 +257,8 @@ class PacemakerDriver(Polling, PacemakerBackup):
         """The operator's step after a repair: forget failures, then wait for the cluster to settle.
 
         Failed actions (and the fail counts behind them) keep a cascading group away from its home node
-        for good; clearing them is what lets it fail back. Each round cleans up again: a failure may be
-        recorded just after a cleanup (a monitor that ran into a heal), and crm_resource waits for every
-        node's controller, which one still (re)joining may not answer (CI, 2026-12-02: 30 s, after the
-        ssh contract test powered its spare off and on).
+        for good; clearing them lets it fail back. Each round cleans up again: a failure may land just after a
+        cleanup, and crm_resource waits for every node's controller, which one (re)joining may not answer.
         """
         deadline = time.monotonic() + timeout
         while True:
@@ -305,10 +303,8 @@ class PacemakerDriver(Polling, PacemakerBackup):
         never writes it back, and the group stays banned from the node).
         """
         for node in self._query_order():
-            try:
+            with suppress(TransportError):
                 self.testbed.node(node).run(["attrd_updater", "--refresh"], timeout=10, check=False)
-            except TransportError:
-                continue
 
     # -- steering -------------------------------------------------------------------------------
 
