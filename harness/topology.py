@@ -245,6 +245,8 @@ class Topology(Model):
         if not self.built_by_fallover and self.cluster.corosync != Corosync():
             raise ValueError("cluster.corosync: fallover does not write the corosync.conf of a cluster it did not "
                              "build")
+        if not self.built_by_fallover and "recheck_s" in self.cluster.model_fields_set:
+            raise ValueError("cluster.recheck_s: fallover does not write the CIB of a cluster it did not build")
         if self.ssh is not None:
             self.ssh.check_against(nodes, [n.name for n in self.networks], [d.name for d in self.disks],
                                    [n.subnet for n in self.networks])

@@ -15,7 +15,7 @@ SETTLE_QUERY = ('crmadmin --quiet --timeout=2000 --status="$1"; echo "@rc=$?"; s
 """One shell on one node: the DC controller's state ($1), then attrd's value of every attribute named after."""
 RUN_AGAIN_S = 0.3
 """Before a DC caught planning or running a transition counts as busy, it is asked again this much later.
-The DC plans every cluster-recheck-interval (5 s here, cluster.recheck_s) whether anything changed or
+The DC plans every cluster-recheck-interval (cluster.recheck_s: 5 s on the embedded testbed) whether anything changed or
 not, tens of milliseconds on the embedded testbed; a look landing in one such empty run restarted the
 3 s quiet stretch of a settled cluster, and a case whose recording ended just after (cpu_overload-node1,
 2026-12-02) was judged never redundant again. A transition with work to do is still running when asked again."""

@@ -50,6 +50,8 @@ def test_the_lab_and_a_real_inventory_load(tmp_path: Path) -> None:
     (lambda r: r.pop("ssh"), "ssh: required with provider ssh"),
     (lambda r: r.update(provider="local"), "provider: an ssh inventory needs provider: ssh"),
     (lambda r: r["ssh"].update(lab_subnet="10.78.9.0/24"), "ssh.lab_subnet: only for lab: embedded"),
+    (lambda r: r["cluster"].update(corosync={"totem": {"consensus": 3000}}), "cluster.corosync: fallover does not"),
+    (lambda r: r["cluster"].update(recheck_s=2), "cluster.recheck_s: fallover does not write the CIB"),
 ])
 def test_bad_inventory_is_one_line_naming_file_and_field(tmp_path: Path, mutate, field: str) -> None:  # type: ignore[no-untyped-def]
     raw = real_inventory()
