@@ -335,9 +335,8 @@ class PacemakerDriver(Polling, PacemakerBackup):
 
     def move_group(self, group: str, node: str, *, timeout: float = 60.0,
                    progress: Progress = quiet) -> ClusterState:
-        """Planned move (rg_move): ban-free move constraint, wait until started there, then clear it.
-        A cascading group fails back as soon as the constraint is cleared: to use the group where it
-        was moved, hold it there with `moved_to`."""
+        """Planned move (rg_move): ban-free move constraint, wait until started there, then clear it. A cascading
+        group fails back as soon as the constraint is cleared: to use it where it was moved, hold it with `moved_to`."""
         with self.moved_to(group, node, timeout=timeout, progress=progress) as state:
             return state
 
