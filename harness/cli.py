@@ -9,7 +9,7 @@ import signal
 import sys
 import time
 from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager, nullcontext
 from pathlib import Path
 from typing import NoReturn
 
@@ -198,6 +198,19 @@ COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {
 }
 
 
+CLAIMING = frozenset({"up", "down", "inject", "heal", "backup", "restore"})
+"""Commands that change the testbed, so hold its claim (harness/testbed/claim.py). `nightly` does not: the
+pytest sessions it starts claim for themselves. A dry run touches nothing and may look at a busy testbed."""
+
+
+def _claimed(args: argparse.Namespace, argv: Sequence[str]) -> AbstractContextManager[object]:
+    if args.command not in CLAIMING or getattr(args, "dry_run", False):
+        return nullcontext()
+    from harness.testbed.claim import claim
+
+    return claim(_load(args), " ".join(["fallover", *argv]))
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     sigterm_as_ctrl_c()
@@ -210,7 +223,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     handler = {**COMMANDS, **FAULT_COMMANDS, **BOX_COMMANDS, **NIGHTLY_COMMANDS, **BACKUP_COMMANDS,
                **REPORT_COMMANDS}[args.command]
     try:
-        return handler(args)
+        with _claimed(args, sys.argv[1:] if argv is None else argv):
+            return handler(args)
     except UsageError as e:
         print(f"fallover: error: {e}", file=sys.stderr)
         return 2

@@ -239,6 +239,7 @@ def live_line(config: pytest.Config, line: str) -> None:
 def testbed(topology: Topology, pytestconfig: pytest.Config) -> Iterator[Testbed]:
     """The cluster's machines, brought up once per session (one per xdist worker) and torn down after."""
     from harness.testbed import open_testbed
+    from harness.testbed.claim import claim
 
     tb = open_testbed(topology)
 
@@ -246,16 +247,24 @@ def testbed(topology: Topology, pytestconfig: pytest.Config) -> Iterator[Testbed
         if pytestconfig.getoption("verbose") > 0:
             live_line(pytestconfig, f"[testbed] {msg}")
 
+    try:  # one session per testbed: a second one would undo this one's faults (harness/testbed/claim.py)
+        held = claim(topology, "pytest " + " ".join(pytestconfig.invocation_params.args))
+        held.__enter__()
+    except UsageError as e:
+        pytest.exit(str(e), returncode=2)
     try:
         tb.up(progress=progress)
         _record_environment(pytestconfig, topology, tb)
         yield tb
     finally:  # a bring-up that failed half-way is taken down too: nothing of it is left on the machine
-        if not pytestconfig.getoption("--keep-testbed"):
-            tb.down()
-        opened = getattr(tb, "connections_opened", None)
-        if opened is not None:  # the issue's measure: ~one per node, plus one per restart (past pytest's capture)
-            live_line(pytestconfig, f"[testbed] {topology.name}: {opened} SSH connections opened in this session")
+        try:
+            if not pytestconfig.getoption("--keep-testbed"):
+                tb.down()
+            opened = getattr(tb, "connections_opened", None)
+            if opened is not None:  # the issue's measure: ~one per node, plus one per restart (past pytest's capture)
+                live_line(pytestconfig, f"[testbed] {topology.name}: {opened} SSH connections opened in this session")
+        finally:
+            held.__exit__(None, None, None)
 
 
 def _record_environment(config: pytest.Config, topology: Topology, testbed: Testbed) -> None:
