@@ -28,17 +28,24 @@ from harness.errors import UsageError
 from harness.testbed.layout import Layout
 from harness.topology import Topology
 
-CLAIM_ROOT = Path(os.environ.get("FALLOVER_CLAIM_ROOT", "/run/fallover-claims"))
+def claim_root() -> Path:
+    """Where claims live: /run (a tmpfs: a reboot ends every session), FALLOVER_CLAIM_ROOT for tests."""
+    return Path(os.environ.get("FALLOVER_CLAIM_ROOT", "/run/fallover-claims"))
+
 
 _held: dict[Path, int] = {}
 """Claims this process holds, with their depth: a command that calls another (up then status, a session's
 fixture then a heal) claims once. flock is per open file, so a second open here would refuse ourselves."""
 
+INHERITED = "FALLOVER_CLAIMS"
+"""The claims a process holds, passed down in its environment: what a holder starts (a test that runs
+`fallover backup` in the session's testbed, `nightly`'s pytest) works under its parent's claim."""
+
 
 def claim_path(topology: Topology, instance: str | None = None, root: Path | None = None) -> Path:
     """The claim of one testbed instance: named as its namespaces, domains and state are (Layout.prefix)."""
     layout = Layout(topology) if instance is None else Layout(topology, instance=instance)
-    return (root or CLAIM_ROOT) / f"{layout.prefix}.claim"
+    return (root or claim_root()) / f"{layout.prefix}.claim"
 
 
 def holder(path: Path) -> str:
@@ -56,6 +63,9 @@ def claim(topology: Topology, command: str | None = None, *, instance: str | Non
           root: Path | None = None) -> Iterator[Path]:
     """Hold the testbed's claim for the block; UsageError (exit 2, nothing touched) if another holds it."""
     path = claim_path(topology, instance, root)
+    if path not in _held and str(path) in os.environ.get(INHERITED, "").split(os.pathsep) and path.exists():
+        yield path  # a parent holds it and is alive (its release removes the file)
+        return
     if path in _held:
         _held[path] += 1
         try:
@@ -67,15 +77,24 @@ def claim(topology: Topology, command: str | None = None, *, instance: str | Non
     os.ftruncate(fd, 0)
     os.write(fd, f"{os.getpid()}\n{time.time():.0f}\n{command or ' '.join(sys.argv)}\n".encode())
     _held[path] = 1
+    _export()
     try:
         yield path
     finally:
         del _held[path]
+        _export()
         with contextlib.suppress(OSError):
             path.unlink()  # still locked: no one else can be using this inode's lock right now
         with contextlib.suppress(OSError):
             path.parent.rmdir()  # only when empty: nothing of fallover is left on an idle machine
         os.close(fd)
+
+
+_INHERITED_HERE = [p for p in os.environ.get(INHERITED, "").split(os.pathsep) if p]
+
+
+def _export() -> None:
+    os.environ[INHERITED] = os.pathsep.join(dict.fromkeys([*_INHERITED_HERE, *map(str, _held)]))
 
 
 def _lock(path: Path, topology: Topology) -> int:

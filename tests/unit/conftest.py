@@ -1,7 +1,7 @@
 """Fixtures that modules split by concept share: the fault checks' fake testbed and its switch
 (test_fault_checks*.py), the OCF agent and a daemon for it to start (test_ocf_agent*.py).
 
-None is autouse: a module asks for `quick` with `pytestmark = pytest.mark.usefixtures("quick")`.
+None is autouse but `own_claims`: a module asks for `quick` with `pytestmark = pytest.mark.usefixtures("quick")`.
 """
 
 from __future__ import annotations
@@ -16,6 +16,13 @@ from fake_testbed import FakeTestbed
 from ocf_agent import DAEMON, Agent
 
 from harness.faults import base
+
+
+@pytest.fixture(autouse=True)
+def own_claims(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Unit tests that run `fallover heal` or `restore` (in-process or as a child) claim a testbed of their
+    own: a real session on this machine holding the default testbed must not turn their exit 2 into "in use"."""
+    monkeypatch.setenv("FALLOVER_CLAIM_ROOT", str(tmp_path_factory.mktemp("claims")))
 
 
 @pytest.fixture

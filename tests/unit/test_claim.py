@@ -68,6 +68,16 @@ def test_release_removes_the_claim_and_a_nested_claim_is_the_same_one(tmp_path: 
     assert claim_path(TOPOLOGY, "unit", root) == outer
 
 
+def test_what_a_holder_starts_works_under_its_claim(tmp_path: Path) -> None:
+    """A test that runs `fallover backup` in its session's testbed, or nightly's pytest, is not refused."""
+    with claim(TOPOLOGY, "pytest tests", instance="unit", root=tmp_path):
+        child = subprocess.run([sys.executable, "-c", HOLD.replace("time.sleep(120)", "pass"), str(tmp_path)],
+                               capture_output=True, text=True, timeout=60)
+        assert child.returncode == 0 and child.stdout == "held\n", child.stderr
+        assert (tmp_path / "fo-local-unit.claim").exists()  # the child's end released nothing
+    assert not (tmp_path / "fo-local-unit.claim").exists()
+
+
 @pytest.mark.parametrize("args", [["heal"], ["inject", "node_power_off", "--node", "node1", "--duration", "1"],
                                   ["down"], ["up"]])
 def test_commands_that_change_the_testbed_refuse_a_busy_one(tmp_path: Path, holder: subprocess.Popen[str],
