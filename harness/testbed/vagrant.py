@@ -219,8 +219,10 @@ class VagrantTestbed(VmControl, VmDisk, SshTestbed):
         lab.fences.touch()
         progress("lab: virtlogd and libvirtd")
         lab.start_daemon("virtlogd", ["virtlogd", "-d", "-p", str(lab.pidfile("virtlogd"))])
-        lab.start_daemon("libvirtd", ["libvirtd", "-d", "-p", str(lab.pidfile("libvirtd"))],
-                         ready=Path("/run/libvirt/libvirt-sock"))
+        # in the foreground under a reaper: the qemus it daemonizes are reaped the moment they exit, so a
+        # destroy (a fence, a power-off) does not wait on this machine's slow PID 1 (harness/testbed/reaper.py)
+        lab.start_daemon("libvirtd", [sys.executable, "-m", "harness.testbed.reaper", "libvirtd"],
+                         ready=Path("/run/libvirt/libvirt-sock"), foreground=True)
         if lab.virsh("pool-info", "default", check=False).returncode != 0:
             lab.virsh("pool-define-as", "default", "dir", "--target", "/var/lib/libvirt/images")
             lab.virsh("pool-build", "default")
