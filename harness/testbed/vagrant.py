@@ -29,7 +29,7 @@ from typing import Any
 
 from harness.errors import FalloverError, TestbedError
 from harness.inventory import SshHost, SshInventory
-from harness.testbed import vagrantbox, vagrantconf
+from harness.testbed import alertagent, vagrantbox, vagrantconf
 from harness.testbed.base import CAPABILITIES, Capabilities, LogFile, Pace, Progress, quiet
 from harness.testbed.layout import AGENTS, ASSETS, Layout, default_instance
 from harness.testbed.restore import restore
@@ -261,6 +261,7 @@ class VagrantTestbed(VmControl, VmDisk, SshTestbed):
         emulated = vagrantconf.accel(lab, self.accel) == "tcg"
         cib = vagrantconf.guest_cib(lab, clusterconf.empty_cib(), emulated=emulated)
         coro = vagrantconf.guest_corosync(lab)
+        forward = alertagent.forwarder(self.state / "build")  # compiled C; the Python one without a compiler
         for n in self.topology.node_names:
             d = root / n
             d.mkdir(parents=True, exist_ok=True)
@@ -269,9 +270,10 @@ class VagrantTestbed(VmControl, VmDisk, SshTestbed):
             (d / "corosync.conf").write_text(coro)
             shutil.copyfile(key, d / "authkey")
             shutil.copyfile(lab.fence_key, d / "fence_xvm.key")
-            for src in (VAGRANT_DIR / "provision.sh", VAGRANT_DIR / "fallover-alert-forward", AGENTS / "fallover-app",
-                        AGENTS / "kvapp.py", AGENTS / "netwatch", AGENTS / "netwatch.py", ASSETS / "fallover-alert"):
+            for src in (VAGRANT_DIR / "provision.sh", AGENTS / "fallover-app", AGENTS / "kvapp.py",
+                        AGENTS / "netwatch", AGENTS / "netwatch.py", ASSETS / "fallover-alert"):
                 shutil.copyfile(src, d / src.name)
+            shutil.copyfile(forward, d / "fallover-alert-forward")
             with tarfile.open(root / f"{n}.tar", "w") as tar:
                 for f in sorted(d.iterdir()):
                     tar.add(f, arcname=f.name)
