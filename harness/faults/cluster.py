@@ -8,6 +8,7 @@ from harness.errors import FalloverError, TransportError
 from harness.faults.base import Fault, Target, look_until, mark
 from harness.faults.ops import SYSTEMD_RUN, make_whole, pids
 from harness.testbed.base import Testbed
+from harness.transport.armed import arm_kill
 
 
 HOLD_CONF = "fallover-hold.conf"
@@ -84,9 +85,14 @@ class _KillDaemon(Fault):
         if not found:
             raise FalloverError(f"{node}: none of {', '.join(self.processes)} was running")
         # one kill for all of them, measured from here: the restart hold and the lookups took seconds on a
-        # busy TCG guest (20 s for the hold's daemon-reload, pacemaker_kill-node1 2026-11-30), not the fault
+        # busy TCG guest (20 s for the hold's daemon-reload, pacemaker_kill-node1 2026-11-30), not the fault;
+        # so did an SSH session's start for the kill itself (0.9-3.4 s), hence a shell armed beforehand
+        armed = arm_kill(testbed.node(node), "KILL", found)
         mark(undo, "kill", fault_start=True)
-        testbed.node(node).run(["kill", "-KILL", *map(str, found)], timeout=10, check=False)
+        if armed is not None:
+            armed.fire()
+        else:
+            testbed.node(node).run(["kill", "-KILL", *map(str, found)], timeout=10, check=False)
 
     def verify(self, testbed: Testbed, target: Target, undo: dict[str, Any]) -> None:
         """Every killed PID is gone (a respawned daemon has a new PID; a node fenced meanwhile took them all)."""
