@@ -238,8 +238,9 @@ def live_line(config: pytest.Config, line: str) -> None:
 @pytest.fixture(scope="session")
 def testbed(topology: Topology, pytestconfig: pytest.Config) -> Iterator[Testbed]:
     """The cluster's machines, brought up once per session (one per xdist worker) and torn down after."""
+    from harness.report.environment import record_or_note
     from harness.testbed import open_testbed
-    from harness.testbed.claim import claim
+    from harness.testbed.claim import hold
 
     tb = open_testbed(topology)
 
@@ -247,36 +248,20 @@ def testbed(topology: Topology, pytestconfig: pytest.Config) -> Iterator[Testbed
         if pytestconfig.getoption("verbose") > 0:
             live_line(pytestconfig, f"[testbed] {msg}")
 
-    try:  # one session per testbed: a second one would undo this one's faults (harness/testbed/claim.py)
-        held = claim(topology, "pytest " + " ".join(pytestconfig.invocation_params.args))
-        held.__enter__()
+    try:  # one session per testbed, until it is down: another would undo its faults (harness/testbed/claim.py)
+        pytestconfig.add_cleanup(hold(topology, "pytest " + " ".join(pytestconfig.invocation_params.args)))
     except UsageError as e:
         pytest.exit(str(e), returncode=2)
     try:
         tb.up(progress=progress)
-        _record_environment(pytestconfig, topology, tb)
+        record_or_note(pytestconfig.stash[run_dir_key], topology, tb, pytestconfig.getoption("--seed"))
         yield tb
     finally:  # a bring-up that failed half-way is taken down too: nothing of it is left on the machine
-        try:
-            if not pytestconfig.getoption("--keep-testbed"):
-                tb.down()
-            opened = getattr(tb, "connections_opened", None)
-            if opened is not None:  # the issue's measure: ~one per node, plus one per restart (past pytest's capture)
-                live_line(pytestconfig, f"[testbed] {topology.name}: {opened} SSH connections opened in this session")
-        finally:
-            held.__exit__(None, None, None)
-
-
-def _record_environment(config: pytest.Config, topology: Topology, testbed: Testbed) -> None:
-    """Versions, kernel, harness revision and seed into the run directory, once per run (see harness.report)."""
-    from harness.report.environment import record
-
-    run_dir = config.stash[run_dir_key]
-    try:
-        run_dir.mkdir(parents=True, exist_ok=True)
-        record(run_dir, topology, testbed, config.getoption("--seed"))
-    except Exception as e:  # noqa: BLE001 — a missing record is shown on the page, never a failed session
-        (run_dir / "environment-error.txt").write_text(f"{type(e).__name__}: {e}\n")
+        if not pytestconfig.getoption("--keep-testbed"):
+            tb.down()
+        opened = getattr(tb, "connections_opened", None)
+        if opened is not None:  # the issue's measure: ~one per node, plus one per restart (past pytest's capture)
+            live_line(pytestconfig, f"[testbed] {topology.name}: {opened} SSH connections opened in this session")
 
 
 @pytest.fixture

@@ -87,6 +87,16 @@ def record(run_dir: Path, topology: Topology, testbed: Testbed | None, seed: int
     return path
 
 
+def record_or_note(run_dir: Path, topology: Topology, testbed: Testbed, seed: int | None) -> None:
+    """`record`, for a session: a record that could not be written is noted in environment-error.txt (the page
+    shows it missing), never a failed session."""
+    try:
+        run_dir.mkdir(parents=True, exist_ok=True)
+        record(run_dir, topology, testbed, seed)
+    except Exception as e:  # noqa: BLE001
+        (run_dir / "environment-error.txt").write_text(f"{type(e).__name__}: {e}\n")
+
+
 def stack_versions(env: dict[str, Any]) -> dict[str, str]:
     """One line per software across nodes: "pacemaker" → "2.1.5 (node1, node2, node3)"; differing nodes listed apart.
 

@@ -21,7 +21,7 @@ import fcntl
 import os
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 from harness.errors import UsageError
@@ -91,6 +91,14 @@ def claim(topology: Topology, command: str | None = None, *, instance: str | Non
 
 
 _INHERITED_HERE = [p for p in os.environ.get(INHERITED, "").split(os.pathsep) if p]
+
+
+def hold(topology: Topology, command: str) -> Callable[[], None]:
+    """The claim, held until the returned function is called: for a holder whose end is a callback (a pytest
+    session's cleanup, which runs after its testbed is down)."""
+    held = claim(topology, command)
+    held.__enter__()
+    return lambda: held.__exit__(None, None, None)
 
 
 def _export() -> None:
