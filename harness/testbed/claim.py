@@ -40,6 +40,7 @@ fixture then a heal) claims once. flock is per open file, so a second open here 
 INHERITED = "FALLOVER_CLAIMS"
 """The claims a process holds, passed down in its environment: what a holder starts (a test that runs
 `fallover backup` in the session's testbed, `nightly`'s pytest) works under its parent's claim."""
+_INHERITED_HERE = [p for p in os.environ.get(INHERITED, "").split(os.pathsep) if p]
 
 
 def claim_path(topology: Topology, instance: str | None = None, root: Path | None = None) -> Path:
@@ -63,7 +64,7 @@ def claim(topology: Topology, command: str | None = None, *, instance: str | Non
           root: Path | None = None) -> Iterator[Path]:
     """Hold the testbed's claim for the block; UsageError (exit 2, nothing touched) if another holds it."""
     path = claim_path(topology, instance, root)
-    if path not in _held and str(path) in os.environ.get(INHERITED, "").split(os.pathsep) and path.exists():
+    if path not in _held and str(path) in _INHERITED_HERE and path.exists():
         yield path  # a parent holds it and is alive (its release removes the file)
         return
     if path in _held:
@@ -88,9 +89,6 @@ def claim(topology: Topology, command: str | None = None, *, instance: str | Non
         with contextlib.suppress(OSError):
             path.parent.rmdir()  # only when empty: nothing of fallover is left on an idle machine
         os.close(fd)
-
-
-_INHERITED_HERE = [p for p in os.environ.get(INHERITED, "").split(os.pathsep) if p]
 
 
 def hold(topology: Topology, command: str) -> Callable[[], None]:
